@@ -1,0 +1,43 @@
+"""selinon_like: one place for task-running programs to persist task results.
+
+A YAML file declares named storages; :class:`StoragePool` imports each adapter by dotted path,
+keeps one connected instance per process and makes ``retrieve``/``store``/``store_error`` safe
+under threads and ``fork``. Adapters subclass :class:`DataStorage`.
+"""
+
+from __future__ import annotations
+
+from selinon_like.errors import (
+    ConfigError,
+    ResultNotFound,
+    SelinonLikeError,
+    SerializationError,
+    StorageError,
+    StorageUnavailable,
+    UnknownStorageError,
+)
+from selinon_like.keys import Key
+from selinon_like.pool import StorageHealth, StoragePool
+from selinon_like.retry import RetryPolicy
+from selinon_like.storage import DataStorage, make_error_record
+from selinon_like.streams import Digest
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DataStorage",
+    "Digest",
+    "Key",
+    "ResultNotFound",
+    "RetryPolicy",
+    "SelinonLikeError",
+    "SerializationError",
+    "StorageError",
+    "StorageHealth",
+    "StoragePool",
+    "StorageUnavailable",
+    "UnknownStorageError",
+    "__version__",
+    "make_error_record",
+]

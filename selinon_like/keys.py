@@ -1,0 +1,110 @@
+"""The result key ``(flow_name, task_name, task_id)``: validation and injective encodings.
+
+Every adapter keys results by the exact triple. These helpers are the only place that turns a
+triple into a service's key, so two different triples can never meet in any adapter:
+
+* :func:`pack_key` — one string with length prefixes (Redis keys, log lines);
+* :func:`encode_part` / :func:`decode_part` — a token made of ``[a-z0-9_%-]`` only, safe as a
+  file name on any file system (case-insensitive ones too) and in an S3 key; ``.``, ``/`` and
+  ``..`` can never appear, so no key escapes its directory or prefix;
+* :func:`key_digest` — a fixed-size SHA-256 of the triple, for unique indexes and long names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+__all__ = [
+    "Key",
+    "check_key",
+    "decode_part",
+    "encode_part",
+    "key_digest",
+    "pack_key",
+    "unpack_key",
+]
+
+Key = tuple[str, str, str]
+
+_NAMES = ("flow_name", "task_name", "task_id")
+
+
+def check_key(flow_name: object, task_name: object, task_id: object) -> None:
+    """Refuse a key before any I/O: ``TypeError`` for a non-``str`` part, ``ValueError`` for an
+    empty task id, a NUL character or a lone surrogate (neither survives UTF-8 services)."""
+    for name, part in zip(_NAMES, (flow_name, task_name, task_id)):
+        if not isinstance(part, str):
+            raise TypeError(
+                f"{name} must be a str, not {type(part).__name__}: key parts are plain strings"
+            )
+        if not part.isascii():
+            try:
+                part.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(
+                    f"{name} contains a lone surrogate and cannot be stored as UTF-8"
+                ) from None
+        if "\x00" in part:
+            raise ValueError(f"{name} contains a NUL character, which no service stores")
+    if not task_id:
+        raise ValueError("task_id must not be empty")
+
+
+def pack_key(flow_name: str, task_name: str, task_id: str) -> str:
+    """``"4:flow/4:task/id"``: length prefixes make it injective whatever the parts contain."""
+    return f"{len(flow_name)}:{flow_name}/{len(task_name)}:{task_name}/{task_id}"
+
+
+def unpack_key(packed: str) -> Key:
+    """The inverse of :func:`pack_key`; ``ValueError`` for a string it did not make."""
+    parts: list[str] = []
+    pos = 0
+    for _ in range(2):
+        colon = packed.index(":", pos)
+        length = int(packed[pos:colon])
+        start = colon + 1
+        end = start + length
+        if packed[end : end + 1] != "/":
+            raise ValueError(f"not a packed key: {packed!r}")
+        parts.append(packed[start:end])
+        pos = end + 1
+    return parts[0], parts[1], packed[pos:]
+
+
+_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def encode_part(part: str) -> str:
+    """An injective token of ``[a-z0-9_%-]``: ``_`` then the UTF-8 bytes, percent-encoded except
+    lowercase letters, digits, ``-`` and ``_`` (uppercase is encoded too, so ``A`` and ``a``
+    stay apart on case-insensitive file systems). Never empty, never ``.`` or ``..``."""
+    return "_" + "".join(
+        chr(byte) if byte in _SAFE else f"%{byte:02x}" for byte in part.encode("utf-8")
+    )
+
+
+def decode_part(token: str) -> str:
+    """The inverse of :func:`encode_part`."""
+    if not token.startswith("_"):
+        raise ValueError(f"not an encoded key part: {token!r}")
+    out = bytearray()
+    i = 1
+    while i < len(token):
+        if token[i] == "%":
+            out.append(int(token[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out.append(ord(token[i]))
+            i += 1
+    return out.decode("utf-8")
+
+
+def key_digest(flow_name: str, task_name: str, task_id: str) -> str:
+    """Hex SHA-256 of the packed key: fixed size, for unique indexes and over-long names."""
+    return hashlib.sha256(pack_key(flow_name, task_name, task_id).encode("utf-8")).hexdigest()
+
+
+def keys_matching(keys: Iterable[Key], flow_name: str | None) -> Iterable[Key]:
+    """Filter helper for ``iter_keys(flow_name)`` implementations."""
+    return keys if flow_name is None else (key for key in keys if key[0] == flow_name)

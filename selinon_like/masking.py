@@ -1,0 +1,81 @@
+"""Keeping secrets out of every ``repr``, log line, exception message and CLI output.
+
+A configuration value is secret when its key names a secret (``password``, ``secret``,
+``token``, ``credential``, ``*_key``, ``access_key…``); credentials inside a URL (the password in
+``scheme://user:password@host``) are secret in any key. :func:`scrub` removes every known secret
+value from free text such as a driver's error message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["MASK", "is_secret_key", "mask_config", "mask_url", "scrub", "secret_values"]
+
+MASK = "***"
+
+_SECRET_KEY = re.compile(
+    r"pass(word|wd)?|secret|token|credential|private|(^|_)key$|access_key|api_?key|auth",
+    re.IGNORECASE,
+)
+# scheme://[user[:password]@]host — the userinfo part is what we mask.
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s]*)@")
+
+
+def is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key))
+
+
+def mask_url(text: str) -> str:
+    """Replace the password of every ``scheme://user:password@`` in ``text``."""
+
+    def _mask(match: re.Match[str]) -> str:
+        user, sep, _password = match.group("userinfo").partition(":")
+        return f"{match.group('scheme')}{user}{':' + MASK if sep else ''}@"
+
+    return _URL_USERINFO.sub(_mask, text)
+
+
+def mask_config(configuration: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of an adapter configuration that is safe to print."""
+    masked: dict[str, Any] = {}
+    for key, value in configuration.items():
+        if is_secret_key(str(key)) and value not in (None, ""):
+            masked[key] = MASK
+        elif isinstance(value, str):
+            masked[key] = mask_url(value)
+        elif isinstance(value, Mapping):
+            masked[key] = mask_config(value)
+        else:
+            masked[key] = value
+    return masked
+
+
+def secret_values(configuration: Mapping[str, Any]) -> list[str]:
+    """Every secret string in a configuration: secret keys' values and URL passwords."""
+    found: list[str] = []
+    for key, value in configuration.items():
+        if isinstance(value, Mapping):
+            found += secret_values(value)
+            continue
+        if not isinstance(value, str) or not value:
+            continue
+        if is_secret_key(str(key)):
+            found.append(value)
+        for match in _URL_USERINFO.finditer(value):
+            _user, sep, password = match.group("userinfo").partition(":")
+            if sep and password:
+                found.append(password)
+    # Longest first, so a secret that contains another is removed whole.
+    return sorted(set(found), key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with URL passwords and every given secret replaced by ``***``."""
+    text = mask_url(text)
+    for secret in secrets:
+        if len(secret) >= 3:
+            text = text.replace(secret, MASK)
+    return text
