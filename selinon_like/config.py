@@ -390,7 +390,7 @@ def _check_sub_mapping(entry: dict[str, Any], key: str, allowed: tuple[str, ...]
 
 
 def _unknown_storage_key(key: str) -> str:
-    close = difflib.get_close_matches(key, STORAGE_KEYS, n=1)
+    close = difflib.get_close_matches(key, STORAGE_KEYS, n=1, cutoff=0.85)
     if close:
         return f"unknown key {key!r}; did you mean {close[0]!r}?"
     return (
@@ -448,7 +448,8 @@ def _build(entry: dict[str, Any], path: Path, doc: _Document) -> tuple[StorageSp
 
     def located(exc: ConfigError, key: str | None) -> ConfigError:
         line = doc.line((*path, *key.split("."))) if key else doc.line(path)
-        return exc.with_context(file=doc.source, line=line, storage=name, key=key)
+        exc.key = key
+        return exc.with_context(file=doc.source, line=line, storage=name)
 
     module = entry.get("import")
     classname = entry.get("classname") or name
