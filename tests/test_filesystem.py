@@ -1,0 +1,106 @@
+"""Filesystem under the contract kit, plus its own guarantees: safe paths, atomic writes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from selinon_like import ResultNotFound, SerializationError
+from selinon_like.testing import StorageContract, connected
+from storages.filesystem import Filesystem
+
+
+class TestFilesystem(StorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> Iterator[Filesystem]:
+        yield from connected(Filesystem(path=str(tmp_path / "store")))  # type: ignore[misc]
+
+
+@pytest.fixture
+def fs(tmp_path: Path) -> Iterator[Any]:
+    storage = Filesystem(path=str(tmp_path / "root"))
+    storage.connect()
+    yield storage
+    storage.disconnect()
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        ("flow", "task", "../../x"),
+        ("..", "..", "../../../../etc/passwd"),
+        ("/abs", "/etc", "/passwd"),
+        ("a", "b", "c" * 3000),
+        ("~x", ".hidden", "%2e%2e"),
+    ],
+)
+def test_no_key_escapes_the_root(fs: Any, tmp_path: Path, key: tuple[str, str, str]) -> None:
+    fs.store(*key, {"v": 1})
+    assert fs.retrieve(*key) == {"v": 1}
+    root = (tmp_path / "root").resolve()
+    files = _files(tmp_path)
+    assert files, "nothing was written"
+    for path in files:
+        assert root in path.resolve().parents
+        assert len(path.name.encode()) <= 255
+    assert key in set(fs.iter_keys(key[0]))
+
+
+def test_record_id_is_the_path_under_the_root(fs: Any, tmp_path: Path) -> None:
+    record_id = fs.store("Flow", "task", "id", 1)
+    assert (tmp_path / "root" / record_id).is_file()
+    assert not os.path.isabs(record_id) and ".." not in record_id.split("/")
+
+
+def test_a_failed_write_keeps_the_old_result_and_leaves_no_temp(
+    fs: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs.store("f", "t", "1", {"old": 1})
+
+    def broken_replace(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(Exception) as info:
+        fs.store("f", "t", "1", {"new": 2})
+    monkeypatch.undo()
+    assert "No space left" in str(info.value)
+    assert fs.retrieve("f", "t", "1") == {"old": 1}
+    assert not [p for p in _files(tmp_path) if p.name.startswith(".tmp-")]
+
+
+def test_unserializable_result_creates_no_file(fs: Any, tmp_path: Path) -> None:
+    with pytest.raises(SerializationError):
+        fs.store("f", "t", "1", {"s": {1}})
+    assert _files(tmp_path) == []
+
+
+def test_errors_live_apart_from_results(fs: Any, tmp_path: Path) -> None:
+    fs.store_error({"a": 1}, "f", "t", "1", RuntimeError("boom"))
+    with pytest.raises(ResultNotFound):
+        fs.retrieve("f", "t", "1")
+    assert list(fs.iter_keys()) == []
+    assert all("errors" in p.parts for p in _files(tmp_path))
+
+
+def test_ping_fails_when_the_root_is_gone(fs: Any, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(tmp_path / "root")
+    with pytest.raises(Exception, match="not a directory"):
+        fs.ping()
+
+
+def test_fsync_option(tmp_path: Path) -> None:
+    storage: Any = Filesystem(path=str(tmp_path), fsync="true")
+    storage.connect()
+    storage.store("f", "t", "1", [1])
+    assert storage.fsync is True and storage.retrieve("f", "t", "1") == [1]
