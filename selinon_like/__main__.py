@@ -1,0 +1,3 @@
+from selinon_like.cli import main
+
+main(prog_name="selinon-like")
