@@ -30,8 +30,10 @@ class CacheSpec:
     ttl: float | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_size, bool) or not isinstance(self.max_size, int) or (
-            self.max_size < 1
+        if (
+            isinstance(self.max_size, bool)
+            or not isinstance(self.max_size, int)
+            or (self.max_size < 1)
         ):
             raise ConfigError(
                 f"max_size must be a whole number >= 1, not {self.max_size!r}",
@@ -46,12 +48,12 @@ class CacheSpec:
             )
 
     @classmethod
-    def from_config(cls, mapping: dict[str, Any] | None | bool) -> CacheSpec | None:
+    def from_config(cls, mapping: dict[str, Any] | bool | None) -> CacheSpec | None:
         if not mapping:
             return None
         if mapping is True:
             return cls()
-        return cls(**mapping)  # type: ignore[arg-type]
+        return cls(**mapping)
 
     def build(self) -> ResultCache:
         return ResultCache(self.max_size, self.ttl)

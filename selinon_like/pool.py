@@ -251,12 +251,18 @@ class StoragePool:
             started = time.perf_counter()
             try:
                 self.get_connected_storage(name).ping()
-            except Exception as exc:  # noqa: BLE001 - reported, not raised
-                rows.append(StorageHealth(name, spec.cls.__name__, False, None,
-                                          describe_error(exc, spec.configuration)))
+            except Exception as exc:
+                rows.append(
+                    StorageHealth(
+                        name,
+                        spec.cls.__name__,
+                        False,
+                        None,
+                        describe_error(exc, spec.configuration),
+                    )
+                )
                 continue
-            rows.append(StorageHealth(name, spec.cls.__name__, True,
-                                      time.perf_counter() - started))
+            rows.append(StorageHealth(name, spec.cls.__name__, True, time.perf_counter() - started))
         return rows
 
     @_PoolMethod
@@ -282,5 +288,4 @@ def describe_error(exc: BaseException, configuration: Mapping[str, Any]) -> str:
     from selinon_like.masking import secret_values
 
     text = str(exc) if isinstance(exc, SelinonLikeError) else f"{type(exc).__name__}: {exc}"
-    return scrub(text.splitlines()[0] if text else type(exc).__name__,
-                 secret_values(configuration))
+    return scrub(text.splitlines()[0] if text else type(exc).__name__, secret_values(configuration))

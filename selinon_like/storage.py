@@ -18,6 +18,7 @@ defines. A custom adapter therefore writes plain methods, exactly as in Selinon.
 from __future__ import annotations
 
 import abc
+import contextlib
 import datetime as _dt
 import functools
 import json
@@ -179,27 +180,27 @@ class DataStorage(abc.ABC):
         """Store ``(flow_name, task_name, task_id, result)`` items; their record ids in order.
 
         The default calls :meth:`store` once per item; adapters override it with one round
-        trip (or a few batched ones) where the service allows."""
+        trip (or a few batched ones) where the service allows. Every result is serialized
+        first, so one the serializer refuses stores nothing."""
+        items = list(items)
+        for _flow, _task, _task_id, result in items:
+            self.serializer.dumps(result)
         return [self.store(flow, task, task_id, result) for flow, task, task_id, result in items]
 
     def retrieve_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
         """The results of the keys that have one, by key (missing keys are left out)."""
         found: dict[Key, Any] = {}
         for flow, task, task_id in keys:
-            try:
+            with contextlib.suppress(ResultNotFound):
                 found[(flow, task, task_id)] = self.retrieve(flow, task, task_id)
-            except ResultNotFound:
-                pass
         return found
 
     def ping(self) -> bool:
         """One real round trip to the service; True, or raises :class:`StorageError`.
 
         The default looks up a key that is never stored."""
-        try:
+        with contextlib.suppress(ResultNotFound):
             self.retrieve("selinon_like", "ping", "ping")
-        except ResultNotFound:
-            pass
         return True
 
     def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
@@ -218,9 +219,9 @@ class DataStorage(abc.ABC):
 
     # -- helpers for adapter authors -------------------------------------------------------
 
-    def not_found(self, flow_name: str, task_name: str, task_id: str, what: str = "result") -> (
-        ResultNotFound
-    ):
+    def not_found(
+        self, flow_name: str, task_name: str, task_id: str, what: str = "result"
+    ) -> ResultNotFound:
         """The one "not found" error, with a message naming the storage and the key."""
         return ResultNotFound(
             f"{self.storage_name}: no {what} stored for flow {flow_name!r}, task {task_name!r}, "
@@ -231,7 +232,7 @@ class DataStorage(abc.ABC):
         """Whether a driver error may go away on retry. Adapters extend this."""
         return isinstance(exc, (ConnectionError, TimeoutError))
 
-    def recover(self, exc: BaseException) -> None:
+    def recover(self, exc: BaseException) -> None:  # noqa: B027 - optional hook, empty by default
         """Called before a retry after a transient error; adapters may reset a connection."""
 
     def _not_implemented(self, method: str) -> NotImplementedError:
@@ -259,15 +260,14 @@ class DataStorage(abc.ABC):
         kwargs: dict[str, Any],
     ) -> Any:
         cache = self.cache
-        if cache is not None and key is not None:
-            if op == "retrieve":
-                hit, value = cache.get(key)
-                if hit:
-                    if self.observer is not None:
-                        self.observer.event(self, "cache_hit", key, 0.0, None)
-                    return value
+        if cache is not None and key is not None and op == "retrieve":
+            hit, value = cache.get(key)
+            if hit:
                 if self.observer is not None:
-                    self.observer.event(self, "cache_miss", key, 0.0, None)
+                    self.observer.event(self, "cache_hit", key, 0.0, None)
+                return value
+            if self.observer is not None:
+                self.observer.event(self, "cache_miss", key, 0.0, None)
         observer = self.observer
         started = time.perf_counter() if observer is not None else 0.0
         policy = NO_RETRY if op in _NOT_RETRIED else self.retry_policy
@@ -349,7 +349,7 @@ def _mark(wrapper: F) -> F:
 
 def _key_of(op: str, offset: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Key:
     if len(args) >= offset + 3:
-        return args[offset], args[offset + 1], args[offset + 2]  # type: ignore[return-value]
+        return args[offset], args[offset + 1], args[offset + 2]
     parts = list(args[offset : offset + 3])
     for name in _KEY_NAMES[len(parts) :]:
         if name not in kwargs:

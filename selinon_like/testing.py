@@ -194,9 +194,9 @@ class StorageContract:
         key: list[Any] = [flow, "task", "id"]
         key[position] = bad
         with pytest.raises(TypeError):
-            storage.store(*key, "x")
+            storage.store(key[0], key[1], key[2], "x")
         with pytest.raises(TypeError):
-            storage.retrieve(*key)
+            storage.retrieve(key[0], key[1], key[2])
         if self.supports_iter_keys:
             assert list(storage.iter_keys(flow)) == []
 
@@ -213,7 +213,8 @@ class StorageContract:
     # -- serializer -------------------------------------------------------------------------
 
     @pytest.mark.parametrize(
-        "bad", [object(), {1, 2}, b"bytes", {1: "int key"}, float("nan"), {"a": [{"b": {2}}]}],
+        "bad",
+        [object(), {1, 2}, b"bytes", {1: "int key"}, float("nan"), {"a": [{"b": {2}}]}],
         ids=["object", "set", "bytes", "int-key", "nan", "nested-set"],
     )
     def test_unserializable_result_stores_nothing(
@@ -352,7 +353,7 @@ class StorageContract:
                     storage.store(flow, f"w{worker}", str(i), {"w": worker, "i": i})
                     if i % 10 == 0:
                         assert storage.retrieve(flow, f"w{worker}", str(i)) == {"w": worker, "i": i}
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:
                 failures.append(exc)
 
         threads = [threading.Thread(target=work, args=(w,)) for w in range(threads_n)]

@@ -23,7 +23,7 @@ def require_service(name: str, probe: Callable[[], Any]) -> None:
     when ``SELINON_LIKE_REQUIRE_SERVICES=1`` (as CI sets): absence is then an error."""
     try:
         probe()
-    except Exception as exc:  # noqa: BLE001 - any failure means the service is not usable
+    except Exception as exc:
         message = f"{name} is not reachable: {type(exc).__name__}: {exc}"
         if REQUIRE_SERVICES:
             pytest.fail(message + " (SELINON_LIKE_REQUIRE_SERVICES=1)", pytrace=False)

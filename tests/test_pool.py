@@ -19,7 +19,6 @@ from selinon_like import (
     StorageUnavailable,
     UnknownStorageError,
 )
-from storages.filesystem import Filesystem
 from storages.memory import InMemoryStorage
 
 
@@ -203,8 +202,10 @@ def test_eight_threads_store_500_each_through_one_pool_storage(
         try:
             storage = pool.get_connected_storage("S")
             for i in range(500):
-                storage.store("flow", f"task{worker}", str(i), {"w": worker, "i": i, "pad": "x" * 50})
-        except BaseException as exc:  # noqa: BLE001 - asserted below
+                storage.store(
+                    "flow", f"task{worker}", str(i), {"w": worker, "i": i, "pad": "x" * 50}
+                )
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
@@ -225,8 +226,15 @@ def test_eight_threads_store_500_each_through_one_pool_storage(
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_children_get_their_own_instances(tmp_path: Path) -> None:
     pool = StoragePool.from_dict(
-        {"storages": [{"name": "Files", "classname": "filesystem",
-                       "configuration": {"path": str(tmp_path)}}]}
+        {
+            "storages": [
+                {
+                    "name": "Files",
+                    "classname": "filesystem",
+                    "configuration": {"path": str(tmp_path)},
+                }
+            ]
+        }
     )
     parent_storage = pool.get_connected_storage("Files")
     parent_storage.store("parent", "t", "before", 0)
@@ -371,8 +379,9 @@ class ThreadSafeProbe(ConcurrencyProbe):
     thread_safe = True
 
 
-@pytest.mark.parametrize(("cls", "expect_serial"), [(ConcurrencyProbe, True),
-                                                    (ThreadSafeProbe, False)])
+@pytest.mark.parametrize(
+    ("cls", "expect_serial"), [(ConcurrencyProbe, True), (ThreadSafeProbe, False)]
+)
 def test_non_thread_safe_adapters_are_serialised_however_reached(
     cls: type[ConcurrencyProbe], expect_serial: bool
 ) -> None:
@@ -440,7 +449,7 @@ def test_constructor_arguments_are_checked_by_name() -> None:
     with pytest.raises(ConfigError, match="'host'") as info:
         StoragePool.from_dict({"storages": [base]})
     assert "Min" in str(info.value)
-    with pytest.raises(ConfigError, match="'hots'.*did you mean 'host'"):
+    with pytest.raises(ConfigError, match=r"'hots'.*did you mean 'host'"):
         StoragePool.from_dict({"storages": [{**base, "configuration": {"hots": "x"}}]})
 
 
@@ -452,8 +461,16 @@ def cached_pool(tmp_path: Path, ttl: float | None = None) -> StoragePool:
     if ttl is not None:
         cache["ttl"] = ttl
     return StoragePool.from_dict(
-        {"storages": [{"name": "Files", "classname": "filesystem", "cache": cache,
-                       "configuration": {"path": str(tmp_path)}}]}
+        {
+            "storages": [
+                {
+                    "name": "Files",
+                    "classname": "filesystem",
+                    "cache": cache,
+                    "configuration": {"path": str(tmp_path)},
+                }
+            ]
+        }
     )
 
 
