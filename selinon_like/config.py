@@ -25,8 +25,9 @@ import yaml
 
 from selinon_like.cache import CacheSpec
 from selinon_like.errors import ConfigError
+from selinon_like.masking import MASK, is_secret_key, mask_config, scrub, secret_values
 from selinon_like.registry import import_class
-from selinon_like.retry import DEFAULT_RETRY, RetryPolicy
+from selinon_like.retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 from selinon_like.serializers import Serializer, get_serializer
 from selinon_like.storage import DataStorage
 
@@ -42,7 +43,7 @@ _SAFE_TAGS = {
     for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge")
 }
 _MAX_NODES = 100_000
-_ENV = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_ENV = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
@@ -58,6 +59,12 @@ class StorageSpec:
     retry: RetryPolicy
     cache: CacheSpec | None
     line: int | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"StorageSpec(name={self.name!r}, cls={self.cls.__qualname__}, "
+            f"configuration={mask_config(self.configuration)!r}, serializer={self.serializer!r})"
+        )
 
     def build(self) -> DataStorage:
         """A new, unconnected instance configured for the pool."""
@@ -78,6 +85,27 @@ class PoolConfig:
     instances: dict[str, DataStorage] = field(default_factory=dict)
 
 
+class _Loader(yaml.SafeLoader):
+    """The safe loader, remembering where each alias is used: PyYAML's nodes only keep the
+    anchor's position, and an error in a repeated alias should point at the repetition."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.alias_lines: dict[tuple[int, int | None], int] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            line: int = event.start_mark.line + 1
+            self.alias_lines[_slot(parent, index)] = line
+        return super().compose_node(parent, index)
+
+
+def _slot(parent: yaml.Node | None, index: Any) -> tuple[int, int | None]:
+    """Where a child sits: its parent and its index (sequence) or key node (mapping)."""
+    return id(parent), (index if isinstance(index, int) or index is None else id(index))
+
+
 class _Document:
     """Turns a YAML node tree into plain Python, recording the line of every path."""
 
@@ -85,6 +113,8 @@ class _Document:
         self.source = source
         self.lines: dict[Path, int] = {}
         self._nodes = 0
+        self._seen: set[int] = set()
+        self.env_problems: list[tuple[Path, ConfigError]] = []
 
     def line(self, path: Path) -> int | None:
         while path:
@@ -97,15 +127,24 @@ class _Document:
         return ConfigError(message, file=self.source, line=self.line(path), **context)
 
     def parse(self, text: str) -> Any:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         try:
             node = loader.get_single_node()
             if node is None:
+                self.lines[()] = 1
                 return None
-            return self._convert(loader, node, (), frozenset())
+            return self._convert(loader, node, (), frozenset(), 1)
+        except RecursionError:
+            raise ConfigError(
+                "the document is nested too deeply to be a storage configuration",
+                file=self.source,
+                line=loader.line + 1,
+            ) from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             problem = exc.problem or exc.context or "invalid YAML"
+            if exc.context and exc.problem and exc.problem.startswith("but "):
+                problem = f"{exc.context}, {exc.problem}"
             raise ConfigError(
                 f"not valid YAML: {problem}",
                 file=self.source,
@@ -117,10 +156,20 @@ class _Document:
             loader.dispose()
 
     def _convert(
-        self, loader: yaml.SafeLoader, node: yaml.Node, path: Path, ancestors: frozenset[int]
+        self,
+        loader: _Loader,
+        node: yaml.Node,
+        path: Path,
+        ancestors: frozenset[int],
+        site: int,
     ) -> Any:
+        """``node`` as plain Python. ``site`` is the line the enclosing value was written at:
+        a node reached again through an alias reports it, not the anchor's line, so an
+        error inside a repeated alias points where it was used."""
         self._nodes += 1
-        line = node.start_mark.line + 1
+        reused = id(node) in self._seen
+        self._seen.add(id(node))
+        line = site if reused else node.start_mark.line + 1
         if self._nodes > _MAX_NODES:
             raise ConfigError(
                 f"the document expands to more than {_MAX_NODES} values (alias bomb?)",
@@ -138,18 +187,22 @@ class _Document:
             )
         self.lines.setdefault(path, line)
         inside = ancestors | {id(node)}
+
+        def line_of(child: yaml.Node, index: Any) -> int:
+            if reused:
+                return line
+            return loader.alias_lines.get(_slot(node, index), child.start_mark.line + 1)
+
         if isinstance(node, yaml.MappingNode):
             loader.flatten_mapping(node)
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
+                key_line = line_of(key_node, None)
                 if not isinstance(key_node, yaml.ScalarNode):
                     raise ConfigError(
-                        "mapping keys must be plain values",
-                        file=self.source,
-                        line=key_node.start_mark.line + 1,
+                        "mapping keys must be plain values", file=self.source, line=key_line
                     )
-                key = self._convert(loader, key_node, (*path, "<key>"), inside)
-                key_line = key_node.start_mark.line + 1
+                key = self._convert(loader, key_node, (*path, "<key>"), inside, key_line)
                 if key in result:
                     raise ConfigError(
                         f"the key {key!r} appears twice in the same mapping",
@@ -157,68 +210,105 @@ class _Document:
                         line=key_line,
                         key=str(key),
                     )
-                self.lines[(*path, key)] = key_line
-                result[key] = self._convert(loader, value_node, (*path, key), inside)
+                child: Path = (*path, key)
+                self.lines[child] = key_line
+                value_line = line_of(value_node, key_node)
+                result[key] = self._convert(loader, value_node, child, inside, value_line)
             return result
         if isinstance(node, yaml.SequenceNode):
             items = []
             for index, item in enumerate(node.value):
-                self.lines[(*path, index)] = item.start_mark.line + 1
-                items.append(self._convert(loader, item, (*path, index), inside))
+                at: Path = (*path, index)
+                self.lines[at] = line_of(item, index)
+                items.append(self._convert(loader, item, at, inside, self.lines[at]))
             return items
-        assert isinstance(node, yaml.ScalarNode)  # noqa: S101 - the three node kinds are exhaustive
-        if node.tag == "tag:yaml.org,2002:str" and "$" in node.value:
+        if not isinstance(node, yaml.ScalarNode):  # the three node kinds are exhaustive
+            raise ConfigError("unexpected YAML node", file=self.source, line=line)
+        is_key = bool(path) and path[-1] == "<key>"
+        if node.tag == "tag:yaml.org,2002:str" and "$" in node.value and not is_key:
             expanded = self._expand(node.value, path)
             if node.style is None:  # plain scalar: type it as if written literally
-                tag = loader.resolve(yaml.ScalarNode, expanded, (True, False))
+                tag: str = loader.resolve(  # type: ignore[no-untyped-call]
+                    yaml.ScalarNode, expanded, (True, False)
+                )
                 node = yaml.ScalarNode(tag, expanded, node.start_mark, node.end_mark, None)
             else:
                 return expanded
-        return loader.construct_object(node, deep=True)
+        try:
+            return loader.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError:
+            raise
+        except Exception:  # PyYAML lets ValueError & co. out for e.g. `!!int abc`
+            kind = node.tag.rpartition(":")[2]
+            key = _key_of(path)
+            shown = MASK if key and is_secret_key(key) else repr(node.value)
+            raise ConfigError(
+                f"{shown} is not a valid {kind}",
+                file=self.source,
+                line=line,
+                key=_key_of(path),
+            ) from None
 
     def _expand(self, text: str, path: Path) -> str:
-        return expand_env(text, lambda message: self.error(message, path, key=_key_of(path)))
+        """Expand ``text``; a mistake is kept (with its place) to be reported with the other
+        problems, and the text stays as written."""
+        try:
+            return expand_env(text)
+        except ConfigError as exc:
+            self.env_problems.append((path, self.error(exc.message, path, key=_key_of(path))))
+            return text
+
+    def plain(self, value: Any, path: Path = ()) -> Any:
+        """An expanded deep copy of an already-parsed structure (``from_dict``)."""
+        if isinstance(value, str):
+            return self._expand(value, path) if "$" in value else value
+        if isinstance(value, Mapping):
+            return {key: self.plain(item, (*path, key)) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.plain(item, (*path, index)) for index, item in enumerate(value)]
+        return copy.deepcopy(value)
 
 
 def _key_of(path: Path) -> str | None:
+    """The dotted key a path names, inside its storage or task entry when it is in one
+    (``("storages", 0, "configuration", "port")`` -> ``configuration.port``)."""
+    if len(path) >= 2 and path[0] in ("storages", "tasks") and isinstance(path[1], int):
+        path = path[2:]
     names = [str(part) for part in path if isinstance(part, str) and part != "<key>"]
-    return ".".join(names[-2:]) if names else None
+    return ".".join(names) if names else None
 
 
-def expand_env(text: str, error: Any = None) -> str:
+def expand_env(text: str) -> str:
     """Expand ``${VAR}``, ``${VAR:-default}``; ``$${`` is a literal ``${``."""
 
     def fail(message: str) -> ConfigError:
-        return error(message) if error is not None else ConfigError(message)
+        return ConfigError(message)
 
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$${":
             return "${"
         inner = match.group(1)
+        if inner is None:
+            raise fail("'${' has no closing '}' (write $${ for a literal ${)")
         name, sep, default = inner.partition(":-")
+        if "${" in default:
+            raise fail(f"${{{inner}}}: a default cannot contain another ${{...}} reference")
         if not _ENV_NAME.match(name):
-            raise fail(f"${{{inner}}} is not a valid variable reference (use ${{NAME}} or "
-                       "${NAME:-default}; write $${ for a literal ${)")
+            raise fail(
+                f"${{{inner}}} is not a valid variable reference (use ${{NAME}} or "
+                "${NAME:-default}; write $${ for a literal ${)"
+            )
         value = os.environ.get(name)
         if value is None or (sep and value == ""):
             if sep:
                 return default
-            raise fail(f"the environment variable {name} is not set (give a default with "
-                       f"${{{name}:-value}})")
+            raise fail(
+                f"the environment variable {name} is not set (give a default with "
+                f"${{{name}:-value}})"
+            )
         return value
 
     return _ENV.sub(replace, text)
-
-
-def _expand_plain(value: Any) -> Any:
-    """``expand_env`` over every string in an already-parsed structure (a new copy)."""
-    if isinstance(value, str):
-        return expand_env(value) if "$" in value else value
-    if isinstance(value, Mapping):
-        return {key: _expand_plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_expand_plain(item) for item in value]
-    return copy.deepcopy(value)
 
 
 # -- public entry points ---------------------------------------------------------------------
@@ -226,11 +316,14 @@ def _expand_plain(value: Any) -> Any:
 
 def load_config(source: str | os.PathLike[str] | IO[str]) -> PoolConfig:
     """Parse and validate a YAML file (a path or an open text stream)."""
-    if hasattr(source, "read"):
+    if not isinstance(source, (str, os.PathLike)):
         name = str(getattr(source, "name", "<stream>"))
-        text = source.read()  # type: ignore[union-attr]
+        try:
+            text = source.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the configuration: {exc}", file=name) from None
     else:
-        name = os.fspath(source)  # type: ignore[arg-type]
+        name = os.fspath(source)
         try:
             with open(name, encoding="utf-8") as handle:
                 text = handle.read()
@@ -250,34 +343,57 @@ def load_mapping(mapping: Mapping[str, Any], source: str = "<dict>") -> PoolConf
             f"the configuration must be a mapping, not {type(mapping).__name__}", file=source
         )
     document = _Document(source)
-    return _validate(_expand_plain(mapping), document)
+    return _validate(document.plain(mapping), document)
 
 
 # -- validation ------------------------------------------------------------------------------
 
 
 def _validate(data: Any, doc: _Document) -> PoolConfig:
+    # Environment mistakes are reported with the rest; the entries they sit in are not
+    # checked further (their values are still the unexpanded text).
+    problems: list[ConfigError] = []
+    broken: set[Path] = set()
+    for where, error in doc.env_problems:
+        entry = _entry_at(data, where)
+        if entry is not None:
+            broken.add(where[:2])
+            name = entry.get("name")
+            if where[0] == "storages" and isinstance(name, str):
+                error.storage = name
+        problems.append(error)
+
     if not isinstance(data, dict):
-        raise doc.error(
-            "the configuration must be a mapping with a 'storages' list, not "
-            + ("an empty document" if data is None else type(data).__name__)
+        problems.append(
+            doc.error(
+                "the configuration must be a mapping with a 'storages' list, not "
+                + ("an empty document" if data is None else type(data).__name__)
+            )
         )
+        raise _combined(problems)
     if "storages" not in data:
-        raise doc.error(
-            "no 'storages' section; found "
-            + (", ".join(map(repr, data)) or "nothing")
-            + " (write 'storages:' followed by a list of storages)"
+        problems.append(
+            doc.error(
+                "no 'storages' section; found "
+                + (", ".join(map(repr, data)) or "nothing")
+                + " (write 'storages:' followed by a list of storages)"
+            )
         )
+        raise _combined(problems)
     entries = data["storages"]
     if not isinstance(entries, list) or not entries:
-        raise doc.error(
-            "'storages' must be a non-empty list of storages (each item starts with '- name:')",
-            ("storages",),
-            key="storages",
-        )
-    problems: list[ConfigError] = []
+        if not any(where[:1] == ("storages",) for where, _error in doc.env_problems):
+            problems.append(
+                doc.error(
+                    "'storages' must be a non-empty list of storages (each item starts with "
+                    "'- name:')",
+                    ("storages",),
+                    key="storages",
+                )
+            )
+        raise _combined(problems)
     shapes: list[tuple[int, dict[str, Any]]] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, int | None] = {}
     for index, entry in enumerate(entries):
         path: Path = ("storages", index)
         found = _check_storage_shape(entry, path, doc, problems)
@@ -285,21 +401,23 @@ def _validate(data: Any, doc: _Document) -> PoolConfig:
             continue
         name = found["name"]
         if name in seen:
+            first = f" (first at line {seen[name]})" if seen[name] is not None else ""
             problems.append(
                 doc.error(
-                    f"the storage name {name!r} is used twice (first at line {seen[name]})",
+                    f"the storage name {name!r} is used twice{first}",
                     (*path, "name"),
                     storage=name,
                     key="name",
                 )
             )
             continue
-        seen[name] = doc.line((*path, "name")) or 0
-        shapes.append((index, found))
-    tasks = _check_tasks(data.get("tasks"), set(seen), doc, problems)
-    if problems:
-        raise ConfigError(problems[0].message, problems=problems)
+        seen[name] = doc.line((*path, "name"))
+        if path not in broken:
+            shapes.append((index, found))
+    tasks = _check_tasks(data.get("tasks"), set(seen), doc, problems, broken)
 
+    # Entries whose shape is right are built even when others are wrong, so one run reports
+    # every problem of the file (constructors do no I/O).
     config = PoolConfig(source=doc.source, tasks=tasks)
     for index, entry in shapes:
         try:
@@ -310,8 +428,34 @@ def _validate(data: Any, doc: _Document) -> PoolConfig:
         config.storages[spec.name] = spec
         config.instances[spec.name] = instance
     if problems:
-        raise ConfigError(problems[0].message, problems=problems)
+        raise _combined(problems)
     return config
+
+
+def _entry_at(data: Any, path: Path) -> dict[str, Any] | None:
+    """The ``storages``/``tasks`` entry that ``path`` lies in, if any."""
+    if len(path) < 2 or path[0] not in ("storages", "tasks") or not isinstance(data, dict):
+        return None
+    entries = data.get(path[0])
+    index = path[1]
+    if isinstance(entries, list) and isinstance(index, int) and index < len(entries):
+        entry = entries[index]
+        return entry if isinstance(entry, dict) else None
+    return None
+
+
+def _combined(problems: list[ConfigError]) -> ConfigError:
+    """One error for all the problems, in document order, located at the first."""
+    problems.sort(key=lambda problem: problem.line or 0)
+    first = problems[0]
+    return ConfigError(
+        first.message,
+        file=first.file,
+        line=first.line,
+        storage=first.storage,
+        key=first.key,
+        problems=problems,
+    )
 
 
 def _check_storage_shape(
@@ -331,7 +475,8 @@ def _check_storage_shape(
 
     def problem(message: str, key: str | None, sub: Path = ()) -> None:
         where = (*path, key, *sub) if key else path
-        problems.append(doc.error(message, where, storage=label, key=key))
+        shown = ".".join([key, *map(str, sub)]) if key else None
+        problems.append(doc.error(message, where, storage=label, key=shown))
 
     if "name" not in entry:
         problem("the storage has no 'name'", None)
@@ -342,8 +487,9 @@ def _check_storage_shape(
             problem(_unknown_storage_key(str(key)), str(key))
     module = entry.get("import")
     if module is not None and (not isinstance(module, str) or not _MODULE_PATH.match(module)):
-        problem(f"'import' must be a dotted module path like 'storages.redis', not {module!r}",
-                "import")
+        problem(
+            f"'import' must be a dotted module path like 'storages.redis', not {module!r}", "import"
+        )
     if "import" in entry and module is None:
         problem("'import' is empty; give a module path or leave the key out", "import")
     classname = entry.get("classname")
@@ -369,21 +515,21 @@ def _check_storage_shape(
     return entry if len(problems) == before else None
 
 
-def _check_sub_mapping(entry: dict[str, Any], key: str, allowed: tuple[str, ...], problem: Any) -> (
-    None
-):
+def _check_sub_mapping(
+    entry: dict[str, Any], key: str, allowed: tuple[str, ...], problem: Any
+) -> None:
     value = entry.get(key)
-    if value is None or value is False:
+    if value is None or isinstance(value, bool):  # off, or on with the defaults
         return
     if not isinstance(value, dict):
-        problem(
-            f"'{key}' must be a mapping with keys {', '.join(allowed)}, not {value!r}", key
-        )
+        problem(f"'{key}' must be a mapping with keys {', '.join(allowed)}, not {value!r}", key)
         return
     for sub in value:
         if sub not in allowed:
+            close = difflib.get_close_matches(str(sub), allowed, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             problem(
-                f"unknown key {sub!r} under '{key}'; allowed: {', '.join(allowed)}",
+                f"unknown key {sub!r} under '{key}'; {hint}allowed: {', '.join(allowed)}",
                 key,
                 (sub,),
             )
@@ -400,31 +546,47 @@ def _unknown_storage_key(key: str) -> str:
 
 
 def _check_tasks(
-    tasks: Any, storages: set[str], doc: _Document, problems: list[ConfigError]
+    tasks: Any,
+    storages: set[str],
+    doc: _Document,
+    problems: list[ConfigError],
+    broken: set[Path],
 ) -> dict[str, str]:
     mapping: dict[str, str] = {}
     if tasks is None:
         return mapping
     if not isinstance(tasks, list):
-        problems.append(doc.error("'tasks' must be a list of {name, storage}", ("tasks",),
-                                  key="tasks"))
+        problems.append(
+            doc.error("'tasks' must be a list of {name, storage}", ("tasks",), key="tasks")
+        )
         return mapping
     for index, entry in enumerate(tasks):
         path: Path = ("tasks", index)
+        if path in broken:
+            continue
         if not isinstance(entry, dict):
-            problems.append(doc.error("each task must be a mapping with 'name' and 'storage'",
-                                      path, key="tasks"))
+            problems.append(
+                doc.error(
+                    "each task must be a mapping with 'name' and 'storage'", path, key="tasks"
+                )
+            )
             continue
         name, storage = entry.get("name"), entry.get("storage")
         if not isinstance(name, str) or not name:
-            problems.append(doc.error(f"a task needs a string 'name', not {name!r}", path,
-                                      key="name"))
+            problems.append(
+                doc.error(f"a task needs a string 'name', not {name!r}", path, key="name")
+            )
             continue
         if storage is None:
             continue  # a task whose results are not stored (Selinon allows it)
         if not isinstance(storage, str):
-            problems.append(doc.error(f"task {name!r}: 'storage' must be a storage name",
-                                      (*path, "storage"), key="storage"))
+            problems.append(
+                doc.error(
+                    f"task {name!r}: 'storage' must be a storage name",
+                    (*path, "storage"),
+                    key="storage",
+                )
+            )
         elif storage not in storages:
             problems.append(
                 doc.error(
@@ -436,8 +598,9 @@ def _check_tasks(
                 )
             )
         elif name in mapping and mapping[name] != storage:
-            problems.append(doc.error(f"task {name!r} is mapped to two storages",
-                                      (*path, "name"), key="name"))
+            problems.append(
+                doc.error(f"task {name!r} is mapped to two storages", (*path, "name"), key="name")
+            )
         else:
             mapping[name] = storage
     return mapping
@@ -446,9 +609,14 @@ def _check_tasks(
 def _build(entry: dict[str, Any], path: Path, doc: _Document) -> tuple[StorageSpec, DataStorage]:
     name: str = entry["name"]
 
+    secrets = secret_values(entry.get("configuration") or {})
+
     def located(exc: ConfigError, key: str | None) -> ConfigError:
         line = doc.line((*path, *key.split("."))) if key else doc.line(path)
         exc.key = key
+        # An adapter's own message may quote an option's value: never a secret one.
+        exc.message = scrub(exc.message, secrets)
+        exc.args = (exc.message,)
         return exc.with_context(file=doc.source, line=line, storage=name)
 
     module = entry.get("import")
@@ -462,7 +630,7 @@ def _build(entry: dict[str, Any], path: Path, doc: _Document) -> tuple[StorageSp
     except ConfigError as exc:
         raise located(exc, "serializer") from exc.__cause__
     try:
-        retry = RetryPolicy(**entry["retry"]) if entry.get("retry") else DEFAULT_RETRY
+        retry = _retry_policy(entry.get("retry"))
     except ConfigError as exc:
         raise located(exc, exc.key) from None
     try:
@@ -482,7 +650,23 @@ def _build(entry: dict[str, Any], path: Path, doc: _Document) -> tuple[StorageSp
         raise located(
             ConfigError(f"{cls.__name__} rejected its configuration: {exc}"), "configuration"
         ) from exc
+    except Exception as exc:  # a buggy constructor still gets a located, secret-free error
+        raise located(
+            ConfigError(
+                f"{cls.__name__} could not be built from its configuration: "
+                f"{type(exc).__name__}: {exc}"
+            ),
+            "configuration",
+        ) from exc
     return spec, instance
+
+
+def _retry_policy(value: Any) -> RetryPolicy:
+    if value is False:
+        return NO_RETRY
+    if value is None or value is True or value == {}:
+        return DEFAULT_RETRY
+    return RetryPolicy(**value)
 
 
 def _bind_arguments(cls: type[DataStorage], configuration: dict[str, Any], located: Any) -> None:
@@ -496,9 +680,7 @@ def _bind_arguments(cls: type[DataStorage], configuration: dict[str, Any], locat
         DataStorage.__init__
     ):
         return
-    accepted = [
-        p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    ]
+    accepted = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     for option in configuration:
         if option not in accepted:
             close = difflib.get_close_matches(option, accepted, n=1)

@@ -8,13 +8,21 @@ repeats the built-in names so they resolve even from a source checkout that is n
 from __future__ import annotations
 
 import importlib
+import inspect
 from importlib.metadata import entry_points
 from typing import Any
 
 from selinon_like.errors import ConfigError
 from selinon_like.storage import DataStorage
 
-__all__ = ["BUILTIN", "DRIVER_EXTRAS", "import_class", "import_object", "missing_driver"]
+__all__ = [
+    "BUILTIN",
+    "DRIVER_EXTRAS",
+    "import_class",
+    "import_module",
+    "import_object",
+    "missing_driver",
+]
 
 ENTRY_POINT_GROUP = "selinon_like.storages"
 
@@ -74,14 +82,16 @@ def import_object(path: str, *, what: str = "object") -> Any:
         module_name, _dot, attr = path.rpartition(".")
     if not module_name or not attr:
         raise ConfigError(f"{what} {path!r} is not a dotted path like 'package.module:Name'")
-    module = _import_module(module_name)
+    module = import_module(module_name)
     try:
         return getattr(module, attr)
     except AttributeError:
         raise ConfigError(f"module {module_name!r} has no {what} {attr!r}") from None
 
 
-def _import_module(module_name: str) -> Any:
+def import_module(module_name: str) -> Any:
+    """``importlib.import_module`` with every failure as a :class:`ConfigError` (a missing
+    driver names the pip extra that installs it)."""
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -94,9 +104,7 @@ def _import_module(module_name: str) -> Any:
             ) from exc
         raise ConfigError(f"importing {module_name!r} failed: {exc}") from exc
     except Exception as exc:
-        raise ConfigError(
-            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise ConfigError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def import_class(module_name: str | None, classname: str) -> type[DataStorage]:
@@ -111,7 +119,7 @@ def import_class(module_name: str | None, classname: str) -> type[DataStorage]:
             )
         obj = import_object(names[classname], what="class")
     else:
-        module = _import_module(module_name)
+        module = import_module(module_name)
         try:
             obj = getattr(module, classname)
         except AttributeError:
@@ -123,5 +131,10 @@ def import_class(module_name: str | None, classname: str) -> type[DataStorage]:
     if not (isinstance(obj, type) and issubclass(obj, DataStorage)):
         raise ConfigError(
             f"{classname!r} is not a selinon_like.DataStorage subclass", key="classname"
+        )
+    if inspect.isabstract(obj):
+        missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ())))
+        raise ConfigError(
+            f"{classname!r} is abstract: it does not implement {missing}", key="classname"
         )
     return obj
