@@ -1,0 +1,625 @@
+"""MongoDB under the contract kit — on mongomock always, on a real server whenever
+``SELINON_LIKE_MONGODB_URL`` is set — plus its own guarantees: one document per key, one round
+trip per operation, results as exact bytes, no operator injection, no leaked credentials."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+from urllib.parse import urlsplit
+
+import mongomock
+import pymongo
+import pytest
+from conftest import MONGODB_URL, require_service
+from pymongo.errors import (
+    AutoReconnect,
+    ConnectionFailure,
+    DuplicateKeyError,
+    NetworkTimeout,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
+
+import storages.mongodb
+from selinon_like import (
+    ConfigError,
+    ResultNotFound,
+    RetryPolicy,
+    StorageError,
+    StoragePool,
+    StorageUnavailable,
+)
+from selinon_like.keys import key_digest
+from selinon_like.serializers import PICKLE
+from selinon_like.testing import StorageContract
+from storages.mongodb import MongoDB
+
+REPO = Path(__file__).resolve().parent.parent
+SERVER_DB = "selinon_like_test"
+NO_SERVER = (
+    "SELINON_LIKE_MONGODB_URL is not set: no MongoDB server to test against on this machine "
+    "(the same tests ran on mongomock)"
+)
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def _mock_storage(**configuration: Any) -> MongoDB:
+    configuration.setdefault("url", "mongomock://tests")
+    configuration.setdefault("db_name", _unique("db"))
+    return MongoDB(**configuration)
+
+
+def _drop(storage: MongoDB) -> None:
+    storage._results.drop()
+    storage._errors.drop()
+
+
+def _connected(storage: MongoDB) -> Iterator[MongoDB]:
+    storage.connect()
+    try:
+        yield storage
+    finally:
+        _drop(storage)
+        storage.disconnect()
+
+
+def _server_storage(url: str, **configuration: Any) -> MongoDB:
+    """A storage on the real server, in the database the URL names (else SERVER_DB) and a
+    collection of its own."""
+    if not urlsplit(url).path.strip("/"):
+        configuration.setdefault("db_name", SERVER_DB)
+    configuration.setdefault("collection_name", _unique("results"))
+    return MongoDB(url=url, **configuration)
+
+
+@pytest.fixture(scope="module")
+def mongodb_url() -> str:
+    if MONGODB_URL is None:
+        # Not require_service: with no URL there is no server to require, even in CI mode.
+        pytest.skip(NO_SERVER)
+
+    def probe() -> None:
+        # Through the adapter, so that the skip or failure message has its secrets masked.
+        storage = _server_storage(MONGODB_URL, server_selection_timeout_ms=3000)
+        storage.retry_policy = RetryPolicy(attempts=1)
+        storage.connect()
+        try:
+            storage.ping()
+        finally:
+            _drop(storage)
+            storage.disconnect()
+
+    require_service("MongoDB at SELINON_LIKE_MONGODB_URL", probe)
+    return MONGODB_URL
+
+
+@pytest.fixture
+def mongo() -> Iterator[MongoDB]:
+    yield from _connected(_mock_storage())
+
+
+class TestMongoDBOnMongomock(StorageContract):
+    @pytest.fixture
+    def storage(self) -> Iterator[MongoDB]:
+        yield from _connected(_mock_storage())
+
+
+@pytest.mark.mongodb
+class TestMongoDBOnServer(StorageContract):
+    @pytest.fixture
+    def storage(self, mongodb_url: str) -> Iterator[MongoDB]:
+        yield from _connected(_server_storage(mongodb_url))
+
+
+# -- through the pool, from many threads ---------------------------------------------------
+
+
+@pytest.fixture(params=["mongomock", pytest.param("server", marks=pytest.mark.mongodb)])
+def pool_configuration(request: pytest.FixtureRequest) -> dict[str, Any]:
+    if request.param == "mongomock":
+        return {"url": "mongomock://pool", "db_name": _unique("db")}
+    return dict(_server_storage(request.getfixturevalue("mongodb_url"))._configuration)
+
+
+@pytest.mark.slow  # mongomock checks the unique index by scanning the collection
+def test_eight_threads_store_4000_results_through_one_pool_instance(
+    pool_configuration: dict[str, Any],
+) -> None:
+    threads_n, per_thread = 8, 500
+    mapping = {
+        "storages": [
+            {
+                "name": "Results",
+                "import": "storages.mongodb",
+                "classname": "MongoDB",
+                "configuration": pool_configuration,
+            }
+        ]
+    }
+    failures: list[BaseException] = []
+    instances: set[int] = set()
+    barrier = threading.Barrier(threads_n)
+
+    def result(worker: int, i: int) -> dict[str, Any]:
+        return {"w": worker, "i": i, "pad": "x" * (i % 17), "big": 2**70 + i}
+
+    with StoragePool.from_dict(mapping) as pool:
+
+        def work(worker: int) -> None:
+            barrier.wait()
+            try:
+                storage = pool.get_connected_storage("Results")
+                instances.add(id(storage))
+                for i in range(per_thread):
+                    storage.store("flow", f"w{worker}", str(i), result(worker, i))
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(threads_n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        storage = pool.get_connected_storage("Results")
+        assert isinstance(storage, MongoDB) and storage.thread_safe
+        try:
+            assert failures == []
+            assert len(instances) == 1
+            keys = [("flow", f"w{w}", str(i)) for w in range(threads_n) for i in range(per_thread)]
+            found = storage.retrieve_many(keys)
+            intact = sum(found.get(key) == result(int(key[1][1:]), int(key[2])) for key in keys)
+            assert intact == threads_n * per_thread == 4000
+            assert storage._results.count_documents({}) == 4000
+        finally:
+            _drop(storage)
+
+
+def test_the_entry_point_name_resolves_to_the_adapter() -> None:
+    mapping = {
+        "storages": [
+            {
+                "name": "Results",
+                "classname": "mongodb",
+                "configuration": {"url": "mongomock://pool", "db_name": _unique("db")},
+            }
+        ]
+    }
+    with StoragePool.from_dict(mapping) as pool:
+        storage = pool.get_connected_storage("Results")
+        assert type(storage) is MongoDB
+        storage.store("f", "t", "1", [1])
+        assert storage.retrieve("f", "t", "1") == [1]
+        _drop(storage)  # type: ignore[arg-type]
+
+
+# -- layout: one document per key, results as bytes ----------------------------------------
+
+
+def test_one_document_per_key_holding_the_serializer_bytes(mongo: MongoDB) -> None:
+    first = mongo.store("flow", "task", "1", {"try": 1})
+    second = mongo.store("flow", "task", "1", {"try": 2})
+    assert first == second == key_digest("flow", "task", "1")
+    documents = list(mongo._results.find({}))
+    assert len(documents) == 1
+    document = documents[0]
+    assert document["_id"] == first
+    assert (document["flow_name"], document["task_name"], document["task_id"]) == (
+        "flow",
+        "task",
+        "1",
+    )
+    assert bytes(document["result"]) == mongo.serializer.dumps({"try": 2})
+    assert set(document) == {"_id", "flow_name", "task_name", "task_id", "result"}
+
+
+def test_connect_creates_the_unique_key_index(mongo: MongoDB) -> None:
+    for collection in (mongo._results, mongo._errors):
+        index = collection.index_information()["selinon_like_key"]
+        assert index["unique"] is True
+        assert [name for name, _order in index["key"]] == ["flow_name", "task_name", "task_id"]
+    mongo.store("f", "t", "1", 1)
+    with pytest.raises(DuplicateKeyError):
+        mongo._results.insert_one(
+            {"_id": "another", "flow_name": "f", "task_name": "t", "task_id": "1"}
+        )
+
+
+def test_a_foreign_duplicate_of_the_key_is_a_storage_error(mongo: MongoDB) -> None:
+    # Someone else's document already holds the key under another _id: the index refuses ours.
+    mongo._results.insert_one(
+        {"_id": "foreign", "flow_name": "f", "task_name": "t", "task_id": "1"}
+    )
+    with pytest.raises(StorageError) as info:
+        mongo.store("f", "t", "1", {"v": 1})
+    assert isinstance(info.value.__cause__, DuplicateKeyError)
+    assert mongo._results.count_documents({}) == 1
+
+
+def test_a_lost_upsert_race_is_retried_as_a_replace(mongo: MongoDB) -> None:
+    real = mongo._results
+    attempts: list[Any] = []
+
+    def loses_the_first_race(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(args)
+        if len(attempts) == 1:
+            raise DuplicateKeyError("E11000 duplicate key error")
+        return real.replace_one(*args, **kwargs)
+
+    spy = mock.Mock(wraps=real)
+    spy.replace_one.side_effect = loses_the_first_race
+    mongo._results = spy
+    try:
+        mongo.store("f", "t", "1", {"v": 1})
+    finally:
+        mongo._results = real
+    assert len(attempts) == 2
+    assert mongo.retrieve("f", "t", "1") == {"v": 1}
+
+
+# -- one round trip per operation ----------------------------------------------------------
+
+
+@pytest.fixture
+def spy(mongo: MongoDB) -> Iterator[mock.Mock]:
+    real = mongo._results
+    mongo._results = mock.Mock(wraps=real)
+    yield mongo._results
+    mongo._results = real
+
+
+def test_store_is_one_upsert_and_retrieve_one_projected_find_one(
+    mongo: MongoDB, spy: mock.Mock
+) -> None:
+    record_id = mongo.store("f", "t", "1", {"v": 1})
+    assert [c[0] for c in spy.method_calls] == ["replace_one"]
+    _name, args, kwargs = spy.method_calls[0]
+    assert args[0] == {"_id": record_id} and kwargs == {"upsert": True}
+    spy.reset_mock()
+    assert mongo.retrieve("f", "t", "1") == {"v": 1}
+    assert spy.method_calls == [mock.call.find_one({"_id": record_id}, {"_id": 0, "result": 1})]
+    spy.reset_mock()
+    with pytest.raises(ResultNotFound):
+        mongo.retrieve("f", "t", "2")
+    assert [c[0] for c in spy.method_calls] == ["find_one"]
+
+
+def test_store_many_is_one_unordered_bulk_write_and_last_duplicate_wins(
+    mongo: MongoDB, spy: mock.Mock
+) -> None:
+    items = [("f", "t", str(i), {"i": i}) for i in range(1000)] + [("f", "t", "7", "last")]
+    ids = mongo.store_many(items)
+    assert [c[0] for c in spy.method_calls] == ["bulk_write"]
+    _name, args, kwargs = spy.method_calls[0]
+    assert kwargs == {"ordered": False} and len(args[0]) == 1000
+    assert ids == [key_digest(f, t, i) for f, t, i, _r in items]
+    spy.reset_mock()
+    found = mongo.retrieve_many([("f", "t", str(i)) for i in range(1000)] + [("f", "t", "x")])
+    assert [c[0] for c in spy.method_calls] == ["find"]
+    assert len(found) == 1000 and found[("f", "t", "7")] == "last"
+    assert found[("f", "t", "999")] == {"i": 999}
+
+
+def test_retrieve_many_sends_one_query_per_batch(
+    mongo: MongoDB, spy: mock.Mock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storages.mongodb, "_BATCH", 4)
+    mongo.store_many([("f", "t", str(i), i) for i in range(10)])
+    spy.reset_mock()
+    found = mongo.retrieve_many([("f", "t", str(i)) for i in range(10)])
+    assert found == {("f", "t", str(i)): i for i in range(10)}
+    assert [c[0] for c in spy.method_calls] == ["find", "find", "find"]
+
+
+# -- awkward results and operator injection -------------------------------------------------
+
+
+def _nested(levels: int) -> Any:
+    value: Any = "bottom"
+    for level in range(levels):
+        value = {f"$l{level}.x": value} if level % 2 else [value]
+    return value
+
+
+AWKWARD = {
+    "dollar-keys": {"$set": {"a": 1}, "$where": "sleep(1)", "$in": [{"$ne": None}]},
+    "dotted-keys": {"a.b": 1, "a": {"b.c.": 2}, ".": 3, "": 4},
+    "int-2**200": 2**200,
+    "int--2**70": -(2**70),
+    "ints-in-dicts": {"big": [2**64, -(2**63) - 1, 2**63]},
+    "nested-100": _nested(100),
+    "nul-and-unicode": {"\u0000k": "\u0000v 🐍"},
+}
+
+
+@pytest.mark.parametrize("result", list(AWKWARD.values()), ids=list(AWKWARD))
+def test_awkward_results_round_trip_exactly(mongo: MongoDB, result: Any) -> None:
+    mongo.store("f", "t", "1", result)
+    assert mongo.retrieve("f", "t", "1") == result
+    assert mongo.retrieve_many([("f", "t", "1")]) == {("f", "t", "1"): result}
+    assert isinstance(mongo._results.find_one({})["result"], bytes)
+
+
+def test_awkward_results_round_trip_with_pickle(mongo: MongoDB) -> None:
+    mongo.serializer = PICKLE
+    result = {"tuple": (1, 2), "set": {2**100}, 3: _nested(100), "$x.y": b"\x00"}
+    mongo.store("f", "t", "1", result)
+    assert mongo.retrieve("f", "t", "1") == result
+
+
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_operator_injection_is_refused_before_any_query(mongo: MongoDB, position: int) -> None:
+    real = (mongo._client, mongo._results, mongo._errors)
+    spies = [mock.Mock(wraps=part) for part in real]
+    mongo._client, mongo._results, mongo._errors = spies
+    key: list[Any] = ["f", "t", "1"]
+    key[position] = {"$ne": None}
+    calls: list[Any] = [
+        lambda: mongo.retrieve(*key),
+        lambda: mongo.store(*key, "x"),
+        lambda: mongo.delete(*key),
+        lambda: mongo.retrieve_error(*key),
+        lambda: mongo.store_error(None, *key, ValueError("x")),
+        lambda: mongo.store_many([(*key, "x")]),
+        lambda: mongo.retrieve_many([tuple(key)]),
+    ]
+    try:
+        for call in calls:
+            with pytest.raises(TypeError):
+                call()
+        assert [s.mock_calls for s in spies] == [[], [], []]
+        mongo.retrieve_many([("f", "t", "1")])  # the spies do record a real query
+        assert spies[1].method_calls
+    finally:
+        mongo._client, mongo._results, mongo._errors = real
+    assert mongo._results.count_documents({}) == 0
+    assert mongo._errors.count_documents({}) == 0
+
+
+def test_iter_keys_refuses_a_non_str_flow_name_before_any_query(
+    mongo: MongoDB, spy: mock.Mock
+) -> None:
+    mongo.store("f", "t", "1", 1)
+    spy.reset_mock()
+    with pytest.raises((TypeError, StorageError)) as info:
+        list(mongo.iter_keys({"$ne": None}))  # type: ignore[arg-type]
+    error = info.value if isinstance(info.value, TypeError) else info.value.__cause__
+    assert isinstance(error, TypeError)
+    assert spy.method_calls == []
+    assert list(mongo.iter_keys("f")) == [("f", "t", "1")]
+
+
+# -- errors, connection state ----------------------------------------------------------------
+
+
+def test_errors_live_in_their_own_collection(mongo: MongoDB) -> None:
+    mongo.store("f", "t", "1", {"ok": True})
+    record_id = mongo.store_error({"$arg": 1}, "f", "t", "1", ValueError("boom"))
+    assert mongo._results.count_documents({}) == 1
+    document = mongo._errors.find_one({"_id": record_id})
+    assert document is not None
+    assert document["exception_type"] == "builtins.ValueError"
+    assert mongo.retrieve_error("f", "t", "1")["node_args"] == {"$arg": 1}
+    assert mongo.retrieve("f", "t", "1") == {"ok": True}
+    assert mongo._errors.name == mongo._results.name + "_errors"
+
+
+def test_errors_collection_name_is_used() -> None:
+    storage = _mock_storage(collection_name="res", errors_collection_name="failures")
+    storage.connect()
+    try:
+        storage.store_error(None, "f", "t", "1", KeyError("k"))
+        names = storage._client[storage.db_name].list_collection_names()
+        assert storage._errors.name == "failures" and "failures" in names
+        assert storage._errors.count_documents({}) == 1
+        assert storage._results.count_documents({}) == 0
+    finally:
+        _drop(storage)
+        storage.disconnect()
+
+
+def test_mongomock_data_survives_reconnect_like_a_server() -> None:
+    storage = _mock_storage()
+    storage.connect()
+    storage.store("f", "t", "1", 1)
+    storage.disconnect()
+    assert not storage.is_connected()
+    with pytest.raises(StorageError, match="not connected"):
+        storage.retrieve("f", "t", "1")
+    with pytest.raises(StorageError, match="not connected"):
+        storage.ping()
+    storage.connect()
+    assert storage.retrieve("f", "t", "1") == 1
+    _drop(storage)
+    storage.disconnect()
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        AutoReconnect("x"),
+        NetworkTimeout("x"),
+        ServerSelectionTimeoutError("x"),
+        ConnectionFailure("x"),
+        ConnectionResetError(),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_connection_errors_are_transient(exc: BaseException) -> None:
+    assert _mock_storage().is_transient(exc) is True
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [OperationFailure("x"), DuplicateKeyError("x"), ValueError("x")],
+    ids=lambda e: type(e).__name__,
+)
+def test_other_errors_are_not_transient(exc: BaseException) -> None:
+    assert _mock_storage().is_transient(exc) is False
+
+
+def test_no_driver_is_imported_before_connect() -> None:
+    code = (
+        "import sys\n"
+        "from storages.mongodb import MongoDB\n"
+        "s = MongoDB(db_name='d', username='u', password='p')\n"
+        "assert s.is_transient(TimeoutError()) and not s.is_transient(ValueError())\n"
+        "print(sorted(m for m in ('pymongo', 'bson', 'mongomock') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pymongo", None)
+    storage = _mock_storage()
+    with pytest.raises(ConfigError, match=r"selinon-like\[mongodb\]"):
+        storage.connect()
+    assert not storage.is_connected()
+
+
+# -- pymongo client options and credentials --------------------------------------------------
+
+
+def test_pymongo_gets_the_options_and_finite_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[dict[str, Any]] = []
+    clients: list[Any] = []
+
+    def fake_client(**kwargs: Any) -> Any:
+        made.append(kwargs)
+        client = mongomock.MongoClient()
+        client.close = mock.Mock()
+        clients.append(client)
+        return client
+
+    monkeypatch.setattr(pymongo, "MongoClient", fake_client)
+    storage = MongoDB("db", "res", "db.example", "27018", username="u", password="pw", tls="yes")
+    storage.connect()
+    storage.store("f", "t", "1", 1)
+    assert storage.retrieve("f", "t", "1") == 1
+    storage.disconnect()
+    assert made == [
+        {
+            "host": "db.example",
+            "port": 27018,
+            "username": "u",
+            "password": "pw",
+            "tls": True,
+            "serverSelectionTimeoutMS": 5000,
+            "connectTimeoutMS": 5000,
+            "socketTimeoutMS": 30000,
+            "appname": "selinon_like",
+        }
+    ]
+    clients[0].close.assert_called_once_with()
+    url_storage = MongoDB(url="mongodb://h1,h2/app?replicaSet=rs", socket_timeout_ms=1000)
+    url_storage.connect()
+    assert url_storage.db_name == "app"
+    assert made[1]["host"] == "mongodb://h1,h2/app?replicaSet=rs" and "port" not in made[1]
+    assert made[1]["socketTimeoutMS"] == 1000 and "tls" not in made[1]
+    url_storage.disconnect()
+
+
+SECRETS = ["S3cr3t-pw", "p%40ss%2Fw0rd-xyz", "p@ss/w0rd-xyz"]
+
+
+@pytest.mark.parametrize(
+    "configuration",
+    [
+        {"url": "mongodb://selinon:S3cr3t-pw@127.0.0.1:1/db"},
+        {"url": "mongodb://selinon:p%40ss%2Fw0rd-xyz@127.0.0.1:1/db?authSource=admin"},
+        {"host": "127.0.0.1", "port": 1, "db_name": "db", "username": "u", "password": "S3cr3t-pw"},
+    ],
+    ids=["url", "url-encoded", "password"],
+)
+def test_credentials_never_appear_in_repr_logs_or_errors(
+    configuration: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Real pymongo against a closed port: the driver's own failure goes through the adapter.
+    storage = MongoDB(server_selection_timeout_ms=100, connect_timeout_ms=100, **configuration)
+    storage.retry_policy = RetryPolicy(attempts=2, backoff=0.01)
+    with (
+        caplog.at_level(logging.WARNING, "selinon_like"),
+        pytest.raises(StorageUnavailable) as info,
+    ):
+        storage.connect()
+    assert not storage.is_connected()
+    message = str(info.value)
+    assert "127.0.0.1:1" in message and "retry 1 of 1" in caplog.text
+    for text in (repr(storage), message, caplog.text):
+        for secret in SECRETS:
+            assert secret not in text
+
+
+def test_a_driver_message_quoting_the_password_is_scrubbed() -> None:
+    storage = _mock_storage(
+        url="mongomock://u:p%40ss%2Fw0rd-xyz@tests/db", username="u", password="S3cr3t-pw"
+    )
+    storage.connect()
+    failing = mock.Mock()
+    failing.find_one.side_effect = OperationFailure(
+        "auth failed: mongodb://u:p%40ss%2Fw0rd-xyz@h, decoded p@ss/w0rd-xyz, other S3cr3t-pw"
+    )
+    storage._results = failing
+    with pytest.raises(StorageError) as info:
+        storage.retrieve("f", "t", "1")
+    assert "auth failed" in str(info.value) and "***" in str(info.value)
+    for secret in SECRETS:
+        assert secret not in str(info.value) and secret not in repr(storage)
+    storage.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("configuration", "key"),
+    [
+        ({"collection_name": "r"}, "db_name"),
+        ({"db_name": "d", "url": "mongodb://h", "host": "h"}, "url"),
+        ({"db_name": "d", "url": "http://u:S3cr3t-pw@h"}, "url"),
+        ({"db_name": "d", "port": 70000}, "port"),
+        ({"db_name": "d", "collection_name": "x", "errors_collection_name": "x"}, None),
+        ({"db_name": "d", "password": "S3cr3t-pw"}, "password"),
+        ({"db_name": "d", "tls": "maybe"}, "tls"),
+        ({"db_name": "d", "socket_timeout_ms": 0}, "socket_timeout_ms"),
+        ({"db_name": "d", "server_selection_timeout_ms": "soon"}, None),
+    ],
+)
+def test_bad_configuration_is_a_config_error(
+    configuration: dict[str, Any], key: str | None
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        MongoDB(**configuration)
+    if key is not None:
+        assert info.value.key == key
+    assert "S3cr3t-pw" not in str(info.value)
+
+
+def test_unknown_option_is_a_config_error_through_the_pool() -> None:
+    mapping = {
+        "storages": [
+            {
+                "name": "Results",
+                "import": "storages.mongodb",
+                "classname": "MongoDB",
+                "configuration": {"db_name": "d", "hots": "h"},
+            }
+        ]
+    }
+    with pytest.raises(ConfigError, match="hots"):
+        StoragePool.from_dict(mapping)
+
+
+def test_database_comes_from_the_url_and_db_name_wins() -> None:
+    assert MongoDB(url="mongodb://h/app%20db").db_name == "app db"
+    assert MongoDB(url="mongodb://h/app", db_name="other").db_name == "other"
