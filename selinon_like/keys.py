@@ -13,6 +13,7 @@ triple into a service's key, so two different triples can never meet in any adap
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 
 __all__ = [
@@ -33,11 +34,15 @@ _NAMES = ("flow_name", "task_name", "task_id")
 def check_key(flow_name: object, task_name: object, task_id: object) -> None:
     """Refuse a key before any I/O: ``TypeError`` for a non-``str`` part, ``ValueError`` for an
     empty task id, a NUL character or a lone surrogate (neither survives UTF-8 services)."""
-    for name, part in zip(_NAMES, (flow_name, task_name, task_id)):
+    parts: list[str] = []
+    for name, part in zip(_NAMES, (flow_name, task_name, task_id), strict=True):
+        # every type first: a key with a wrong type is a TypeError, whatever else is wrong
         if not isinstance(part, str):
             raise TypeError(
                 f"{name} must be a str, not {type(part).__name__}: key parts are plain strings"
             )
+        parts.append(part)
+    for name, part in zip(_NAMES, parts, strict=True):
         if not part.isascii():
             try:
                 part.encode("utf-8")
@@ -61,15 +66,21 @@ def unpack_key(packed: str) -> Key:
     parts: list[str] = []
     pos = 0
     for _ in range(2):
-        colon = packed.index(":", pos)
-        length = int(packed[pos:colon])
+        colon = packed.find(":", pos)
+        digits = packed[pos:colon]
+        # exactly what pack_key writes: ASCII digits, no sign, no leading zero
+        if colon < 0 or not _LENGTH.fullmatch(digits):
+            raise ValueError(f"not a packed key: {packed!r:.200}")
         start = colon + 1
-        end = start + length
+        end = start + int(digits)
         if packed[end : end + 1] != "/":
-            raise ValueError(f"not a packed key: {packed!r}")
+            raise ValueError(f"not a packed key: {packed!r:.200}")
         parts.append(packed[start:end])
         pos = end + 1
     return parts[0], parts[1], packed[pos:]
+
+
+_LENGTH = re.compile(r"0|[1-9][0-9]*")
 
 
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -85,19 +96,26 @@ def encode_part(part: str) -> str:
 
 
 def decode_part(token: str) -> str:
-    """The inverse of :func:`encode_part`."""
+    """The inverse of :func:`encode_part`; ``ValueError`` for a token it would not make
+    (so two different tokens, e.g. file names, never decode to the same part)."""
     if not token.startswith("_"):
-        raise ValueError(f"not an encoded key part: {token!r}")
+        raise ValueError(f"not an encoded key part: {token!r:.200}")
     out = bytearray()
     i = 1
-    while i < len(token):
-        if token[i] == "%":
-            out.append(int(token[i + 1 : i + 3], 16))
-            i += 3
-        else:
-            out.append(ord(token[i]))
-            i += 1
-    return out.decode("utf-8")
+    try:
+        while i < len(token):
+            if token[i] == "%":
+                out.append(int(token[i + 1 : i + 3], 16))
+                i += 3
+            else:
+                out.append(ord(token[i]))
+                i += 1
+        part = out.decode("utf-8")
+    except ValueError:
+        raise ValueError(f"not an encoded key part: {token!r:.200}") from None
+    if encode_part(part) != token:
+        raise ValueError(f"not an encoded key part: {token!r:.200}")
+    return part
 
 
 def key_digest(flow_name: str, task_name: str, task_id: str) -> str:
