@@ -9,13 +9,20 @@ raises :class:`~selinon_like.errors.SerializationError` naming the type, and not
 so never point a pickle storage at data someone else can write.
 
 A custom serializer is any object with ``dumps(obj) -> bytes | str`` and ``loads(bytes) -> obj``,
-named in the YAML by dotted path (``mypkg.serial:MSGPACK`` or ``mypkg.serial.MSGPACK``).
+named in the YAML by dotted path (``mypkg.serial:MSGPACK`` or ``mypkg.serial.MSGPACK``), a
+module name (``marshal``) or a class (instantiated without arguments). ``loads`` is given the
+stored bytes; one that refuses bytes with a ``TypeError`` is given them decoded as UTF-8 (for a
+``dumps`` that returns ``str``). Its errors become ``SerializationError``.
 """
 
 from __future__ import annotations
 
+import decimal
 import json
+import math
 import pickle
+import uuid
+from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
 from selinon_like.errors import ConfigError, SerializationError
@@ -39,25 +46,74 @@ class Serializer(Protocol):
 
 
 _SCALARS = (str, int, float, bool, type(None))
+# Above this many bits an int may exceed Python's int/str conversion limit (4300 digits by
+# default, sys.set_int_max_str_digits), which json obeys: such ints take the slow path.
+_BIG_INT_BITS = 4000
+
+
+_NO_KEY = object()  # marks a value that is not under a dict key (None is a valid key)
+
+
+def _values(obj: Any) -> Iterator[tuple[Any, Any]]:
+    """Every ``(dict key or _NO_KEY, value)`` inside ``obj``, each container visited once
+    (cycles and shared references are safe)."""
+    stack: list[tuple[Any, Any]] = [(_NO_KEY, obj)]
+    seen: set[int] = set()
+    while stack:
+        key, item = stack.pop()
+        yield key, item
+        if isinstance(item, (dict, list, tuple)):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            if isinstance(item, dict):
+                stack.extend(reversed(list(item.items())))
+            else:
+                stack.extend((_NO_KEY, value) for value in reversed(item))
 
 
 def _check_json_keys(obj: Any) -> None:
     """Refuse dict keys that JSON would convert instead of round-tripping."""
-    stack = [obj]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key, value in item.items():
-                if type(key) is not str:
-                    raise SerializationError(
-                        f"cannot serialize a dict key of type {type(key).__name__} ({key!r}) "
-                        "as JSON: JSON keys are strings and it would come back changed; "
-                        "use str keys or the pickle serializer"
-                    )
-                if not isinstance(value, _SCALARS):
-                    stack.append(value)
-        elif isinstance(item, (list, tuple)):
-            stack.extend(value for value in item if not isinstance(value, _SCALARS))
+    for key, _value in _values(obj):
+        if key is not _NO_KEY and type(key) is not str:
+            raise SerializationError(
+                f"cannot serialize a dict key of type {type(key).__name__} ({key!r:.80}) "
+                "as JSON: JSON keys are strings and it would come back changed; "
+                "use str keys or the pickle serializer"
+            )
+
+
+def _first_non_json(obj: Any) -> str:
+    """The type name of the first value JSON cannot encode (for the error message)."""
+    for key, value in _values(obj):
+        if key is not _NO_KEY and not isinstance(key, _SCALARS):
+            return f"{type(key).__name__} (as a dict key)"
+        if not isinstance(value, (*_SCALARS, dict, list, tuple)):
+            return type(value).__name__
+    return type(obj).__name__
+
+
+def _non_finite(obj: Any) -> float | None:
+    for _key, value in _values(obj):
+        if isinstance(value, float) and not math.isfinite(value):
+            return value
+    return None
+
+
+def _with_placeholders(obj: Any, token: str, digits: list[str]) -> Any:
+    """A copy of ``obj`` with every big int replaced by a unique placeholder string."""
+    if isinstance(obj, int) and not isinstance(obj, bool) and obj.bit_length() > _BIG_INT_BITS:
+        digits.append(str(decimal.Decimal(obj)))  # exact, and not subject to the digit limit
+        return f"{token}:{len(digits) - 1}"
+    if isinstance(obj, dict):
+        return {key: _with_placeholders(value, token, digits) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_with_placeholders(value, token, digits) for value in obj]
+    return obj
+
+
+def _parse_int(text: str) -> int:
+    return int(text) if len(text) < 4000 else int(decimal.Decimal(text))
 
 
 class JsonSerializer:
@@ -68,44 +124,65 @@ class JsonSerializer:
     def dumps(self, obj: Any) -> bytes:
         try:
             text = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-            _check_json_keys(obj)
-            return text.encode("utf-8")
-        except SerializationError:
-            raise
         except TypeError as exc:
             culprit = _first_non_json(obj)
             raise SerializationError(
                 f"cannot serialize a value of type {culprit} as JSON; store JSON types "
                 "(dict, list, str, int, float, bool, None) or configure another serializer"
             ) from exc
-        except (ValueError, RecursionError, UnicodeError) as exc:
+        except ValueError as exc:
+            text = self._dumps_slow(obj, exc)
+        except RecursionError as exc:
+            raise SerializationError(
+                "cannot serialize the result as JSON: it is nested too deeply"
+            ) from exc
+        _check_json_keys(obj)
+        try:
+            return text.encode("utf-8")
+        except UnicodeError as exc:  # a lone surrogate in a str
+            raise SerializationError(
+                f"cannot serialize the result as JSON: a str is not valid Unicode ({exc})"
+            ) from exc
+
+    def _dumps_slow(self, obj: Any, exc: ValueError) -> str:
+        """NaN/infinity, circular references, or ints too long for the fast path."""
+        bad = _non_finite(obj)
+        if bad is not None:
+            raise SerializationError(
+                f"cannot serialize the float {bad!r} as JSON: JSON has no NaN or infinity"
+            ) from exc
+        if "integer string conversion" not in str(exc):
             raise SerializationError(f"cannot serialize the result as JSON: {exc}") from exc
+        token = uuid.uuid4().hex
+        digits: list[str] = []
+        try:
+            text = json.dumps(
+                _with_placeholders(obj, token, digits),
+                ensure_ascii=False,
+                allow_nan=False,
+                separators=(",", ":"),
+            )
+        except (ValueError, RecursionError) as again:
+            raise SerializationError(f"cannot serialize the result as JSON: {again}") from exc
+        for index, number in enumerate(digits):
+            text = text.replace(f'"{token}:{index}"', number, 1)
+        return text
 
     def loads(self, data: bytes) -> Any:
         try:
             return json.loads(data)
-        except (ValueError, RecursionError) as exc:
+        except ValueError as exc:
+            if "integer string conversion" in str(exc):
+                try:
+                    return json.loads(data, parse_int=_parse_int)
+                except (ValueError, RecursionError) as again:
+                    exc = again  # type: ignore[assignment]
+            raise SerializationError(f"stored data is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
             raise SerializationError(f"stored data is not valid JSON: {exc}") from exc
 
     def __repr__(self) -> str:
         return "JsonSerializer()"
-
-
-def _first_non_json(obj: Any) -> str:
-    """The type name of the first value JSON cannot encode (for the error message)."""
-    stack = [obj]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key, value in item.items():
-                if not isinstance(key, _SCALARS):
-                    return f"{type(key).__name__} (as a dict key)"
-                stack.append(value)
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-        elif not isinstance(item, _SCALARS):
-            return type(item).__name__
-    return type(obj).__name__
 
 
 class PickleSerializer:
@@ -123,7 +200,7 @@ class PickleSerializer:
 
     def loads(self, data: bytes) -> Any:
         try:
-            return pickle.loads(data)  # noqa: S301 - explicit opt-in, documented as unsafe
+            return pickle.loads(data)
         except Exception as exc:
             raise SerializationError(f"stored data is not a valid pickle: {exc}") from exc
 
@@ -157,10 +234,15 @@ class SerializerAdapter:
 
     def loads(self, data: bytes) -> Any:
         try:
-            return self.inner.loads(data)
+            try:
+                return self.inner.loads(data)
+            except TypeError:
+                # A loads() written for the str its dumps() returned: give it text.
+                text = bytes(data).decode("utf-8")
+                return self.inner.loads(text)
         except Exception as exc:
             raise SerializationError(
-                f"serializer {self.name!r} cannot load stored data: {exc}"
+                f"serializer {self.name!r} cannot load stored data: {type(exc).__name__}: {exc}"
             ) from exc
 
     def __repr__(self) -> str:
@@ -177,9 +259,20 @@ def get_serializer(spec: str) -> Serializer:
         return JSON
     if spec == "pickle":
         return PICKLE
-    from selinon_like.registry import import_object
+    from selinon_like.registry import import_module, import_object
 
-    obj = import_object(spec, what="serializer")
+    if "." not in spec and ":" not in spec:
+        obj = import_module(spec)  # a module with dumps/loads, e.g. ``marshal``
+    else:
+        obj = import_object(spec, what="serializer")
+    if isinstance(obj, type):  # a class: use an instance
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise ConfigError(
+                f"serializer class {spec!r} cannot be instantiated without arguments: {exc}",
+                key="serializer",
+            ) from exc
     if not (callable(getattr(obj, "dumps", None)) and callable(getattr(obj, "loads", None))):
         raise ConfigError(
             f"serializer {spec!r} has no dumps()/loads(); name 'json', 'pickle' or an object "
