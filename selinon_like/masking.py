@@ -20,8 +20,10 @@ _SECRET_KEY = re.compile(
     r"pass(word|wd)?|secret|token|credential|private|(^|_)key$|access_key|api_?key|auth",
     re.IGNORECASE,
 )
-# scheme://[user[:password]@]host — the userinfo part is what we mask.
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s]*)@")
+# scheme://[user[:password]@]host — the userinfo part is what we mask. It runs to the LAST
+# "@" before a space or quote, as URL parsers split it: a password may hold an unescaped "@"
+# or "/" and must still be masked whole (a URL whose path holds ":…@" is over-masked: safe).
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s'\"<>]*)@")
 
 
 def is_secret_key(key: str) -> bool:
@@ -40,36 +42,46 @@ def mask_url(text: str) -> str:
 
 def mask_config(configuration: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of an adapter configuration that is safe to print."""
-    masked: dict[str, Any] = {}
-    for key, value in configuration.items():
-        if is_secret_key(str(key)) and value not in (None, ""):
-            masked[key] = MASK
-        elif isinstance(value, str):
-            masked[key] = mask_url(value)
-        elif isinstance(value, Mapping):
-            masked[key] = mask_config(value)
-        else:
-            masked[key] = value
-    return masked
+    return {
+        key: MASK if is_secret_key(str(key)) and value not in (None, "") else _mask_value(value)
+        for key, value in configuration.items()
+    }
+
+
+def _mask_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_url(value)
+    if isinstance(value, Mapping):
+        return mask_config(value)
+    if isinstance(value, (list, tuple)):
+        return [_mask_value(item) for item in value]
+    return value
 
 
 def secret_values(configuration: Mapping[str, Any]) -> list[str]:
     """Every secret string in a configuration: secret keys' values and URL passwords."""
     found: list[str] = []
-    for key, value in configuration.items():
-        if isinstance(value, Mapping):
-            found += secret_values(value)
-            continue
-        if not isinstance(value, str) or not value:
-            continue
-        if is_secret_key(str(key)):
+    _collect(configuration, False, found)
+    # Longest first, so a secret that contains another is removed whole.
+    return sorted(set(found), key=len, reverse=True)
+
+
+def _collect(value: Any, secret: bool, found: list[str]) -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _collect(item, secret or is_secret_key(str(key)), found)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _collect(item, secret, found)
+    elif isinstance(value, str):
+        if secret and value:
             found.append(value)
         for match in _URL_USERINFO.finditer(value):
             _user, sep, password = match.group("userinfo").partition(":")
             if sep and password:
                 found.append(password)
-    # Longest first, so a secret that contains another is removed whole.
-    return sorted(set(found), key=len, reverse=True)
+    elif secret and isinstance(value, (int, float)) and not isinstance(value, bool):
+        found.append(str(value))  # a numeric password is still a password
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
