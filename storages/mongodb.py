@@ -84,7 +84,7 @@ class MongoDB(DataStorage):
     ``collection_name`` (str, default ``"selinon_results"``)
         the collection of results.
     ``host`` (str, default ``"localhost"``) and ``port`` (int, default ``27017``)
-        the server, when ``url`` is not given.
+        the server, when ``url`` is not given (giving both is a ``ConfigError``).
     ``url`` (str, default none)
         a MongoDB connection string instead of ``host``/``port``:
         ``mongodb://user:password@host1,host2/db?replicaSet=rs0`` or ``mongodb+srv://…``
@@ -237,10 +237,12 @@ class MongoDB(DataStorage):
             self._replace_one = _MockReplaceOne
         else:
             try:
+                # No I/O yet (but DNS for mongodb+srv://): what fails here is the configuration.
                 client = pymongo.MongoClient(**self._client_options())
-            except pymongo.errors.ConfigurationError as exc:
+            except (pymongo.errors.ConfigurationError, ValueError, TypeError) as exc:
                 raise ConfigError(
-                    scrub(f"{type(exc).__name__}: {exc}", self._secrets), key="url"
+                    scrub(f"{type(exc).__name__}: {exc}", self._secrets),
+                    key="url" if self._url is not None else "host",
                 ) from exc
             self._replace_one = pymongo.ReplaceOne
         try:
@@ -286,14 +288,21 @@ class MongoDB(DataStorage):
 
     # -- helpers --------------------------------------------------------------------------
 
+    def _not_connected(self) -> StorageError:
+        return StorageError(f"{self.storage_name}: not connected; call connect() first")
+
     def _connected_client(self) -> Any:
-        if self._client is None:
-            raise StorageError(f"{self.storage_name}: not connected; call connect() first")
-        return self._client
+        client = self._client
+        if client is None:
+            raise self._not_connected()
+        return client
 
     def _collection(self, errors: bool = False) -> Any:
-        self._connected_client()
-        return self._errors if errors else self._results
+        # Read once: a disconnect() in another thread may clear the attribute meanwhile.
+        collection = self._errors if errors else self._results
+        if collection is None:
+            raise self._not_connected()
+        return collection
 
     def _upsert(self, collection: Any, document: dict[str, Any]) -> None:
         from pymongo.errors import DuplicateKeyError

@@ -1,0 +1,164 @@
+"""MongoDB adapter benchmark.
+
+1. ``store`` / ``retrieve`` medians through the adapter against raw pymongo calls on the same
+   kind of collection (same unique index, same document, the same serialized bytes computed
+   beforehand): the difference is the adapter's cost (key checks, digest, serializer, wrapper).
+2. ``store_many`` of 1000 results against 1000 ``store`` calls.
+
+Always on mongomock, an in-process fake that scans the whole collection on every write, so
+these figures are NOT a server's: they show overhead ratios, not latency. When
+``SELINON_LIKE_MONGODB_URL`` is set the same runs follow against that server.
+
+Run from the repository root: ``.venv/bin/python benchmarks/bench_mongodb.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import Timing, interleaved
+from selinon_like.keys import key_digest
+from storages.mongodb import MongoDB
+
+KEYS = 200  # rotating key set: mongomock's cost grows with the collection, keep it fixed
+REPEAT = 2000
+BULK = 1000
+BULK_ROUNDS = 5
+RESULT = {"status": "ok", "items": list(range(20)), "name": "task result", "score": 0.5}
+
+
+def _raw_document(i: int, data: bytes) -> dict[str, Any]:
+    key = ("flow", "task", str(i % KEYS))
+    return {
+        "_id": key_digest(*key),
+        "flow_name": key[0],
+        "task_name": key[1],
+        "task_id": key[2],
+        "result": data,
+    }
+
+
+def _row(timing: Timing, baseline: Timing | None) -> str:
+    ratio = f"{timing.median / baseline.median:6.2f}x" if baseline else "      -"
+    return (
+        f"  {timing.name:<28} {timing.median * 1e6:10.1f} {timing.p99 * 1e6:10.1f} "
+        f"{timing.ops_per_second:10.0f} {ratio} {timing.errors:6d}"
+    )
+
+
+def run(label: str, storage: MongoDB, raw_collection: Any) -> None:
+    storage.connect()
+    raw_collection.create_index(
+        [("flow_name", 1), ("task_name", 1), ("task_id", 1)], unique=True, name="key"
+    )
+    try:
+        data = storage.serializer.dumps(RESULT)
+        for i in range(KEYS):
+            storage.store("flow", "task", str(i), RESULT)
+            raw_collection.replace_one(
+                {"_id": _raw_document(i, data)["_id"]}, _raw_document(i, data), upsert=True
+            )
+
+        def adapter_store(i: int) -> None:
+            storage.store("flow", "task", str(i % KEYS), RESULT)
+
+        def raw_store(i: int) -> None:
+            document = _raw_document(i, data)
+            raw_collection.replace_one({"_id": document["_id"]}, document, upsert=True)
+
+        def adapter_retrieve(i: int) -> None:
+            storage.retrieve("flow", "task", str(i % KEYS))
+
+        def raw_retrieve(i: int) -> None:
+            raw_collection.find_one(
+                {"_id": key_digest("flow", "task", str(i % KEYS))}, {"_id": 0, "result": 1}
+            )
+
+        timings = interleaved(
+            {
+                "store (adapter)": adapter_store,
+                "store (raw pymongo)": raw_store,
+                "retrieve (adapter)": adapter_retrieve,
+                "retrieve (raw pymongo)": raw_retrieve,
+            },
+            repeat=REPEAT,
+        )
+        print(f"\n{label}: {KEYS} keys, {REPEAT} calls each, interleaved in 5 rounds")
+        print(
+            f"  {'operation':<28} {'median_us':>10} {'p99_us':>10} {'ops_s':>10} {'vs raw':>7}"
+            f" {'errors':>6}"
+        )
+        for op in ("store", "retrieve"):
+            raw = timings[f"{op} (raw pymongo)"]
+            print(_row(timings[f"{op} (adapter)"], raw))
+            print(_row(raw, None))
+
+        items = [("bulk", "task", str(i), RESULT) for i in range(BULK)]
+        storage.store_many(items)  # the same 1000 keys exist in both runs: replaces, not inserts
+        many: list[float] = []
+        single: list[float] = []
+        calls: dict[str, tuple[list[float], Callable[[], Any]]] = {
+            "many": (many, lambda: storage.store_many(items)),
+            "single": (single, lambda: [storage.store(*item) for item in items]),
+        }
+        for _round in range(BULK_ROUNDS):
+            for samples, call in calls.values():
+                started = time.perf_counter()
+                call()
+                samples.append(time.perf_counter() - started)
+        print(f"\n{label}: {BULK} results, median of {BULK_ROUNDS} rounds")
+        print(f"  store_many({BULK})          {statistics.median(many) * 1e3:10.1f} ms")
+        print(f"  {BULK} x store               {statistics.median(single) * 1e3:10.1f} ms")
+        speed_up = statistics.median(single) / statistics.median(many)
+        print(f"  speed-up                     {speed_up:10.1f}x")
+        if storage._is_mock():
+            print("  (mongomock's bulk_write loops over single writes, so no speed-up shows here;")
+            print(
+                "   on a server store_many is one round trip per batch instead of one per result)"
+            )
+    finally:
+        storage._results.drop()
+        storage._errors.drop()
+        raw_collection.drop()
+        storage.disconnect()
+
+
+def main() -> None:
+    import mongomock
+
+    suffix = uuid.uuid4().hex[:8]
+    raw_mock = mongomock.MongoClient()
+    run(
+        "mongomock (in-process fake, not a server)",
+        MongoDB(url="mongomock://bench", db_name=f"bench_{suffix}"),
+        raw_mock[f"bench_{suffix}"]["raw"],
+    )
+    url = os.environ.get("SELINON_LIKE_MONGODB_URL")
+    if url:
+        import pymongo
+
+        client: Any = pymongo.MongoClient(url)
+        try:
+            run(
+                "MongoDB server at SELINON_LIKE_MONGODB_URL",
+                MongoDB(url=url, db_name="selinon_like_bench", collection_name=f"bench_{suffix}"),
+                client["selinon_like_bench"][f"raw_{suffix}"],
+            )
+        finally:
+            client.close()
+    else:
+        print("\nSELINON_LIKE_MONGODB_URL is not set: no server run.")
+
+
+if __name__ == "__main__":
+    main()
