@@ -20,6 +20,7 @@ from selinon_like.storage import (
     load_error_record,
     make_error_record,
 )
+from selinon_like.streams import DEFAULT_CHUNK_SIZE, Digest, DigestingReader
 
 __all__ = ["Filesystem"]
 
@@ -45,6 +46,12 @@ class Filesystem(DataStorage):
     line holding the key as JSON, then the serialized result. Writes go to a temporary file in
     the same directory, then ``os.replace``: a reader sees the old result or the new one, never
     a partial file, and a failed store leaves the old result in place.
+
+    ``store_stream`` writes an iterable of bytes the same way (temporary file, SHA-256 computed
+    while writing, ``os.replace`` at the end) and returns its :class:`Digest`;
+    ``retrieve_stream`` reads it back in 8 MiB chunks. Streamed files hold the raw bytes after
+    the header line and live with the results (``iter_keys`` lists them, ``delete`` removes
+    them); read them with ``retrieve_stream``.
 
     Configuration:
 
@@ -176,6 +183,27 @@ class Filesystem(DataStorage):
         key = (flow_name, task_name, task_id)
         return load_error_record(self._read(self._path("errors", *key), key, "error record"))
 
+    def store_stream(
+        self, flow_name: str, task_name: str, task_id: str, chunks: Iterable[bytes]
+    ) -> Digest:
+        key = (flow_name, task_name, task_id)
+        reader = DigestingReader(chunks)
+        self._write(self._path("results", *key), key, reader)
+        return reader.digest()
+
+    def retrieve_stream(self, flow_name: str, task_name: str, task_id: str) -> Iterator[bytes]:
+        key = (flow_name, task_name, task_id)
+        path = self._path("results", *key)
+        # Look now, so a missing result fails this call rather than the first next(); the
+        # generator opens the file itself, so one never iterated leaks no open file.
+        self._open(path, key, "result").close()
+        return self._chunks(path, key)
+
+    def _chunks(self, path: Path, key: Key) -> Iterator[bytes]:
+        with self._open(path, key, "result") as handle:
+            while chunk := handle.read(DEFAULT_CHUNK_SIZE):
+                yield chunk
+
     def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
         results = self.root / "results"
         flows = [results / _name(flow_name)] if flow_name is not None else _dirs(results)
@@ -201,4 +229,3 @@ def _dirs(path: Path) -> list[Path]:
         return sorted(Path(e.path) for e in os.scandir(path) if e.is_dir())
     except FileNotFoundError:
         return []
-

@@ -1,0 +1,547 @@
+"""``S3Storage``: one object per result in an S3 (or S3-compatible) bucket."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+from urllib.parse import urlsplit
+
+from selinon_like import options
+from selinon_like.errors import ConfigError, StorageError
+from selinon_like.keys import Key, decode_part, encode_part
+from selinon_like.masking import mask_url
+from selinon_like.registry import missing_driver
+from selinon_like.storage import (
+    DataStorage,
+    ExcInfo,
+    dump_error_record,
+    load_error_record,
+    make_error_record,
+)
+from selinon_like.streams import DEFAULT_CHUNK_SIZE, Digest, DigestingReader
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.literals import BucketLocationConstraintType
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+__all__ = ["MAX_KEY_BYTES", "MIN_PART_SIZE", "S3KeyTooLong", "S3Storage"]
+
+T = TypeVar("T")
+A = TypeVar("A")
+
+MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest part of a multipart upload (but the last)
+MAX_PARTS = 10_000  # S3's largest number of parts in one upload
+_READ_CHUNK = 1024 * 1024
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NotFound"})
+_TRANSIENT_CODES = frozenset(
+    {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling"}
+)
+_TRANSIENT_BOTOCORE = (
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+    "ConnectionClosedError",
+    "ResponseStreamingError",
+)
+
+
+class S3KeyTooLong(StorageError, ValueError):
+    """The object key of a result would pass S3's 1,024-byte limit; raised before any I/O.
+
+    It is a ``ValueError`` like every other refused key (and a ``StorageError``, so the
+    storage's plumbing lets it through unchanged)."""
+
+
+def _error_code(exc: BaseException) -> tuple[str, int]:
+    """The S3 error code and HTTP status of a botocore ``ClientError`` (``("", 0)`` else)."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return "", 0
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return code, int(status)
+
+
+def _is_missing(exc: BaseException) -> bool:
+    code, status = _error_code(exc)
+    return status == 404 or code in _MISSING_CODES
+
+
+def _optional_str(key: str, value: Any) -> str | None:
+    return None if value is None else options.as_str(key, value)
+
+
+def _secret(key: str, value: Any) -> str | None:
+    # Never echo the value: it is a credential.
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"must be a non-empty string, not {type(value).__name__}", key=key)
+    return value
+
+
+class S3Storage(DataStorage):
+    """Results as objects in an S3 bucket (AWS, or any S3-compatible service via
+    ``endpoint_url``: MinIO, Ceph, moto...).
+
+    Layout: ``<prefix>results/<flow>/<task>/<task_id>`` and ``<prefix>errors/...`` for error
+    records, each part encoded by :func:`selinon_like.keys.encode_part` (only ``[a-z0-9_%-]``,
+    so ``/``, ``..``, spaces and unicode in a key stay inside its part and under the prefix).
+    S3 keys stop at 1,024 bytes: a key whose object name would be longer is refused with
+    :class:`S3KeyTooLong` (a ``ValueError``) before any request; nothing is hashed, so every
+    stored object maps back to its key. ``store`` returns the object key.
+
+    ``store_many``/``retrieve_many`` overlap their requests on up to ``max_pool_connections``
+    threads. ``store_stream`` uploads any iterable of bytes as a multipart upload of
+    ``part_size`` parts, holding at most one part in memory (a stream shorter than one part
+    is a single PUT); a failed upload is aborted, so the previous object stays as it was.
+    Streamed objects hold the raw bytes: read them with ``retrieve_stream``.
+
+    The client is one boto3 client, safe across threads (``thread_safe = True``). botocore's
+    own retries are off: the storage's ``retry:`` policy retries transient errors (connection
+    errors, timeouts, 5xx and ``SlowDown``), and ``store_stream`` retries a failed part.
+
+    Configuration:
+
+    ``bucket`` (str, required)
+        the bucket name.
+    ``aws_access_key_id``, ``aws_secret_access_key`` (str, default none)
+        credentials, given both or neither; without them boto3's standard credential chain
+        applies (environment, shared files, ``profile_name``, instance roles). Masked everywhere.
+    ``aws_session_token`` (str, default none)
+        session token of temporary credentials; masked everywhere.
+    ``profile_name`` (str, default none)
+        the profile of the shared AWS config/credentials files to use.
+    ``region_name`` (str, default: boto3's configured region)
+        the region of the bucket.
+    ``endpoint_url`` (str, default: AWS)
+        an S3-compatible service, e.g. ``http://127.0.0.1:9000``; its scheme decides TLS.
+    ``location`` (str, default: ``region_name``)
+        the ``LocationConstraint`` given when ``create_bucket`` creates the bucket (none is
+        sent for ``us-east-1``).
+    ``use_ssl`` (bool, default ``true``)
+        TLS to AWS. Only an explicit ``false`` (or ``"false"``, ``"no"``, ``"0"``) turns it
+        off; ``true`` together with an ``http://`` ``endpoint_url`` is a configuration error.
+    ``prefix`` (str, default ``""``)
+        put every object under this prefix (a ``/`` is added when missing).
+    ``create_bucket`` (bool, default ``false``)
+        create a missing bucket on ``connect()``; when off, a missing bucket is an error
+        naming it.
+    ``addressing_style`` (``auto``, ``path`` or ``virtual``; default ``auto``)
+        how the bucket is put in URLs; many S3-compatible services want ``path``.
+    ``connect_timeout`` (seconds, default ``10``), ``read_timeout`` (seconds, default ``60``)
+        socket timeouts of every request.
+    ``max_pool_connections`` (int, default ``10``)
+        HTTP connections kept open, and threads of ``store_many``/``retrieve_many``.
+    ``part_size`` (bytes, default 8 MiB, at least 5 MiB)
+        the part size of ``store_stream`` uploads (10,000 parts at most: 8 MiB parts carry
+        up to 78 GiB).
+
+    Example::
+
+        storages:
+          - name: Artifacts
+            import: storages.s3
+            classname: S3Storage
+            configuration:
+              bucket: my-results
+              region_name: eu-west-1
+              prefix: selinon/
+              aws_access_key_id: ${AWS_ACCESS_KEY_ID}
+              aws_secret_access_key: ${AWS_SECRET_ACCESS_KEY}
+              read_timeout: 30
+    """
+
+    thread_safe = True  # one boto3 client; botocore clients are thread-safe
+
+    def __init__(
+        self,
+        bucket: str,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        aws_session_token: str | None = None,
+        profile_name: str | None = None,
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        location: str | None = None,
+        use_ssl: bool | str | None = None,
+        prefix: str = "",
+        create_bucket: bool | str = False,
+        addressing_style: str = "auto",
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        max_pool_connections: int = 10,
+        part_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> None:
+        self.bucket = options.as_str("bucket", bucket)
+        self._credentials = {
+            "aws_access_key_id": _secret("aws_access_key_id", aws_access_key_id),
+            "aws_secret_access_key": _secret("aws_secret_access_key", aws_secret_access_key),
+            "aws_session_token": _secret("aws_session_token", aws_session_token),
+        }
+        if (aws_access_key_id is None) != (aws_secret_access_key is None):
+            missing = (
+                "aws_secret_access_key" if aws_secret_access_key is None else "aws_access_key_id"
+            )
+            raise ConfigError(
+                "aws_access_key_id and aws_secret_access_key go together: give both, or "
+                "neither to use the standard AWS credential chain",
+                key=missing,
+            )
+        if aws_session_token is not None and aws_access_key_id is None:
+            raise ConfigError(
+                "a session token needs aws_access_key_id and aws_secret_access_key",
+                key="aws_session_token",
+            )
+        self.profile_name = _optional_str("profile_name", profile_name)
+        self.region_name = _optional_str("region_name", region_name)
+        self.endpoint_url = _optional_str("endpoint_url", endpoint_url)
+        self.location = _optional_str("location", location)
+        self.use_ssl = True if use_ssl is None else options.as_bool("use_ssl", use_ssl)
+        if self.endpoint_url is not None:
+            scheme = urlsplit(self.endpoint_url).scheme
+            if scheme not in ("http", "https"):
+                raise ConfigError(
+                    f"must be an http:// or https:// URL, not {mask_url(self.endpoint_url)!r}",
+                    key="endpoint_url",
+                )
+            if scheme == "http" and use_ssl is not None and self.use_ssl:
+                raise ConfigError(
+                    "use_ssl is true but endpoint_url is plain http://; use an https:// "
+                    "endpoint or set use_ssl: false",
+                    key="use_ssl",
+                )
+        self.prefix = options.as_str("prefix", prefix, empty=True)
+        if self.prefix and not self.prefix.endswith("/"):
+            self.prefix += "/"
+        self.create_bucket = options.as_bool("create_bucket", create_bucket)
+        self.addressing_style = options.as_str("addressing_style", addressing_style)
+        if self.addressing_style not in ("auto", "path", "virtual"):
+            raise ConfigError(
+                f"must be auto, path or virtual, not {addressing_style!r}", key="addressing_style"
+            )
+        self.connect_timeout = options.as_float("connect_timeout", connect_timeout, minimum=0.001)
+        self.read_timeout = options.as_float("read_timeout", read_timeout, minimum=0.001)
+        self.max_pool_connections = options.as_int(
+            "max_pool_connections", max_pool_connections, minimum=1
+        )
+        self.part_size = options.as_int(
+            "part_size", part_size, minimum=MIN_PART_SIZE, maximum=5 * 1024**3
+        )
+        self._client: S3Client | None = None
+
+    # -- connection -----------------------------------------------------------------------
+
+    def connect(self) -> None:
+        if self._client is not None:
+            return
+        try:
+            import boto3.session
+            from botocore.config import Config
+        except ModuleNotFoundError as exc:
+            raise missing_driver(exc, self.storage_name) from exc
+        credentials = self._credentials
+        session = boto3.session.Session(
+            aws_access_key_id=credentials["aws_access_key_id"],
+            aws_secret_access_key=credentials["aws_secret_access_key"],
+            aws_session_token=credentials["aws_session_token"],
+            region_name=self.region_name,
+            profile_name=self.profile_name,
+        )
+        client = session.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            use_ssl=self.use_ssl,
+            config=Config(
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                max_pool_connections=self.max_pool_connections,
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                s3={"addressing_style": self.addressing_style},  # type: ignore[arg-type]
+            ),
+        )
+        try:
+            self._check_bucket(client)
+        except BaseException:
+            client.close()
+            raise
+        self._client = client
+
+    def _check_bucket(self, client: S3Client) -> None:
+        try:
+            client.head_bucket(Bucket=self.bucket)
+            return
+        except Exception as exc:
+            if not _is_missing(exc):
+                raise
+        where = mask_url(self.endpoint_url) if self.endpoint_url else "AWS S3"
+        if not self.create_bucket:
+            raise StorageError(
+                f"{self.storage_name}: the bucket {self.bucket!r} does not exist at {where}; "
+                "create it, or set create_bucket: true"
+            )
+        constraint = self.location or self.region_name or client.meta.region_name
+        try:
+            if constraint in (None, "", "us-east-1", "aws-global"):
+                client.create_bucket(Bucket=self.bucket)
+            else:
+                client.create_bucket(
+                    Bucket=self.bucket,
+                    CreateBucketConfiguration={
+                        "LocationConstraint": cast("BucketLocationConstraintType", constraint)
+                    },
+                )
+        except Exception as exc:
+            # Another process creating it at the same moment is fine.
+            if _error_code(exc)[0] != "BucketAlreadyOwnedByYou":
+                raise
+
+    def disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def is_connected(self) -> bool:
+        return self._client is not None
+
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client (for what this adapter does not wrap); connect first."""
+        if self._client is None:
+            raise StorageError(f"{self.storage_name}: not connected; call connect() first")
+        return self._client
+
+    def ping(self) -> bool:
+        self.client.head_bucket(Bucket=self.bucket)
+        return True
+
+    def is_transient(self, exc: BaseException) -> bool:
+        if super().is_transient(exc):
+            return True
+        # Only classify what botocore raised; never import it just to look.
+        exceptions = sys.modules.get("botocore.exceptions")
+        if exceptions is None:
+            return False
+        if isinstance(exc, tuple(getattr(exceptions, name) for name in _TRANSIENT_BOTOCORE)):
+            return True
+        if isinstance(exc, exceptions.ClientError):
+            code, status = _error_code(exc)
+            return status >= 500 or code in _TRANSIENT_CODES
+        return False
+
+    # -- objects --------------------------------------------------------------------------
+
+    def object_key(self, kind: str, flow_name: str, task_name: str, task_id: str) -> str:
+        """The object key of a result (``kind="results"``) or error record (``"errors"``)."""
+        name = (
+            f"{self.prefix}{kind}/{encode_part(flow_name)}/{encode_part(task_name)}/"
+            f"{encode_part(task_id)}"
+        )
+        size = len(name.encode("utf-8"))
+        if size > MAX_KEY_BYTES:
+            raise S3KeyTooLong(
+                f"{self.storage_name}: the object key for flow {flow_name[:50]!r}, task "
+                f"{task_name[:50]!r}, task id {task_id[:50]!r} would be {size} bytes; S3 "
+                f"allows {MAX_KEY_BYTES} (each part is percent-encoded: non-ASCII characters "
+                "take 9 bytes)"
+            )
+        return name
+
+    def _put(self, name: str, data: bytes) -> str:
+        self.client.put_object(Bucket=self.bucket, Key=name, Body=data)
+        return name
+
+    def _get(self, name: str) -> bytes | None:
+        """The object's bytes, or None when there is none."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=name)
+        except Exception as exc:
+            if _is_missing(exc):
+                return None
+            raise
+        with contextlib.closing(response["Body"]) as body:
+            return body.read()
+
+    def _parallel(self, call: Callable[[A], T], args: Sequence[A]) -> list[T]:
+        """``[call(a) for a in args]`` on up to ``max_pool_connections`` threads."""
+        if len(args) <= 1:
+            return [call(arg) for arg in args]
+        workers = min(self.max_pool_connections, len(args))
+        with concurrent.futures.ThreadPoolExecutor(workers, "selinon-s3") as executor:
+            futures = [executor.submit(call, arg) for arg in args]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+    # -- the contract ---------------------------------------------------------------------
+
+    def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
+        data = self._get(self.object_key("results", flow_name, task_name, task_id))
+        if data is None:
+            raise self.not_found(flow_name, task_name, task_id)
+        return self.serializer.loads(data)
+
+    def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
+        data = self.serializer.dumps(result)
+        return self._put(self.object_key("results", flow_name, task_name, task_id), data)
+
+    def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
+        name = self.object_key("results", flow_name, task_name, task_id)
+        # DeleteObject succeeds for a missing key, so look first.
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=name)
+        except Exception as exc:
+            if _is_missing(exc):
+                raise self.not_found(flow_name, task_name, task_id) from None
+            raise
+        self.client.delete_object(Bucket=self.bucket, Key=name)
+
+    def store_error(
+        self,
+        node_args: Any,
+        flow_name: str,
+        task_name: str,
+        task_id: str,
+        exc_info: ExcInfo | BaseException,
+    ) -> str:
+        record = make_error_record(node_args, flow_name, task_name, task_id, exc_info)
+        name = self.object_key("errors", flow_name, task_name, task_id)
+        return self._put(name, dump_error_record(record))
+
+    def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, Any]:
+        data = self._get(self.object_key("errors", flow_name, task_name, task_id))
+        if data is None:
+            raise self.not_found(flow_name, task_name, task_id, what="error record")
+        return load_error_record(data)
+
+    def store_many(self, items: Iterable[tuple[str, str, str, Any]]) -> list[str]:
+        # Every key and result is checked before the first request.
+        objects = [
+            (self.object_key("results", f, t, i), self.serializer.dumps(result))
+            for f, t, i, result in items
+        ]
+        return self._parallel(lambda pair: self._put(*pair), objects)
+
+    def retrieve_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
+        unique = list(dict.fromkeys(keys))
+        names = [self.object_key("results", *key) for key in unique]
+        found: dict[Key, Any] = {}
+        for key, data in zip(unique, self._parallel(self._get, names), strict=True):
+            if data is not None:
+                found[key] = self.serializer.loads(data)
+        return found
+
+    def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
+        base = f"{self.prefix}results/"
+        start = base if flow_name is None else f"{base}{encode_part(flow_name)}/"
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
+            for entry in page.get("Contents", []):
+                parts = entry["Key"][len(base) :].split("/")
+                if len(parts) != 3 or not all(p.startswith("_") for p in parts):
+                    continue  # not an object this adapter wrote
+                try:
+                    yield decode_part(parts[0]), decode_part(parts[1]), decode_part(parts[2])
+                except ValueError:
+                    continue
+
+    # -- streams --------------------------------------------------------------------------
+
+    def store_stream(
+        self, flow_name: str, task_name: str, task_id: str, chunks: Iterable[bytes]
+    ) -> Digest:
+        name = self.object_key("results", flow_name, task_name, task_id)
+        client, part_size = self.client, self.part_size
+        reader = DigestingReader(chunks)
+        buffer = bytearray()
+        upload_id: str | None = None
+        parts: list[CompletedPartTypeDef] = []
+
+        def send(data: bytes) -> None:
+            nonlocal upload_id
+            if upload_id is None:
+                upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=name)["UploadId"]
+            number = len(parts) + 1
+            if number > MAX_PARTS:
+                raise StorageError(
+                    f"{self.storage_name}: the stream needs more than {MAX_PARTS} parts of "
+                    f"{part_size} bytes; raise part_size"
+                )
+            response = self._retrying(
+                lambda: client.upload_part(
+                    Bucket=self.bucket, Key=name, UploadId=upload_id, PartNumber=number, Body=data
+                )
+            )
+            parts.append({"PartNumber": number, "ETag": response["ETag"]})
+
+        try:
+            for chunk in reader:
+                buffer += chunk
+                while len(buffer) >= part_size:
+                    with memoryview(buffer) as view:
+                        part = bytes(view[:part_size])
+                    del buffer[:part_size]
+                    send(part)
+            if upload_id is None:
+                # Shorter than one part: a single PUT, made only once the stream has ended.
+                self._retrying(lambda: self._put(name, bytes(buffer)))
+            else:
+                if buffer:
+                    send(bytes(buffer))
+                    buffer.clear()
+                client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=name,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
+        except BaseException:
+            if upload_id is not None:
+                # Best effort: what cannot be aborted now is left to a bucket lifecycle rule.
+                with contextlib.suppress(Exception):
+                    client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
+            raise
+        return reader.digest()
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """Retry one request of a stream (its bytes are still in hand) under the retry policy."""
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except Exception as exc:
+                if not self.is_transient(exc) or attempt + 1 >= self.retry_policy.attempts:
+                    raise
+                time.sleep(self.retry_policy.delay(attempt))
+                attempt += 1
+
+    def retrieve_stream(self, flow_name: str, task_name: str, task_id: str) -> Iterator[bytes]:
+        key = (flow_name, task_name, task_id)
+        name = self.object_key("results", *key)
+        # Look now, so a missing result fails this call rather than the first next().
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=name)
+        except Exception as exc:
+            if _is_missing(exc):
+                raise self.not_found(*key) from None
+            raise
+        return self._chunks(name, key)
+
+    def _chunks(self, name: str, key: Key) -> Iterator[bytes]:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=name)
+        except Exception as exc:
+            if _is_missing(exc):  # deleted since retrieve_stream() looked
+                raise self.not_found(*key) from None
+            raise
+        with contextlib.closing(response["Body"]) as body:
+            yield from body.iter_chunks(_READ_CHUNK)

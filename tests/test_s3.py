@@ -1,0 +1,675 @@
+"""S3Storage under the contract kit, on moto in-process and on moto's real HTTP server, plus its
+own guarantees: options, bucket handling, key layout, masking, bulk overlap, error classes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import require_service
+
+from selinon_like import (
+    ConfigError,
+    ResultNotFound,
+    StorageError,
+    StoragePool,
+    StorageUnavailable,
+)
+from selinon_like.retry import RetryPolicy
+from selinon_like.testing import StorageContract, connected
+from storages.s3 import MAX_KEY_BYTES, S3KeyTooLong, S3Storage
+
+ACCESS_KEY = "AKIASELINONLIKETEST"
+SECRET_KEY = "Secret/Value+That-Must-Never-Leak"
+BUCKET = "selinon-like-test"
+
+opened = contextlib.contextmanager(connected)
+
+
+# moto's server in a child process: its CPU time is not the test's, and its state is its own.
+_SERVER = """
+import logging, sys
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+sys.stdin.read()  # serve until the test process closes this pipe (or dies)
+server.stop()
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _isolated_aws_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No real AWS configuration may leak in, and the credential chain never asks the network."""
+    empty = tmp_path_factory.mktemp("aws")
+    with pytest.MonkeyPatch.context() as env:
+        for name in (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_DEFAULT_REGION",
+            "AWS_REGION",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+        ):
+            env.delenv(name, raising=False)
+        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        env.setenv("AWS_CONFIG_FILE", str(empty / "config"))
+        env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty / "credentials"))
+        yield
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint(_isolated_aws_environment: None) -> Iterator[str]:
+    """moto's S3 server (``ThreadedMotoServer``) on a free loopback port: the real HTTP path."""
+    with subprocess.Popen(
+        [sys.executable, "-c", _SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as server:
+        assert server.stdout is not None and server.stdin is not None
+        port = server.stdout.readline().strip()
+        endpoint = f"http://127.0.0.1:{port}"
+
+        def probe() -> None:
+            import boto3
+
+            client = boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name="us-east-1",
+                aws_access_key_id=ACCESS_KEY,
+                aws_secret_access_key=SECRET_KEY,
+            )
+            try:
+                client.list_buckets()
+            finally:
+                client.close()
+
+        try:
+            require_service("moto S3 server", probe)
+            yield endpoint
+        finally:
+            server.stdin.close()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def _mock_aws() -> Any:
+    require_service("moto", lambda: __import__("moto"))
+    import moto
+
+    return moto.mock_aws()
+
+
+@pytest.fixture
+def mocked_aws() -> Iterator[None]:
+    """moto in-process: botocore never leaves this process."""
+    with _mock_aws():
+        yield
+
+
+def over_http(endpoint: str, **options: Any) -> S3Storage:
+    """A storage on the moto server with a prefix of its own (moto's state is process-wide)."""
+    settings: dict[str, Any] = {
+        "bucket": BUCKET,
+        "endpoint_url": endpoint,
+        "aws_access_key_id": ACCESS_KEY,
+        "aws_secret_access_key": SECRET_KEY,
+        "region_name": "us-east-1",
+        "create_bucket": True,
+        "prefix": f"test-{uuid.uuid4().hex}",
+    }
+    settings.update(options)
+    return S3Storage(**settings)
+
+
+def in_process(**options: Any) -> S3Storage:
+    settings: dict[str, Any] = {
+        "bucket": BUCKET,
+        "aws_access_key_id": ACCESS_KEY,
+        "aws_secret_access_key": SECRET_KEY,
+        "region_name": "us-east-1",
+        "create_bucket": True,
+    }
+    settings.update(options)
+    return S3Storage(**settings)
+
+
+def object_names(storage: S3Storage) -> list[str]:
+    """Every object under the storage's prefix, as S3 names it."""
+    listing = storage.client.list_objects_v2(Bucket=storage.bucket, Prefix=storage.prefix)
+    return [entry["Key"] for entry in listing.get("Contents", [])]
+
+
+# One instance per contract class: every contract test works under a flow of its own.
+@pytest.fixture(scope="class")
+def in_process_storage(_isolated_aws_environment: None) -> Iterator[S3Storage]:
+    with _mock_aws():
+        yield from connected(in_process())  # type: ignore[misc]
+
+
+@pytest.fixture(scope="class")
+def http_storage(moto_endpoint: str) -> Iterator[S3Storage]:
+    yield from connected(over_http(moto_endpoint))  # type: ignore[misc]
+
+
+# 8 threads x 50 stores in the contract classes; the pool test below does 8 x 500 over HTTP.
+class TestS3InProcess(StorageContract):
+    concurrency_per_thread = 50
+
+    @pytest.fixture
+    def storage(self, in_process_storage: S3Storage) -> S3Storage:
+        return in_process_storage
+
+
+class TestS3OverHttp(StorageContract):
+    concurrency_per_thread = 50
+
+    @pytest.fixture
+    def storage(self, http_storage: S3Storage) -> S3Storage:
+        return http_storage
+
+
+@pytest.fixture
+def s3(moto_endpoint: str) -> Iterator[S3Storage]:
+    yield from connected(over_http(moto_endpoint))  # type: ignore[misc]
+
+
+# -- through the pool, many threads, one instance ----------------------------------------------
+
+
+@pytest.mark.slow
+def test_pool_8_threads_x_500_stores_all_intact(moto_endpoint: str) -> None:
+    prefix = f"pool-{uuid.uuid4().hex}/"
+    pool = StoragePool.from_dict(
+        {
+            "storages": [
+                {
+                    "name": "Artifacts",
+                    "import": "storages.s3",
+                    "classname": "S3Storage",
+                    "configuration": {
+                        "bucket": BUCKET,
+                        "endpoint_url": moto_endpoint,
+                        "aws_access_key_id": ACCESS_KEY,
+                        "aws_secret_access_key": SECRET_KEY,
+                        "region_name": "us-east-1",
+                        "create_bucket": "true",
+                        "prefix": prefix,
+                    },
+                }
+            ]
+        }
+    )
+    threads_n, per_thread = 8, 500
+    barrier = threading.Barrier(threads_n)
+    instances: list[Any] = []
+    failures: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            barrier.wait()
+            storage = pool.get_connected_storage("Artifacts")
+            instances.append(storage)
+            for i in range(per_thread):
+                storage.store("flow", f"w{worker}", str(i), {"w": worker, "i": i, "pad": "x" * i})
+        except BaseException as exc:
+            failures.append(exc)
+
+    try:
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(threads_n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert len({id(instance) for instance in instances}) == 1
+        storage = instances[0]
+        keys = [("flow", f"w{w}", str(i)) for w in range(threads_n) for i in range(per_thread)]
+        found = storage.retrieve_many(keys)
+        intact = sum(
+            1
+            for (_flow, task, task_id), result in found.items()
+            if result == {"w": int(task[1:]), "i": int(task_id), "pad": "x" * int(task_id)}
+        )
+        assert intact == threads_n * per_thread
+        assert set(storage.iter_keys("flow")) == set(keys)
+    finally:
+        pool.disconnect_all()
+
+
+# -- keys and layout ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        ("flow", "task", "../../etc/passwd"),
+        ("flow", "task", "a/b"),
+        ("../..", "./.", "/abs/olute"),
+        ("a b", "ü 中文 🐍", "%2e%2e/x"),
+    ],
+)
+def test_odd_keys_round_trip_under_the_prefix(s3: S3Storage, key: tuple[str, str, str]) -> None:
+    record_id = s3.store(*key, {"k": list(key)})
+    assert s3.retrieve(*key) == {"k": list(key)}
+    names = object_names(s3)
+    assert names == [record_id]
+    assert record_id.startswith(s3.prefix + "results/")
+    segments = record_id[len(s3.prefix) :].split("/")
+    assert len(segments) == 4
+    assert not {".", "..", ""} & set(segments)
+    assert all(ch.isascii() and ch not in " ?#\\" for ch in record_id)
+    assert list(s3.iter_keys()) == [key]
+
+
+def test_prefix_gets_a_slash_and_errors_live_apart(s3: S3Storage, moto_endpoint: str) -> None:
+    prefix = f"apps/{uuid.uuid4().hex}"
+    storage = over_http(moto_endpoint, prefix=prefix)
+    assert storage.prefix == prefix + "/"
+    with opened(storage) as st:
+        st.store_error({"a": 1}, "f", "t", "1", RuntimeError("boom"))
+        assert object_names(storage) == [f"{prefix}/errors/_f/_t/_1"]
+        with pytest.raises(ResultNotFound):
+            st.retrieve("f", "t", "1")
+        assert list(st.iter_keys()) == []
+        st.store("f", "t", "1", 1)
+        st.delete("f", "t", "1")
+        assert st.retrieve_error("f", "t", "1")["message"] == "boom"
+
+
+def test_store_returns_the_object_key(s3: S3Storage) -> None:
+    record_id = s3.store("f", "t", "1", {"v": 1})
+    head = s3.client.head_object(Bucket=s3.bucket, Key=record_id)
+    assert head["ContentLength"] == len(s3.serializer.dumps({"v": 1}))
+
+
+def test_key_at_the_s3_limit_works_and_one_byte_more_is_refused_before_io(s3: S3Storage) -> None:
+    head = f"{s3.prefix}results/_f/_t/_"
+    task_id = "x" * (MAX_KEY_BYTES - len(head))
+    s3.store("f", "t", task_id, 1)
+    assert s3.retrieve("f", "t", task_id) == 1
+    with pytest.raises(S3KeyTooLong) as info:
+        s3.store("f", "t", task_id + "x", 2)
+    assert isinstance(info.value, ValueError)
+    assert "1024" in str(info.value)
+    assert len(object_names(s3)) == 1
+    # Before any I/O: an instance that never connected refuses it the same way.
+    with pytest.raises(S3KeyTooLong):
+        over_http("http://127.0.0.1:9").store("f", "t", "中" * 200, 1)
+    with pytest.raises(S3KeyTooLong):
+        s3.store_many([("f", "t", "ok", 1), ("f", "t", "中" * 200, 2)])
+    assert s3.retrieve_many([("f", "t", "ok")]) == {}
+
+
+def test_iter_keys_pages_through_more_than_one_listing(mocked_aws: None) -> None:
+    with opened(in_process()) as storage:
+        items = [("f", "t", str(i), i) for i in range(1100)]
+        storage.store_many(items)
+        storage.store("other", "t", "1", 1)
+        assert sorted(storage.iter_keys("f")) == sorted((f, t, i) for f, t, i, _ in items)
+        assert len(list(storage.iter_keys())) == 1101
+
+
+def test_iter_keys_skips_foreign_objects(s3: S3Storage) -> None:
+    s3.store("f", "t", "1", 1)
+    for name in ("results/readme.txt", "results/_f/_t/no-underscore", "results/_f/x/y/z"):
+        s3.client.put_object(Bucket=s3.bucket, Key=s3.prefix + name, Body=b"x")
+    assert list(s3.iter_keys()) == [("f", "t", "1")]
+
+
+# -- bulk ------------------------------------------------------------------------------------
+
+
+def test_store_many_overlaps_its_requests_within_the_pool_size(
+    moto_endpoint: str, monkeypatch: Any
+) -> None:
+    workers = 4
+    with opened(over_http(moto_endpoint, max_pool_connections=workers)) as storage:
+        real_put = storage.client.put_object
+        together = threading.Barrier(workers, timeout=10)
+        lock = threading.Lock()
+        state = {"calls": 0, "in_flight": 0, "peak": 0}
+
+        def put_object(**kwargs: Any) -> Any:
+            with lock:
+                state["calls"] += 1
+                first_wave = state["calls"] <= workers
+                state["in_flight"] += 1
+                state["peak"] = max(state["peak"], state["in_flight"])
+            try:
+                if first_wave:
+                    together.wait()  # breaks (test fails) unless `workers` calls run at once
+                return real_put(**kwargs)
+            finally:
+                with lock:
+                    state["in_flight"] -= 1
+
+        monkeypatch.setattr(storage.client, "put_object", put_object)
+        ids = storage.store_many([("f", "t", str(i), i) for i in range(40)])
+        assert state["peak"] == workers
+        assert ids == [storage.object_key("results", "f", "t", str(i)) for i in range(40)]
+        keys = [("f", "t", str(i)) for i in range(40)] + [("f", "t", "missing"), ("f", "t", "3")]
+        assert storage.retrieve_many(keys) == {("f", "t", str(i)): i for i in range(40)}
+
+
+def test_a_failed_store_many_reports_the_error(s3: S3Storage, monkeypatch: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    real_put = s3.client.put_object
+
+    def put_object(**kwargs: Any) -> Any:
+        if kwargs["Key"].endswith("_13"):
+            raise ClientError({"Error": {"Code": "AccessDenied"}}, "PutObject")
+        return real_put(**kwargs)
+
+    monkeypatch.setattr(s3.client, "put_object", put_object)
+    with pytest.raises(StorageError, match="AccessDenied"):
+        s3.store_many([("f", "t", str(i), i) for i in range(20)])
+
+
+# -- options ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("false", False),
+        ("False", False),
+        ("no", False),
+        (False, False),
+        ("0", False),
+        ("true", True),
+        (True, True),
+        ("yes", True),
+        (None, True),
+    ],
+)
+def test_use_ssl_is_parsed(value: Any, expected: bool) -> None:
+    assert S3Storage(bucket="b", use_ssl=value).use_ssl is expected
+
+
+def test_use_ssl_defaults_to_tls() -> None:
+    assert S3Storage(bucket="b").use_ssl is True
+
+
+@pytest.mark.parametrize("value", ["maybe", "", 2, [True]])
+def test_use_ssl_garbage_is_a_config_error(value: Any) -> None:
+    with pytest.raises(ConfigError) as info:
+        S3Storage(bucket="b", use_ssl=value)
+    assert info.value.key == "use_ssl"
+
+
+def test_tls_is_what_the_client_uses(mocked_aws: None) -> None:
+    with opened(in_process()) as storage:
+        assert storage.client.meta.endpoint_url.startswith("https://")
+    with opened(in_process(use_ssl="false")) as storage:
+        assert storage.client.meta.endpoint_url.startswith("http://")
+
+
+def test_explicit_tls_with_a_plain_http_endpoint_is_refused() -> None:
+    with pytest.raises(ConfigError, match="use_ssl") as info:
+        S3Storage(bucket="b", endpoint_url="http://127.0.0.1:9000", use_ssl=True)
+    assert info.value.key == "use_ssl"
+    assert S3Storage(bucket="b", endpoint_url="http://127.0.0.1:9000").use_ssl is True
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"aws_access_key_id": "AKIA"}, "aws_secret_access_key"),
+        ({"aws_secret_access_key": SECRET_KEY}, "aws_access_key_id"),
+        ({"aws_session_token": "tok-123456"}, "aws_session_token"),
+        ({"endpoint_url": "ftp://127.0.0.1"}, "endpoint_url"),
+        ({"max_pool_connections": 0}, "max_pool_connections"),
+        ({"part_size": 1024}, "part_size"),
+        ({"connect_timeout": "soon"}, "connect_timeout"),
+        ({"read_timeout": -1}, "read_timeout"),
+        ({"addressing_style": "sideways"}, "addressing_style"),
+        ({"create_bucket": "perhaps"}, "create_bucket"),
+        ({"prefix": 5}, "prefix"),
+        ({"region_name": 5}, "region_name"),
+    ],
+)
+def test_bad_options_are_config_errors(options: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        S3Storage(bucket="b", **options)
+    assert info.value.key == key
+
+
+def test_bucket_is_required_and_unknown_options_are_named() -> None:
+    with pytest.raises(ConfigError, match="bucket"):
+        StoragePool.from_dict({"storages": [{"name": "S", "classname": "s3"}]})
+    with pytest.raises(ConfigError, match="use_tls"):
+        StoragePool.from_dict(
+            {
+                "storages": [
+                    {"name": "S", "classname": "s3", "configuration": {"bucket": "b", "use_tls": 1}}
+                ]
+            }
+        )
+
+
+def test_timeouts_pool_size_and_retries_reach_botocore(mocked_aws: None) -> None:
+    storage = in_process(connect_timeout="2.5", read_timeout=7, max_pool_connections="3")
+    with opened(storage) as st:
+        config = st.client.meta.config
+        assert (config.connect_timeout, config.read_timeout) == (2.5, 7.0)
+        assert config.max_pool_connections == 3
+        assert config.retries["total_max_attempts"] == 1  # the pool's retry policy retries
+
+
+# -- bucket ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("region", "location", "expected"),
+    [
+        ("eu-west-1", None, "eu-west-1"),
+        ("us-east-1", None, None),
+        ("us-east-1", "eu-central-1", "eu-central-1"),
+        ("ap-south-1", None, "ap-south-1"),
+    ],
+)
+def test_create_bucket_sets_the_location_constraint(
+    mocked_aws: None, region: str, location: str | None, expected: str | None
+) -> None:
+    name = f"created-{uuid.uuid4().hex[:12]}"
+    with opened(in_process(bucket=name, region_name=region, location=location)) as storage:
+        assert storage.client.get_bucket_location(Bucket=name).get("LocationConstraint") == expected
+        storage.store("f", "t", "1", 1)
+    # Connecting again finds the bucket: creating is idempotent.
+    with opened(in_process(bucket=name, region_name=region, location=location)) as storage:
+        assert storage.retrieve("f", "t", "1") == 1
+
+
+def test_missing_bucket_is_a_clear_error_on_connect(moto_endpoint: str) -> None:
+    storage = over_http(moto_endpoint, bucket="no-such-bucket-here", create_bucket=False)
+    with pytest.raises(StorageError) as info:
+        storage.connect()
+    message = str(info.value)
+    assert "'no-such-bucket-here' does not exist" in message
+    assert "create_bucket" in message and moto_endpoint in message
+    assert storage.is_connected() is False
+    assert SECRET_KEY not in message
+
+
+def test_ping_fails_when_the_bucket_goes_away(moto_endpoint: str) -> None:
+    name = f"doomed-{uuid.uuid4().hex[:12]}"
+    with opened(over_http(moto_endpoint, bucket=name)) as storage:
+        assert storage.ping() is True
+        storage.client.delete_bucket(Bucket=name)
+        with pytest.raises(StorageError):
+            storage.ping()
+
+
+def test_operations_before_connect_say_so() -> None:
+    storage = S3Storage(bucket="b")
+    with pytest.raises(StorageError, match="not connected"):
+        storage.retrieve("f", "t", "1")
+
+
+# -- credentials -----------------------------------------------------------------------------
+
+
+def test_without_keys_the_standard_credential_chain_applies(
+    moto_endpoint: str, monkeypatch: Any
+) -> None:
+    storage = over_http(moto_endpoint, aws_access_key_id=None, aws_secret_access_key=None)
+    with pytest.raises(StorageError, match="credentials"):
+        storage.connect()  # nothing in the chain (the environment is isolated)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFROMENVIRONMENT")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "from-the-environment")
+    with opened(storage) as st:
+        st.store("f", "t", "1", 1)
+        assert st.retrieve("f", "t", "1") == 1
+
+
+def test_profile_name_reads_the_shared_credentials_file(
+    moto_endpoint: str, monkeypatch: Any, tmp_path: Path
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.write_text(
+        "[ci]\naws_access_key_id = AKIAFROMPROFILE\naws_secret_access_key = from-profile\n"
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    options = {"aws_access_key_id": None, "aws_secret_access_key": None}
+    with opened(over_http(moto_endpoint, profile_name="ci", **options)) as st:
+        st.store("f", "t", "1", 1)
+    with pytest.raises(StorageError, match="absent"):
+        over_http(moto_endpoint, profile_name="absent", **options).connect()
+
+
+def test_secrets_never_appear_in_repr_errors_or_logs(
+    moto_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = "SessionToken-Very-Secret-1234"
+    storage = over_http(moto_endpoint, aws_session_token=token)
+    text = repr(storage)
+    assert SECRET_KEY not in text and token not in text and ACCESS_KEY not in text
+    assert "***" in text
+
+    with pytest.raises(ConfigError) as config_info:
+        S3Storage(bucket="b", aws_access_key_id="AKIA", aws_secret_access_key=98765432)
+    assert "98765432" not in str(config_info.value)
+
+    # An unreachable endpoint: the retries are logged and the error is raised.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    unreachable = over_http(
+        f"http://127.0.0.1:{closed_port}", aws_session_token=token, connect_timeout=1
+    )
+    unreachable.retry_policy = RetryPolicy(attempts=2, backoff=0.01)
+    with (
+        caplog.at_level(logging.DEBUG, logger="selinon_like"),
+        pytest.raises(StorageUnavailable) as info,
+    ):
+        unreachable.connect()
+    assert "retry 1 of 1" in caplog.text
+    for secret in (SECRET_KEY, token, ACCESS_KEY):
+        assert secret not in str(info.value) and secret not in caplog.text
+
+    pool = StoragePool.from_dict(
+        {
+            "storages": [
+                {
+                    "name": "Missing",
+                    "classname": "s3",
+                    "configuration": {
+                        "bucket": "not-there-either",
+                        "endpoint_url": moto_endpoint,
+                        "aws_access_key_id": ACCESS_KEY,
+                        "aws_secret_access_key": SECRET_KEY,
+                    },
+                }
+            ]
+        }
+    )
+    (health,) = pool.check()
+    assert health.ok is False and "not-there-either" in (health.error or "")
+    assert SECRET_KEY not in repr(health) and ACCESS_KEY not in repr(health)
+
+
+# -- errors and drivers ----------------------------------------------------------------------
+
+
+def test_transient_errors_are_classified() -> None:
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
+
+    def client_error(code: str, status: int) -> ClientError:
+        response: Any = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        return ClientError(response, "PutObject")
+
+    storage = S3Storage(bucket="b")
+    url = "http://127.0.0.1:1"
+    transient = [
+        EndpointConnectionError(endpoint_url=url),
+        ConnectTimeoutError(endpoint_url=url),
+        ReadTimeoutError(endpoint_url=url),
+        ConnectionClosedError(endpoint_url=url),
+        client_error("SlowDown", 503),
+        client_error("InternalError", 500),
+        client_error("SlowDown", 0),
+        ConnectionResetError(),
+    ]
+    permanent = [
+        client_error("NoSuchKey", 404),
+        client_error("AccessDenied", 403),
+        NoCredentialsError(),
+        ValueError("x"),
+    ]
+    assert [storage.is_transient(exc) for exc in transient] == [True] * len(transient)
+    assert [storage.is_transient(exc) for exc in permanent] == [False] * len(permanent)
+
+
+def test_building_and_classifying_import_no_driver() -> None:
+    code = (
+        "import sys\n"
+        "from storages.s3 import S3Storage\n"
+        "s = S3Storage(bucket='b', use_ssl='false', part_size='6000000')\n"
+        "assert s.is_transient(ValueError('x')) is False\n"
+        "assert s.is_transient(TimeoutError()) is True\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+def test_a_missing_driver_names_the_extra(monkeypatch: Any) -> None:
+    monkeypatch.setitem(sys.modules, "boto3", None)
+    monkeypatch.setitem(sys.modules, "boto3.session", None)
+    with pytest.raises(ConfigError, match=r"selinon-like\[s3\]"):
+        S3Storage(bucket="b").connect()
+
+
+def test_delete_leaves_errors_and_missing_delete_raises(s3: S3Storage) -> None:
+    with pytest.raises(ResultNotFound):
+        s3.delete("f", "t", "1")
+    s3.store_error(None, "f", "t", "1", RuntimeError("kept"))
+    with pytest.raises(ResultNotFound):
+        s3.delete("f", "t", "1")
+    assert s3.retrieve_error("f", "t", "1")["message"] == "kept"
