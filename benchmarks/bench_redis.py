@@ -129,7 +129,7 @@ def _bulk(pool: StoragePool, rounds: int = 7) -> None:
     keys = [item[:3] for item in items]
     packed: list[Any] = ["MSET"]
     for item in items:
-        packed += (stubbed._results + pack_key(*item[:3]), serializers.JSON.dumps(item[3]))
+        packed += (stubbed._result_prefix + pack_key(*item[:3]), serializers.JSON.dumps(item[3]))
     parts = _costs(
         {
             "store_many, driver stubbed": lambda: stubbed.store_many(items),

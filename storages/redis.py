@@ -213,8 +213,8 @@ class Redis(DataStorage):
             else options.as_int("max_connections", max_connections, minimum=1)
         )
         self._tls = self._check_target()
-        self._results = self.key_prefix + "r:"
-        self._errors = self.key_prefix + "e:"
+        self._result_prefix = self.key_prefix + "r:"
+        self._error_prefix = self.key_prefix + "e:"
         self._client: Any = _NOT_CONNECTED
         self._injected: Any = None
         self._connected = False
@@ -257,11 +257,6 @@ class Redis(DataStorage):
 
     def _check_target(self) -> bool:
         """Refuse contradictory connection options; whether the connection uses TLS."""
-        tls_files = [
-            name
-            for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
-            if getattr(self, name) is not None
-        ]
         tls = self.ssl
         if self.url is not None:
             if not self.url.startswith(_SCHEMES):
@@ -296,13 +291,17 @@ class Redis(DataStorage):
                     f"give either unix_socket_path or {', '.join(given or ['ssl'])}, not both",
                     key="unix_socket_path",
                 )
-        if (tls_files or self.ssl_cert_reqs != "required" or not self.ssl_check_hostname) and (
-            not tls
-        ):
-            raise ConfigError(
-                "TLS options need ssl: true (or a rediss:// url)",
-                key=tls_files[0] if tls_files else "ssl_cert_reqs",
-            )
+        tls_options = [
+            name
+            for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+            if getattr(self, name) is not None
+        ] + [
+            name
+            for name, default in (("ssl_cert_reqs", "required"), ("ssl_check_hostname", True))
+            if getattr(self, name) != default
+        ]
+        if tls_options and not tls:
+            raise ConfigError("TLS options need ssl: true (or a rediss:// url)", key=tls_options[0])
         return tls
 
     # -- connection -----------------------------------------------------------------------
@@ -384,7 +383,7 @@ class Redis(DataStorage):
 
     def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
         data = self.serializer.dumps(result)
-        key = self._results + pack_key(flow_name, task_name, task_id)
+        key = self._result_prefix + pack_key(flow_name, task_name, task_id)
         if self.expire is None:
             self._client.execute_command("SET", key, data)
         else:
@@ -393,14 +392,14 @@ class Redis(DataStorage):
 
     def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
         data = self._client.execute_command(
-            "GET", self._results + pack_key(flow_name, task_name, task_id)
+            "GET", self._result_prefix + pack_key(flow_name, task_name, task_id)
         )
         if data is None:
             raise self.not_found(flow_name, task_name, task_id)
         return self.serializer.loads(data)
 
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
-        key = self._results + pack_key(flow_name, task_name, task_id)
+        key = self._result_prefix + pack_key(flow_name, task_name, task_id)
         if not self._client.execute_command("DEL", key):
             raise self.not_found(flow_name, task_name, task_id)
 
@@ -409,7 +408,9 @@ class Redis(DataStorage):
         # Serialize everything first: one bad result stores nothing.
         dumps = self.serializer.dumps
         values = [dumps(item[3]) for item in items]
-        keys = [self._results + pack_key(flow, task, task_id) for flow, task, task_id, _ in items]
+        keys = [
+            self._result_prefix + pack_key(flow, task, task_id) for flow, task, task_id, _ in items
+        ]
         commands: list[tuple[Any, ...]] = []
         if self.expire is not None:
             commands += (
@@ -439,7 +440,7 @@ class Redis(DataStorage):
         if not keys:
             return {}
         values = self._client.execute_command(
-            "MGET", *[self._results + pack_key(*key) for key in keys]
+            "MGET", *[self._result_prefix + pack_key(*key) for key in keys]
         )
         loads = self.serializer.loads
         return {
@@ -447,8 +448,8 @@ class Redis(DataStorage):
         }
 
     def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        head = self._results + ("" if flow_name is None else _flow_head(flow_name))
-        prefix = self._results.encode(self.encoding, self.errors)
+        head = self._result_prefix + ("" if flow_name is None else _flow_head(flow_name))
+        prefix = self._result_prefix.encode(self.encoding, self.errors)
         seen: set[Key] = set()  # SCAN may return a key twice while Redis resizes its table
         for raw in self._client.scan_iter(match=_glob_escape(head) + "*", count=1000):
             if not raw.startswith(prefix):
@@ -473,14 +474,14 @@ class Redis(DataStorage):
         exc_info: ExcInfo | BaseException,
     ) -> str:
         record = make_error_record(node_args, flow_name, task_name, task_id, exc_info)
-        key = self._errors + pack_key(flow_name, task_name, task_id)
+        key = self._error_prefix + pack_key(flow_name, task_name, task_id)
         expiry = () if self.expire is None else ("EX", self.expire)
         self._client.execute_command("SET", key, dump_error_record(record), *expiry)
         return key
 
     def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, Any]:
         data = self._client.execute_command(
-            "GET", self._errors + pack_key(flow_name, task_name, task_id)
+            "GET", self._error_prefix + pack_key(flow_name, task_name, task_id)
         )
         if data is None:
             raise self.not_found(flow_name, task_name, task_id, "error record")

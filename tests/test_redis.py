@@ -482,6 +482,7 @@ def test_options_from_environment_strings_via_the_pool() -> None:
         ({"ssl_ca_certs": "/etc/ca.pem"}, "ssl_ca_certs"),
         ({"ssl_cert_reqs": "none"}, "ssl_cert_reqs"),
         ({"ssl": True, "ssl_cert_reqs": "maybe"}, "ssl_cert_reqs"),
+        ({"unix_socket_path": "/tmp/r.sock", "ssl_check_hostname": False}, "ssl_check_hostname"),
         ({"key_prefix": 5}, "key_prefix"),
     ],
 )
