@@ -353,8 +353,9 @@ class S3Storage(DataStorage):
             )
         return name
 
-    def _put(self, name: str, data: bytes) -> str:
-        self.client.put_object(Bucket=self.bucket, Key=name, Body=data)
+    def _put(self, name: str, data: bytes | bytearray) -> str:
+        # botocore takes a bytearray body (the stubs say bytes only); streams save a copy.
+        self.client.put_object(Bucket=self.bucket, Key=name, Body=data)  # type: ignore[arg-type]
         return name
 
     def _get(self, name: str) -> bytes | None:
@@ -429,7 +430,11 @@ class S3Storage(DataStorage):
             (self.object_key("results", f, t, i), self.serializer.dumps(result))
             for f, t, i, result in items
         ]
-        return self._parallel(lambda pair: self._put(*pair), objects)
+        # A key given twice keeps its last result, as stores one after the other would: only
+        # that one is sent, so two concurrent PUTs of one key never race.
+        last = dict(objects)
+        self._parallel(lambda name: self._put(name, last[name]), list(last))
+        return [name for name, _data in objects]
 
     def retrieve_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
         unique = list(dict.fromkeys(keys))
@@ -466,7 +471,7 @@ class S3Storage(DataStorage):
         upload_id: str | None = None
         parts: list[CompletedPartTypeDef] = []
 
-        def send(data: bytes) -> None:
+        def send(data: bytearray) -> None:
             nonlocal upload_id
             if upload_id is None:
                 upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=name)["UploadId"]
@@ -478,26 +483,33 @@ class S3Storage(DataStorage):
                 )
             response = self._retrying(
                 lambda: client.upload_part(
-                    Bucket=self.bucket, Key=name, UploadId=upload_id, PartNumber=number, Body=data
+                    Bucket=self.bucket,
+                    Key=name,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=data,  # type: ignore[arg-type]  # a bytearray: see _put
                 )
             )
             parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
         try:
             for chunk in reader:
-                buffer += chunk
-                while len(buffer) >= part_size:
-                    with memoryview(buffer) as view:
-                        part = bytes(view[:part_size])
-                    del buffer[:part_size]
-                    send(part)
+                # Fill the part exactly, copying each byte once (S3-compatible services such
+                # as R2 want every part but the last of the same size).
+                rest = memoryview(chunk)
+                while rest:
+                    room = part_size - len(buffer)
+                    buffer += rest[:room]
+                    rest = rest[room:]
+                    if len(buffer) == part_size:
+                        send(buffer)
+                        buffer = bytearray()
             if upload_id is None:
                 # Shorter than one part: a single PUT, made only once the stream has ended.
-                self._retrying(lambda: self._put(name, bytes(buffer)))
+                self._retrying(lambda: self._put(name, buffer))
             else:
                 if buffer:
-                    send(bytes(buffer))
-                    buffer.clear()
+                    send(buffer)
                 client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=name,

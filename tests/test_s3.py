@@ -369,6 +369,24 @@ def test_store_many_overlaps_its_requests_within_the_pool_size(
         assert storage.retrieve_many(keys) == {("f", "t", str(i)): i for i in range(40)}
 
 
+def test_store_many_keeps_the_last_result_of_a_repeated_key(
+    s3: S3Storage, monkeypatch: Any
+) -> None:
+    real_put = s3.client.put_object
+    sent: list[str] = []
+
+    def put_object(**kwargs: Any) -> Any:
+        sent.append(kwargs["Key"])
+        return real_put(**kwargs)
+
+    monkeypatch.setattr(s3.client, "put_object", put_object)
+    items = [("f", "t", "dup", i) for i in range(30)] + [("f", "t", "other", "x")]
+    ids = s3.store_many(items)
+    assert len(ids) == 31 and len(set(ids)) == 2
+    assert s3.retrieve("f", "t", "dup") == 29
+    assert sorted(sent) == sorted(set(ids))  # one PUT per key: no race between duplicates
+
+
 def test_a_failed_store_many_reports_the_error(s3: S3Storage, monkeypatch: Any) -> None:
     from botocore.exceptions import ClientError
 

@@ -1,0 +1,143 @@
+"""Streaming benchmark: 256 MB through ``store_stream`` and back through ``retrieve_stream``.
+
+For the Filesystem adapter and the S3 adapter (on moto's S3 server over HTTP, in a child
+process so that the server's copy of the 256 MB is not counted), each measured in a fresh
+child process of its own:
+
+* peak RSS growth: ``ru_maxrss`` after the round trip minus ``ru_maxrss`` before it (after
+  imports, connect and a 1 MiB warm-up stream), i.e. what streaming 256 MB added to the
+  process's peak;
+* Python heap peak during a second round trip, by ``tracemalloc``;
+* throughput, and whether the SHA-256 returned by ``store_stream``, the producer's own and the
+  one of what ``retrieve_stream`` gave back all agree.
+
+The producer makes 1 MiB chunks as they are consumed (never the whole 256 MB); the consumer
+hashes and drops each chunk. The budget is 64 MB of growth.
+
+Run from the repository root: ``.venv/bin/python benchmarks/bench_streaming.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.bench_s3 import moto_server, storage_for
+from selinon_like.storage import DataStorage
+
+MiB = 1024 * 1024
+TOTAL = 256 * MiB
+CHUNK = MiB
+BUDGET = 64 * MiB
+
+
+def produce(total: int, sha: Any) -> Iterator[bytes]:
+    """``total`` bytes in fresh 1 MiB chunks (each one different), hashed as they go."""
+    base = os.urandom(CHUNK)
+    for index in range(total // CHUNK):
+        chunk = index.to_bytes(8, "big") + base[8:]
+        sha.update(chunk)
+        yield chunk
+
+
+def round_trip(storage: DataStorage, task_id: str, total: int) -> dict[str, Any]:
+    produced = hashlib.sha256()
+    started = time.perf_counter()
+    digest = storage.store_stream("bench", "stream", task_id, produce(total, produced))
+    stored = time.perf_counter()
+    read, size, largest = hashlib.sha256(), 0, 0
+    for chunk in storage.retrieve_stream("bench", "stream", task_id):
+        read.update(chunk)
+        size += len(chunk)
+        largest = max(largest, len(chunk))
+    done = time.perf_counter()
+    return {
+        "store_s": stored - started,
+        "retrieve_s": done - stored,
+        "size_ok": digest.size == size == total,
+        "sha_ok": digest.sha256 == produced.hexdigest() == read.hexdigest(),
+        "largest_chunk": largest,
+    }
+
+
+def maxrss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kilobytes
+
+
+def child(backend: str, target: str) -> None:
+    """One measurement in this fresh process; prints one JSON line."""
+    storage: DataStorage
+    if backend == "filesystem":
+        from storages.filesystem import Filesystem
+
+        storage = Filesystem(path=target)
+    else:
+        storage = storage_for(target)
+    storage.connect()
+    round_trip(storage, "warm-up", CHUNK)  # load the code paths, allocate no big buffer
+    before = maxrss()
+    first = round_trip(storage, "big", TOTAL)
+    growth = max(0, maxrss() - before)
+    tracemalloc.start()
+    second = round_trip(storage, "big", TOTAL)
+    _current, heap_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    storage.delete("bench", "stream", "big")
+    storage.disconnect()
+    print(json.dumps({**first, "rss_growth": growth, "heap_peak": heap_peak, "again": second}))
+
+
+def measure(backend: str, target: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", backend, target],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    rows: list[tuple[str, dict[str, Any]]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-stream-") as directory:
+        rows.append(("Filesystem", measure("filesystem", directory)))
+    with moto_server() as (endpoint, _pid):
+        rows.append(("S3 (moto server, 8 MiB parts)", measure("s3", endpoint)))
+    print(f"\n{TOTAL // MiB} MB through store_stream and back through retrieve_stream")
+    print(
+        f"  {'adapter':<30} {'store MB/s':>10} {'read MB/s':>10} {'RSS growth':>11}"
+        f" {'heap peak':>10} {'sha256':>7} {'budget':>7}"
+    )
+    for name, r in rows:
+        mb = TOTAL / MiB
+        print(
+            f"  {name:<30} {mb / r['store_s']:10.0f} {mb / r['retrieve_s']:10.0f} "
+            f"{r['rss_growth'] / MiB:8.1f} MB {r['heap_peak'] / MiB:7.1f} MB "
+            f"{'ok' if r['sha_ok'] and r['size_ok'] and r['again']['sha_ok'] else 'WRONG':>7} "
+            f"{'ok' if r['rss_growth'] < BUDGET else 'OVER':>7}"
+        )
+    print(
+        f"  (budget: RSS growth under {BUDGET // MiB} MB; largest chunk read back: "
+        f"{max(r['largest_chunk'] for _n, r in rows) // MiB} MiB)"
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2], sys.argv[3])
+    else:
+        main()
