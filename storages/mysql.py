@@ -1,0 +1,52 @@
+"""``MySQL``: :class:`~storages.sql.SqlStorage` for MySQL and MariaDB URLs."""
+
+from __future__ import annotations
+
+from storages.sql import SqlStorage
+
+__all__ = ["MySQL"]
+
+
+class MySQL(SqlStorage):
+    """:class:`~storages.sql.SqlStorage` for MySQL and MariaDB.
+
+    Accepts only ``mysql://`` and ``mariadb://`` URLs (both use PyMySQL, installed by
+    ``pip install 'selinon-like[mysql]'``; ``mysql+mysqldb://`` and other drivers work when
+    installed). Tables are InnoDB in ``utf8mb4`` with binary collation (keys compare exactly:
+    ``A`` is not ``a``), results go to ``LONGBLOB`` columns (up to 4 GB), ``store`` is an
+    ``INSERT … ON DUPLICATE KEY UPDATE``. PyMySQL sends a result hex-encoded, so the server's
+    ``max_allowed_packet`` must be twice the largest result: MariaDB's default 16 MB takes
+    results up to about 8 MB; set ``max_allowed_packet = 256M`` in the server configuration
+    for results up to 128 MB. A result that does not fit fails at once, before it is sent,
+    with a :class:`~selinon_like.StorageError` saying so. Everything else is as in
+    :class:`~storages.sql.SqlStorage`.
+
+    Configuration:
+
+    ``connection_string`` (str, required)
+        e.g. ``mysql://user:password@host:3306/db`` (the password is never shown).
+    ``echo`` (bool, default ``false``)
+        log every SQL statement.
+    ``encoding`` (str, default none)
+        the connection ``charset``; ``utf-8`` (and the default) mean ``utf8mb4``.
+    ``table_name`` (str, default ``"selinon_results"``)
+        the results table; errors go to ``<table_name>_errors``.
+    ``pool_size`` (int, default ``5``), ``max_overflow`` (int, default ``10``)
+        connections kept open, and extra ones opened under load.
+    ``connect_timeout`` (float, default ``10``)
+        seconds to wait for a connection.
+    ``statement_timeout`` (float, default none)
+        seconds a statement may run (MariaDB ``max_statement_time``; MySQL
+        ``max_execution_time``, which limits SELECT statements only).
+
+    Example::
+
+        storages:
+          - name: Results
+            classname: mysql
+            configuration:
+              connection_string: mysql://selinon:${MYSQL_PASSWORD}@db:3306/selinon
+              pool_size: 10
+    """
+
+    schemes = ("mysql", "mariadb")

@@ -1,0 +1,48 @@
+"""``PostgreSQL``: :class:`~storages.sql.SqlStorage` for PostgreSQL URLs, as in Selinon."""
+
+from __future__ import annotations
+
+from storages.sql import SqlStorage
+
+__all__ = ["PostgreSQL"]
+
+
+class PostgreSQL(SqlStorage):
+    """:class:`~storages.sql.SqlStorage` for PostgreSQL, under Selinon's class name.
+
+    Accepts only ``postgresql://`` and ``postgres://`` URLs (both use psycopg 3, installed by
+    ``pip install 'selinon-like[postgresql]'``; ``postgresql+psycopg2://`` and other drivers
+    work when installed). Results go to ``bytea`` columns (up to 1 GB each), ``store`` is an
+    ``INSERT … ON CONFLICT DO UPDATE … RETURNING id``; everything else is as in
+    :class:`~storages.sql.SqlStorage`.
+
+    Configuration:
+
+    ``connection_string`` (str, required)
+        e.g. ``postgresql://user:password@host:5432/db`` (the password is never shown).
+    ``echo`` (bool, default ``false``)
+        log every SQL statement.
+    ``encoding`` (str, default none)
+        the client encoding (``client_encoding``), e.g. ``utf-8``.
+    ``table_name`` (str, default ``"selinon_results"``)
+        the results table; errors go to ``<table_name>_errors``.
+    ``pool_size`` (int, default ``5``), ``max_overflow`` (int, default ``10``)
+        connections kept open, and extra ones opened under load.
+    ``connect_timeout`` (float, default ``10``)
+        seconds to wait for a connection (rounded up to whole seconds, at least 2).
+    ``statement_timeout`` (float, default none)
+        seconds a statement may run (PostgreSQL's ``statement_timeout``).
+
+    Example (Selinon's, unchanged)::
+
+        storages:
+          - name: MySqlStorage
+            classname: PostgreSQL
+            import: storages.postgresql
+            configuration:
+              connection_string: postgres://postgres:postgres@postgres:5432/postgres
+              encoding: utf-8
+              echo: false
+    """
+
+    schemes = ("postgresql", "postgres")
