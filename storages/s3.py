@@ -101,7 +101,7 @@ class S3Storage(DataStorage):
     threads. ``store_stream`` uploads any iterable of bytes as a multipart upload of
     ``part_size`` parts, holding at most one part in memory (a stream shorter than one part
     is a single PUT); a failed upload is aborted, so the previous object stays as it was.
-    Streamed objects hold the raw bytes: read them with ``retrieve_stream``.
+    Streamed objects hold the raw bytes: read them with ``retrieve_stream`` (1 MiB chunks).
 
     The client is one boto3 client, safe across threads (``thread_safe = True``). botocore's
     own retries are off: the storage's ``retry:`` policy retries transient errors (connection
@@ -328,7 +328,7 @@ class S3Storage(DataStorage):
         exceptions = sys.modules.get("botocore.exceptions")
         if exceptions is None:
             return False
-        if isinstance(exc, tuple(getattr(exceptions, name) for name in _TRANSIENT_BOTOCORE)):
+        if isinstance(exc, tuple(getattr(exceptions, name, ()) for name in _TRANSIENT_BOTOCORE)):
             return True
         if isinstance(exc, exceptions.ClientError):
             code, status = _error_code(exc)
