@@ -26,16 +26,26 @@ import yaml
 from selinon_like.cache import CacheSpec
 from selinon_like.errors import ConfigError
 from selinon_like.masking import MASK, is_secret_key, mask_config, scrub, secret_values
-from selinon_like.registry import import_class
+from selinon_like.registry import import_class, import_object
 from selinon_like.retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 from selinon_like.serializers import Serializer, get_serializer
 from selinon_like.storage import DataStorage
+from selinon_like.tracing import Observer, Tracer
 
 __all__ = ["PoolConfig", "StorageSpec", "load_config", "load_mapping"]
 
 Path = tuple[Any, ...]
 
-STORAGE_KEYS = ("name", "import", "classname", "configuration", "serializer", "cache", "retry")
+STORAGE_KEYS = (
+    "name",
+    "import",
+    "classname",
+    "configuration",
+    "serializer",
+    "cache",
+    "retry",
+    "trace",
+)
 CACHE_KEYS = ("max_size", "ttl")
 RETRY_KEYS = ("attempts", "backoff", "max_backoff", "jitter")
 _SAFE_TAGS = {
@@ -59,6 +69,7 @@ class StorageSpec:
     retry: RetryPolicy
     cache: CacheSpec | None
     line: int | None = None
+    tracers: list[Tracer] = field(default_factory=list)
 
     def __repr__(self) -> str:
         return (
@@ -73,6 +84,7 @@ class StorageSpec:
         instance.serializer = self.serializer
         instance.retry_policy = self.retry
         instance.cache = self.cache.build() if self.cache is not None else None
+        instance.observer = Observer(self.name, self.tracers, secret_values(self.configuration))
         return instance
 
 
@@ -418,10 +430,16 @@ def _validate(data: Any, doc: _Document) -> PoolConfig:
 
     # Entries whose shape is right are built even when others are wrong, so one run reports
     # every problem of the file (constructors do no I/O).
+    global_tracers: list[Tracer] = []
+    if data.get("trace") is not None:
+        try:
+            global_tracers.append(_tracer(data["trace"]))
+        except ConfigError as exc:
+            problems.append(exc.with_context(file=doc.source, line=doc.line(("trace",))))
     config = PoolConfig(source=doc.source, tasks=tasks)
     for index, entry in shapes:
         try:
-            spec, instance = _build(entry, ("storages", index), doc)
+            spec, instance = _build(entry, ("storages", index), doc, global_tracers)
         except ConfigError as exc:
             problems.append(exc)
             continue
@@ -512,6 +530,9 @@ def _check_storage_shape(
         problem("'serializer' must be 'json', 'pickle' or a dotted path", "serializer")
     _check_sub_mapping(entry, "cache", CACHE_KEYS, problem)
     _check_sub_mapping(entry, "retry", RETRY_KEYS, problem)
+    trace = entry.get("trace")
+    if "trace" in entry and (not isinstance(trace, str) or not trace):
+        problem("'trace' must be the dotted path of a callable, like 'mypkg.tracing:log'", "trace")
     return entry if len(problems) == before else None
 
 
@@ -606,7 +627,24 @@ def _check_tasks(
     return mapping
 
 
-def _build(entry: dict[str, Any], path: Path, doc: _Document) -> tuple[StorageSpec, DataStorage]:
+def _tracer(path: Any) -> Tracer:
+    """Resolve a ``trace`` dotted path to a callable."""
+    if not isinstance(path, str) or not path:
+        raise ConfigError("'trace' must be the dotted path of a callable", key="trace")
+    try:
+        obj = import_object(path, what="trace callable")
+    except ConfigError as exc:
+        exc.key = "trace"
+        raise
+    if not callable(obj):
+        raise ConfigError(f"trace {path!r} is not callable", key="trace")
+    tracer: Tracer = obj
+    return tracer
+
+
+def _build(
+    entry: dict[str, Any], path: Path, doc: _Document, global_tracers: list[Tracer]
+) -> tuple[StorageSpec, DataStorage]:
     name: str = entry["name"]
 
     secrets = secret_values(entry.get("configuration") or {})
@@ -638,9 +676,16 @@ def _build(entry: dict[str, Any], path: Path, doc: _Document) -> tuple[StorageSp
     except ConfigError as exc:
         raise located(exc, exc.key) from None
 
+    tracers = list(global_tracers)
+    if entry.get("trace"):
+        try:
+            tracers.append(_tracer(entry["trace"]))
+        except ConfigError as exc:
+            raise located(exc, "trace") from exc.__cause__
+
     configuration = dict(entry.get("configuration") or {})
     _bind_arguments(cls, configuration, located)
-    spec = StorageSpec(name, cls, configuration, serializer, retry, cache, doc.line(path))
+    spec = StorageSpec(name, cls, configuration, serializer, retry, cache, doc.line(path), tracers)
     try:
         instance = spec.build()
     except ConfigError as exc:

@@ -266,6 +266,16 @@ class StoragePool:
         return rows
 
     @_PoolMethod
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per storage connected in this process: counts and latency percentiles (ms) per
+        operation, retries, and cache hits/misses."""
+        return {
+            name: instance.observer.summary()
+            for name, instance in self._instances.items()
+            if instance.observer is not None
+        }
+
+    @_PoolMethod
     def disconnect_all(self) -> None:
         """Disconnect every connected instance of this process."""
         for name, instance in list(self._instances.items()):

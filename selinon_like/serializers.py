@@ -51,6 +51,9 @@ _SCALARS = (str, int, float, bool, type(None))
 _BIG_INT_BITS = 4000
 
 
+# One encoder for every call: json.dumps with options builds a new one each time.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
 _NO_KEY = object()  # marks a value that is not under a dict key (None is a valid key)
 
 
@@ -72,15 +75,35 @@ def _values(obj: Any) -> Iterator[tuple[Any, Any]]:
                 stack.extend((_NO_KEY, value) for value in reversed(item))
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
 def _check_json_keys(obj: Any) -> None:
-    """Refuse dict keys that JSON would convert instead of round-tripping."""
-    for key, _value in _values(obj):
-        if key is not _NO_KEY and type(key) is not str:
-            raise SerializationError(
-                f"cannot serialize a dict key of type {type(key).__name__} ({key!r:.80}) "
-                "as JSON: JSON keys are strings and it would come back changed; "
-                "use str keys or the pickle serializer"
-            )
+    """Refuse dict keys that JSON would convert instead of round-tripping.
+
+    Runs on every store after ``json`` accepted ``obj`` (so it has no cycles): it visits
+    containers only, which keeps it cheap on the hot path."""
+    if not isinstance(obj, _CONTAINERS):
+        return
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if not isinstance(key, str):
+                    _bad_key(key)
+                if isinstance(value, _CONTAINERS):
+                    stack.append(value)
+        else:
+            stack.extend(value for value in item if isinstance(value, _CONTAINERS))
+
+
+def _bad_key(key: Any) -> None:
+    raise SerializationError(
+        f"cannot serialize a dict key of type {type(key).__name__} ({key!r:.80}) "
+        "as JSON: JSON keys are strings and it would come back changed; "
+        "use str keys or the pickle serializer"
+    )
 
 
 def _first_non_json(obj: Any) -> str:
@@ -123,7 +146,7 @@ class JsonSerializer:
 
     def dumps(self, obj: Any) -> bytes:
         try:
-            text = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            text = _ENCODER.encode(obj)
         except TypeError as exc:
             culprit = _first_non_json(obj)
             raise SerializationError(

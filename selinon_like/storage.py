@@ -405,6 +405,9 @@ def _wrap_plain(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
 def _wrap_iter(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
     @functools.wraps(fn)
     def iterate(self: DataStorage, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        flow_name = args[0] if args else kwargs.get("flow_name")
+        if flow_name is not None and not isinstance(flow_name, str):
+            raise TypeError(f"flow_name must be a str or None, not {type(flow_name).__name__}")
         return self._guard_iter(op, iter(self._call(op, None, fn, args, kwargs)))
 
     return _mark(iterate)
