@@ -26,18 +26,30 @@ _SECRET_KEY = re.compile(
 _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s'\"<>]*)@")
 
 
+# ?password=…&token=… in a URL's query string
+_URL_QUERY_SECRET = re.compile(
+    r"(?P<name>[?&;](?:[A-Za-z0-9_.\-]*(?:pass(?:word|wd)?|secret|token|credential|api_?key|"
+    r"access_key)[A-Za-z0-9_.\-]*)=)(?P<value>[^&;#\s'\"<>]+)",
+    re.IGNORECASE,
+)
+
+
 def is_secret_key(key: str) -> bool:
     return bool(_SECRET_KEY.search(key))
 
 
 def mask_url(text: str) -> str:
-    """Replace the password of every ``scheme://user:password@`` in ``text``."""
+    """Replace the password of every ``scheme://user:password@`` in ``text``, and the value
+    of secret query parameters such as ``?password=…`` in a URL."""
 
     def _mask(match: re.Match[str]) -> str:
         user, sep, _password = match.group("userinfo").partition(":")
         return f"{match.group('scheme')}{user}{':' + MASK if sep else ''}@"
 
-    return _URL_USERINFO.sub(_mask, text)
+    text = _URL_USERINFO.sub(_mask, text)
+    if "://" in text:
+        text = _URL_QUERY_SECRET.sub(lambda m: m.group("name") + MASK, text)
+    return text
 
 
 def mask_config(configuration: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,6 +88,8 @@ def _collect(value: Any, secret: bool, found: list[str]) -> None:
     elif isinstance(value, str):
         if secret and value:
             found.append(value)
+        if "://" in value:
+            found.extend(m.group("value") for m in _URL_QUERY_SECRET.finditer(value))
         for match in _URL_USERINFO.finditer(value):
             _user, sep, password = match.group("userinfo").partition(":")
             if sep and password:

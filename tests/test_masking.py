@@ -313,3 +313,19 @@ def test_a_numeric_password_is_masked_too(tmp_path: Path) -> None:
     with pytest.raises(StorageError) as info:
         storage.retrieve("flow", "task", "1")
     assert "31415926" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://host:6379/0?password=qu3ry-s3cret",
+        "mongodb://host/db?authSource=admin&password=qu3ry-s3cret&tls=true",
+        "https://s3.example.org/bucket?X-Amz-Security-Token=qu3ry-s3cret",
+    ],
+)
+def test_secret_query_parameters_are_masked(url: str) -> None:
+    from selinon_like.masking import mask_url, secret_values
+
+    assert "qu3ry-s3cret" not in mask_url(url)
+    assert "qu3ry-s3cret" in secret_values({"url": url})
+    assert "host" in mask_url(url) or "s3.example.org" in mask_url(url)
