@@ -1,27 +1,59 @@
 """The ``selinon-like`` command (also ``python -m selinon_like``).
 
-Exit codes: 0 success, 1 a storage failed, 2 the configuration or the command line is wrong.
-Every command masks secrets in what it prints.
+Commands (CONFIG is a YAML file; a result is named by FLOW TASK TASK_ID)::
+
+    check CONFIG                          connect and round-trip every storage
+    show-config CONFIG                    the resolved configuration, secrets masked
+    get CONFIG FLOW TASK TASK_ID          print a result (--error: its error record)
+    put CONFIG FLOW TASK TASK_ID VALUE    store VALUE, JSON text or "-" for stdin
+    delete CONFIG FLOW TASK TASK_ID       delete a result
+    ls CONFIG                             list result keys (--flow, --task)
+    copy SRC_CONFIG:STORAGE DST_CONFIG:STORAGE   migrate results and error records
+    demo [--config PATH]                  the quickstart steps on a configuration
+
+``--storage NAME`` picks the storage of get/put/delete/ls. Without it, get/put/delete use the
+storage the ``tasks:`` section maps TASK to, or the only storage of the file; ls lists every
+storage. ``--json`` prints JSON for scripts instead of tables for people.
+
+Exit codes: 0 success; 1 an operation failed (a storage error; for ``copy``, any item not
+copied); 2 the configuration or the command line is wrong; 3 not found (get/delete of a key
+with nothing stored); 130 interrupted (Ctrl-C). Every command masks secrets in what it prints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import sys
+import tempfile
+import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import click
 
-from selinon_like.errors import ConfigError
+from selinon_like.errors import ConfigError, ResultNotFound, UnknownStorageError
+from selinon_like.keys import Key, check_key
+from selinon_like.masking import mask_config
 from selinon_like.pool import StoragePool, describe_error
+from selinon_like.storage import DataStorage
 
 __all__ = ["main"]
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+EXIT_NOT_FOUND = 3
+EXIT_INTERRUPTED = 130
+
+# How many failed items `copy` lists by key (all are counted).
+_FAILURES_SHOWN = 50
 
 
 @dataclass
@@ -33,6 +65,9 @@ class CheckRow:
     error: str | None
 
 
+# -- shared helpers ---------------------------------------------------------------------------
+
+
 def _load(config: str) -> StoragePool:
     try:
         return StoragePool.from_yaml(config)
@@ -41,9 +76,120 @@ def _load(config: str) -> StoragePool:
         sys.exit(EXIT_CONFIG)
 
 
+def _adapter(pool: StoragePool, name: str) -> str:
+    cls = pool.config.storages[name].cls
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _describe(exc: BaseException, *pools: StoragePool) -> str:
+    """One secret-free line: every storage's secrets of every pool involved are scrubbed."""
+    configurations = {
+        f"{index}:{name}": spec.configuration
+        for index, pool in enumerate(pools)
+        for name, spec in pool.config.storages.items()
+    }
+    return describe_error(exc, configurations)
+
+
+@contextlib.contextmanager
+def _reporting(*pools: StoragePool) -> Iterator[None]:
+    """Turn an error into its exit code and a masked one-line message on stderr."""
+    try:
+        yield
+    except click.ClickException:
+        raise
+    except ResultNotFound as exc:
+        click.echo(f"not found: {_describe(exc, *pools)}", err=True)
+        sys.exit(EXIT_NOT_FOUND)
+    except (ConfigError, UnknownStorageError) as exc:
+        click.echo(f"error: {_describe(exc, *pools)}", err=True)
+        sys.exit(EXIT_CONFIG)
+    except Exception as exc:
+        click.echo(f"error: {_describe(exc, *pools)}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+def _pick_storage(pool: StoragePool, storage: str | None, task_name: str | None) -> str:
+    names = pool.names()
+    if storage is not None:
+        if storage not in names:
+            raise click.UsageError(
+                f"no storage named {storage!r} in {pool.config.source}; "
+                f"configured: {', '.join(names)}"
+            )
+        return storage
+    if task_name is not None and task_name in pool.config.tasks:
+        return pool.config.tasks[task_name]
+    if len(names) == 1:
+        return names[0]
+    routed = f"the tasks section maps no storage to task {task_name!r}; " if task_name else ""
+    raise click.UsageError(f"{routed}choose one with --storage NAME ({', '.join(names)})")
+
+
+def _valid_key(flow_name: str, task_name: str, task_id: str) -> None:
+    try:
+        check_key(flow_name, task_name, task_id)
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(f"invalid key: {exc}") from None
+
+
+def _to_json(value: Any, compact: bool) -> str:
+    # default=repr: a pickle storage may hold values JSON cannot show.
+    if compact:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
+    return json.dumps(value, ensure_ascii=False, indent=2, default=repr)
+
+
+def _table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.measure import Measurement
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:  # piped: never wrap a cell (a key must stay greppable)
+        unbounded = console.options.update(max_width=1_000_000)
+        width = Measurement.get(console, unbounded, table).maximum
+        console.width = max(console.width, width)
+    console.print(table)
+
+
+_STORAGE_HELP = "The storage to use (default: the one `tasks:` maps TASK to, or the only one)."
+
+
+def _key_options(fn: Any) -> Any:
+    """CONFIG FLOW TASK TASK_ID and --storage, shared by get, put and delete."""
+    for decorator in reversed(
+        [
+            click.argument("config", type=click.Path(dir_okay=False)),
+            click.argument("flow_name", metavar="FLOW"),
+            click.argument("task_name", metavar="TASK"),
+            click.argument("task_id", metavar="TASK_ID"),
+            click.option("--storage", "-s", metavar="NAME", help=_STORAGE_HELP),
+        ]
+    ):
+        fn = decorator(fn)
+    return fn
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="selinon-like")
+def main() -> None:
+    """Persist and inspect task results in the storages of a selinon_like YAML file.
+
+    Exit codes: 0 ok, 1 operation failed, 2 configuration or usage error, 3 not found,
+    130 interrupted."""
+
+
 def _round_trip(pool: StoragePool, name: str) -> CheckRow:
     spec = pool.config.storages[name]
-    adapter = f"{spec.cls.__module__}.{spec.cls.__name__}"
     key = ("selinon-like-check", "check", uuid.uuid4().hex)
     payload = {"check": key[2]}
     started = time.perf_counter()
@@ -54,26 +200,10 @@ def _round_trip(pool: StoragePool, name: str) -> CheckRow:
             raise RuntimeError("the result read back differs from the one stored")
         storage.delete(*key)
     except Exception as exc:
-        return CheckRow(name, adapter, False, None, describe_error(exc, spec.configuration))
-    return CheckRow(name, adapter, True, (time.perf_counter() - started) * 1000, None)
-
-
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    Console(soft_wrap=True).print(table)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="selinon-like")
-def main() -> None:
-    """Persist and inspect task results in the storages of a selinon_like YAML file."""
+        return CheckRow(
+            name, _adapter(pool, name), False, None, describe_error(exc, spec.configuration)
+        )
+    return CheckRow(name, _adapter(pool, name), True, (time.perf_counter() - started) * 1000, None)
 
 
 @main.command()
@@ -104,6 +234,567 @@ def check(config: str, as_json: bool) -> None:
         )
     if not all(row.ok for row in rows):
         sys.exit(EXIT_FAILED)
+
+
+@main.command("show-config")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def show_config(config: str, as_json: bool) -> None:
+    """Print CONFIG as resolved (environment expanded, defaults filled in), secrets masked."""
+    pool = _load(config)
+    storages: list[dict[str, Any]] = []
+    for name, spec in pool.config.storages.items():
+        storages.append(
+            {
+                "name": name,
+                "adapter": _adapter(pool, name),
+                "serializer": getattr(spec.serializer, "name", type(spec.serializer).__name__),
+                "cache": (
+                    {"max_size": spec.cache.max_size, "ttl": spec.cache.ttl} if spec.cache else None
+                ),
+                "retry": asdict(spec.retry),
+                "configuration": mask_config(spec.configuration),
+                "tasks": [task for task, target in pool.config.tasks.items() if target == name],
+            }
+        )
+    if as_json:
+        click.echo(
+            _to_json({"source": config, "storages": storages, "tasks": pool.config.tasks}, False)
+        )
+        return
+    for entry in storages:  # one two-column table per storage: readable in 80 columns
+        cache, retry = entry["cache"], entry["retry"]
+        rows = [
+            ["adapter", entry["adapter"]],
+            ["serializer", entry["serializer"]],
+            [
+                "cache",
+                f"{cache['max_size']} entries, ttl {cache['ttl'] or '-'}" if cache else "off",
+            ],
+            [
+                "retry",
+                f"{retry['attempts']} attempts, backoff {retry['backoff']} s, "
+                f"max {retry['max_backoff']} s{', jitter' if retry['jitter'] else ''}",
+            ],
+            ["tasks", ", ".join(entry["tasks"]) or "-"],
+        ]
+        rows.extend(
+            [f"configuration.{key}", _to_json(value, True)]
+            for key, value in entry["configuration"].items()
+        )
+        _table(f"storage {entry['name']}", ["setting", "value"], rows)
+
+
+@main.command()
+@_key_options
+@click.option("--error", "error_record", is_flag=True, help="Print the task's error record.")
+@click.option("--json", "as_json", is_flag=True, help="Compact JSON on one line.")
+def get(
+    config: str,
+    flow_name: str,
+    task_name: str,
+    task_id: str,
+    storage: str | None,
+    error_record: bool,
+    as_json: bool,
+) -> None:
+    """Print the result stored for FLOW TASK TASK_ID as JSON (exit 3 when there is none)."""
+    _valid_key(flow_name, task_name, task_id)
+    pool = _load(config)
+    with pool, _reporting(pool):
+        target = pool.get_connected_storage(_pick_storage(pool, storage, task_name))
+        if error_record:
+            value = target.retrieve_error(flow_name, task_name, task_id)
+        else:
+            value = target.retrieve(flow_name, task_name, task_id)
+    click.echo(_to_json(value, as_json))
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+@main.command()
+@_key_options
+@click.argument("value", metavar="VALUE")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def put(
+    config: str,
+    flow_name: str,
+    task_name: str,
+    task_id: str,
+    value: str,
+    storage: str | None,
+    as_json: bool,
+) -> None:
+    """Store VALUE (JSON text; "-" reads it from stdin) as the result of FLOW TASK TASK_ID,
+    replacing any result stored before."""
+    _valid_key(flow_name, task_name, task_id)
+    text = sys.stdin.read() if value == "-" else value
+    try:
+        result = json.loads(text, parse_constant=_no_constants)
+    except ValueError as exc:
+        where = "stdin" if value == "-" else "VALUE"
+        raise click.UsageError(f"{where} is not valid JSON: {exc}") from None
+    pool = _load(config)
+    with pool, _reporting(pool):
+        name = _pick_storage(pool, storage, task_name)
+        record_id = pool.get_connected_storage(name).store(flow_name, task_name, task_id, result)
+    if as_json:
+        click.echo(_to_json({"storage": name, "record_id": record_id}, True))
+    else:
+        click.echo(f"stored {flow_name} {task_name} {task_id} in {name} (record id {record_id})")
+
+
+@main.command()
+@_key_options
+def delete(config: str, flow_name: str, task_name: str, task_id: str, storage: str | None) -> None:
+    """Delete the result of FLOW TASK TASK_ID (exit 3 when there is none)."""
+    _valid_key(flow_name, task_name, task_id)
+    pool = _load(config)
+    with pool, _reporting(pool):
+        name = _pick_storage(pool, storage, task_name)
+        pool.get_connected_storage(name).delete(flow_name, task_name, task_id)
+    click.echo(f"deleted {flow_name} {task_name} {task_id} from {name}")
+
+
+@main.command("ls")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--storage", "-s", metavar="NAME", help="Only this storage (default: all).")
+@click.option("--flow", "flow_name", metavar="FLOW", help="Only keys of this flow.")
+@click.option("--task", "task_name", metavar="TASK", help="Only keys of this task.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def list_keys(
+    config: str,
+    storage: str | None,
+    flow_name: str | None,
+    task_name: str | None,
+    as_json: bool,
+) -> None:
+    """List the keys of stored results, sorted (exit 1 when a storage could not be listed)."""
+    pool = _load(config)
+    names = [_pick_storage(pool, storage, None)] if storage is not None else pool.names()
+    found: list[dict[str, str]] = []
+    failed = False
+    with pool:
+        for name in names:
+            try:
+                keys = sorted(pool.get_connected_storage(name).iter_keys(flow_name))
+            except Exception as exc:
+                click.echo(f"error: {name}: {_describe(exc, pool)}", err=True)
+                failed = True
+                continue
+            found.extend(
+                {"storage": name, "flow_name": flow, "task_name": task, "task_id": task_id}
+                for flow, task, task_id in keys
+                if task_name is None or task == task_name
+            )
+    if as_json:
+        click.echo(_to_json(found, True))
+    else:
+        _table(
+            f"{len(found)} key{'' if len(found) == 1 else 's'}",
+            ["storage", "flow", "task", "task id"],
+            [[row["storage"], row["flow_name"], row["task_name"], row["task_id"]] for row in found],
+        )
+    if failed:
+        sys.exit(EXIT_FAILED)
+
+
+# -- copy -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Counts:
+    copied: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+@dataclass
+class CopySummary:
+    source: str
+    destination: str
+    results: Counts = field(default_factory=Counts)
+    errors: Counts = field(default_factory=Counts)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    interrupted: bool = False
+
+    def fail(self, counts: Counts, what: str, key: Key, reason: str) -> None:
+        counts.failed += 1
+        if len(self.failures) < _FAILURES_SHOWN:
+            flow, task, task_id = key
+            self.failures.append(
+                {
+                    "what": what,
+                    "flow_name": flow,
+                    "task_name": task,
+                    "task_id": task_id,
+                    "error": reason,
+                }
+            )
+
+
+class _Copier:
+    """Copies one batch of keys at a time; every decision is per key, so a re-run after an
+    interruption finds what is already there and skips it."""
+
+    def __init__(
+        self,
+        src: DataStorage,
+        dst: DataStorage,
+        pools: tuple[StoragePool, ...],
+        summary: CopySummary,
+        overwrite: bool,
+        copy_errors: bool,
+    ) -> None:
+        self.src, self.dst, self.pools = src, dst, pools
+        self.summary = summary
+        self.overwrite = overwrite
+        self.copy_errors = copy_errors
+
+    def batch(self, keys: list[Key]) -> None:
+        found, unreadable = self._read(keys)
+        # A key deleted from the source since it was listed has nothing left to copy.
+        self.summary.results.skipped += len(keys) - len(found) - unreadable
+        self._write(found)
+        if self.copy_errors:
+            for key in keys:
+                self._copy_error(key)
+
+    def _read(self, keys: list[Key]) -> tuple[dict[Key, Any], int]:
+        """The results found, and how many keys could not be read."""
+        try:
+            return self.src.retrieve_many(keys), 0
+        except Exception:  # find the culprit: one key at a time
+            pass
+        found: dict[Key, Any] = {}
+        unreadable = 0
+        for key in keys:
+            try:
+                found[key] = self.src.retrieve(*key)
+            except ResultNotFound:
+                pass
+            except Exception as exc:
+                unreadable += 1
+                self._fail(self.summary.results, "result", key, exc)
+        return found, unreadable
+
+    def _write(self, found: dict[Key, Any]) -> None:
+        results = self.summary.results
+        if not self.overwrite and found:
+            try:
+                present = self.dst.retrieve_many(list(found))
+            except Exception as exc:
+                for key in found:
+                    self._fail(results, "result", key, exc)
+                return
+            for key, existing in present.items():
+                if existing == self._as_stored(found[key]):
+                    results.skipped += 1
+                else:
+                    self.summary.fail(results, "result", key, _DIFFERS)
+                del found[key]
+        if not found:
+            return
+        items = [(*key, value) for key, value in found.items()]
+        try:
+            self.dst.store_many(items)
+            results.copied += len(items)
+            return
+        except Exception:  # store_many stores nothing when one item is bad: find it
+            pass
+        for flow, task, task_id, value in items:
+            try:
+                self.dst.store(flow, task, task_id, value)
+                results.copied += 1
+            except Exception as exc:
+                self._fail(results, "result", (flow, task, task_id), exc)
+
+    def _as_stored(self, value: Any) -> Any:
+        """``value`` as the destination would return it (a JSON storage gives tuples back
+        as lists), so equal content compares equal across serializers."""
+        try:
+            return self.dst.serializer.loads(self.dst.serializer.dumps(value))
+        except Exception:
+            return value
+
+    def _copy_error(self, key: Key) -> None:
+        errors = self.summary.errors
+        try:
+            record = self.src.retrieve_error(*key)
+        except ResultNotFound:
+            return
+        except NotImplementedError:
+            self.copy_errors = False  # the source keeps no error records
+            return
+        except Exception as exc:
+            self._fail(errors, "error record", key, exc)
+            return
+        try:
+            if not self.overwrite:
+                try:
+                    existing = self.dst.retrieve_error(*key)
+                except ResultNotFound:
+                    pass
+                else:
+                    if _error_identity(existing) == _error_identity(record):
+                        errors.skipped += 1
+                    else:
+                        self.summary.fail(errors, "error record", key, _DIFFERS)
+                    return
+            self.dst.store_error(record.get("node_args"), *key, _replayed(record))
+            errors.copied += 1
+        except Exception as exc:
+            self._fail(errors, "error record", key, exc)
+
+    def _fail(self, counts: Counts, what: str, key: Key, exc: BaseException) -> None:
+        self.summary.fail(counts, what, key, _describe(exc, *self.pools))
+
+
+_DIFFERS = "the destination holds a different one (--overwrite replaces it)"
+_ERROR_FIELDS = ("flow_name", "task_name", "task_id", "exception_type", "message", "node_args")
+
+
+def _error_identity(record: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(record.get(name) for name in _ERROR_FIELDS)
+
+
+def _replayed(record: dict[str, Any]) -> tuple[Any, Any, None]:
+    """An exc_info for ``store_error`` that reproduces a stored record: the same exception
+    type name, message and node_args. The adapter API only stores errors from exceptions, so
+    the original traceback and time travel as exception notes (the copy's own traceback text
+    ends with them; Python 3.11+)."""
+    type_name = record.get("exception_type")
+    if not type_name:
+        return (None, None, None)
+    module, _, qualname = str(type_name).rpartition(".")
+    replica = type(qualname, (Exception,), {"__module__": module, "__qualname__": qualname})
+    exc = replica(str(record.get("message", "")))
+    exc.__notes__ = [  # shown by Python 3.11+
+        f"copied error record, first recorded at {record.get('time')}",
+        *(
+            [f"original traceback:\n{record['traceback'].rstrip()}"]
+            if record.get("traceback")
+            else []
+        ),
+    ]
+    return (replica, exc, None)
+
+
+def _endpoint(text: str, role: str) -> tuple[str, str]:
+    config, sep, storage = text.rpartition(":")
+    if not sep or not config or not storage:
+        raise click.UsageError(
+            f"{role} must be CONFIG:STORAGE (e.g. storages.yml:Files), not {text!r}"
+        )
+    return config, storage
+
+
+def _progress(total: int | None, label: str) -> Any:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    )
+    progress.add_task(label, total=total)
+    return progress
+
+
+@main.command()
+@click.argument("source", metavar="SRC_CONFIG:STORAGE")
+@click.argument("destination", metavar="DST_CONFIG:STORAGE")
+@click.option("--flow", "flow_name", metavar="FLOW", help="Only results of this flow.")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(min=1))
+@click.option("--overwrite", is_flag=True, help="Replace what the destination already holds.")
+@click.option("--no-errors", is_flag=True, help="Copy results only, not error records.")
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--stop-after-batches", type=click.IntRange(min=1), hidden=True)
+def copy(
+    source: str,
+    destination: str,
+    flow_name: str | None,
+    batch_size: int,
+    overwrite: bool,
+    no_errors: bool,
+    no_progress: bool,
+    as_json: bool,
+    stop_after_batches: int | None,
+) -> None:
+    """Copy every result, and the error record of each, from one storage to another.
+
+    Keys come from the source's iter_keys(); each batch is read with retrieve_many and written
+    with store_many. What the destination already holds with equal content is skipped, so after
+    an interruption run the same command again. A key holding different content in the
+    destination is left alone and counted as failed, unless --overwrite. Exits 1 when any item
+    failed, 130 when interrupted."""
+    src_config, src_name = _endpoint(source, "SRC")
+    dst_config, dst_name = _endpoint(destination, "DST")
+    src_pool = _load(src_config)
+    same_file = os.path.realpath(src_config) == os.path.realpath(dst_config)
+    dst_pool = src_pool if same_file else _load(dst_config)
+    if same_file and src_name == dst_name:
+        raise click.UsageError("SRC and DST are the same storage")
+    pools = (src_pool,) if same_file else (src_pool, dst_pool)
+    _pick_storage(src_pool, src_name, None)
+    _pick_storage(dst_pool, dst_name, None)
+    summary = CopySummary(source, destination)
+    try:
+        with contextlib.ExitStack() as stack:
+            for pool in pools:
+                stack.enter_context(pool)
+            stack.enter_context(_reporting(*pools))
+            src = src_pool.get_connected_storage(src_name)
+            dst = dst_pool.get_connected_storage(dst_name)
+            copier = _Copier(src, dst, pools, summary, overwrite, copy_errors=not no_errors)
+            progress = None
+            if not no_progress:
+                total = sum(1 for _key in src.iter_keys(flow_name))
+                progress = stack.enter_context(_progress(total, f"copy {src_name} → {dst_name}"))
+            keys = src.iter_keys(flow_name)
+            batches = 0
+            while batch := list(islice(keys, batch_size)):
+                copier.batch(batch)
+                batches += 1
+                if progress is not None:
+                    progress.advance(progress.task_ids[0], len(batch))
+                if stop_after_batches is not None and batches >= stop_after_batches:
+                    raise KeyboardInterrupt  # a Ctrl-C at a chosen place (tests)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    _print_summary(summary, as_json)
+    if summary.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    if summary.results.failed or summary.errors.failed:
+        sys.exit(EXIT_FAILED)
+
+
+def _print_summary(summary: CopySummary, as_json: bool) -> None:
+    if as_json:
+        click.echo(_to_json(asdict(summary), False))
+        return
+    _table(
+        f"copy {summary.source} → {summary.destination}"
+        + (" (interrupted: run it again to finish)" if summary.interrupted else ""),
+        ["", "copied", "skipped", "failed"],
+        [
+            [what, str(counts.copied), str(counts.skipped), str(counts.failed)]
+            for what, counts in (("results", summary.results), ("error records", summary.errors))
+        ],
+    )
+    for failure in summary.failures:
+        click.echo(
+            f"failed: {failure['what']} {failure['flow_name']} {failure['task_name']} "
+            f"{failure['task_id']}: {failure['error']}",
+            err=True,
+        )
+    hidden = summary.results.failed + summary.errors.failed - len(summary.failures)
+    if hidden > 0:
+        click.echo(f"... and {hidden} more failures (--json lists the first ones too)", err=True)
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--config",
+    default="config/storages.yml",
+    show_default=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The configuration to run on (relative to the current directory).",
+)
+def demo(config: str) -> None:
+    """Run the quickstart: store results from four threads, read them back, record a task
+    failure, then check every storage. Files go to $SELINON_LIKE_DATA (a temporary directory,
+    removed afterwards, when it is not set)."""
+    scratch = None
+    if not os.environ.get("SELINON_LIKE_DATA"):
+        scratch = tempfile.mkdtemp(prefix="selinon-like-demo-")
+        os.environ["SELINON_LIKE_DATA"] = scratch
+    try:
+        pool = _load(config)
+        with pool, _reporting(pool):
+            ok = _demo(pool, Path(config).name)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if not ok:
+        sys.exit(EXIT_FAILED)
+
+
+def _demo(pool: StoragePool, label: str) -> bool:
+    click.echo(f"configured {label}: storages {', '.join(pool.names())}")
+    # Tasks the file routes (as StoragePool.store does), else one task per storage.
+    routes = dict(pool.config.tasks) or {f"demo-{name}": name for name in pool.names()}
+    tasks = list(routes)
+    flow = f"selinon-like-demo-{uuid.uuid4().hex[:8]}"
+
+    def target(task: str) -> DataStorage:
+        return pool.get_connected_storage(routes[task])
+
+    def expected(number: int, i: int) -> tuple[str, str, dict[str, int]]:
+        return tasks[i % len(tasks)], f"w{number}-{i}", {"worker": number, "i": i}
+
+    def worker(number: int) -> None:
+        for i in range(25):
+            task, task_id, result = expected(number, i)
+            target(task).store(flow, task, task_id, result)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    back = 0
+    for number in range(4):
+        for i in range(25):
+            task, task_id, result = expected(number, i)
+            back += target(task).retrieve(flow, task, task_id) == result
+    click.echo(
+        f"4 threads stored 100 results in {', '.join(sorted(set(routes.values())))}; "
+        f"read back intact: {back}/100"
+    )
+
+    task = tasks[0]
+    try:
+        raise ConnectionError("upstream timed out")
+    except ConnectionError:
+        target(task).store_error(
+            {"url": "https://example.org"}, flow, task, "failed-1", sys.exc_info()
+        )
+    record = target(task).retrieve_error(flow, task, "failed-1")
+    click.echo(
+        f"error recorded: {record['exception_type']}: {record['message']} at {record['time']}"
+    )
+    try:
+        target(task).retrieve(flow, task, "failed-1")
+    except ResultNotFound:
+        click.echo("the failed task has no result, as expected")
+
+    for number in range(4):  # leave no demo results behind in a real storage
+        for i in range(25):
+            task_name, task_id, _result = expected(number, i)
+            target(task_name).delete(flow, task_name, task_id)
+    rows = [_round_trip(pool, name) for name in pool.names()]
+    for row in rows:
+        status = f"ok in {row.latency_ms:.2f} ms" if row.ok else f"FAILED: {row.error}"
+        click.echo(f"check {row.storage:<10} {row.adapter:<34} {status}")
+    return back == 100 and all(row.ok for row in rows)
 
 
 def run(argv: list[str] | None = None) -> Any:
