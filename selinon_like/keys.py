@@ -34,6 +34,11 @@ _NAMES = ("flow_name", "task_name", "task_id")
 def check_key(flow_name: object, task_name: object, task_id: object) -> None:
     """Refuse a key before any I/O: ``TypeError`` for a non-``str`` part, ``ValueError`` for an
     empty task id, a NUL character or a lone surrogate (neither survives UTF-8 services)."""
+    # The common case, checked at once: every store and retrieve comes through here.
+    if type(flow_name) is str and type(task_name) is str and type(task_id) is str and task_id:
+        joined = flow_name + task_name + task_id
+        if joined.isascii() and "\x00" not in joined:
+            return
     parts: list[str] = []
     for name, part in zip(_NAMES, (flow_name, task_name, task_id), strict=True):
         # every type first: a key with a wrong type is a TypeError, whatever else is wrong
