@@ -17,7 +17,8 @@ storage. ``--json`` prints JSON for scripts instead of tables for people.
 
 Exit codes: 0 success; 1 an operation failed (a storage error; for ``copy``, any item not
 copied); 2 the configuration or the command line is wrong; 3 not found (get/delete of a key
-with nothing stored); 130 interrupted (Ctrl-C). Every command masks secrets in what it prints.
+with nothing stored); 130 ``copy`` interrupted (Ctrl-C). Every command masks secrets in what
+it prints.
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ def main() -> None:
     """Persist and inspect task results in the storages of a selinon_like YAML file.
 
     Exit codes: 0 ok, 1 operation failed, 2 configuration or usage error, 3 not found,
-    130 interrupted."""
+    130 copy interrupted."""
 
 
 def _round_trip(pool: StoragePool, name: str) -> CheckRow:
