@@ -1,66 +1,33 @@
-"""Quickstart: the embedded default configuration, no server needed.
+"""Quickstart: the embedded default configuration, no server needed (``make demo``).
 
-Loads ``config/storages.yml``, stores and reads results from several threads, records a task
-failure with ``store_error`` and prints what it did. Run it with ``make demo``.
+Configures the process-wide pool from ``config/storages.yml`` and runs the steps of
+:mod:`selinon_like.quickstart` — read that module for the code: four threads store and read back
+100 results, a task failure is recorded with ``store_error``, and every storage is checked.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
-from selinon_like import ResultNotFound, StoragePool
+from selinon_like import StoragePool
+from selinon_like.quickstart import run
 
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "storages.yml"
 
 
 def main() -> int:
     # The default config keeps its files under $SELINON_LIKE_DATA (./var by default).
-    os.environ.setdefault("SELINON_LIKE_DATA", tempfile.mkdtemp(prefix="selinon-like-demo-"))
-    pool = StoragePool.configure(CONFIG)
-    print(f"configured {CONFIG.name}: storages {', '.join(pool.names())}")
-
-    # Several worker threads share one pool: one connected instance per storage.
-    def worker(number: int) -> None:
-        for i in range(25):
-            task = "fetch" if i % 2 else "parse"
-            StoragePool.store("quickstart", task, f"w{number}-{i}", {"worker": number, "i": i})
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    back = sum(
-        StoragePool.retrieve("quickstart", "fetch" if i % 2 else "parse", f"w{n}-{i}")
-        == {"worker": n, "i": i}
-        for n in range(4)
-        for i in range(25)
-    )
-    print(f"4 threads stored 100 results; read back intact: {back}/100")
-
-    # A failing task: its error is recorded apart from results.
+    data = tempfile.mkdtemp(prefix="selinon-like-demo-")
+    os.environ.setdefault("SELINON_LIKE_DATA", data)
     try:
-        raise ConnectionError("upstream timed out")
-    except ConnectionError:
-        StoragePool.store_error(
-            {"url": "https://example.org"}, "quickstart", "fetch", "w9-1", sys.exc_info()
-        )
-    record = StoragePool.retrieve_error("quickstart", "fetch", "w9-1")
-    print(f"error recorded: {record['exception_type']}: {record['message']} at {record['time']}")
-    try:
-        StoragePool.retrieve("quickstart", "fetch", "w9-1")
-    except ResultNotFound:
-        print("the failed task has no result, as expected")
-
-    for row in pool.check():
-        status = f"ok in {row.latency * 1000:.2f} ms" if row.ok else f"FAILED: {row.error}"
-        print(f"check {row.name:<10} {row.adapter:<16} {status}")
-    pool.disconnect_all()
-    return 0 if back == 100 else 1
+        with StoragePool.configure(CONFIG) as pool:
+            return 0 if run(pool, CONFIG.name) else 1
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

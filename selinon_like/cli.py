@@ -29,9 +29,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
@@ -40,10 +37,11 @@ from typing import Any
 
 import click
 
+from selinon_like import quickstart
 from selinon_like.errors import ConfigError, ResultNotFound, UnknownStorageError
 from selinon_like.keys import Key, check_key
 from selinon_like.masking import mask_config
-from selinon_like.pool import StoragePool, describe_error
+from selinon_like.pool import StoragePool, describe_error, round_trip
 from selinon_like.storage import DataStorage
 
 __all__ = ["main"]
@@ -55,15 +53,6 @@ EXIT_INTERRUPTED = 130
 
 # How many failed items `copy` lists by key (all are counted).
 _FAILURES_SHOWN = 50
-
-
-@dataclass
-class CheckRow:
-    storage: str
-    adapter: str
-    ok: bool
-    latency_ms: float | None
-    error: str | None
 
 
 # -- shared helpers ---------------------------------------------------------------------------
@@ -189,24 +178,6 @@ def main() -> None:
     130 copy interrupted."""
 
 
-def _round_trip(pool: StoragePool, name: str) -> CheckRow:
-    spec = pool.config.storages[name]
-    key = ("selinon-like-check", "check", uuid.uuid4().hex)
-    payload = {"check": key[2]}
-    started = time.perf_counter()
-    try:
-        storage = pool.get_connected_storage(name)
-        storage.store(*key, payload)
-        if storage.retrieve(*key) != payload:
-            raise RuntimeError("the result read back differs from the one stored")
-        storage.delete(*key)
-    except Exception as exc:
-        return CheckRow(
-            name, _adapter(pool, name), False, None, describe_error(exc, spec.configuration)
-        )
-    return CheckRow(name, _adapter(pool, name), True, (time.perf_counter() - started) * 1000, None)
-
-
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -216,7 +187,7 @@ def check(config: str, as_json: bool) -> None:
     Exits 1 when any storage fails, 2 when the file itself is wrong."""
     pool = _load(config)
     with pool:
-        rows = [_round_trip(pool, name) for name in pool.names()]
+        rows = [round_trip(pool, name) for name in pool.names()]
     if as_json:
         click.echo(json.dumps([asdict(row) for row in rows], indent=2))
     else:
@@ -730,72 +701,12 @@ def demo(config: str) -> None:
     try:
         pool = _load(config)
         with pool, _reporting(pool):
-            ok = _demo(pool, Path(config).name)
+            ok = quickstart.run(pool, Path(config).name, click.echo)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     if not ok:
         sys.exit(EXIT_FAILED)
-
-
-def _demo(pool: StoragePool, label: str) -> bool:
-    click.echo(f"configured {label}: storages {', '.join(pool.names())}")
-    # Tasks the file routes (as StoragePool.store does), else one task per storage.
-    routes = dict(pool.config.tasks) or {f"demo-{name}": name for name in pool.names()}
-    tasks = list(routes)
-    flow = f"selinon-like-demo-{uuid.uuid4().hex[:8]}"
-
-    def target(task: str) -> DataStorage:
-        return pool.get_connected_storage(routes[task])
-
-    def expected(number: int, i: int) -> tuple[str, str, dict[str, int]]:
-        return tasks[i % len(tasks)], f"w{number}-{i}", {"worker": number, "i": i}
-
-    def worker(number: int) -> None:
-        for i in range(25):
-            task, task_id, result = expected(number, i)
-            target(task).store(flow, task, task_id, result)
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    back = 0
-    for number in range(4):
-        for i in range(25):
-            task, task_id, result = expected(number, i)
-            back += target(task).retrieve(flow, task, task_id) == result
-    click.echo(
-        f"4 threads stored 100 results in {', '.join(sorted(set(routes.values())))}; "
-        f"read back intact: {back}/100"
-    )
-
-    task = tasks[0]
-    try:
-        raise ConnectionError("upstream timed out")
-    except ConnectionError:
-        target(task).store_error(
-            {"url": "https://example.org"}, flow, task, "failed-1", sys.exc_info()
-        )
-    record = target(task).retrieve_error(flow, task, "failed-1")
-    click.echo(
-        f"error recorded: {record['exception_type']}: {record['message']} at {record['time']}"
-    )
-    try:
-        target(task).retrieve(flow, task, "failed-1")
-    except ResultNotFound:
-        click.echo("the failed task has no result, as expected")
-
-    for number in range(4):  # leave no demo results behind in a real storage
-        for i in range(25):
-            task_name, task_id, _result = expected(number, i)
-            target(task_name).delete(flow, task_name, task_id)
-    rows = [_round_trip(pool, name) for name in pool.names()]
-    for row in rows:
-        status = f"ok in {row.latency_ms:.2f} ms" if row.ok else f"FAILED: {row.error}"
-        click.echo(f"check {row.storage:<10} {row.adapter:<34} {status}")
-    return back == 100 and all(row.ok for row in rows)
 
 
 def run(argv: list[str] | None = None) -> Any:

@@ -7,6 +7,7 @@ import os
 import threading
 import time
 import types
+import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -291,6 +292,35 @@ class StoragePool:
 
     def __repr__(self) -> str:
         return f"<StoragePool {self._config.source!r} storages={self.names()!r}>"
+
+
+@dataclass
+class CheckRow:
+    """One row of ``selinon-like check``: a store/retrieve/delete round trip on a scratch key."""
+
+    storage: str
+    adapter: str
+    ok: bool
+    latency_ms: float | None
+    error: str | None
+
+
+def round_trip(pool: StoragePool, name: str) -> CheckRow:
+    """Store, read back and delete a scratch result in storage ``name``; never raises."""
+    spec = pool.config.storages[name]
+    adapter = f"{spec.cls.__module__}.{spec.cls.__qualname__}"
+    key = ("selinon-like-check", "check", uuid.uuid4().hex)
+    payload = {"check": key[2]}
+    started = time.perf_counter()
+    try:
+        storage = pool.get_connected_storage(name)
+        storage.store(*key, payload)
+        if storage.retrieve(*key) != payload:
+            raise RuntimeError("the result read back differs from the one stored")
+        storage.delete(*key)
+    except Exception as exc:  # every failure becomes a row
+        return CheckRow(name, adapter, False, None, describe_error(exc, spec.configuration))
+    return CheckRow(name, adapter, True, (time.perf_counter() - started) * 1000, None)
 
 
 def describe_error(exc: BaseException, configuration: Mapping[str, Any]) -> str:
