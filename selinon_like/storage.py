@@ -43,7 +43,7 @@ from selinon_like.retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 from selinon_like.serializers import JSON, Serializer
 from selinon_like.streams import Digest
 
-__all__ = ["DataStorage", "ExcInfo", "make_error_record"]
+__all__ = ["DataStorage", "ExcInfo", "make_error_record", "record_key"]
 
 log = logging.getLogger("selinon_like")
 
@@ -63,7 +63,10 @@ _KEYED_OPS = {
 }
 _BULK_OPS = ("store_many", "retrieve_many")
 _PLAIN_OPS = ("connect", "disconnect", "ping")
-_ITER_OPS = ("iter_keys",)
+_ITER_OPS = ("iter_keys", "iter_error_keys")
+_RECORD_OPS = ("store_error_record",)
+# What every error record holds (see make_error_record); the key fields must be str.
+_RECORD_FIELDS = (*_KEY_NAMES, "exception_type", "message", "traceback", "node_args", "time")
 # Operations whose input cannot be replayed.
 _NOT_RETRIED = frozenset({"store_stream", "retrieve_stream"})
 
@@ -84,7 +87,8 @@ class DataStorage(abc.ABC):
     implement ``connect``, ``disconnect``, ``is_connected``, ``retrieve`` and ``store``.
     ``store_error``, ``retrieve_error`` and ``delete`` are optional (the base raises
     ``NotImplementedError``); ``store_many``, ``retrieve_many`` and ``ping`` have correct, slow
-    defaults; ``iter_keys``, ``store_stream`` and ``retrieve_stream`` are optional capabilities.
+    defaults; ``iter_keys``, ``iter_error_keys``, ``store_error_record``, ``store_stream`` and
+    ``retrieve_stream`` are optional capabilities.
 
     Set ``thread_safe = True`` only when the client handles concurrent calls itself; otherwise
     every call runs under the instance's ``RLock``.
@@ -206,6 +210,16 @@ class DataStorage(abc.ABC):
     def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
         """Every stored result key (of one flow when ``flow_name`` is given)."""
         raise self._not_implemented("iter_keys")
+
+    def iter_error_keys(self, flow_name: str | None = None) -> Iterator[Key]:
+        """Every key that has an error record (of one flow when ``flow_name`` is given)."""
+        raise self._not_implemented("iter_error_keys")
+
+    def store_error_record(self, record: dict[str, Any]) -> str:
+        """Store a record as :meth:`retrieve_error` returns it, verbatim (``time`` and
+        ``traceback`` included), under the key its ``flow_name``/``task_name``/``task_id``
+        fields give; a record id."""
+        raise self._not_implemented("store_error_record")
 
     def store_stream(
         self, flow_name: str, task_name: str, task_id: str, chunks: Iterable[bytes]
@@ -413,11 +427,33 @@ def _wrap_iter(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
     return _mark(iterate)
 
 
+def record_key(record: Any) -> Key:
+    """The key of an error record, checked: TypeError/ValueError for anything that is not
+    a record as :func:`make_error_record` builds it."""
+    if not isinstance(record, dict):
+        raise TypeError(f"an error record must be a dict, not {type(record).__name__}")
+    missing = [name for name in _RECORD_FIELDS if name not in record]
+    if missing:
+        raise ValueError(f"error record lacks {', '.join(map(repr, missing))}")
+    key = (record["flow_name"], record["task_name"], record["task_id"])
+    check_key(*key)
+    return key
+
+
+def _wrap_record(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def with_record(self: DataStorage, record: dict[str, Any]) -> Any:
+        return self._call(op, record_key(record), fn, (record,), {})
+
+    return _mark(with_record)
+
+
 _WRAPPERS: dict[str, Callable[[Callable[..., Any], str], Callable[..., Any]]] = {
     **{op: _wrap_keyed for op in _KEYED_OPS},
     **{op: _wrap_bulk for op in _BULK_OPS},
     **{op: _wrap_plain for op in _PLAIN_OPS},
     **{op: _wrap_iter for op in _ITER_OPS},
+    **{op: _wrap_record for op in _RECORD_OPS},
 }
 
 

@@ -18,7 +18,8 @@ in a test module and supplying one fixture, ``storage``, that yields a connected
 Every test works under a flow name of its own, so one instance (even a shared server) can serve
 the whole class. Class attributes switch off what an adapter does not offer:
 ``supports_errors`` (``store_error``/``retrieve_error``), ``supports_delete``,
-``supports_iter_keys``; ``concurrency_threads`` × ``concurrency_per_thread`` sizes the
+``supports_iter_keys``, ``supports_error_listing`` (``iter_error_keys``/``store_error_record``);
+``concurrency_threads`` × ``concurrency_per_thread`` sizes the
 concurrency test; ``large_result_bytes`` the large-result test.
 """
 
@@ -97,6 +98,7 @@ class StorageContract:
     supports_errors: bool = True
     supports_delete: bool = True
     supports_iter_keys: bool = True
+    supports_error_listing: bool = True
     concurrency_threads: int = 8
     concurrency_per_thread: int = 100
     large_result_bytes: int = 1_000_000
@@ -307,6 +309,81 @@ class StorageContract:
         storage.store(flow, "task", "id", 1)
         with pytest.raises(ResultNotFound):
             storage.retrieve_error(flow, "task", "id")
+
+    def test_iter_error_keys_lists_error_records_by_flow(
+        self, storage: DataStorage, flow: str
+    ) -> None:
+        if not (self.supports_errors and self.supports_error_listing):
+            pytest.skip("this adapter does not list error records")
+        other = flow + "-other"
+        storage.store(flow, "a", "result-only", 1)
+        storage.store(flow, "a", "both", 2)
+        storage.store_error(None, flow, "a", "both", self._failure())
+        storage.store_error(None, flow, "b", "error-only", self._failure())
+        storage.store_error(None, other, "a", "1", self._failure())
+        assert sorted(storage.iter_error_keys(flow)) == [
+            (flow, "a", "both"),
+            (flow, "b", "error-only"),
+        ]
+        everything = set(storage.iter_error_keys())
+        assert {(flow, "a", "both"), (flow, "b", "error-only"), (other, "a", "1")} <= everything
+        assert (flow, "a", "result-only") not in everything
+        if self.supports_iter_keys:
+            assert set(storage.iter_keys(flow)) == {(flow, "a", "result-only"), (flow, "a", "both")}
+        with pytest.raises(TypeError):
+            storage.iter_error_keys({"$ne": None})  # type: ignore[arg-type]
+
+    def test_store_error_record_round_trips_exactly(self, storage: DataStorage, flow: str) -> None:
+        if not (self.supports_errors and self.supports_error_listing):
+            pytest.skip("this adapter does not store error records verbatim")
+        storage.store_error({"arg": [1, "ü"]}, flow, "task", "id", self._failure())
+        record = storage.retrieve_error(flow, "task", "id")
+        copy = {**record, "flow_name": flow + "-copy"}
+        record_id = storage.store_error_record(copy)
+        assert isinstance(record_id, str) and record_id
+        back = storage.retrieve_error(flow + "-copy", "task", "id")
+        assert back == copy
+        assert back["time"] == record["time"] and back["traceback"] == record["traceback"]
+        assert storage.retrieve_error(flow, "task", "id") == record
+        with pytest.raises(ResultNotFound):
+            storage.retrieve(flow + "-copy", "task", "id")
+        # A stored record replaces the previous one under its key, as store_error does.
+        later = {**copy, "message": "replaced", "time": "2001-02-03T04:05:06+00:00"}
+        storage.store_error_record(later)
+        assert storage.retrieve_error(flow + "-copy", "task", "id") == later
+
+    @pytest.mark.parametrize(
+        ("bad", "error"),
+        [
+            (None, TypeError),
+            ([("flow_name", "f")], TypeError),
+            ({"flow_name": "f", "task_name": "t", "task_id": "i"}, ValueError),
+            ("record", TypeError),
+        ],
+        ids=["none", "list", "missing-fields", "str"],
+    )
+    def test_store_error_record_refuses_what_is_not_a_record(
+        self, storage: DataStorage, flow: str, bad: Any, error: type[Exception]
+    ) -> None:
+        if not (self.supports_errors and self.supports_error_listing):
+            pytest.skip("this adapter does not store error records verbatim")
+        with pytest.raises(error):
+            storage.store_error_record(bad)
+
+    @pytest.mark.parametrize(
+        ("field", "value", "error"),
+        [("flow_name", None, TypeError), ("task_id", 1, TypeError), ("task_id", "", ValueError)],
+    )
+    def test_store_error_record_checks_the_key_before_any_io(
+        self, storage: DataStorage, flow: str, field: str, value: Any, error: type[Exception]
+    ) -> None:
+        if not (self.supports_errors and self.supports_error_listing):
+            pytest.skip("this adapter does not store error records verbatim")
+        storage.store_error(None, flow, "task", "id", self._failure())
+        record = {**storage.retrieve_error(flow, "task", "id"), field: value}
+        with pytest.raises(error):
+            storage.store_error_record(record)
+        assert list(storage.iter_error_keys(flow)) == [(flow, "task", "id")]
 
     # -- bulk and listing -------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from selinon_like.storage import (
     dump_error_record,
     load_error_record,
     make_error_record,
+    record_key,
 )
 from selinon_like.streams import DEFAULT_CHUNK_SIZE, Digest, DigestingReader
 
@@ -173,8 +174,13 @@ class Filesystem(DataStorage):
         task_id: str,
         exc_info: ExcInfo | BaseException,
     ) -> str:
-        key = (flow_name, task_name, task_id)
         record = make_error_record(node_args, flow_name, task_name, task_id, exc_info)
+        return self._write_error((flow_name, task_name, task_id), record)
+
+    def store_error_record(self, record: dict[str, Any]) -> str:
+        return self._write_error(record_key(record), record)
+
+    def _write_error(self, key: Key, record: dict[str, Any]) -> str:
         path = self._path("errors", *key)
         self._write(path, key, (dump_error_record(record),))
         return str(path.relative_to(self.root))
@@ -205,8 +211,14 @@ class Filesystem(DataStorage):
                 yield chunk
 
     def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        results = self.root / "results"
-        flows = [results / _name(flow_name)] if flow_name is not None else _dirs(results)
+        return self._keys("results", flow_name)
+
+    def iter_error_keys(self, flow_name: str | None = None) -> Iterator[Key]:
+        return self._keys("errors", flow_name)
+
+    def _keys(self, kind: str, flow_name: str | None) -> Iterator[Key]:
+        top = self.root / kind
+        flows = [top / _name(flow_name)] if flow_name is not None else _dirs(top)
         for flow_dir in flows:
             for task_dir in _dirs(flow_dir):
                 for entry in sorted(os.scandir(task_dir), key=lambda e: e.name):

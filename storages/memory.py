@@ -14,6 +14,7 @@ from selinon_like.storage import (
     dump_error_record,
     load_error_record,
     make_error_record,
+    record_key,
 )
 
 __all__ = ["InMemoryStorage"]
@@ -82,8 +83,14 @@ class InMemoryStorage(DataStorage):
         exc_info: ExcInfo | BaseException,
     ) -> str:
         record = make_error_record(node_args, flow_name, task_name, task_id, exc_info)
-        self._errors[(flow_name, task_name, task_id)] = dump_error_record(record)
-        return pack_key(flow_name, task_name, task_id)
+        return self._write_error((flow_name, task_name, task_id), record)
+
+    def store_error_record(self, record: dict[str, Any]) -> str:
+        return self._write_error(record_key(record), record)
+
+    def _write_error(self, key: Key, record: dict[str, Any]) -> str:
+        self._errors[key] = dump_error_record(record)
+        return pack_key(*key)
 
     def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, Any]:
         try:
@@ -106,3 +113,6 @@ class InMemoryStorage(DataStorage):
 
     def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
         return iter(list(keys_matching(list(self._results), flow_name)))
+
+    def iter_error_keys(self, flow_name: str | None = None) -> Iterator[Key]:
+        return iter(list(keys_matching(list(self._errors), flow_name)))

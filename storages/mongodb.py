@@ -19,6 +19,7 @@ from selinon_like.storage import (
     dump_error_record,
     load_error_record,
     make_error_record,
+    record_key,
 )
 
 __all__ = ["MongoDB"]
@@ -350,8 +351,14 @@ class MongoDB(DataStorage):
         exc_info: ExcInfo | BaseException,
     ) -> str:
         record = make_error_record(node_args, flow_name, task_name, task_id, exc_info)
+        return self._write_error((flow_name, task_name, task_id), record)
+
+    def store_error_record(self, record: dict[str, Any]) -> str:
+        return self._write_error(record_key(record), record)
+
+    def _write_error(self, key: Key, record: dict[str, Any]) -> str:
         document = self._document(
-            (flow_name, task_name, task_id),
+            key,
             exception_type=record["exception_type"],
             time=record["time"],
             record=dump_error_record(record),
@@ -410,9 +417,16 @@ class MongoDB(DataStorage):
         return found
 
     def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
+        return self._keys(self._collection(), flow_name)
+
+    def iter_error_keys(self, flow_name: str | None = None) -> Iterator[Key]:
+        return self._keys(self._collection(errors=True), flow_name)
+
+    @staticmethod
+    def _keys(collection: Any, flow_name: str | None) -> Iterator[Key]:
         if flow_name is not None and not isinstance(flow_name, str):
             # Never let a dict reach the filter, where it would be a query operator.
             raise TypeError(f"flow_name must be a str or None, not {type(flow_name).__name__}")
         query = {} if flow_name is None else {"flow_name": flow_name}
-        cursor = self._collection().find(query, _KEY_FIELDS)
+        cursor = collection.find(query, _KEY_FIELDS)
         return ((doc["flow_name"], doc["task_name"], doc["task_id"]) for doc in cursor)

@@ -20,6 +20,7 @@ from selinon_like.storage import (
     dump_error_record,
     load_error_record,
     make_error_record,
+    record_key,
 )
 
 __all__ = ["Redis"]
@@ -448,8 +449,12 @@ class Redis(DataStorage):
         }
 
     def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        head = self._result_prefix + ("" if flow_name is None else _flow_head(flow_name))
-        prefix = self._result_prefix.encode(self.encoding, self.errors)
+        return self._scan(self._result_prefix, flow_name)
+
+    def _scan(self, kind_prefix: str, flow_name: str | None) -> Iterator[Key]:
+        """The keys stored under ``kind_prefix`` (results or errors), by ``SCAN``."""
+        head = kind_prefix + ("" if flow_name is None else _flow_head(flow_name))
+        prefix = kind_prefix.encode(self.encoding, self.errors)
         seen: set[Key] = set()  # SCAN may return a key twice while Redis resizes its table
         for raw in self._client.scan_iter(match=_glob_escape(head) + "*", count=1000):
             if not raw.startswith(prefix):
@@ -474,10 +479,19 @@ class Redis(DataStorage):
         exc_info: ExcInfo | BaseException,
     ) -> str:
         record = make_error_record(node_args, flow_name, task_name, task_id, exc_info)
-        key = self._error_prefix + pack_key(flow_name, task_name, task_id)
+        return self._write_error((flow_name, task_name, task_id), record)
+
+    def store_error_record(self, record: dict[str, Any]) -> str:
+        return self._write_error(record_key(record), record)
+
+    def _write_error(self, key: Key, record: dict[str, Any]) -> str:
+        name = self._error_prefix + pack_key(*key)
         expiry = () if self.expire is None else ("EX", self.expire)
-        self._client.execute_command("SET", key, dump_error_record(record), *expiry)
-        return key
+        self._client.execute_command("SET", name, dump_error_record(record), *expiry)
+        return name
+
+    def iter_error_keys(self, flow_name: str | None = None) -> Iterator[Key]:
+        return self._scan(self._error_prefix, flow_name)
 
     def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, Any]:
         data = self._client.execute_command(

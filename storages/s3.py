@@ -21,6 +21,7 @@ from selinon_like.storage import (
     dump_error_record,
     load_error_record,
     make_error_record,
+    record_key,
 )
 from selinon_like.streams import DEFAULT_CHUNK_SIZE, Digest, DigestingReader
 
@@ -415,8 +416,13 @@ class S3Storage(DataStorage):
         exc_info: ExcInfo | BaseException,
     ) -> str:
         record = make_error_record(node_args, flow_name, task_name, task_id, exc_info)
-        name = self.object_key("errors", flow_name, task_name, task_id)
-        return self._put(name, dump_error_record(record))
+        return self._write_error((flow_name, task_name, task_id), record)
+
+    def store_error_record(self, record: dict[str, Any]) -> str:
+        return self._write_error(record_key(record), record)
+
+    def _write_error(self, key: Key, record: dict[str, Any]) -> str:
+        return self._put(self.object_key("errors", *key), dump_error_record(record))
 
     def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, Any]:
         data = self._get(self.object_key("errors", flow_name, task_name, task_id))
@@ -446,7 +452,14 @@ class S3Storage(DataStorage):
         return found
 
     def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        base = f"{self.prefix}results/"
+        return self._list("results", flow_name)
+
+    def iter_error_keys(self, flow_name: str | None = None) -> Iterator[Key]:
+        return self._list("errors", flow_name)
+
+    def _list(self, kind: str, flow_name: str | None) -> Iterator[Key]:
+        """The keys of the objects under ``<prefix><kind>/`` (of one flow if given)."""
+        base = f"{self.prefix}{kind}/"
         start = base if flow_name is None else f"{base}{encode_part(flow_name)}/"
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=start):

@@ -24,6 +24,7 @@ from selinon_like.storage import (
     dump_error_record,
     load_error_record,
     make_error_record,
+    record_key,
 )
 
 if TYPE_CHECKING:
@@ -560,7 +561,13 @@ class SqlStorage(DataStorage):
         exc_info: ExcInfo | BaseException,
     ) -> str:
         record = make_error_record(node_args, flow_name, task_name, task_id, exc_info)
-        row = self._row(flow_name, task_name, task_id, "error", dump_error_record(record))
+        return self._write_error((flow_name, task_name, task_id), record)
+
+    def store_error_record(self, record: dict[str, Any]) -> str:
+        return self._write_error(record_key(record), record)
+
+    def _write_error(self, key: Key, record: dict[str, Any]) -> str:
+        row = self._row(*key, "error", dump_error_record(record))
         self._check_packet([row], "error")
         with self._transaction() as conn:
             return self._upsert(conn, self._errors, "error", [row])[row["key_digest"]]
@@ -606,9 +613,14 @@ class SqlStorage(DataStorage):
         return {key: self.serializer.loads(data) for key, data in found.items()}
 
     def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
+        return self._keys(self._results, flow_name)
+
+    def iter_error_keys(self, flow_name: str | None = None) -> Iterator[Key]:
+        return self._keys(self._errors, flow_name)
+
+    def _keys(self, table: Table, flow_name: str | None) -> Iterator[Key]:
         import sqlalchemy as sa
 
-        table = self._results
         last = 0
         while True:  # pages by id, each its own short transaction
             query = (

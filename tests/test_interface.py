@@ -11,7 +11,14 @@ from selinon_like import DataStorage
 from selinon_like.registry import BUILTIN, ENTRY_POINT_GROUP, import_object
 
 REQUIRED = ("connect", "disconnect", "is_connected", "retrieve", "store")
-BUILT_IN_EXTRAS = ("store_error", "retrieve_error", "delete", "iter_keys")
+BUILT_IN_EXTRAS = (
+    "store_error",
+    "retrieve_error",
+    "delete",
+    "iter_keys",
+    "iter_error_keys",
+    "store_error_record",
+)
 STREAMING = {"filesystem", "s3"}
 
 

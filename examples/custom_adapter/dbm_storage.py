@@ -70,8 +70,11 @@ class DbmStorage(DataStorage):
     def store_error(
         self, node_args: Any, flow_name: str, task_name: str, task_id: str, exc_info: Any
     ) -> str:
-        key = pack_key(flow_name, task_name, task_id)
         record = make_error_record(node_args, flow_name, task_name, task_id, exc_info)
+        return self.store_error_record(record)
+
+    def store_error_record(self, record: dict[str, Any]) -> str:
+        key = pack_key(record["flow_name"], record["task_name"], record["task_id"])
         self._db["e" + key] = dump_error_record(record)
         return key
 
@@ -83,9 +86,15 @@ class DbmStorage(DataStorage):
         return load_error_record(data)
 
     def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
+        return self._keys("r", flow_name)
+
+    def iter_error_keys(self, flow_name: str | None = None) -> Iterator[Key]:
+        return self._keys("e", flow_name)
+
+    def _keys(self, kind: str, flow_name: str | None) -> Iterator[Key]:
         for raw in list(self._db.keys()):
             text = raw.decode("utf-8")
-            if text.startswith("r"):
+            if text.startswith(kind):
                 key = unpack_key(text[1:])
                 if flow_name is None or key[0] == flow_name:
                     yield key
