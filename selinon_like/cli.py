@@ -29,7 +29,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -424,15 +424,28 @@ class _Copier:
         self.summary = summary
         self.overwrite = overwrite
         self.copy_errors = copy_errors
+        # Whether the destination stores a record verbatim; else store_error replays it.
+        self.exact = type(dst).store_error_record is not DataStorage.store_error_record
 
     def batch(self, keys: list[Key]) -> None:
         found, unreadable = self._read(keys)
         # A key deleted from the source since it was listed has nothing left to copy.
         self.summary.results.skipped += len(keys) - len(found) - unreadable
         self._write(found)
-        if self.copy_errors:
-            for key in keys:
-                self._copy_error(key)
+
+    def error_keys(self, flow_name: str | None) -> Iterator[Key]:
+        """The keys of the source's error records, tasks that only failed included."""
+        try:
+            return self.src.iter_error_keys(flow_name)
+        except NotImplementedError:
+            # An adapter that cannot list its error records: those beside a result, at least.
+            return self.src.iter_keys(flow_name)
+
+    def error_batch(self, keys: list[Key]) -> None:
+        for key in keys:
+            if not self.copy_errors:
+                return
+            self._copy_error(key)
 
     def _read(self, keys: list[Key]) -> tuple[dict[Key, Any], int]:
         """The results found, and how many keys could not be read."""
@@ -510,12 +523,17 @@ class _Copier:
                 except ResultNotFound:
                     pass
                 else:
-                    if _error_identity(existing) == _error_identity(record):
+                    if existing == record or (
+                        not self.exact and _error_identity(existing) == _error_identity(record)
+                    ):
                         errors.skipped += 1
                     else:
                         self.summary.fail(errors, "error record", key, _DIFFERS)
                     return
-            self.dst.store_error(record.get("node_args"), *key, _replayed(record))
+            if self.exact:
+                self.dst.store_error_record(record)
+            else:
+                self.dst.store_error(record.get("node_args"), *key, _replayed(record))
             errors.copied += 1
         except Exception as exc:
             self._fail(errors, "error record", key, exc)
@@ -533,10 +551,9 @@ def _error_identity(record: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _replayed(record: dict[str, Any]) -> tuple[Any, Any, None]:
-    """An exc_info for ``store_error`` that reproduces a stored record: the same exception
-    type name, message and node_args. The adapter API only stores errors from exceptions, so
-    the original traceback and time travel as exception notes (the copy's own traceback text
-    ends with them; Python 3.11+)."""
+    """For a destination without ``store_error_record``: an exc_info for ``store_error`` that
+    reproduces a stored record (the same exception type name, message and node_args); the
+    original traceback and time travel as exception notes (Python 3.11+)."""
     type_name = record.get("exception_type")
     if not type_name:
         return (None, None, None)
@@ -589,7 +606,9 @@ def _progress(total: int | None, label: str) -> Any:
 @main.command()
 @click.argument("source", metavar="SRC_CONFIG:STORAGE")
 @click.argument("destination", metavar="DST_CONFIG:STORAGE")
-@click.option("--flow", "flow_name", metavar="FLOW", help="Only results of this flow.")
+@click.option(
+    "--flow", "flow_name", metavar="FLOW", help="Only results and error records of this flow."
+)
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(min=1))
 @click.option("--overwrite", is_flag=True, help="Replace what the destination already holds.")
 @click.option("--no-errors", is_flag=True, help="Copy results only, not error records.")
@@ -607,10 +626,12 @@ def copy(
     as_json: bool,
     stop_after_batches: int | None,
 ) -> None:
-    """Copy every result, and the error record of each, from one storage to another.
+    """Copy every result and every error record from one storage to another.
 
     Keys come from the source's iter_keys(); each batch is read with retrieve_many and written
-    with store_many. What the destination already holds with equal content is skipped, so after
+    with store_many. Then the keys of iter_error_keys() (tasks that only failed included): each
+    record is read with retrieve_error and stored as it is (time and traceback included) with
+    store_error_record. What the destination already holds with equal content is skipped, so after
     an interruption run the same command again. A key holding different content in the
     destination is left alone and counted as failed, unless --overwrite. Exits 1 when any item
     failed, 130 when interrupted."""
@@ -633,19 +654,25 @@ def copy(
             src = src_pool.get_connected_storage(src_name)
             dst = dst_pool.get_connected_storage(dst_name)
             copier = _Copier(src, dst, pools, summary, overwrite, copy_errors=not no_errors)
+            passes: list[tuple[Callable[[list[Key]], None], Callable[[], Iterator[Key]]]] = [
+                (copier.batch, lambda: src.iter_keys(flow_name))
+            ]
+            if copier.copy_errors:
+                passes.append((copier.error_batch, lambda: copier.error_keys(flow_name)))
             progress = None
             if not no_progress:
-                total = sum(1 for _key in src.iter_keys(flow_name))
+                total = sum(1 for _copy, list_keys in passes for _key in list_keys())
                 progress = stack.enter_context(_progress(total, f"copy {src_name} → {dst_name}"))
-            keys = src.iter_keys(flow_name)
             batches = 0
-            while batch := list(islice(keys, batch_size)):
-                copier.batch(batch)
-                batches += 1
-                if progress is not None:
-                    progress.advance(progress.task_ids[0], len(batch))
-                if stop_after_batches is not None and batches >= stop_after_batches:
-                    raise KeyboardInterrupt  # a Ctrl-C at a chosen place (tests)
+            for copy_batch, list_keys in passes:
+                keys = list_keys()
+                while batch := list(islice(keys, batch_size)):
+                    copy_batch(batch)
+                    batches += 1
+                    if progress is not None:
+                        progress.advance(progress.task_ids[0], len(batch))
+                    if stop_after_batches is not None and batches >= stop_after_batches:
+                        raise KeyboardInterrupt  # a Ctrl-C at a chosen place (tests)
     except KeyboardInterrupt:
         summary.interrupted = True
     _print_summary(summary, as_json)

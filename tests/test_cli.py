@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from selinon_like import StoragePool
+from selinon_like.errors import ResultNotFound
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -382,7 +383,8 @@ def test_copy_interrupted_then_rerun_copies_everything_once(two_configs: tuple[P
     assert summary["interrupted"] is True
     assert summary["results"] == {"copied": 500, "skipped": 0, "failed": 0}
     assert len(read_all(dst, "Db")) == 500
-    assert "500/1234" in first.stderr  # the progress bar where it stopped
+    total = len(items) + len(failed_keys)  # the bar counts results, then error records
+    assert f"500/{total}" in first.stderr  # the progress bar where it stopped
 
     second = cli(*args, "--json")
     assert second.returncode == 0, second.stderr
@@ -391,25 +393,66 @@ def test_copy_interrupted_then_rerun_copies_everything_once(two_configs: tuple[P
     assert summary["results"] == {"copied": 734, "skipped": 500, "failed": 0}
     assert summary["errors"]["copied"] + summary["errors"]["skipped"] == len(failed_keys)
     assert summary["errors"]["failed"] == 0 and summary["failures"] == []
-    assert "1234/1234" in second.stderr
+    assert f"{total}/{total}" in second.stderr
     assert read_all(dst, "Db") == {item[:3]: item[3] for item in items}
-    with StoragePool.from_yaml(dst) as pool:
-        db = pool.get_connected_storage("Db")
+    with StoragePool.from_yaml(src) as src_pool, StoragePool.from_yaml(dst) as dst_pool:
+        files = src_pool.get_connected_storage("Files")
+        db = dst_pool.get_connected_storage("Db")
         for key in failed_keys:
             record = db.retrieve_error(*key)
+            assert record == files.retrieve_error(*key)  # exactly: time and traceback too
             assert (record["exception_type"], record["message"]) == (
                 "builtins.ValueError",
                 f"boom {key[2]}",
             )
             assert record["node_args"] == {"attempt": 1}
-            assert "original traceback:" in record["traceback"]
-            assert "fail_task" in record["traceback"]  # the source's frames travelled along
+            assert "fail_task" in record["traceback"]
 
     third = cli(*args, "--json", "--no-progress")
     assert third.returncode == 0 and third.stderr == ""
     summary = json.loads(third.stdout)
     assert summary["results"] == {"copied": 0, "skipped": 1234, "failed": 0}
     assert summary["errors"] == {"copied": 0, "skipped": len(failed_keys), "failed": 0}
+
+
+def test_copy_takes_error_records_of_tasks_that_only_failed(
+    two_configs: tuple[Path, Path],
+) -> None:
+    src, dst = two_configs
+    fill(src, "Files", [("flow", "t", "ok", {"fine": True})])
+    fail_task(src, "Files", ("flow", "t", "failed"), {"n": [1, 2]})
+    fail_task(src, "Files", ("other", "t", "failed"), None)
+    with StoragePool.from_yaml(src) as pool:
+        original = pool.get_connected_storage("Files").retrieve_error("flow", "t", "failed")
+    args = ["copy", f"{src}:Files", f"{dst}:Db", "--json", "--no-progress", "--flow", "flow"]
+
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["results"] == {"copied": 1, "skipped": 0, "failed": 0}
+    assert summary["errors"] == {"copied": 1, "skipped": 0, "failed": 0}
+    with StoragePool.from_yaml(dst) as pool:
+        db = pool.get_connected_storage("Db")
+        copied = db.retrieve_error("flow", "t", "failed")
+        assert copied == original
+        assert copied["time"] == original["time"]
+        assert copied["traceback"] == original["traceback"]
+        with pytest.raises(ResultNotFound):
+            db.retrieve("flow", "t", "failed")  # an error record only, no result made up
+        assert list(db.iter_error_keys()) == [("flow", "t", "failed")]  # --flow kept "other"
+
+    again = json.loads(cli(*args).stdout)
+    assert again["errors"] == {"copied": 0, "skipped": 1, "failed": 0}
+    with StoragePool.from_yaml(dst) as pool:
+        db = pool.get_connected_storage("Db")
+        db.store_error_record({**original, "message": "something else"})
+    conflict = cli(*args)
+    assert conflict.returncode == 1
+    assert json.loads(conflict.stdout)["errors"] == {"copied": 0, "skipped": 0, "failed": 1}
+    forced = json.loads(cli(*args, "--overwrite").stdout)
+    assert forced["errors"] == {"copied": 1, "skipped": 0, "failed": 0}
+    with StoragePool.from_yaml(dst) as pool:
+        assert pool.get_connected_storage("Db").retrieve_error("flow", "t", "failed") == original
 
 
 def test_copy_leaves_different_content_alone_unless_overwrite(
