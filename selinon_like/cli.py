@@ -425,7 +425,7 @@ class _Copier:
         self.overwrite = overwrite
         self.copy_errors = copy_errors
         # Whether the destination stores a record verbatim; else store_error replays it.
-        self.exact = type(dst).store_error_record is not DataStorage.store_error_record
+        self.exact = True
 
     def batch(self, keys: list[Key]) -> None:
         found, unreadable = self._read(keys)
@@ -523,16 +523,17 @@ class _Copier:
                 except ResultNotFound:
                     pass
                 else:
-                    if existing == record or (
-                        not self.exact and _error_identity(existing) == _error_identity(record)
-                    ):
+                    if _same_error(existing, record):
                         errors.skipped += 1
                     else:
                         self.summary.fail(errors, "error record", key, _DIFFERS)
                     return
             if self.exact:
-                self.dst.store_error_record(record)
-            else:
+                try:
+                    self.dst.store_error_record(record)
+                except NotImplementedError:
+                    self.exact = False
+            if not self.exact:
                 self.dst.store_error(record.get("node_args"), *key, _replayed(record))
             errors.copied += 1
         except Exception as exc:
@@ -546,8 +547,13 @@ _DIFFERS = "the destination holds a different one (--overwrite replaces it)"
 _ERROR_FIELDS = ("flow_name", "task_name", "task_id", "exception_type", "message", "node_args")
 
 
-def _error_identity(record: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(record.get(name) for name in _ERROR_FIELDS)
+def _same_error(existing: dict[str, Any], record: dict[str, Any]) -> bool:
+    """``existing`` is ``record``: an exact copy, or one :func:`_replayed` rebuilt from it."""
+    if existing == record:
+        return True
+    return all(existing.get(name) == record.get(name) for name in _ERROR_FIELDS) and (
+        f"first recorded at {record.get('time')}" in str(existing.get("traceback"))
+    )
 
 
 def _replayed(record: dict[str, Any]) -> tuple[Any, Any, None]:

@@ -455,6 +455,54 @@ def test_copy_takes_error_records_of_tasks_that_only_failed(
         assert pool.get_connected_storage("Db").retrieve_error("flow", "t", "failed") == original
 
 
+def test_copy_between_adapters_without_error_listing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A custom adapter may lack iter_error_keys and store_error_record: copy falls back to
+    the error records beside a result, rebuilt with store_error."""
+    (tmp_path / "oldfiles.py").write_text(
+        "from selinon_like import DataStorage\n"
+        "from storages.filesystem import Filesystem\n\n"
+        "class OldFiles(Filesystem):\n"
+        "    def iter_error_keys(self, flow_name=None):\n"
+        "        return DataStorage.iter_error_keys(self, flow_name)\n\n"
+        "    def store_error_record(self, record):\n"
+        "        return DataStorage.store_error_record(self, record)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = write_config(
+        tmp_path / "old.yml",
+        f"  - name: A\n    import: oldfiles\n    classname: OldFiles\n"
+        f"    configuration: {{path: {tmp_path}/a}}\n"
+        f"  - name: B\n    import: oldfiles\n    classname: OldFiles\n"
+        f"    configuration: {{path: {tmp_path}/b}}\n",
+    )
+    fill(config, "A", [("f", "t", "both", 1)])
+    fail_task(config, "A", ("f", "t", "both"), {"n": 1})
+    fail_task(config, "A", ("f", "t", "error-only"), None)
+    args = ["copy", f"{config}:A", f"{config}:B", "--json", "--no-progress"]
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["results"] == {"copied": 1, "skipped": 0, "failed": 0}
+    assert summary["errors"] == {"copied": 1, "skipped": 0, "failed": 0}
+    with StoragePool.from_yaml(config) as pool:
+        original = pool.get_connected_storage("A").retrieve_error("f", "t", "both")
+        b = pool.get_connected_storage("B")
+        record = b.retrieve_error("f", "t", "both")
+        with pytest.raises(ResultNotFound):
+            b.retrieve_error("f", "t", "error-only")  # not listed without iter_error_keys
+    assert (record["exception_type"], record["message"], record["node_args"]) == (
+        "builtins.ValueError",
+        "boom both",
+        {"n": 1},
+    )
+    assert "original traceback:" in record["traceback"] and "fail_task" in record["traceback"]
+    assert f"first recorded at {original['time']}" in record["traceback"]
+    again = json.loads(cli(*args, cwd=tmp_path).stdout)
+    assert again["errors"] == {"copied": 0, "skipped": 1, "failed": 0}
+
+
 def test_copy_leaves_different_content_alone_unless_overwrite(
     files_config: Path,
 ) -> None:
