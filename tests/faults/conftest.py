@@ -48,6 +48,9 @@ class PrivateServer:
 
     def start(self) -> None:
         self._start()
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
         wait_for_port(self.port)
 
     def stop(self) -> None:
@@ -65,9 +68,23 @@ def redis_server(tmp_path: Any) -> Iterator[PrivateServer]:
     def start() -> None:
         procs.append(
             subprocess.Popen(
-                [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
-                 "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-                 "--protected-mode", "no"],
+                [
+                    binary,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(tmp_path),
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                    "--save",
+                    "",
+                    "--protected-mode",
+                    "no",
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -86,8 +103,13 @@ def redis_server(tmp_path: Any) -> Iterator[PrivateServer]:
 
 
 def _as_postgres(*args: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    subprocess.run(
+        ["runuser", "-u", "postgres", "--", *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -105,8 +127,9 @@ def postgresql_server() -> Iterator[PrivateServer]:
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=on"
 
     def start() -> None:
-        _as_postgres("pg_ctl", "-D", data, "-o", options, "-l", os.path.join(root, "log"),
-                     "-w", "start")
+        _as_postgres(
+            "pg_ctl", "-D", data, "-o", options, "-l", os.path.join(root, "log"), "-w", "start"
+        )
 
     def stop() -> None:
         # Immediate shutdown: the postmaster's PID (postmaster.pid, first line) gets SIGQUIT.

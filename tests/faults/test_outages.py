@@ -156,8 +156,8 @@ def test_postgresql_restart(postgresql_server: Any) -> None:
 
 
 def test_s3_restart(moto_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    # moto keeps everything in memory: after the restart the bucket is gone, so the storage
-    # creates it again (create_bucket) on reconnect only if the adapter does so; we therefore
+    # moto keeps everything in memory: after the restart the bucket is gone. A real S3 keeps
+    # it, so the restart recreates the bucket (as the operator's S3 would still have it); we
     # check errors during the outage and recovery, not durability.
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
@@ -180,7 +180,17 @@ def test_s3_restart(moto_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     original_start = moto_server._start
 
     def start_and_recreate_bucket() -> None:
+        import boto3
+
         original_start()
+        moto_server.wait_ready()
+        boto3.client(
+            "s3",
+            endpoint_url=moto_server.url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        ).create_bucket(Bucket="faults")
 
     moto_server._start = start_and_recreate_bucket
     try:
