@@ -3,6 +3,7 @@ restarted by its PID so that the shared servers of the machine are never touched
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -149,10 +150,8 @@ def postgresql_server() -> Iterator[PrivateServer]:
     server = PrivateServer("postgresql", port, url, start, stop)
     server.start()
     yield server
-    try:
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
         stop()
-    except (FileNotFoundError, ProcessLookupError):
-        pass
     shutil.rmtree(root, ignore_errors=True)
 
 
