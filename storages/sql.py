@@ -47,6 +47,7 @@ _BATCH_ROWS = 500
 _BATCH_BYTES = 8 * 1024 * 1024
 _STATEMENT_BYTES = 64 * 1024  # room for the SQL text around the values in a statement
 _KEY_PARTS = ("flow_name", "task_name", "task_id")
+_MYSQL_IO_TIMEOUT = 300.0  # PyMySQL socket read/write: statement_timeout, else this
 _PAGE = 1000  # iter_keys reads this many keys per short transaction
 # Errors drivers raise as OperationalError that retrying cannot fix.
 _MYSQL_PERMANENT = {1044, 1045, 1049, 1153, 1698}  # access denied, no database, packet too big
@@ -182,6 +183,8 @@ class SqlStorage(DataStorage):
     ``statement_timeout`` (float, default none)
         seconds a statement may run: PostgreSQL ``statement_timeout``, MariaDB
         ``max_statement_time``, MySQL ``max_execution_time``; ignored by other dialects.
+        With PyMySQL the socket read/write timeout is this plus ``connect_timeout`` (300 s
+        plus ``connect_timeout`` without it), so a silent server never hangs a call.
 
     Example::
 
@@ -325,6 +328,11 @@ class SqlStorage(DataStorage):
                 args["options"] = f"{query.get('options', '')} {timeout}".strip()
         elif backend in ("mysql", "mariadb") and driver == "pymysql":
             default("connect_timeout", self.connect_timeout)
+            # PyMySQL's connect_timeout covers the TCP connect only: without a read timeout a
+            # server that accepts and stays silent hangs the handshake (and any call) forever.
+            io_timeout = (self.statement_timeout or _MYSQL_IO_TIMEOUT) + self.connect_timeout
+            default("read_timeout", io_timeout)
+            default("write_timeout", io_timeout)
             encoding = (self.encoding or "utf8mb4").lower()
             default("charset", "utf8mb4" if encoding in ("utf-8", "utf8") else encoding)
             args["binary_prefix"] = True  # PyMySQL < 1.2: bytes as _binary'…', not as text
