@@ -1,0 +1,311 @@
+"""``python -m benchmarks [--quick] [--only SERVICE]``: the suite; writes RESULTS.md and ratios.png.
+
+Per service (benchmarks/suite.py): raw driver, adapter, pool, Selinon 1.4, Celery backend.
+Small (~200 B) and ~1 MB store/retrieve on 1 thread (interleaved blocks), 8 threads sharing
+one instance (throughput), store_many of 1,000 vs 1,000 stores, and streaming 256 MB
+(filesystem, S3). Every stored value is read back and compared. Ratios come from this run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from benchmarks import bench_streaming
+from benchmarks.bench_s3 import moto_server
+from benchmarks.common import Timing, interleaved
+from benchmarks.suite import SERVICES, Service, System
+
+HERE = Path(__file__).resolve().parent
+SMALL = {"status": "ok", "task": "Task1", "value": 42, "items": list(range(30)), "name": "x" * 40}
+BIG = {"blob": "y" * (1024 * 1024 - 20)}
+
+
+def _intact(system: System, keys: list[str], payload: Any) -> tuple[int, int]:
+    good = 0
+    for k in keys:
+        with contextlib.suppress(Exception):
+            good += system.retrieve(k) == payload
+    return good, len(keys)
+
+
+def _tolerant(call: Any) -> Any:
+    """Warm-up calls (negative i) may fail (e.g. a 1 MB result a backend rejects): the
+    measured calls count the errors."""
+
+    def wrapped(i: int) -> Any:
+        if i >= 0:
+            return call(i)
+        with contextlib.suppress(Exception):
+            call(i)
+        return None
+
+    return wrapped
+
+
+def single(service: Service, payload: Any, label: str, repeat: int) -> list[dict[str, Any]]:
+    run = uuid.uuid4().hex[:6]
+    keys = {s.name: [f"{label}-{run}-{s.name}-{i}" for i in range(repeat)] for s in service.systems}
+    stores = {
+        s.name: (lambda i, s=s: s.store(keys[s.name][i] if i >= 0 else f"w{run}{i}", payload))
+        for s in service.systems
+    }
+    rounds = min(5, repeat)
+    st = interleaved({k: _tolerant(c) for k, c in stores.items()}, repeat, rounds=rounds, warmup=3)
+    gets = {
+        s.name: (lambda i, s=s: s.retrieve(keys[s.name][i] if i >= 0 else keys[s.name][0]))
+        for s in service.systems
+    }
+    rt = interleaved({k: _tolerant(c) for k, c in gets.items()}, repeat, rounds=rounds, warmup=3)
+    rows = []
+    for s in service.systems:
+        ok, total = _intact(s, keys[s.name], payload)
+        rows.append(_row(service, s, f"store {label}", st[s.name], ok, total))
+        rows.append(_row(service, s, f"retrieve {label}", rt[s.name], ok, total))
+    return rows
+
+
+def _hammer(system: System, op: str, keys: list[str], threads: int) -> tuple[Timing, float]:
+    """``op`` on every key from ``threads`` threads sharing ``system``: (latencies, wall s)."""
+    samples: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+
+    def work(k: str) -> None:
+        started = time.perf_counter()
+        try:
+            system.store(k, SMALL) if op == "store" else system.retrieve(k)
+        except Exception:
+            with lock:
+                errors[0] += 1
+        elapsed = time.perf_counter() - started
+        with lock:
+            samples.append(elapsed)
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(threads) as ex:
+        list(ex.map(work, keys))
+    return Timing(system.name, samples, errors[0]), time.perf_counter() - began
+
+
+def threaded(service: Service, repeat: int, threads: int = 8) -> list[dict[str, Any]]:
+    rows = []
+    for s in service.systems:
+        keys = [f"t8-{uuid.uuid4().hex[:6]}-{i}" for i in range(repeat)]
+        for op in ("store", "retrieve"):
+            timing, wall = _hammer(s, op, keys, threads)
+            ok, total = _intact(s, keys, SMALL) if op == "retrieve" else (-1, -1)
+            row = _row(service, s, f"{op} small x{threads} threads", timing, ok, total)
+            row["ops_s"] = round(len(keys) / wall, 1)
+            rows.append(row)
+    return rows
+
+
+def bulk(service: Service, n: int) -> list[dict[str, Any]]:
+    rows = []
+    for s in service.systems:
+        if s.store_many is None:
+            continue
+        run = uuid.uuid4().hex[:6]
+        singles = [f"b1-{run}-{i}" for i in range(n)]
+        many = [(f"bm-{run}-{i}", SMALL) for i in range(n)]
+        started = time.perf_counter()
+        for k in singles:
+            s.store(k, SMALL)
+        one_by_one = time.perf_counter() - started
+        started = time.perf_counter()
+        s.store_many(many)
+        batched = time.perf_counter() - started
+        ok, total = _intact(s, [k for k, _ in many], SMALL)
+        rows.append(
+            {
+                "service": service.name,
+                "system": s.name,
+                "op": f"store_many {n}",
+                "median_us": round(batched * 1e6 / n, 1),
+                "p99_us": "",
+                "ops_s": round(n / batched, 1),
+                "errors": 0,
+                "intact": f"{ok}/{total}",
+                "speedup": round(one_by_one / batched, 1),
+            }
+        )
+    return rows
+
+
+def _row(service: Service, s: System, op: str, t: Timing, ok: int, total: int) -> dict[str, Any]:
+    return {
+        "service": service.name,
+        "system": s.name + (f" ({s.note})" if s.note else ""),
+        "op": op,
+        "median_us": round(t.median * 1e6, 1),
+        "p99_us": round(t.p99 * 1e6, 1),
+        "ops_s": round(t.ops_per_second, 1),
+        "errors": t.errors,
+        "intact": f"{ok}/{total}" if total >= 0 else "",
+    }
+
+
+def streaming() -> list[dict[str, Any]]:
+    out = []
+    with tempfile.TemporaryDirectory(prefix="bench-stream-") as directory:
+        out.append(("Filesystem", bench_streaming.measure("filesystem", directory)))
+    with moto_server() as (endpoint, _pid):
+        out.append(("S3 (moto server)", bench_streaming.measure("s3", endpoint)))
+    mb = bench_streaming.TOTAL / bench_streaming.MiB
+    return [
+        {
+            "adapter": name,
+            "store MB/s": round(mb / r["store_s"], 1),
+            "read MB/s": round(mb / r["retrieve_s"], 1),
+            "peak RSS growth MB": round(r["rss_growth"] / bench_streaming.MiB, 1),
+            "sha256 intact": r["sha_ok"] and r["size_ok"],
+        }
+        for name, r in out
+    ]
+
+
+def _md(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(none)\n"
+    cols = list(dict.fromkeys(c for r in rows for c in r))
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """pool/raw, pool/adapter, pool/selinon, pool/celery medians for each service and op."""
+    out = []
+    by: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        by.setdefault((r["service"], r["op"]), {})[r["system"].split(" (")[0]] = r
+    for (service, op), systems in by.items():
+        pool = systems.get("pool")
+        if pool is None or "store_many" in op:
+            continue
+        raw = next((v for k, v in systems.items() if k.startswith("raw")), None)
+        ratio: dict[str, Any] = {"service": service, "op": op}
+        for label, other in (
+            ("pool/raw", raw),
+            ("pool/selinon", systems.get("selinon") or systems.get("selinon+shim")),
+            ("pool/celery", systems.get("celery")),
+        ):
+            if other is not None and other["median_us"]:
+                key = "ops_s" if "threads" in op else "median_us"
+                a, b = (other[key], pool[key]) if key == "ops_s" else (pool[key], other[key])
+                ratio[label] = round(a / b, 3)
+        adapter = systems.get("adapter")
+        if adapter is not None:
+            ratio["pool-adapter µs"] = round(pool["median_us"] - adapter["median_us"], 2)
+        out.append(ratio)
+    return out
+
+
+def _chart(ratios: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    picked = [r for r in ratios if r["op"] in ("store small", "retrieve small")]
+    labels = [f"{r['service'].split(' ')[0]}\n{r['op'].split(' ')[0]}" for r in picked]
+    series = ("pool/raw", "pool/selinon", "pool/celery")
+    fig, ax = plt.subplots(figsize=(max(8, len(picked) * 0.9), 4.5))
+    width = 0.27
+    for n, name in enumerate(series):
+        xs = [i + (n - 1) * width for i in range(len(picked))]
+        ax.bar(xs, [r.get(name, 0) for r in picked], width, label=name)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.axhline(1.15, color="red", linewidth=0.6, linestyle="--", label="1.15x target (pool/raw)")
+    ax.set_xticks(range(len(picked)), labels, fontsize=7)
+    ax.set_ylabel("median latency ratio (lower = pool faster)")
+    ax.set_yscale("log")
+    ax.set_title("selinon_like StoragePool vs raw driver / Selinon 1.4 / Celery (one run)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _versions() -> str:
+    names = ["selinon-like", "selinon", "celery", "redis", "SQLAlchemy", "psycopg", "PyMySQL"]
+    names += ["pymongo", "mongomock", "boto3", "moto"]
+    found = []
+    for n in names:
+        try:
+            found.append(f"{n} {metadata.version(n)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{n} (absent)")
+    return ", ".join(found)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--quick", action="store_true", help="small counts, no streaming")
+    parser.add_argument("--only", choices=sorted(SERVICES), action="append")
+    parser.add_argument("--output", type=Path, default=HERE)
+    args = parser.parse_args()
+    small_n, big_n, thread_n, bulk_n = (40, 4, 80, 200) if args.quick else (200, 12, 400, 1000)
+    began = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    bulks: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for key in args.only or list(SERVICES):
+        print(f"== {key}", flush=True)
+        try:
+            with SERVICES[key]() as service:
+                failures += [f"{service.name}: {f}" for f in service.failures]
+                rows += single(service, SMALL, "small", small_n)
+                rows += single(service, BIG, "1MB", big_n)
+                rows += threaded(service, thread_n)
+                bulks += bulk(service, bulk_n)
+        except Exception as exc:
+            failures.append(f"{key}: service skipped: {exc!r}"[:300])
+            print(f"   skipped: {exc!r}", flush=True)
+    stream = [] if args.quick or args.only else streaming()
+    elapsed = time.perf_counter() - began
+    ratios = _ratios(rows)
+    _chart(ratios, args.output / "ratios.png")
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = [
+        "# Benchmark results (generated by `python -m benchmarks`; do not edit)\n",
+        f"- Date: {now}; run time {elapsed:.0f} s; mode: {'quick' if args.quick else 'full'}",
+        f"- Machine: {platform.node()}, {platform.machine()}, {platform.platform()}, "
+        f"Python {platform.python_version()}; other jobs share this 2-core machine.",
+        f"- Versions: {_versions()}",
+        "- Absolute times are this machine's. Ratios are within this run only (A/B per pair,",
+        "  medians; for the 8-thread rows the ratio is raw ops/s over pool ops/s).",
+        "",
+        "## Selinon 1.4 / Celery failures on current drivers (as shipped), and shims",
+        "",
+        *[f"- {f}" for f in failures],
+        "",
+        "## Ratios (pool vs others; <1 means the pool is faster)",
+        "",
+        _md(ratios),
+        "## store_many of N vs N store calls (speedup = time of N stores / store_many)",
+        "",
+        _md(bulks),
+        "## Streaming 256 MB",
+        "",
+        _md(stream),
+        "## All measurements (µs; ops/s; intact = read back equal / expected)",
+        "",
+        _md(rows),
+    ]
+    (args.output / "RESULTS.md").write_text("\n".join(text))
+    print("\n".join(text))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,345 @@
+"""Systems per service for ``python -m benchmarks``: raw driver, adapter, pool, Selinon, Celery.
+
+Each system is a ``System(name, store(i, payload), retrieve(i) -> payload, store_many(items))``
+built inside a context manager per service, so setup and cleanup (tables, key prefixes,
+moto's child process) happen in one place. ``store_many`` is None where the system has none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.bench_s3 import moto_server
+from selinon_like import StoragePool
+
+FLOW, TASK = "BenchFlow", "Task1"
+POSTGRESQL_URL = os.environ.get(
+    "SELINON_LIKE_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+MYSQL_URL = os.environ.get("SELINON_LIKE_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+REDIS_URL = os.environ.get("SELINON_LIKE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+@dataclass
+class System:
+    name: str
+    store: Callable[[str, Any], Any]
+    retrieve: Callable[[str], Any]
+    store_many: Callable[[list[tuple[str, Any]]], Any] | None = None
+    note: str = ""
+
+
+@dataclass
+class Service:
+    name: str
+    systems: list[System] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # text of what broke (Selinon as shipped)
+
+
+def _adapter_systems(storage: Any, pool: StoragePool) -> list[System]:
+    routed = pool.get_connected_storage("Bench")
+    return [
+        System(
+            "adapter",
+            lambda k, r: storage.store(FLOW, TASK, k, r),
+            lambda k: storage.retrieve(FLOW, TASK, k),
+            lambda items: storage.store_many([(FLOW, TASK, k, r) for k, r in items]),
+        ),
+        System(
+            "pool",
+            lambda k, r: routed.store(FLOW, TASK, k, r),
+            lambda k: routed.retrieve(FLOW, TASK, k),
+            lambda items: routed.store_many([(FLOW, TASK, k, r) for k, r in items]),
+        ),
+    ]
+
+
+def _pool(import_: str, classname: str, configuration: dict[str, Any]) -> tuple[Any, StoragePool]:
+    entry = {"name": "Bench", "import": import_, "classname": classname}
+    pool = StoragePool.from_dict({"storages": [{**entry, "configuration": configuration}]})
+    direct = StoragePool.from_dict(
+        {"storages": [{**entry, "configuration": configuration}]}
+    ).get_connected_storage("Bench")
+    return direct, pool
+
+
+def _celery(backend_url: str, **conf: Any) -> Any:
+    import celery
+
+    app = celery.Celery("bench", broker="memory://", backend=backend_url, set_as_current=False)
+    app.conf.update(result_extended=False, **conf)
+    return app.backend
+
+
+def _celery_system(backend: Any) -> System:
+    return System(
+        "celery",
+        lambda k, r: backend.store_result(k, r, "SUCCESS"),
+        lambda k: backend._get_task_meta_for(k)["result"],
+        note=type(backend).__name__,
+    )
+
+
+def _selinon(service: Service, build: Callable[[], Any], shim: Callable[[], Any] | None) -> None:
+    """Selinon's adapter as shipped; on failure record the text, then retry with the shim."""
+    try:
+        storage = build()
+        storage.connect()
+        storage.store(FLOW, TASK, "probe-" + uuid.uuid4().hex, {"a": 1})
+        name, note = "selinon", "as shipped"
+    except Exception as exc:
+        service.failures.append(f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+        if shim is None:
+            return
+        try:
+            storage = shim()
+            storage.connect()
+            storage.store(FLOW, TASK, "probe-" + uuid.uuid4().hex, {"a": 1})
+            name, note = "selinon+shim", "smallest shim, see selinon_shims.py"
+        except Exception as exc2:
+            service.failures.append(f"with shim: {type(exc2).__name__}: {exc2}"[:200])
+            return
+    service.systems.append(
+        System(
+            name,
+            lambda k, r: storage.store(FLOW, TASK, k, r),
+            lambda k: storage.retrieve(FLOW, TASK, k),
+            note=note,
+        )
+    )
+
+
+@contextlib.contextmanager
+def memory() -> Iterator[Service]:
+    from benchmarks import selinon_shims
+
+    service = Service("memory")
+    raw: dict[str, bytes] = {}
+    service.systems.append(
+        System(
+            "raw dict+json",
+            lambda k, r: raw.__setitem__(k, json.dumps(r).encode()),
+            lambda k: json.loads(raw[k]),
+        )
+    )
+    direct, pool = _pool("storages.memory", "InMemoryStorage", {})
+    service.systems += _adapter_systems(direct, pool)
+    _selinon(service, selinon_shims.selinon_memory, None)
+    service.systems.append(_celery_system(_celery("cache+memory://")))
+    yield service
+    pool.disconnect_all()
+
+
+@contextlib.contextmanager
+def sql(kind: str) -> Iterator[Service]:
+    import sqlalchemy as sa
+
+    from benchmarks import selinon_shims
+
+    table = f"bench_{uuid.uuid4().hex[:8]}"
+    celery_tables = {
+        "database_table_names": {"task": f"{table}_ct", "group": f"{table}_cg"},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        if kind == "sqlite":
+            url = f"sqlite:///{tmp}/raw.sqlite"
+            conf: dict[str, Any] = {"path": f"{tmp}/bench.sqlite", "table_name": table}
+            classname, module = "SQLite", "storages.sql"
+        else:
+            url = POSTGRESQL_URL if kind == "postgresql" else MYSQL_URL
+            conf = {"connection_string": url, "table_name": table}
+            classname = "PostgreSQL" if kind == "postgresql" else "MySQL"
+            module = f"storages.{kind}"
+        service = Service({"sqlite": "SQLite file", "mysql": "MariaDB"}.get(kind, "PostgreSQL"))
+        engine = sa.create_engine(url)
+        meta = sa.MetaData()
+        raw_t = sa.Table(
+            f"{table}_raw",
+            meta,
+            sa.Column("k", sa.String(255), primary_key=True),
+            sa.Column("v", sa.LargeBinary(2**24 if kind == "mysql" else None)),
+        )
+        meta.create_all(engine)
+        if kind == "mysql":
+            with engine.begin() as c:
+                c.execute(sa.text(f"ALTER TABLE {table}_raw MODIFY v LONGBLOB"))
+        ins, sel = raw_t.insert(), sa.select(raw_t.c.v).where(raw_t.c.k == sa.bindparam("k"))
+
+        def raw_store(k: str, r: Any) -> None:
+            with engine.begin() as c:
+                c.execute(ins, {"k": k, "v": json.dumps(r).encode()})
+
+        def raw_get(k: str) -> Any:
+            with engine.connect() as c:
+                return json.loads(c.execute(sel, {"k": k}).scalar_one())
+
+        def raw_many(items: list[tuple[str, Any]]) -> None:
+            with engine.begin() as c:
+                c.execute(ins, [{"k": k, "v": json.dumps(r).encode()} for k, r in items])
+
+        service.systems.append(System("raw SQLAlchemy", raw_store, raw_get, raw_many))
+        direct, pool = _pool(module, classname, conf)
+        service.systems += _adapter_systems(direct, pool)
+        sel_url = url
+        _selinon(
+            service,
+            lambda: selinon_shims.selinon_sql(sel_url, f"{table}_sel", shim=False),
+            (lambda: selinon_shims.selinon_sql(sel_url, f"{table}_sel", shim=True))
+            if kind == "postgresql"
+            else None,
+        )
+        cel_url = "db+" + url.replace(f"{tmp}/raw", f"{tmp}/celery")
+        service.systems.append(_celery_system(_celery(cel_url, **celery_tables)))
+        try:
+            yield service
+        finally:
+            pool.disconnect_all()
+            with engine.begin() as c:
+                for name in (f"{table}_raw", table, f"{table}_errors", f"{table}_sel"):
+                    c.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+                for name in (f"{table}_ct", f"{table}_cg"):
+                    c.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+            engine.dispose()
+
+
+@contextlib.contextmanager
+def redis_service() -> Iterator[Service]:
+    import redis
+
+    from benchmarks import selinon_shims
+
+    service = Service("Redis")
+    prefix = f"bench-{uuid.uuid4().hex[:8]}:"
+    raw = redis.Redis.from_url(REDIS_URL)
+
+    def raw_many(items: list[tuple[str, Any]]) -> None:
+        pipe = raw.pipeline(transaction=False)
+        for k, r in items:
+            pipe.set(prefix + "raw:" + k, json.dumps(r).encode())
+        pipe.execute()
+
+    service.systems.append(
+        System(
+            "raw redis-py",
+            lambda k, r: raw.set(prefix + "raw:" + k, json.dumps(r).encode()),
+            lambda k: json.loads(raw.get(prefix + "raw:" + k)),  # type: ignore[arg-type]
+            raw_many,
+        )
+    )
+    direct, pool = _pool("storages.redis", "Redis", {"url": REDIS_URL, "key_prefix": prefix})
+    service.systems += _adapter_systems(direct, pool)
+    _selinon(
+        service,
+        lambda: selinon_shims.selinon_redis(REDIS_URL),
+        lambda: selinon_shims.selinon_redis(REDIS_URL, shim=True),
+    )
+    service.systems.append(_celery_system(_celery(REDIS_URL)))
+    try:
+        yield service
+    finally:
+        pool.disconnect_all()
+        raw.flushdb()  # db 9 is this benchmark's own
+        raw.close()
+
+
+@contextlib.contextmanager
+def mongodb() -> Iterator[Service]:
+    import mongomock
+
+    from benchmarks import selinon_shims
+
+    service = Service("MongoDB (mongomock, not a server)")
+    coll = mongomock.MongoClient()["bench"]["raw"]
+    service.systems.append(
+        System(
+            "raw mongomock",
+            lambda k, r: coll.replace_one({"_id": k}, {"_id": k, "r": r}, upsert=True),
+            lambda k: coll.find_one({"_id": k})["r"],  # type: ignore[index]
+            lambda items: coll.insert_many([{"_id": k, "r": r} for k, r in items]),
+        )
+    )
+    db = f"bench_{uuid.uuid4().hex[:8]}"
+    direct, pool = _pool("storages.mongodb", "MongoDB", {"url": "mongomock://b", "db_name": db})
+    service.systems += _adapter_systems(direct, pool)
+    _selinon(service, selinon_shims.selinon_mongodb, selinon_shims.selinon_mongodb_shimmed)
+    try:
+        service.systems.append(_celery_system(selinon_shims.celery_mongomock()))
+    except Exception as exc:
+        service.failures.append(f"celery mongodb backend on mongomock: {exc!r}"[:200])
+    yield service
+    pool.disconnect_all()
+
+
+@contextlib.contextmanager
+def s3() -> Iterator[Service]:
+    import boto3
+
+    from benchmarks import selinon_shims
+
+    service = Service("S3 (moto HTTP server)")
+    creds = {
+        "aws_access_key_id": "AKIABENCHMARK",
+        "aws_secret_access_key": "benchmark-secret",
+        "region_name": "us-east-1",
+    }
+    with moto_server() as (endpoint, _pid):
+        client = boto3.client("s3", endpoint_url=endpoint, **creds)
+        bucket = "bench-raw"
+        client.create_bucket(Bucket=bucket)
+        service.systems.append(
+            System(
+                "raw boto3",
+                lambda k, r: client.put_object(Bucket=bucket, Key=k, Body=json.dumps(r).encode()),
+                lambda k: json.loads(client.get_object(Bucket=bucket, Key=k)["Body"].read()),
+            )
+        )
+        conf = {
+            "bucket": "selinon-like-bench",
+            "endpoint_url": endpoint,
+            "create_bucket": True,
+            **creds,
+        }
+        direct, pool = _pool("storages.s3", "S3Storage", conf)
+        service.systems += _adapter_systems(direct, pool)
+        _selinon(
+            service,
+            lambda: selinon_shims.selinon_s3(endpoint, creds, shim=False),
+            lambda: selinon_shims.selinon_s3(endpoint, creds, shim=True),
+        )
+        try:
+            os.environ.setdefault("AWS_ACCESS_KEY_ID", creds["aws_access_key_id"])
+            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", creds["aws_secret_access_key"])
+            client.create_bucket(Bucket="bench-celery")
+            backend = _celery(
+                "s3://",
+                s3_bucket="bench-celery",
+                s3_endpoint_url=endpoint,
+                s3_region="us-east-1",
+                s3_access_key_id=creds["aws_access_key_id"],
+                s3_secret_access_key=creds["aws_secret_access_key"],
+            )
+            service.systems.append(_celery_system(backend))
+        except Exception as exc:
+            service.failures.append(f"celery s3 backend: {exc!r}"[:200])
+        try:
+            yield service
+        finally:
+            pool.disconnect_all()
+
+
+SERVICES: dict[str, Callable[[], contextlib.AbstractContextManager[Service]]] = {
+    "memory": memory,
+    "sqlite": lambda: sql("sqlite"),
+    "postgresql": lambda: sql("postgresql"),
+    "mariadb": lambda: sql("mysql"),
+    "redis": redis_service,
+    "mongodb": mongodb,
+    "s3": s3,
+}
