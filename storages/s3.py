@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 from selinon_like import options
 from selinon_like.errors import ConfigError, StorageError
 from selinon_like.keys import Key, decode_part, encode_part
-from selinon_like.masking import mask_url
+from selinon_like.masking import mask_url, scrub
 from selinon_like.registry import missing_driver
 from selinon_like.storage import (
     DataStorage,
@@ -39,6 +40,29 @@ MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest part of a multipart upload (but the last)
 MAX_PARTS = 10_000  # S3's largest number of parts in one upload
 _READ_CHUNK = 1024 * 1024
+
+
+class _RedactSecrets(logging.Filter):
+    """botocore logs signed requests at DEBUG (``botocore.auth``: the canonical request with
+    ``x-amz-security-token``; ``botocore.endpoint``: the headers): mask the secrets every
+    connected S3Storage was configured with in those records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            cleaned = scrub(message, self.secrets)
+            if cleaned != message:
+                record.msg, record.args = cleaned, None
+        return True
+
+
+_REDACT = _RedactSecrets()
+for _name in ("botocore.auth", "botocore.endpoint", "botocore.parsers", "botocore.credentials"):
+    logging.getLogger(_name).addFilter(_REDACT)
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NotFound"})
 _TRANSIENT_CODES = frozenset(
     {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling"}
@@ -248,6 +272,11 @@ class S3Storage(DataStorage):
         except ModuleNotFoundError as exc:
             raise missing_driver(exc, self.storage_name) from exc
         credentials = self._credentials
+        _REDACT.secrets.update(
+            value
+            for name in ("aws_secret_access_key", "aws_session_token")
+            if isinstance(value := credentials[name], str)
+        )
         session = boto3.session.Session(
             aws_access_key_id=credentials["aws_access_key_id"],
             aws_secret_access_key=credentials["aws_secret_access_key"],
