@@ -41,6 +41,12 @@ class Service:
     name: str
     systems: list[System] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # text of what broke (Selinon as shipped)
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in self.closers:
+            with contextlib.suppress(Exception):
+                close()
 
 
 def _adapter_systems(storage: Any, pool: StoragePool) -> list[System]:
@@ -106,6 +112,7 @@ def _selinon(service: Service, build: Callable[[], Any], shim: Callable[[], Any]
         except Exception as exc2:
             service.failures.append(f"with shim: {type(exc2).__name__}: {exc2}"[:200])
             return
+    service.closers.append(storage.adapter.disconnect if hasattr(storage, "adapter") else list)
     service.systems.append(
         System(
             name,
@@ -200,6 +207,7 @@ def sql(kind: str) -> Iterator[Service]:
         try:
             yield service
         finally:
+            service.close()  # Selinon's session holds a transaction open: end it first
             pool.disconnect_all()
             with engine.begin() as c:
                 for name in (f"{table}_raw", table, f"{table}_errors", f"{table}_sel"):
