@@ -1,0 +1,1 @@
+"""Fault-injection tests (a package, so its conftest does not shadow tests/conftest.py)."""
