@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -144,6 +145,121 @@ def memory() -> Iterator[Service]:
     pool.disconnect_all()
 
 
+def _raw_sql(service: Service, kind: str, url: str, table: str) -> System:
+    """The DBAPI driver doing the same work as our SQL adapters: an upsert of the JSON bytes
+    (a store overwrites), a select by key, store_many as one transaction of ``executemany``.
+
+    One connection per thread (the 8-thread rows share this system), opened on first use, in
+    autocommit; every one opened is closed by ``service.close()``. ``url`` is the SQLAlchemy
+    URL the other systems use (environment overrides apply); only its parts are read here.
+    """
+    from sqlalchemy.engine import make_url
+
+    parts = make_url(url)
+    connect: Callable[[], Any]
+    if kind == "sqlite":
+        import sqlite3
+
+        driver, mark, blob, begin = "sqlite3", "?", "BLOB", "BEGIN IMMEDIATE"
+
+        def connect() -> Any:
+            # timeout= is SQLite's busy timeout: writers from 8 threads wait, not fail
+            conn = sqlite3.connect(
+                parts.database or "", timeout=30, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            return conn
+
+    elif kind == "postgresql":
+        import psycopg
+
+        driver, mark, blob, begin = "psycopg", "%s", "BYTEA", "BEGIN"
+        params: dict[str, Any] = {
+            "host": parts.host,
+            "port": parts.port,
+            "user": parts.username,
+            "password": parts.password,
+            "dbname": parts.database,
+            **{k: v for k, v in parts.query.items() if isinstance(v, str)},
+        }
+
+        def connect() -> Any:
+            kwargs = {k: v for k, v in params.items() if v is not None}
+            return psycopg.connect(**kwargs, autocommit=True)
+
+    else:
+        import pymysql
+
+        driver, mark, blob, begin = "PyMySQL", "%s", "LONGBLOB", "BEGIN"
+
+        def connect() -> Any:
+            return pymysql.connect(
+                host=parts.host or "localhost",
+                port=parts.port or 3306,
+                user=parts.username,
+                password=parts.password or "",
+                database=parts.database,
+                autocommit=True,
+            )
+
+    on_conflict = (
+        "ON DUPLICATE KEY UPDATE v = VALUES(v)"
+        if kind == "mysql"
+        else "ON CONFLICT (k) DO UPDATE SET v = excluded.v"
+    )
+    upsert = f"INSERT INTO {table} (k, v) VALUES ({mark}, {mark}) {on_conflict}"
+    select = f"SELECT v FROM {table} WHERE k = {mark}"
+    local = threading.local()
+    opened: list[Any] = []
+    lock = threading.Lock()
+
+    def conn() -> Any:
+        c = getattr(local, "conn", None)
+        if c is None:
+            c = local.conn = connect()
+            with lock:
+                opened.append(c)
+        return c
+
+    def close_all() -> None:
+        with lock:
+            conns = opened[:]
+            opened.clear()
+        for c in conns:
+            with contextlib.suppress(Exception):
+                c.close()
+
+    service.closers.append(close_all)
+    with contextlib.closing(conn().cursor()) as cur:
+        cur.execute(f"CREATE TABLE {table} (k VARCHAR(255) PRIMARY KEY, v {blob})")
+
+    def store(k: str, r: Any) -> None:
+        with contextlib.closing(conn().cursor()) as cur:
+            cur.execute(upsert, (k, json.dumps(r).encode()))
+
+    def retrieve(k: str) -> Any:
+        with contextlib.closing(conn().cursor()) as cur:
+            cur.execute(select, (k,))
+            row = cur.fetchone()
+        if row is None:
+            raise KeyError(k)
+        return json.loads(row[0])
+
+    def store_many(items: list[tuple[str, Any]]) -> None:
+        rows = [(k, json.dumps(r).encode()) for k, r in items]
+        with contextlib.closing(conn().cursor()) as cur:
+            cur.execute(begin)
+            try:
+                cur.executemany(upsert, rows)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    return System(f"raw {driver}", store, retrieve, store_many)
+
+
 @contextlib.contextmanager
 def sql(kind: str) -> Iterator[Service]:
     import sqlalchemy as sa
@@ -165,33 +281,8 @@ def sql(kind: str) -> Iterator[Service]:
             classname = "PostgreSQL" if kind == "postgresql" else "MySQL"
             module = f"storages.{kind}"
         service = Service({"sqlite": "SQLite file", "mysql": "MariaDB"}.get(kind, "PostgreSQL"))
-        engine = sa.create_engine(url)
-        meta = sa.MetaData()
-        raw_t = sa.Table(
-            f"{table}_raw",
-            meta,
-            sa.Column("k", sa.String(255), primary_key=True),
-            sa.Column("v", sa.LargeBinary(2**24 if kind == "mysql" else None)),
-        )
-        meta.create_all(engine)
-        if kind == "mysql":
-            with engine.begin() as c:
-                c.execute(sa.text(f"ALTER TABLE {table}_raw MODIFY v LONGBLOB"))
-        ins, sel = raw_t.insert(), sa.select(raw_t.c.v).where(raw_t.c.k == sa.bindparam("k"))
-
-        def raw_store(k: str, r: Any) -> None:
-            with engine.begin() as c:
-                c.execute(ins, {"k": k, "v": json.dumps(r).encode()})
-
-        def raw_get(k: str) -> Any:
-            with engine.connect() as c:
-                return json.loads(c.execute(sel, {"k": k}).scalar_one())
-
-        def raw_many(items: list[tuple[str, Any]]) -> None:
-            with engine.begin() as c:
-                c.execute(ins, [{"k": k, "v": json.dumps(r).encode()} for k, r in items])
-
-        service.systems.append(System("raw SQLAlchemy", raw_store, raw_get, raw_many))
+        engine = sa.create_engine(url)  # for the DROP TABLEs at the end only
+        service.systems.append(_raw_sql(service, kind, url, f"{table}_raw"))
         direct, pool = _pool(module, classname, conf)
         service.systems += _adapter_systems(direct, pool)
         sel_url = url
