@@ -4,6 +4,7 @@ PostgreSQL and MySQL/MariaDB tuned), and ``SQLite``, its embedded variant."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import re
@@ -26,10 +27,11 @@ from selinon_like.storage import (
     make_error_record,
     record_key,
 )
+from selinon_like.watchdog import WATCHDOG
 
 if TYPE_CHECKING:
     from sqlalchemy import Table
-    from sqlalchemy.engine import URL, Connection, Engine
+    from sqlalchemy.engine import URL, Engine
 
 __all__ = ["SQLite", "SqlStorage"]
 
@@ -47,7 +49,16 @@ _BATCH_ROWS = 500
 _BATCH_BYTES = 8 * 1024 * 1024
 _STATEMENT_BYTES = 64 * 1024  # room for the SQL text around the values in a statement
 _KEY_PARTS = ("flow_name", "task_name", "task_id")
-_MYSQL_IO_TIMEOUT = 300.0  # PyMySQL socket read/write: statement_timeout, else this
+# How long a call may wait for the server: statement_timeout (else this) + connect_timeout.
+_IO_TIMEOUT = 300.0
+_POOL_WAIT = 30.0  # seconds a call waits for one of the instance's connections to be free
+# Drivers whose connections run in autocommit mode, checked to end a BEGIN with COMMIT.
+_AUTOCOMMIT_DRIVERS = {
+    ("postgresql", "psycopg"),
+    ("mysql", "pymysql"),
+    ("mariadb", "pymysql"),
+    ("sqlite", "pysqlite"),
+}
 _PAGE = 1000  # iter_keys reads this many keys per short transaction
 # Errors drivers raise as OperationalError that retrying cannot fix.
 _MYSQL_PERMANENT = {1044, 1045, 1049, 1153, 1698}  # access denied, no database, packet too big
@@ -133,6 +144,94 @@ def _batches(
         yield batch
 
 
+@dataclasses.dataclass(frozen=True)
+class _Sql:
+    """A Core statement compiled once for the engine's dialect, then run on DBAPI cursors."""
+
+    text: str
+    names: tuple[str, ...] | None  # positional paramstyles: the parameters in order
+    bound: dict[str, Any]  # the values bound in the statement itself (IN lists, LIMIT)
+
+    @classmethod
+    def compile(cls, stmt: Any, dialect: Any, keys: list[str] | None = None) -> _Sql:
+        compiled = stmt.compile(
+            dialect=dialect, column_keys=keys, compile_kwargs={"render_postcompile": True}
+        )
+        names = tuple(compiled.positiontup or ()) if compiled.positional else None
+        bound = {name: value for name, value in compiled.params.items() if value is not None}
+        return cls(str(compiled), names, bound)
+
+    def args(self, values: dict[str, Any] | None = None) -> Any:
+        """The driver's parameters: ``values`` by name, with the statement's own."""
+        if values is None or self.bound:
+            values = {**self.bound, **(values or {})}
+        return values if self.names is None else tuple(values[name] for name in self.names)
+
+
+@dataclasses.dataclass(frozen=True)
+class _TableSql:
+    """The statements of one table (results or errors), compiled at connect()."""
+
+    table: Table
+    column: str  # "result" or "error"
+    upsert: _Sql | None  # one row, returning its id (None: the generic update-then-insert)
+    upsert_many: _Sql | None  # the same for executemany, returning nothing
+    update: _Sql
+    insert: _Sql
+    load: _Sql
+    delete: _Sql
+
+
+class _Connections:
+    """One instance's DBAPI connections: at most ``limit`` in use, up to ``keep`` kept idle.
+
+    Each is opened through the engine (so the dialect's and our connect hooks run) and, for a
+    real pool, detached from it: taking one for a call is a list pop, not a trip through
+    SQLAlchemy's pool. A connection that failed is closed, never handed out again."""
+
+    def __init__(self, engine: Engine, keep: int, limit: int, detach: bool) -> None:
+        self._engine, self._keep, self._limit, self._detach = engine, keep, limit, detach
+        self._idle: list[Any] = []
+        self._slots = threading.Semaphore(limit)
+        self.closed = False
+
+    def get(self) -> Any:
+        if not self._slots.acquire(timeout=_POOL_WAIT):
+            raise TimeoutError(
+                f"all {self._limit} connections stayed busy for {_POOL_WAIT:g} s; "
+                "raise pool_size or max_overflow"
+            )
+        try:
+            return self._idle.pop()
+        except IndexError:
+            pass
+        try:
+            connection = self._engine.raw_connection()
+            if self._detach:
+                connection.detach()
+            return connection
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def put(self, connection: Any, broken: bool) -> None:
+        if broken or self.closed or len(self._idle) >= self._keep:
+            with contextlib.suppress(Exception):
+                connection.close()
+        else:
+            self._idle.append(connection)
+        self._slots.release()
+
+    def drop_idle(self, close: bool = True) -> None:
+        """Forget the idle connections (after the server dropped one, or in a forked child,
+        where ``close=False``: the parent's sockets are never touched)."""
+        idle, self._idle = self._idle, []
+        if close:
+            for connection in idle:
+                with contextlib.suppress(Exception):
+                    connection.close()
+
+
 class SqlStorage(DataStorage):
     """Results in a SQL database through SQLAlchemy 2 Core, for any SQLAlchemy URL.
 
@@ -144,14 +243,23 @@ class SqlStorage(DataStorage):
     room for results of 64 MB and more), ``created_at`` and ``updated_at``. ``store`` is one
     atomic upsert (``ON CONFLICT`` on PostgreSQL/SQLite, ``ON DUPLICATE KEY`` on MySQL/MariaDB,
     update-then-insert in one transaction elsewhere) and returns the row id.
-    ``store_many`` is one transaction of multi-row upserts (500 rows each, fewer for big
-    results) and ``retrieve_many`` one ``SELECT … WHERE key_digest IN (…)`` per 500 keys.
+    ``store_many`` is one transaction of batched upserts (500 rows each, fewer for big
+    results: pipelined by psycopg, multi-row statements with PyMySQL) and ``retrieve_many`` one
+    ``SELECT … WHERE key_digest IN (…)`` per 500 keys.
 
-    One engine per instance, with its own connection pool, ``pool_pre_ping`` and one short
-    transaction per call (rolled back on any failure), so calls from many threads run
-    concurrently. Dropped connections, timeouts and lock waits are transient: retried under
-    the storage's ``retry`` policy, then :class:`~selinon_like.StorageUnavailable`. A forked
-    child never uses or closes its parent's connections.
+    One engine and one pool of connections per instance; each call takes a connection for
+    itself, so calls from many threads run concurrently. With the drivers we ship (psycopg,
+    PyMySQL, sqlite3) connections run in autocommit mode and ``store``, ``retrieve`` and
+    ``delete`` are one statement and one round trip each, on statements compiled once;
+    ``store_many`` is one ``BEGIN … COMMIT``. Any failure rolls back. Connections are not
+    pinged before use: a connection the server dropped (a restart, an idle timeout) fails its
+    call, is closed with every idle one, and the call is retried under the storage's
+    ``retry`` policy on a new connection. Dropped connections, timeouts and lock waits are
+    transient: retried, then :class:`~selinon_like.StorageUnavailable`. No call waits for the
+    server longer than ``statement_timeout`` + ``connect_timeout`` (300 s + ``connect_timeout``
+    when ``statement_timeout`` is unset): PyMySQL's socket timeouts, and on PostgreSQL, whose
+    driver has none, a watchdog that shuts the socket of an overdue call. A forked child never
+    uses or closes its parent's connections.
 
     URLs: ``postgresql://`` and ``postgres://`` mean ``postgresql+psycopg://`` (extra
     ``postgresql``), ``mysql://`` means ``mysql+pymysql://`` (extra ``mysql``); any other
@@ -183,8 +291,8 @@ class SqlStorage(DataStorage):
     ``statement_timeout`` (float, default none)
         seconds a statement may run: PostgreSQL ``statement_timeout``, MariaDB
         ``max_statement_time``, MySQL ``max_execution_time``; ignored by other dialects.
-        With PyMySQL the socket read/write timeout is this plus ``connect_timeout`` (300 s
-        plus ``connect_timeout`` without it), so a silent server never hangs a call.
+        The client gives up on a call after this plus ``connect_timeout`` (300 s plus
+        ``connect_timeout`` without it), so a silent or hung server never hangs a call.
 
     Example::
 
@@ -242,8 +350,13 @@ class SqlStorage(DataStorage):
         )
         self._engine: Engine | None = None
         self._pid = os.getpid()
-        self._serial: threading.Lock | None = None  # set for in-memory SQLite (one connection)
-        self._upsert_style = "generic"
+        self._connections: _Connections | None = None
+        self._memory = False  # an in-memory SQLite database: one connection
+        self._autocommit = False
+        self._begin = "BEGIN"
+        self._watched = False
+        self._sql: dict[str, _TableSql] = {}
+        self._upsert_style = ""  # on_conflict, mysql or generic: known once connected
         self._max_packet: int | None = None  # MySQL/MariaDB: the server's max_allowed_packet
 
     # -- connection -----------------------------------------------------------------------
@@ -275,12 +388,12 @@ class SqlStorage(DataStorage):
                 key="connection_string",
             ) from exc
         self._results, self._errors = _tables(self.table_name)
-        memory = url.get_backend_name() == "sqlite" and _is_memory(url)
-        self._serial = threading.Lock() if memory else None
+        backend = url.get_backend_name()
+        self._memory = backend == "sqlite" and _is_memory(url)
         try:
-            if url.get_backend_name() == "sqlite":
+            if backend == "sqlite":
                 self._prepare_sqlite(engine, url)
-            if url.get_backend_name() in ("mysql", "mariadb"):
+            if backend in ("mysql", "mariadb"):
                 sa.event.listen(engine, "connect", self._on_mysql_connect)
             self._create_tables(engine)
         except BaseException:
@@ -293,7 +406,69 @@ class SqlStorage(DataStorage):
             self._upsert_style = "mysql"
         else:
             self._upsert_style = "generic"
+        self._autocommit = (backend, url.get_driver_name()) in _AUTOCOMMIT_DRIVERS
+        self._begin = "BEGIN IMMEDIATE" if backend == "sqlite" else "BEGIN"
+        # libpq has no read timeout: the watchdog bounds every call instead.
+        self._watched = backend == "postgresql"
+        self._sql = {
+            name: self._compile(dialect, table, column)
+            for name, table, column in (
+                ("result", self._results, "result"),
+                ("error", self._errors, "error"),
+            )
+        }
         self._engine, self._pid = engine, os.getpid()
+        self._connections = self._new_connections()
+
+    def _new_connections(self) -> _Connections:
+        engine = self.engine
+        if self._memory:  # one connection, one database: calls take turns on it
+            return _Connections(engine, keep=1, limit=1, detach=False)
+        limit = self.pool_size + self.max_overflow
+        return _Connections(engine, keep=self.pool_size, limit=limit, detach=True)
+
+    def _compile(self, dialect: Any, table: Table, column: str) -> _TableSql:
+        import sqlalchemy as sa
+
+        keys = ["key_digest", *_KEY_PARTS, column]
+        by_digest = table.c.key_digest == sa.bindparam("key_digest")
+        now = sa.func.now()
+        upsert = upsert_many = None
+        if self._upsert_style == "on_conflict":
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            insert: Any = (postgresql if dialect.name == "postgresql" else sqlite).insert(table)
+            on_conflict = insert.on_conflict_do_update(
+                index_elements=[table.c.key_digest],
+                set_={column: insert.excluded[column], "updated_at": now},
+            )
+            upsert = _Sql.compile(on_conflict.returning(table.c.id), dialect, keys)
+            upsert_many = _Sql.compile(on_conflict, dialect, keys)
+        elif self._upsert_style == "mysql":
+            from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+            my = mysql_insert(table)
+            # LAST_INSERT_ID(id) makes the driver report the id of an updated row too.
+            on_duplicate = my.on_duplicate_key_update(
+                id=sa.func.last_insert_id(table.c.id),
+                **{column: my.inserted[column], "updated_at": now},
+            )
+            upsert = upsert_many = _Sql.compile(on_duplicate, dialect, keys)
+        return _TableSql(
+            table=table,
+            column=column,
+            upsert=upsert,
+            upsert_many=upsert_many,
+            update=_Sql.compile(
+                sa.update(table)
+                .where(by_digest)
+                .values({column: sa.bindparam(column), "updated_at": now}),
+                dialect,
+            ),
+            insert=_Sql.compile(sa.insert(table), dialect, keys),
+            load=_Sql.compile(sa.select(table.c[column]).where(by_digest), dialect),
+            delete=_Sql.compile(sa.delete(table).where(by_digest), dialect),
+        )
 
     def _engine_options(self, url: URL) -> dict[str, Any]:
         import sqlalchemy as sa
@@ -307,15 +482,18 @@ class SqlStorage(DataStorage):
 
         engine: dict[str, Any] = {
             "echo": self.echo,
-            "pool_pre_ping": True,
             # Errors and logs show no results or keys, only the statements (unless echo).
             "hide_parameters": not self.echo,
         }
+        if (backend, driver) in _AUTOCOMMIT_DRIVERS:
+            # A single statement is its own transaction (one round trip); calls of several
+            # statements open theirs with BEGIN and always end it (see _cursor).
+            engine.update(isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
         if backend == "sqlite":
             args["check_same_thread"] = False  # pooled: one thread at a time, not always one
             default("timeout", self.connect_timeout)
         if backend == "sqlite" and _is_memory(url):
-            # One connection, so one database; calls take turns on it (self._serial).
+            # One connection, so one database; calls take turns on it.
             engine["poolclass"] = sa.pool.StaticPool
         else:
             engine.update(pool_size=self.pool_size, max_overflow=self.max_overflow)
@@ -330,15 +508,19 @@ class SqlStorage(DataStorage):
             default("connect_timeout", self.connect_timeout)
             # PyMySQL's connect_timeout covers the TCP connect only: without a read timeout a
             # server that accepts and stays silent hangs the handshake (and any call) forever.
-            io_timeout = (self.statement_timeout or _MYSQL_IO_TIMEOUT) + self.connect_timeout
-            default("read_timeout", io_timeout)
-            default("write_timeout", io_timeout)
+            default("read_timeout", self._io_timeout)
+            default("write_timeout", self._io_timeout)
             encoding = (self.encoding or "utf8mb4").lower()
             default("charset", "utf8mb4" if encoding in ("utf-8", "utf8") else encoding)
             args["binary_prefix"] = True  # PyMySQL < 1.2: bytes as _binary'…', not as text
             args["max_allowed_packet"] = 1 << 30  # PyMySQL's own limit: leave it to the server
         engine["connect_args"] = args
         return engine
+
+    @property
+    def _io_timeout(self) -> float:
+        """Seconds a call may wait for the server before the client gives up."""
+        return (self.statement_timeout or _IO_TIMEOUT) + self.connect_timeout
 
     def _prepare_sqlite(self, engine: Engine, url: URL) -> None:
         if _is_memory(url):
@@ -396,9 +578,14 @@ class SqlStorage(DataStorage):
 
     def disconnect(self) -> None:
         engine, self._engine = self._engine, None
+        connections, self._connections = self._connections, None
         if engine is not None:
-            # A forked child drops the parent's pooled connections without closing them.
-            engine.dispose(close=os.getpid() == self._pid)
+            # A forked child drops the parent's connections without closing them.
+            close = os.getpid() == self._pid
+            if connections is not None:
+                connections.closed = True  # connections still in use close when put back
+                connections.drop_idle(close=close)
+            engine.dispose(close=close)
 
     def is_connected(self) -> bool:
         return self._engine is not None
@@ -412,20 +599,107 @@ class SqlStorage(DataStorage):
         if self._pid != os.getpid():
             # Used directly in a forked child (the pool would have built a new instance):
             # forget the parent's connections, never touching them.
-            engine.dispose(close=False)
             self._pid = os.getpid()
-            if self._serial is not None:
-                self._serial = threading.Lock()
+            engine.dispose(close=False)
+            if self._connections is not None:
+                self._connections.drop_idle(close=False)
+            self._connections = self._new_connections()
+            if self._memory:
                 self._create_tables(engine)  # a new in-memory database
         return engine
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        """One short transaction: committed on success, rolled back on any failure."""
-        engine = self.engine
-        serial = self._serial
-        with serial if serial is not None else contextlib.nullcontext(), engine.begin() as conn:
-            yield conn
+    def _cursor(self, transaction: bool = False) -> Iterator[Any]:
+        """A DBAPI cursor on one of this instance's connections, for one call.
+
+        With the drivers we ship the connection is in autocommit mode: a single statement is
+        its own transaction, one round trip; ``transaction=True`` wraps the call in BEGIN …
+        COMMIT. Other drivers commit at the end of every call. On any failure the transaction
+        is rolled back, a connection the server dropped (or that timed out) is closed and the
+        others idle with it are too; driver errors come out as SQLAlchemy's ``DBAPIError``
+        subclasses, as from Core."""
+        self.engine  # noqa: B018 - a forked child gets its own connections first
+        connections = self._connections
+        assert connections is not None
+        try:
+            connection = connections.get()
+        except Exception as exc:  # the engine's pool raises the driver's own errors
+            wrapped = self._wrap(exc, broken=True)
+            if wrapped is exc:
+                raise
+            raise wrapped from exc
+        token = WATCHDOG.watch(connection.fileno(), self._io_timeout) if self._watched else None
+        broken = True
+        try:
+            cursor = connection.cursor()
+            try:
+                if transaction and self._autocommit:
+                    cursor.execute(self._begin)
+                yield cursor
+                if not self._autocommit:
+                    connection.commit()
+                elif transaction:
+                    cursor.execute("COMMIT")
+            finally:
+                cursor.close()
+            broken = False
+        except BaseException as exc:
+            broken = self._abort(connection, exc, transaction)
+            if token is not None and WATCHDOG.release(token):
+                token, broken = None, True
+                raise TimeoutError(
+                    f"{self.storage_name}: no answer from the database within "
+                    f"{self._io_timeout:g} s (statement_timeout + connect_timeout)"
+                ) from exc
+            wrapped = self._wrap(exc, broken)
+            if wrapped is exc:
+                raise
+            raise wrapped from exc
+        finally:
+            if token is not None:
+                WATCHDOG.release(token)
+            connections.put(connection, broken)
+            if broken:
+                connections.drop_idle()  # the server may have dropped them all (a restart)
+
+    def _abort(self, connection: Any, exc: BaseException, transaction: bool) -> bool:
+        """Roll back after ``exc``; whether the connection is unusable now."""
+        dbapi = self.engine.dialect.loaded_dbapi
+        if isinstance(exc, dbapi.Error) and self.engine.dialect.is_disconnect(
+            exc, connection.dbapi_connection, None
+        ):
+            return True
+        if not isinstance(exc, Exception):  # interrupted mid-call: the protocol state is unknown
+            return True
+        try:
+            if not self._autocommit:
+                connection.rollback()
+            elif transaction:
+                cursor = connection.cursor()
+                try:
+                    cursor.execute("ROLLBACK")
+                finally:
+                    cursor.close()
+        except Exception:
+            return True
+        return False
+
+    def _wrap(self, exc: BaseException, broken: bool) -> BaseException:
+        """A driver error as SQLAlchemy's DBAPIError subclass (what is_transient reads)."""
+        import sqlalchemy as sa
+
+        dialect = self.engine.dialect
+        if not isinstance(exc, dialect.loaded_dbapi.Error):
+            return exc
+        return sa.exc.DBAPIError.instance(
+            None,
+            None,
+            exc,
+            dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            connection_invalidated=broken,
+            dialect=dialect,
+        )
 
     def is_transient(self, exc: BaseException) -> bool:
         errors = sys.modules.get("sqlalchemy.exc")  # never import SQLAlchemy just to classify
@@ -437,13 +711,14 @@ class SqlStorage(DataStorage):
                     return True
                 if isinstance(exc, errors.OperationalError):
                     return not _permanent(exc.orig)
+                if isinstance(exc, errors.IntegrityError) and self._upsert_style == "generic":
+                    return True  # update-then-insert raced another insert: again, it updates
         return super().is_transient(exc)
 
     def ping(self) -> bool:
-        import sqlalchemy as sa
-
-        with self._transaction() as conn:
-            conn.execute(sa.text("SELECT 1")).scalar_one()
+        with self._cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
         return True
 
     # -- rows -----------------------------------------------------------------------------
@@ -460,103 +735,79 @@ class SqlStorage(DataStorage):
             column: data,
         }
 
-    def _upsert(
-        self, conn: Connection, table: Table, column: str, rows: list[dict[str, Any]]
-    ) -> dict[str, str]:
-        """Insert or replace rows of distinct keys; their row ids by key digest.
+    def _write(self, sql: _TableSql, row: dict[str, Any]) -> str:
+        """Insert or replace one row; its id. One statement where the dialect has an upsert."""
+        if sql.upsert is None:
+            return self._write_many(sql, [row])[row["key_digest"]]
+        self._check_packet([row], sql.column)
+        with self._cursor() as cursor:
+            cursor.execute(sql.upsert.text, sql.upsert.args(row))
+            if self._upsert_style == "mysql" and cursor.lastrowid:
+                return str(cursor.lastrowid)
+            found = cursor.fetchone() if cursor.description else None
+            if found is not None:
+                return str(found[0])
+            return self._ids(cursor, sql.table, [row["key_digest"]])[row["key_digest"]]
 
-        Many rows go as one ``executemany``, which SQLAlchemy ("insertmanyvalues") and PyMySQL
-        send as multi-row statements: one compiled statement, a few round trips."""
+    def _write_many(self, sql: _TableSql, rows: list[dict[str, Any]]) -> dict[str, str]:
+        """Insert or replace rows of distinct keys in one transaction; ids by key digest."""
+        self._check_packet(rows, sql.column)
+        max_bytes = _BATCH_BYTES
+        if self._max_packet is not None:  # hex-encoded on MySQL: twice the size
+            max_bytes = min(max_bytes, self._max_packet // 2 - _STATEMENT_BYTES)
+        with self._cursor(transaction=True) as cursor:
+            for batch in _batches(rows, sql.column, max_bytes):
+                if sql.upsert_many is not None:
+                    # psycopg pipelines these, PyMySQL sends multi-row INSERTs.
+                    cursor.executemany(
+                        sql.upsert_many.text, [sql.upsert_many.args(r) for r in batch]
+                    )
+                    continue
+                for row in batch:
+                    cursor.execute(sql.update.text, sql.update.args(row))
+                    if cursor.rowcount < 1:
+                        cursor.execute(sql.insert.text, sql.insert.args(row))
+            return self._ids(cursor, sql.table, [row["key_digest"] for row in rows])
+
+    def _ids(self, cursor: Any, table: Table, digests: list[str]) -> dict[str, str]:
         import sqlalchemy as sa
 
-        now = sa.func.now()
-        if self._upsert_style == "on_conflict":
-            from sqlalchemy.dialects import postgresql, sqlite
-
-            dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-            stmt = dialect.insert(table)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[table.c.key_digest],
-                set_={column: stmt.excluded[column], "updated_at": now},
+        query = sa.select(table.c.key_digest, table.c.id)
+        ids: dict[str, str] = {}
+        for start in range(0, len(digests), _BATCH_ROWS):
+            stmt = _Sql.compile(
+                query.where(table.c.key_digest.in_(digests[start : start + _BATCH_ROWS])),
+                self.engine.dialect,
             )
-            if len(rows) == 1 or conn.dialect.insert_executemany_returning:
-                returning = stmt.returning(table.c.key_digest, table.c.id)
-                return {digest: str(row_id) for digest, row_id in conn.execute(returning, rows)}
-            conn.execute(stmt, rows)
-        elif self._upsert_style == "mysql":
-            from sqlalchemy.dialects.mysql import insert as mysql_insert
+            cursor.execute(stmt.text, stmt.args())
+            ids.update((digest, str(row_id)) for digest, row_id in cursor.fetchall())
+        return ids
 
-            my = mysql_insert(table)
-            # LAST_INSERT_ID(id) makes the driver report the id of an updated row too.
-            result = conn.execute(
-                my.on_duplicate_key_update(
-                    id=sa.func.last_insert_id(table.c.id),
-                    **{column: my.inserted[column], "updated_at": now},
-                ),
-                rows,
-            )
-            if len(rows) == 1 and result.lastrowid:
-                return {rows[0]["key_digest"]: str(result.lastrowid)}
-        else:
-            for row in rows:
-                self._update_or_insert(conn, table, column, row)
-        return self._ids(conn, table, [row["key_digest"] for row in rows])
-
-    def _update_or_insert(
-        self, conn: Connection, table: Table, column: str, row: dict[str, Any]
-    ) -> None:
-        import sqlalchemy as sa
-
-        update = (
-            sa.update(table)
-            .where(table.c.key_digest == row["key_digest"])
-            .values({column: row[column], "updated_at": sa.func.now()})
-        )
-        if conn.execute(update).rowcount:
-            return
-        try:
-            with conn.begin_nested():
-                conn.execute(sa.insert(table).values(row))
-        except sa.exc.IntegrityError:  # a concurrent store inserted the key first
-            conn.execute(update)
-
-    def _ids(self, conn: Connection, table: Table, digests: list[str]) -> dict[str, str]:
-        import sqlalchemy as sa
-
-        query = sa.select(table.c.key_digest, table.c.id).where(table.c.key_digest.in_(digests))
-        return {digest: str(row_id) for digest, row_id in conn.execute(query)}
-
-    def _load(self, table: Table, column: str, key: Key) -> bytes | None:
-        import sqlalchemy as sa
-
-        query = sa.select(table.c[column]).where(table.c.key_digest == key_digest(*key))
-        with self._transaction() as conn:
-            data = conn.execute(query).scalar()
-        return None if data is None else bytes(data)
+    def _load(self, sql: _TableSql, key: Key) -> bytes | None:
+        with self._cursor() as cursor:
+            cursor.execute(sql.load.text, sql.load.args({"key_digest": key_digest(*key)}))
+            found = cursor.fetchone()
+        return None if found is None else bytes(found[0])
 
     # -- the contract ---------------------------------------------------------------------
 
     def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
         row = self._row(flow_name, task_name, task_id, "result", self.serializer.dumps(result))
-        self._check_packet([row], "result")
-        with self._transaction() as conn:
-            return self._upsert(conn, self._results, "result", [row])[row["key_digest"]]
+        return self._write(self._sql["result"], row)
 
     def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
-        data = self._load(self._results, "result", (flow_name, task_name, task_id))
+        data = self._load(self._sql["result"], (flow_name, task_name, task_id))
         if data is None:
             raise self.not_found(flow_name, task_name, task_id)
         return self.serializer.loads(data)
 
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
-        import sqlalchemy as sa
-
-        table = self._results
-        query = sa.delete(table).where(
-            table.c.key_digest == key_digest(flow_name, task_name, task_id)
-        )
-        with self._transaction() as conn:
-            deleted = conn.execute(query).rowcount
+        delete = self._sql["result"].delete
+        with self._cursor() as cursor:
+            cursor.execute(
+                delete.text, delete.args({"key_digest": key_digest(flow_name, task_name, task_id)})
+            )
+            deleted = cursor.rowcount
         if not deleted:
             raise self.not_found(flow_name, task_name, task_id)
 
@@ -569,19 +820,17 @@ class SqlStorage(DataStorage):
         exc_info: ExcInfo | BaseException,
     ) -> str:
         record = make_error_record(node_args, flow_name, task_name, task_id, exc_info)
-        return self._write_error((flow_name, task_name, task_id), record)
+        return self._write_error(record)
 
     def store_error_record(self, record: dict[str, Any]) -> str:
-        return self._write_error(record_key(record), record)
+        return self._write_error(record)
 
-    def _write_error(self, key: Key, record: dict[str, Any]) -> str:
-        row = self._row(*key, "error", dump_error_record(record))
-        self._check_packet([row], "error")
-        with self._transaction() as conn:
-            return self._upsert(conn, self._errors, "error", [row])[row["key_digest"]]
+    def _write_error(self, record: dict[str, Any]) -> str:
+        row = self._row(*record_key(record), "error", dump_error_record(record))
+        return self._write(self._sql["error"], row)
 
     def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, Any]:
-        data = self._load(self._errors, "error", (flow_name, task_name, task_id))
+        data = self._load(self._sql["error"], (flow_name, task_name, task_id))
         if data is None:
             raise self.not_found(flow_name, task_name, task_id, "error record")
         return load_error_record(data)
@@ -593,14 +842,7 @@ class SqlStorage(DataStorage):
             return []
         # One row per key (the last result given wins): an upsert may touch a row only once.
         unique = {row["key_digest"]: row for row in rows}
-        self._check_packet(rows, "result")
-        max_bytes = _BATCH_BYTES
-        if self._max_packet is not None:  # hex-encoded on MySQL: twice the size
-            max_bytes = min(max_bytes, self._max_packet // 2 - _STATEMENT_BYTES)
-        ids: dict[str, str] = {}
-        with self._transaction() as conn:
-            for batch in _batches(list(unique.values()), "result", max_bytes):
-                ids.update(self._upsert(conn, self._results, "result", batch))
+        ids = self._write_many(self._sql["result"], list(unique.values()))
         return [ids[row["key_digest"]] for row in rows]
 
     def retrieve_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
@@ -609,14 +851,16 @@ class SqlStorage(DataStorage):
         by_digest = {key_digest(*key): key for key in keys}
         digests = list(by_digest)
         table = self._results
+        query = sa.select(table.c.key_digest, table.c.result)
         found: dict[Key, Any] = {}
-        with self._transaction() as conn:
+        with self._cursor() as cursor:
             for start in range(0, len(digests), _BATCH_ROWS):
-                batch = digests[start : start + _BATCH_ROWS]
-                query = sa.select(table.c.key_digest, table.c.result).where(
-                    table.c.key_digest.in_(batch)
+                stmt = _Sql.compile(
+                    query.where(table.c.key_digest.in_(digests[start : start + _BATCH_ROWS])),
+                    self.engine.dialect,
                 )
-                for digest, data in conn.execute(query):
+                cursor.execute(stmt.text, stmt.args())
+                for digest, data in cursor.fetchall():
                     found[by_digest[digest]] = bytes(data)
         return {key: self.serializer.loads(data) for key, data in found.items()}
 
@@ -629,18 +873,20 @@ class SqlStorage(DataStorage):
     def _keys(self, table: Table, flow_name: str | None) -> Iterator[Key]:
         import sqlalchemy as sa
 
+        query = (
+            sa.select(table.c.id, table.c.flow_name, table.c.task_name, table.c.task_id)
+            .where(table.c.id > sa.bindparam("last"))
+            .order_by(table.c.id)
+            .limit(_PAGE)
+        )
+        if flow_name is not None:
+            query = query.where(table.c.flow_name == sa.bindparam("flow"))
+        page = _Sql.compile(query, self.engine.dialect)
         last = 0
-        while True:  # pages by id, each its own short transaction
-            query = (
-                sa.select(table.c.id, table.c.flow_name, table.c.task_name, table.c.task_id)
-                .where(table.c.id > last)
-                .order_by(table.c.id)
-                .limit(_PAGE)
-            )
-            if flow_name is not None:
-                query = query.where(table.c.flow_name == flow_name)
-            with self._transaction() as conn:
-                rows = conn.execute(query).all()
+        while True:  # pages by id, each its own statement: no transaction held between them
+            with self._cursor() as cursor:
+                cursor.execute(page.text, page.args({"last": last, "flow": flow_name}))
+                rows = cursor.fetchall()
             for _id, flow, task, task_id in rows:
                 # Exact match in Python too: a collation may compare "a" and "a " as equal.
                 if flow_name is None or flow == flow_name:

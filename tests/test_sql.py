@@ -483,9 +483,10 @@ def test_killed_connections_do_not_fail_the_next_call(
         assert isinstance(storage, SqlStorage)
         for round_ in range(3):
             storage.store("F", "t", str(round_), round_)
-            # One thread so far: the pool holds one connection, the one every call used.
-            with storage.engine.connect() as conn:
-                session = conn.execute(sa.text(whoami)).scalar_one()
+            # One thread so far: the storage holds one connection, the one every call used.
+            with storage._cursor() as cursor:
+                cursor.execute(whoami)
+                session = cursor.fetchone()[0]
             admin = sa.create_engine(url)
             try:
                 with admin.connect() as conn:
@@ -493,8 +494,9 @@ def test_killed_connections_do_not_fail_the_next_call(
             finally:
                 admin.dispose()
             assert storage.retrieve("F", "t", str(round_)) == round_
-            with storage.engine.connect() as conn:
-                assert conn.execute(sa.text(whoami)).scalar_one() != session
+            with storage._cursor() as cursor:
+                cursor.execute(whoami)
+                assert cursor.fetchone()[0] != session
 
 
 # -- driver options ---------------------------------------------------------------------------

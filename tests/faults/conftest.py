@@ -147,7 +147,7 @@ def postgresql_server() -> Iterator[PrivateServer]:
         raise RuntimeError("PostgreSQL did not stop")
 
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    server = PrivateServer("postgresql", port, url, start, stop)
+    server = PrivateServer("postgresql", port, url, start, stop, extra={"data": data})
     server.start()
     yield server
     with contextlib.suppress(FileNotFoundError, ProcessLookupError):

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from selinon_like import StoragePool
-from selinon_like.errors import StorageError
+from selinon_like.errors import StorageError, StorageUnavailable
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
@@ -91,6 +91,8 @@ def _run_outage(server: Any, pool: StoragePool, durable: bool) -> dict[str, Any]
     assert not unexpected, unexpected[:3]
     assert after_restart, "the pool did not recover after the restart"
     assert raised, "the outage was not noticed by any call"
+    if durable:  # a server that keeps its data: every failure is "unavailable", retried first
+        assert all(isinstance(exc, StorageUnavailable) for exc in raised), raised[:3]
 
     # Same pool, same instance, no user action.
     assert pool.get_connected_storage("faulty") is storage
