@@ -60,7 +60,7 @@ def single(service: Service, payload: Any, label: str, repeat: int) -> list[dict
         s.name: (lambda i, s=s: s.store(keys[s.name][i] if i >= 0 else f"w{run}{i}", payload))
         for s in service.systems
     }
-    rounds = min(5, repeat)
+    rounds = min(10, repeat)
     st = interleaved({k: _tolerant(c) for k, c in stores.items()}, repeat, rounds=rounds, warmup=3)
     gets = {
         s.name: (lambda i, s=s: s.retrieve(keys[s.name][i] if i >= 0 else keys[s.name][0]))
@@ -255,7 +255,8 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(SERVICES), action="append")
     parser.add_argument("--output", type=Path, default=HERE)
     args = parser.parse_args()
-    small_n, big_n, thread_n, bulk_n = (40, 4, 80, 200) if args.quick else (200, 12, 400, 1000)
+    args.output.mkdir(parents=True, exist_ok=True)
+    small_n, big_n, thread_n, bulk_n = (40, 4, 80, 200) if args.quick else (600, 12, 400, 1000)
     began = time.perf_counter()
     rows: list[dict[str, Any]] = []
     bulks: list[dict[str, Any]] = []

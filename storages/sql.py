@@ -10,6 +10,7 @@ import os
 import re
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -52,6 +53,7 @@ _KEY_PARTS = ("flow_name", "task_name", "task_id")
 # How long a call may wait for the server: statement_timeout (else this) + connect_timeout.
 _IO_TIMEOUT = 300.0
 _POOL_WAIT = 30.0  # seconds a call waits for one of the instance's connections to be free
+_SURPLUS_IDLE = 30.0  # seconds an idle connection beyond pool_size stays open
 # Drivers whose connections run in autocommit mode, checked to end a BEGIN with COMMIT.
 _AUTOCOMMIT_DRIVERS = {
     ("postgresql", "psycopg"),
@@ -183,53 +185,92 @@ class _TableSql:
 
 
 class _Connections:
-    """One instance's DBAPI connections: at most ``limit`` in use, up to ``keep`` kept idle.
+    """One instance's DBAPI connections: at most ``limit`` open, ``keep`` of them kept open
+    while idle; the others close after ``_SURPLUS_IDLE`` seconds unused.
 
-    Each is opened through the engine (so the dialect's and our connect hooks run) and, for a
-    real pool, detached from it: taking one for a call is a list pop, not a trip through
-    SQLAlchemy's pool. A connection that failed is closed, never handed out again."""
+    Each connection is opened through the engine (so the dialect's and our connect hooks run)
+    and, for a real pool, detached from it. A call takes the most recently used idle one (a
+    list pop, with the cursor it used last time: no trip through SQLAlchemy's pool, no new
+    cursor) and only takes the lock when it has to open one or wait. A connection that failed
+    is closed, never handed out again."""
 
     def __init__(self, engine: Engine, keep: int, limit: int, detach: bool) -> None:
         self._engine, self._keep, self._limit, self._detach = engine, keep, limit, detach
-        self._idle: list[Any] = []
-        self._slots = threading.Semaphore(limit)
+        self._idle: list[tuple[Any, Any, float]] = []  # (connection, cursor, idle since)
+        self._open = 0
+        self._waiting = 0
+        self._changed = threading.Condition(threading.Lock())
         self.closed = False
 
-    def get(self) -> Any:
-        if not self._slots.acquire(timeout=_POOL_WAIT):
-            raise TimeoutError(
-                f"all {self._limit} connections stayed busy for {_POOL_WAIT:g} s; "
-                "raise pool_size or max_overflow"
-            )
+    def get(self) -> tuple[Any, Any]:
+        """A connection and its cursor, for one call; give them back with :meth:`put`."""
         try:
-            return self._idle.pop()
+            connection, cursor, _since = self._idle.pop()
+            return connection, cursor
         except IndexError:
             pass
+        deadline = time.monotonic() + _POOL_WAIT
+        with self._changed:
+            while True:
+                if self._idle:
+                    connection, cursor, _since = self._idle.pop()
+                    return connection, cursor
+                if self._open < self._limit:
+                    self._open += 1
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"all {self._limit} connections stayed busy for {_POOL_WAIT:g} s; "
+                        "raise pool_size or max_overflow"
+                    )
+                self._waiting += 1
+                try:  # short waits: a put() may slip in between our check and the wait
+                    self._changed.wait(min(remaining, 0.05))
+                finally:
+                    self._waiting -= 1
         try:
             connection = self._engine.raw_connection()
             if self._detach:
                 connection.detach()
-            return connection
+            return connection, connection.cursor()
         except BaseException:
-            self._slots.release()
+            self._closed_one()
             raise
 
-    def put(self, connection: Any, broken: bool) -> None:
-        if broken or self.closed or len(self._idle) >= self._keep:
-            with contextlib.suppress(Exception):
-                connection.close()
-        else:
-            self._idle.append(connection)
-        self._slots.release()
+    def put(self, connection: Any, cursor: Any, broken: bool) -> None:
+        if broken or self.closed:
+            self._close(connection)
+            return
+        now = time.monotonic()
+        self._idle.append((connection, cursor, now))
+        if len(self._idle) > self._keep:
+            with contextlib.suppress(IndexError):
+                oldest, _cursor, since = self._idle[0]
+                if now - since > _SURPLUS_IDLE and self._idle[0][0] is oldest:
+                    self._idle.remove(self._idle[0])
+                    self._close(oldest)
+        if self._waiting:
+            with self._changed:
+                self._changed.notify()
+
+    def _close(self, connection: Any) -> None:
+        with contextlib.suppress(Exception):
+            connection.close()
+        self._closed_one()
+
+    def _closed_one(self) -> None:
+        with self._changed:
+            self._open -= 1
+            self._changed.notify()
 
     def drop_idle(self, close: bool = True) -> None:
         """Forget the idle connections (after the server dropped one, or in a forked child,
         where ``close=False``: the parent's sockets are never touched)."""
         idle, self._idle = self._idle, []
-        if close:
-            for connection in idle:
-                with contextlib.suppress(Exception):
-                    connection.close()
+        for connection, _cursor, _since in idle:
+            if close:
+                self._close(connection)
 
 
 class SqlStorage(DataStorage):
@@ -622,7 +663,7 @@ class SqlStorage(DataStorage):
         connections = self._connections
         assert connections is not None
         try:
-            connection = connections.get()
+            connection, cursor = connections.get()
         except Exception as exc:  # the engine's pool raises the driver's own errors
             wrapped = self._wrap(exc, broken=True)
             if wrapped is exc:
@@ -631,20 +672,16 @@ class SqlStorage(DataStorage):
         token = WATCHDOG.watch(connection.fileno(), self._io_timeout) if self._watched else None
         broken = True
         try:
-            cursor = connection.cursor()
-            try:
-                if transaction and self._autocommit:
-                    cursor.execute(self._begin)
-                yield cursor
-                if not self._autocommit:
-                    connection.commit()
-                elif transaction:
-                    cursor.execute("COMMIT")
-            finally:
-                cursor.close()
+            if transaction and self._autocommit:
+                cursor.execute(self._begin)
+            yield cursor
+            if not self._autocommit:
+                connection.commit()
+            elif transaction:
+                cursor.execute("COMMIT")
             broken = False
         except BaseException as exc:
-            broken = self._abort(connection, exc, transaction)
+            broken = self._abort(connection, cursor, exc, transaction)
             if token is not None and WATCHDOG.release(token):
                 token, broken = None, True
                 raise TimeoutError(
@@ -658,15 +695,15 @@ class SqlStorage(DataStorage):
         finally:
             if token is not None:
                 WATCHDOG.release(token)
-            connections.put(connection, broken)
+            connections.put(connection, cursor, broken)
             if broken:
                 connections.drop_idle()  # the server may have dropped them all (a restart)
 
-    def _abort(self, connection: Any, exc: BaseException, transaction: bool) -> bool:
+    def _abort(self, connection: Any, cursor: Any, exc: BaseException, transaction: bool) -> bool:
         """Roll back after ``exc``; whether the connection is unusable now."""
-        dbapi = self.engine.dialect.loaded_dbapi
-        if isinstance(exc, dbapi.Error) and self.engine.dialect.is_disconnect(
-            exc, connection.dbapi_connection, None
+        dialect = self.engine.dialect
+        if isinstance(exc, dialect.loaded_dbapi.Error) and dialect.is_disconnect(
+            exc, connection.dbapi_connection, cursor
         ):
             return True
         if not isinstance(exc, Exception):  # interrupted mid-call: the protocol state is unknown
@@ -675,11 +712,7 @@ class SqlStorage(DataStorage):
             if not self._autocommit:
                 connection.rollback()
             elif transaction:
-                cursor = connection.cursor()
-                try:
-                    cursor.execute("ROLLBACK")
-                finally:
-                    cursor.close()
+                cursor.execute("ROLLBACK")
         except Exception:
             return True
         return False

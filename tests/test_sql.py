@@ -30,6 +30,7 @@ from selinon_like import (
     StorageUnavailable,
 )
 from selinon_like.keys import key_digest
+from selinon_like.retry import NO_RETRY
 from selinon_like.testing import StorageContract
 from storages.mysql import MySQL
 from storages.postgresql import PostgreSQL
@@ -180,6 +181,30 @@ class SqlGuarantees:
             other.disconnect()
         assert storage.retrieve(flow, "t", "1") == {"shared": True}
 
+    def test_a_store_many_that_fails_midway_stores_nothing(
+        self, storage: SqlStorage, flow: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The first batch reached the database inside BEGIN; the failure rolls it back."""
+        import storages.sql as sql_module
+
+        storage.store(flow, "t", "kept", "before")
+        real_batches = sql_module._batches
+
+        def first_then_fail(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            batches = real_batches(*args, **kwargs)
+            yield next(batches)
+            raise RuntimeError("the disk is on fire")
+
+        monkeypatch.setattr(sql_module, "_batches", first_then_fail)
+        items = [(flow, "t", str(i), i) for i in range(1200)] + [(flow, "t", "kept", "after")]
+        with pytest.raises(StorageError, match="the disk is on fire"):
+            storage.store_many(items)
+        monkeypatch.undo()
+        assert storage.retrieve_many([(flow, "t", str(i)) for i in range(1200)]) == {}
+        assert storage.retrieve(flow, "t", "kept") == "before"
+        # The connection is healthy afterwards: no transaction left open on it.
+        assert storage.store_many([(flow, "t", "x", 1)]) and storage.retrieve(flow, "t", "x") == 1
+
     def test_disconnect_and_connect_again(self, storage: SqlStorage, flow: str) -> None:
         storage.disconnect()
         storage.disconnect()
@@ -223,6 +248,103 @@ class TestSQLiteFile(StorageContract, SqlGuarantees):
     def test_file_database_is_in_wal_mode(self, storage: SqlStorage) -> None:
         with storage.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+
+
+def _counting_opens(storage: SqlStorage, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Patch the instance's engine so every connection it opens is counted."""
+    opened: list[int] = []
+    engine = storage.engine
+    real = engine.raw_connection
+
+    def counted() -> Any:
+        opened.append(1)
+        return real()
+
+    monkeypatch.setattr(engine, "raw_connection", counted)
+    return opened
+
+
+def _hammer(storage: SqlStorage, threads: int, calls: int, flow: str) -> list[BaseException]:
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(calls):
+                storage.store(flow, f"t{n}", str(i), i)
+                assert storage.retrieve(flow, f"t{n}", str(i)) == i
+        except BaseException as exc:  # pragma: no cover - reported by the assertion
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    return errors
+
+
+class TestConnectionLimits:
+    """The instance's own pool: at most pool_size + max_overflow connections, reused, the
+    surplus closed once idle, and a clear error when every one stays busy."""
+
+    @pytest.fixture
+    def make(self, tmp_path: Path) -> Iterator[Callable[..., SqlStorage]]:
+        made: list[SqlStorage] = []
+
+        def make(**options: Any) -> SqlStorage:
+            storage = SQLite(path=str(tmp_path / "limits.sqlite"), **options)
+            storage.retry_policy = NO_RETRY
+            storage.connect()
+            made.append(storage)
+            return storage
+
+        yield make
+        for storage in made:
+            storage.disconnect()
+
+    def test_threads_share_at_most_the_limit(
+        self, make: Callable[..., SqlStorage], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        storage = make(pool_size=2, max_overflow=1)
+        opened = _counting_opens(storage, monkeypatch)
+        assert _hammer(storage, threads=8, calls=100, flow="limit") == []
+        assert 1 <= len(opened) <= 3  # reused, never more than pool_size + max_overflow
+
+    def test_calls_wait_for_the_only_connection(
+        self, make: Callable[..., SqlStorage], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        storage = make(pool_size=1, max_overflow=0)
+        opened = _counting_opens(storage, monkeypatch)
+        assert _hammer(storage, threads=4, calls=50, flow="one") == []
+        assert len(opened) <= 1
+
+    def test_connections_beyond_pool_size_close_once_idle(
+        self, make: Callable[..., SqlStorage], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import storages.sql as sql_module
+
+        storage = make(pool_size=1, max_overflow=5)
+        assert _hammer(storage, threads=6, calls=30, flow="surplus") == []
+        connections = storage._connections
+        assert connections is not None and connections._open >= 2  # surplus kept for reuse
+        monkeypatch.setattr(sql_module, "_SURPLUS_IDLE", 0.0)
+        for i in range(10):
+            storage.store("surplus", "t", str(i), i)
+        assert connections._open == 1 and len(connections._idle) == 1
+
+    def test_a_call_that_finds_every_connection_busy_fails_clearly(
+        self, make: Callable[..., SqlStorage], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import storages.sql as sql_module
+
+        monkeypatch.setattr(sql_module, "_POOL_WAIT", 0.3)
+        storage = make(pool_size=1, max_overflow=0)
+        with (
+            storage._cursor(),  # holds the only connection
+            pytest.raises(StorageUnavailable, match=r"connections stayed busy for 0\.3 s"),
+        ):
+            storage.store("busy", "t", "1", 1)
+        storage.store("busy", "t", "1", 1)  # free again
 
 
 class TestSQLiteMemory(StorageContract, SqlGuarantees):
