@@ -60,7 +60,7 @@ def single(service: Service, payload: Any, label: str, repeat: int) -> list[dict
         s.name: (lambda i, s=s: s.store(keys[s.name][i] if i >= 0 else f"w{run}{i}", payload))
         for s in service.systems
     }
-    rounds = min(10, repeat)
+    rounds = 10 if repeat >= 100 else min(4, repeat)
     st = interleaved({k: _tolerant(c) for k, c in stores.items()}, repeat, rounds=rounds, warmup=3)
     gets = {
         s.name: (lambda i, s=s: s.retrieve(keys[s.name][i] if i >= 0 else keys[s.name][0]))
@@ -266,9 +266,10 @@ def main() -> None:
         try:
             with SERVICES[key]() as service:
                 failures += [f"{service.name}: {f}" for f in service.failures]
-                rows += single(service, SMALL, "small", small_n)
-                rows += single(service, BIG, "1MB", big_n)
-                rows += threaded(service, thread_n)
+                if not service.bulk_only:
+                    rows += single(service, SMALL, "small", small_n)
+                    rows += single(service, BIG, "1MB", big_n)
+                    rows += threaded(service, thread_n)
                 bulks += bulk(service, bulk_n)
         except Exception as exc:
             failures.append(f"{key}: service skipped: {exc!r}"[:300])

@@ -22,7 +22,7 @@ import json
 import math
 import pickle
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 from selinon_like.errors import ConfigError, SerializationError
@@ -76,26 +76,30 @@ def _values(obj: Any) -> Iterator[tuple[Any, Any]]:
 
 
 _CONTAINERS = (dict, list, tuple)
+_STR = frozenset({str})
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
 def _check_json_keys(obj: Any) -> None:
     """Refuse dict keys that JSON would convert instead of round-tripping.
 
-    Runs on every store after ``json`` accepted ``obj`` (so it has no cycles): it visits
-    containers only, which keeps it cheap on the hot path."""
+    Runs on every store after ``json`` accepted ``obj`` (so it has no cycles). It visits
+    containers only, and looks at a container's members in C first (``map(type, …)``): a
+    dict whose keys are all ``str`` or a list of scalars costs no Python loop."""
     if not isinstance(obj, _CONTAINERS):
         return
     stack = [obj]
     while stack:
         item = stack.pop()
+        members: Iterable[Any] = item
         if isinstance(item, dict):
-            for key, value in item.items():
-                if not isinstance(key, str):
-                    _bad_key(key)
-                if isinstance(value, _CONTAINERS):
-                    stack.append(value)
-        else:
-            stack.extend(value for value in item if isinstance(value, _CONTAINERS))
+            if not _STR.issuperset(map(type, item)):
+                for key in item:
+                    if not isinstance(key, str):
+                        _bad_key(key)
+            members = item.values()
+        if not _SCALAR_TYPES.issuperset(map(type, members)):
+            stack.extend(value for value in members if isinstance(value, _CONTAINERS))
 
 
 def _bad_key(key: Any) -> None:

@@ -37,7 +37,9 @@ class MySQL(SqlStorage):
         seconds to wait for a connection.
     ``statement_timeout`` (float, default none)
         seconds a statement may run (MariaDB ``max_statement_time``; MySQL
-        ``max_execution_time``, which limits SELECT statements only).
+        ``max_execution_time``, which limits SELECT statements only). PyMySQL's socket
+        read/write timeout is this plus ``connect_timeout`` (300 s plus ``connect_timeout``
+        without it), so a silent server never hangs a call.
 
     Example::
 

@@ -31,7 +31,10 @@ class PostgreSQL(SqlStorage):
     ``connect_timeout`` (float, default ``10``)
         seconds to wait for a connection (rounded up to whole seconds, at least 2).
     ``statement_timeout`` (float, default none)
-        seconds a statement may run (PostgreSQL's ``statement_timeout``).
+        seconds a statement may run (PostgreSQL's ``statement_timeout``). libpq has no read
+        timeout, so a watchdog shuts the socket of a call still waiting after this plus
+        ``connect_timeout`` (300 s plus ``connect_timeout`` without it): a hung server fails
+        the call with :class:`~selinon_like.StorageUnavailable` instead of hanging it.
 
     Example (Selinon's, unchanged)::
 

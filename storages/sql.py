@@ -396,7 +396,9 @@ class SqlStorage(DataStorage):
         self._autocommit = False
         self._begin = "BEGIN"
         self._watched = False
+        self._returning_many = False
         self._sql: dict[str, _TableSql] = {}
+        self._select_in: dict[tuple[str, str, int], _Sql] = {}  # see _by_digest
         self._upsert_style = ""  # on_conflict, mysql or generic: known once connected
         self._max_packet: int | None = None  # MySQL/MariaDB: the server's max_allowed_packet
 
@@ -451,6 +453,7 @@ class SqlStorage(DataStorage):
         self._begin = "BEGIN IMMEDIATE" if backend == "sqlite" else "BEGIN"
         # libpq has no read timeout: the watchdog bounds every call instead.
         self._watched = backend == "postgresql"
+        self._returning_many = url.get_driver_name() == "psycopg"  # executemany(returning=)
         self._sql = {
             name: self._compile(dialect, table, column)
             for name, table, column in (
@@ -788,10 +791,19 @@ class SqlStorage(DataStorage):
         max_bytes = _BATCH_BYTES
         if self._max_packet is not None:  # hex-encoded on MySQL: twice the size
             max_bytes = min(max_bytes, self._max_packet // 2 - _STATEMENT_BYTES)
+        ids: dict[str, str] = {}
         with self._cursor(transaction=True) as cursor:
             for batch in _batches(rows, sql.column, max_bytes):
-                if sql.upsert_many is not None:
-                    # psycopg pipelines these, PyMySQL sends multi-row INSERTs.
+                if self._returning_many and sql.upsert is not None:
+                    # psycopg pipelines the upserts and keeps each one's RETURNING id.
+                    cursor.executemany(
+                        sql.upsert.text, [sql.upsert.args(r) for r in batch], returning=True
+                    )
+                    for row in batch:
+                        ids[row["key_digest"]] = str(cursor.fetchone()[0])
+                        cursor.nextset()
+                    continue
+                if sql.upsert_many is not None:  # PyMySQL sends multi-row INSERTs
                     cursor.executemany(
                         sql.upsert_many.text, [sql.upsert_many.args(r) for r in batch]
                     )
@@ -800,21 +812,30 @@ class SqlStorage(DataStorage):
                     cursor.execute(sql.update.text, sql.update.args(row))
                     if cursor.rowcount < 1:
                         cursor.execute(sql.insert.text, sql.insert.args(row))
-            return self._ids(cursor, sql.table, [row["key_digest"] for row in rows])
+            if len(ids) < len(rows):
+                ids.update(self._ids(cursor, sql.table, [row["key_digest"] for row in rows]))
+            return ids
 
     def _ids(self, cursor: Any, table: Table, digests: list[str]) -> dict[str, str]:
-        import sqlalchemy as sa
+        return {d: str(row_id) for d, row_id in self._by_digest(cursor, table, "id", digests)}
 
-        query = sa.select(table.c.key_digest, table.c.id)
-        ids: dict[str, str] = {}
+    def _by_digest(
+        self, cursor: Any, table: Table, column: str, digests: list[str]
+    ) -> Iterator[tuple[str, Any]]:
+        """``(key_digest, column)`` of the rows with these digests: one SELECT … IN per 500,
+        each compiled once per table, column and number of digests."""
         for start in range(0, len(digests), _BATCH_ROWS):
-            stmt = _Sql.compile(
-                query.where(table.c.key_digest.in_(digests[start : start + _BATCH_ROWS])),
-                self.engine.dialect,
-            )
-            cursor.execute(stmt.text, stmt.args())
-            ids.update((digest, str(row_id)) for digest, row_id in cursor.fetchall())
-        return ids
+            batch = digests[start : start + _BATCH_ROWS]
+            stmt = self._select_in.get((table.name, column, len(batch)))
+            if stmt is None:
+                import sqlalchemy as sa
+
+                query = sa.select(table.c.key_digest, table.c[column])
+                stmt = _Sql.compile(query.where(table.c.key_digest.in_(batch)), self.engine.dialect)
+                self._select_in[(table.name, column, len(batch))] = stmt
+            # The statement's only parameters are the IN list, in order.
+            cursor.execute(stmt.text, stmt.args(dict(zip(stmt.bound, batch, strict=True))))
+            yield from cursor.fetchall()
 
     def _load(self, sql: _TableSql, key: Key) -> bytes | None:
         with self._cursor() as cursor:
@@ -879,22 +900,12 @@ class SqlStorage(DataStorage):
         return [ids[row["key_digest"]] for row in rows]
 
     def retrieve_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
-        import sqlalchemy as sa
-
         by_digest = {key_digest(*key): key for key in keys}
-        digests = list(by_digest)
-        table = self._results
-        query = sa.select(table.c.key_digest, table.c.result)
-        found: dict[Key, Any] = {}
         with self._cursor() as cursor:
-            for start in range(0, len(digests), _BATCH_ROWS):
-                stmt = _Sql.compile(
-                    query.where(table.c.key_digest.in_(digests[start : start + _BATCH_ROWS])),
-                    self.engine.dialect,
-                )
-                cursor.execute(stmt.text, stmt.args())
-                for digest, data in cursor.fetchall():
-                    found[by_digest[digest]] = bytes(data)
+            found = {
+                by_digest[digest]: bytes(data)
+                for digest, data in self._by_digest(cursor, self._results, "result", [*by_digest])
+            }
         return {key: self.serializer.loads(data) for key, data in found.items()}
 
     def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:

@@ -6,6 +6,7 @@ import datetime as dt
 import decimal
 import json
 import math
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,10 @@ def memory() -> Iterator[InMemoryStorage]:
         ({1.5: "a"}, "float"),
         ({(1, 2): "a"}, "tuple"),
         ({"ok": {"nested": {2: "b"}}}, "int"),
+        ([1, "a", {"in a list": [{3: "c"}]}], "int"),
+        (({"in": ({"a tuple": {None: 1}},)},), "NoneType"),
+        ({"a": [1, [2, {True: 0}]]}, "bool"),
+        ([OrderedDict([("fine", 1), (4, "subclass")])], "int"),
         (math.nan, "nan"),
         (math.inf, "inf"),
         ([1, -math.inf], "-inf"),
