@@ -244,12 +244,12 @@ class _Connections:
             return
         now = time.monotonic()
         self._idle.append((connection, cursor, now))
-        if len(self._idle) > self._keep:
-            with contextlib.suppress(IndexError):
-                oldest, _cursor, since = self._idle[0]
-                if now - since > _SURPLUS_IDLE and self._idle[0][0] is oldest:
-                    self._idle.remove(self._idle[0])
-                    self._close(oldest)
+        if len(self._idle) > self._keep:  # the least recently used one, if idle too long
+            with contextlib.suppress(IndexError, ValueError):  # another thread took it
+                oldest = self._idle[0]
+                if now - oldest[2] > _SURPLUS_IDLE:
+                    self._idle.remove(oldest)
+                    self._close(oldest[0])
         if self._waiting:
             with self._changed:
                 self._changed.notify()
@@ -268,8 +268,8 @@ class _Connections:
         """Forget the idle connections (after the server dropped one, or in a forked child,
         where ``close=False``: the parent's sockets are never touched)."""
         idle, self._idle = self._idle, []
-        for connection, _cursor, _since in idle:
-            if close:
+        if close:
+            for connection, _cursor, _since in idle:
                 self._close(connection)
 
 
