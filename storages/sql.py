@@ -50,6 +50,7 @@ _BATCH_ROWS = 500
 _BATCH_BYTES = 8 * 1024 * 1024
 _STATEMENT_BYTES = 64 * 1024  # room for the SQL text around the values in a statement
 _KEY_PARTS = ("flow_name", "task_name", "task_id")
+_BIND_CASTS = re.compile(r"(?<=\)s)::VARCHAR\b")  # after a %(name)s parameter
 # How long a call may wait for the server: statement_timeout (else this) + connect_timeout.
 _IO_TIMEOUT = 300.0
 _POOL_WAIT = 30.0  # seconds a call waits for one of the instance's connections to be free
@@ -155,13 +156,16 @@ class _Sql:
     bound: dict[str, Any]  # the values bound in the statement itself (IN lists, LIMIT)
 
     @classmethod
-    def compile(cls, stmt: Any, dialect: Any, keys: list[str] | None = None) -> _Sql:
-        compiled = stmt.compile(
-            dialect=dialect, column_keys=keys, compile_kwargs={"render_postcompile": True}
-        )
+    def compile(cls, stmt: Any, dialect: Any) -> _Sql:
+        compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        # psycopg's dialect casts every string parameter (%(x)s::VARCHAR); psycopg sends str
+        # as text already, and the casts cost PostgreSQL ~10 µs a statement.
+        text = str(compiled)
+        if dialect.name == "postgresql":
+            text = _BIND_CASTS.sub("", text)
         names = tuple(compiled.positiontup or ()) if compiled.positional else None
         bound = {name: value for name, value in compiled.params.items() if value is not None}
-        return cls(str(compiled), names, bound)
+        return cls(text, names, bound)
 
     def args(self, values: dict[str, Any] | None = None) -> Any:
         """The driver's parameters: ``values`` by name, with the statement's own."""
@@ -474,30 +478,31 @@ class SqlStorage(DataStorage):
     def _compile(self, dialect: Any, table: Table, column: str) -> _TableSql:
         import sqlalchemy as sa
 
-        keys = ["key_digest", *_KEY_PARTS, column]
+        values: dict[str, Any] = {k: sa.bindparam(k) for k in ("key_digest", *_KEY_PARTS, column)}
         by_digest = table.c.key_digest == sa.bindparam("key_digest")
         now = sa.func.now()
         upsert = upsert_many = None
         if self._upsert_style == "on_conflict":
             from sqlalchemy.dialects import postgresql, sqlite
 
-            insert: Any = (postgresql if dialect.name == "postgresql" else sqlite).insert(table)
+            module: Any = postgresql if dialect.name == "postgresql" else sqlite
+            insert = module.insert(table).values(values)
             on_conflict = insert.on_conflict_do_update(
                 index_elements=[table.c.key_digest],
                 set_={column: insert.excluded[column], "updated_at": now},
             )
-            upsert = _Sql.compile(on_conflict.returning(table.c.id), dialect, keys)
-            upsert_many = _Sql.compile(on_conflict, dialect, keys)
+            upsert = _Sql.compile(on_conflict.returning(table.c.id), dialect)
+            upsert_many = _Sql.compile(on_conflict, dialect)
         elif self._upsert_style == "mysql":
             from sqlalchemy.dialects.mysql import insert as mysql_insert
 
-            my = mysql_insert(table)
+            my = mysql_insert(table).values(values)
             # LAST_INSERT_ID(id) makes the driver report the id of an updated row too.
             on_duplicate = my.on_duplicate_key_update(
                 id=sa.func.last_insert_id(table.c.id),
                 **{column: my.inserted[column], "updated_at": now},
             )
-            upsert = upsert_many = _Sql.compile(on_duplicate, dialect, keys)
+            upsert = upsert_many = _Sql.compile(on_duplicate, dialect)
         return _TableSql(
             table=table,
             column=column,
@@ -509,7 +514,7 @@ class SqlStorage(DataStorage):
                 .values({column: sa.bindparam(column), "updated_at": now}),
                 dialect,
             ),
-            insert=_Sql.compile(sa.insert(table), dialect, keys),
+            insert=_Sql.compile(sa.insert(table).values(values), dialect),
             load=_Sql.compile(sa.select(table.c[column]).where(by_digest), dialect),
             delete=_Sql.compile(sa.delete(table).where(by_digest), dialect),
         )
