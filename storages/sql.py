@@ -55,7 +55,8 @@ _BIND_CASTS = re.compile(r"(?<=\)s)::VARCHAR\b")  # after a %(name)s parameter
 _IO_TIMEOUT = 300.0
 _POOL_WAIT = 30.0  # seconds a call waits for one of the instance's connections to be free
 _SURPLUS_IDLE = 30.0  # seconds an idle connection beyond pool_size stays open
-# Drivers whose connections run in autocommit mode, checked to end a BEGIN with COMMIT.
+# Drivers whose connections run in autocommit mode: a call of several statements sends its
+# own BEGIN … COMMIT (tested with each; other drivers commit through the DBAPI).
 _AUTOCOMMIT_DRIVERS = {
     ("postgresql", "psycopg"),
     ("mysql", "pymysql"),
