@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from selinon_like import options
 from selinon_like.errors import ConfigError, StorageError
@@ -674,10 +674,7 @@ class SqlStorage(DataStorage):
         try:
             connection, cursor = connections.get()
         except Exception as exc:  # the engine's pool raises the driver's own errors
-            wrapped = self._wrap(exc, broken=True)
-            if wrapped is exc:
-                raise
-            raise wrapped from exc
+            self._reraise(exc, broken=True)
         token = WATCHDOG.watch(connection.fileno(), self._io_timeout) if self._watched else None
         broken = True
         try:
@@ -697,10 +694,7 @@ class SqlStorage(DataStorage):
                     f"{self.storage_name}: no answer from the database within "
                     f"{self._io_timeout:g} s (statement_timeout + connect_timeout)"
                 ) from exc
-            wrapped = self._wrap(exc, broken)
-            if wrapped is exc:
-                raise
-            raise wrapped from exc
+            self._reraise(exc, broken)
         finally:
             if token is not None:
                 WATCHDOG.release(token)
@@ -726,14 +720,15 @@ class SqlStorage(DataStorage):
             return True
         return False
 
-    def _wrap(self, exc: BaseException, broken: bool) -> BaseException:
-        """A driver error as SQLAlchemy's DBAPIError subclass (what is_transient reads)."""
+    def _reraise(self, exc: BaseException, broken: bool) -> NoReturn:
+        """Raise ``exc``, a driver error as SQLAlchemy's DBAPIError subclass (what
+        is_transient reads), chained."""
         import sqlalchemy as sa
 
         dialect = self.engine.dialect
         if not isinstance(exc, dialect.loaded_dbapi.Error):
-            return exc
-        return sa.exc.DBAPIError.instance(
+            raise exc
+        raise sa.exc.DBAPIError.instance(
             None,
             None,
             exc,
@@ -741,7 +736,7 @@ class SqlStorage(DataStorage):
             hide_parameters=True,
             connection_invalidated=broken,
             dialect=dialect,
-        )
+        ) from exc
 
     def is_transient(self, exc: BaseException) -> bool:
         errors = sys.modules.get("sqlalchemy.exc")  # never import SQLAlchemy just to classify
