@@ -13,7 +13,7 @@ class PostgreSQL(SqlStorage):
     Accepts only ``postgresql://`` and ``postgres://`` URLs (both use psycopg 3, installed by
     ``pip install 'selinon-like[postgresql]'``; ``postgresql+psycopg2://`` and other drivers
     work when installed). Results go to ``bytea`` columns (up to 1 GB each), ``store`` is an
-    ``INSERT … ON CONFLICT DO UPDATE … RETURNING id``; everything else is as in
+    ``INSERT … ON CONFLICT DO UPDATE``; everything else is as in
     :class:`~storages.sql.SqlStorage`.
 
     Configuration:

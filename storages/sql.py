@@ -77,7 +77,10 @@ def _scheme(connection_string: str) -> str:
 
 
 def _tables(table_name: str) -> tuple[Table, Table]:
-    """The results table and ``<table_name>_errors``, each keyed by the SHA-256 of the key."""
+    """The results table and ``<table_name>_errors``, each keyed by the SHA-256 of the key.
+
+    The digest is the primary key and the only index: an upsert touches one B-tree, and the
+    record id ``store`` returns is known without asking the database for it."""
     import sqlalchemy as sa
     from sqlalchemy.dialects import mysql
 
@@ -88,15 +91,13 @@ def _tables(table_name: str) -> tuple[Table, Table]:
     )
     blob = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")  # >= 64 MB
     digest = sa.CHAR(64).with_variant(mysql.CHAR(64, charset="ascii"), "mysql", "mariadb")
-    ident = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: the rowid alias
     metadata = sa.MetaData()
 
     def table(name: str, data: str) -> Table:
         return sa.Table(
             name,
             metadata,
-            sa.Column("id", ident, primary_key=True, autoincrement=True),
-            sa.Column("key_digest", digest, nullable=False),
+            sa.Column("key_digest", digest, primary_key=True),
             sa.Column("flow_name", text, nullable=False),
             sa.Column("task_name", text, nullable=False),
             sa.Column("task_id", text, nullable=False),
@@ -113,7 +114,6 @@ def _tables(table_name: str) -> tuple[Table, Table]:
                 nullable=False,
                 server_default=sa.text("CURRENT_TIMESTAMP"),
             ),
-            sa.UniqueConstraint("key_digest", name=f"uq_{name}_key"),
             mysql_engine="InnoDB",
             mysql_charset="utf8mb4",
             mysql_collate="utf8mb4_bin",
@@ -181,8 +181,7 @@ class _TableSql:
 
     table: Table
     column: str  # "result" or "error"
-    upsert: _Sql | None  # one row, returning its id (None: the generic update-then-insert)
-    upsert_many: _Sql | None  # the same for executemany, returning nothing
+    upsert: _Sql | None  # None: the generic update-then-insert
     update: _Sql
     insert: _Sql
     load: _Sql
@@ -284,11 +283,12 @@ class SqlStorage(DataStorage):
     Two tables, created on ``connect()`` when missing: ``<table_name>`` for results and
     ``<table_name>_errors`` for error records (one row per key: the last error), so errors never
     shadow results. Each row holds ``flow_name``, ``task_name``, ``task_id`` (unbounded text, kept
-    exactly), ``key_digest`` (SHA-256 of the key, the unique key), the serializer's bytes
+    exactly), ``key_digest`` (SHA-256 of the key, the primary key), the serializer's bytes
     (``LargeBinary``: ``bytea`` on PostgreSQL, ``BLOB`` on SQLite, ``LONGBLOB`` on MySQL/MariaDB —
     room for results of 64 MB and more), ``created_at`` and ``updated_at``. ``store`` is one
     atomic upsert (``ON CONFLICT`` on PostgreSQL/SQLite, ``ON DUPLICATE KEY`` on MySQL/MariaDB,
-    update-then-insert in one transaction elsewhere) and returns the row id.
+    update-then-insert in one transaction elsewhere) and returns the row's ``key_digest`` (64 hex
+    digits), the same for every store of the same key.
     ``store_many`` is one transaction of batched upserts (500 rows each, fewer for big
     results: pipelined by psycopg, multi-row statements with PyMySQL) and ``retrieve_many`` one
     ``SELECT … WHERE key_digest IN (…)`` per 500 keys.
@@ -401,7 +401,6 @@ class SqlStorage(DataStorage):
         self._autocommit = False
         self._begin = "BEGIN"
         self._watched = False
-        self._returning_many = False
         self._sql: dict[str, _TableSql] = {}
         self._select_in: dict[tuple[str, str, int], _Sql] = {}  # see _by_digest
         self._upsert_style = ""  # on_conflict, mysql or generic: known once connected
@@ -458,7 +457,6 @@ class SqlStorage(DataStorage):
         self._begin = "BEGIN IMMEDIATE" if backend == "sqlite" else "BEGIN"
         # libpq has no read timeout: the watchdog bounds every call instead.
         self._watched = backend == "postgresql"
-        self._returning_many = url.get_driver_name() == "psycopg"  # executemany(returning=)
         self._sql = {
             name: self._compile(dialect, table, column)
             for name, table, column in (
@@ -482,7 +480,7 @@ class SqlStorage(DataStorage):
         values: dict[str, Any] = {k: sa.bindparam(k) for k in ("key_digest", *_KEY_PARTS, column)}
         by_digest = table.c.key_digest == sa.bindparam("key_digest")
         now = sa.func.now()
-        upsert = upsert_many = None
+        upsert = None
         if self._upsert_style == "on_conflict":
             from sqlalchemy.dialects import postgresql, sqlite
 
@@ -492,23 +490,19 @@ class SqlStorage(DataStorage):
                 index_elements=[table.c.key_digest],
                 set_={column: insert.excluded[column], "updated_at": now},
             )
-            upsert = _Sql.compile(on_conflict.returning(table.c.id), dialect)
-            upsert_many = _Sql.compile(on_conflict, dialect)
+            upsert = _Sql.compile(on_conflict, dialect)
         elif self._upsert_style == "mysql":
             from sqlalchemy.dialects.mysql import insert as mysql_insert
 
             my = mysql_insert(table).values(values)
-            # LAST_INSERT_ID(id) makes the driver report the id of an updated row too.
             on_duplicate = my.on_duplicate_key_update(
-                id=sa.func.last_insert_id(table.c.id),
-                **{column: my.inserted[column], "updated_at": now},
+                {column: my.inserted[column], "updated_at": now}
             )
-            upsert = upsert_many = _Sql.compile(on_duplicate, dialect)
+            upsert = _Sql.compile(on_duplicate, dialect)
         return _TableSql(
             table=table,
             column=column,
             upsert=upsert,
-            upsert_many=upsert_many,
             update=_Sql.compile(
                 sa.update(table)
                 .where(by_digest)
@@ -658,6 +652,18 @@ class SqlStorage(DataStorage):
                 self._create_tables(engine)  # a new in-memory database
         return engine
 
+    def _take(self) -> tuple[_Connections, Any, Any, int | None]:
+        """A connection and its cursor for one call, with the call's watchdog token."""
+        self.engine  # noqa: B018 - a forked child gets its own connections first
+        connections = self._connections
+        assert connections is not None
+        try:
+            connection, cursor = connections.get()
+        except Exception as exc:  # the engine's pool raises the driver's own errors
+            self._reraise(exc, broken=True)
+        token = WATCHDOG.watch(connection.fileno(), self._io_timeout) if self._watched else None
+        return connections, connection, cursor, token
+
     @contextlib.contextmanager
     def _cursor(self, transaction: bool = False) -> Iterator[Any]:
         """A DBAPI cursor on one of this instance's connections, for one call.
@@ -668,15 +674,7 @@ class SqlStorage(DataStorage):
         is rolled back, a connection the server dropped (or that timed out) is closed and the
         others idle with it are too; driver errors come out as SQLAlchemy's ``DBAPIError``
         subclasses, as from Core."""
-        self.engine  # noqa: B018 - a forked child gets its own connections first
-        connections = self._connections
-        assert connections is not None
-        try:
-            connection, cursor = connections.get()
-        except Exception as exc:  # the engine's pool raises the driver's own errors
-            self._reraise(exc, broken=True)
-        token = WATCHDOG.watch(connection.fileno(), self._io_timeout) if self._watched else None
-        broken = True
+        connections, connection, cursor, token = self._take()
         try:
             if transaction and self._autocommit:
                 cursor.execute(self._begin)
@@ -685,8 +683,42 @@ class SqlStorage(DataStorage):
                 connection.commit()
             elif transaction:
                 cursor.execute("COMMIT")
-            broken = False
         except BaseException as exc:
+            self._failed(connections, connection, cursor, token, exc, transaction)
+        if token is not None:
+            WATCHDOG.release(token)
+        connections.put(connection, cursor, False)
+
+    def _run(self, sql: _Sql, values: dict[str, Any]) -> Any:
+        """One statement as its own call: the first row it returns, or for a statement that
+        returns none, the number of rows it changed. What :meth:`_cursor` does, without a
+        generator: the code path of every store, retrieve and delete."""
+        connections, connection, cursor, token = self._take()
+        try:
+            cursor.execute(sql.text, sql.args(values))
+            outcome = cursor.fetchone() if cursor.description else cursor.rowcount
+            if not self._autocommit:
+                connection.commit()
+        except BaseException as exc:
+            self._failed(connections, connection, cursor, token, exc, False)
+        if token is not None:
+            WATCHDOG.release(token)
+        connections.put(connection, cursor, False)
+        return outcome
+
+    def _failed(
+        self,
+        connections: _Connections,
+        connection: Any,
+        cursor: Any,
+        token: int | None,
+        exc: BaseException,
+        transaction: bool,
+    ) -> NoReturn:
+        """After a call failed with ``exc``: roll back, give the connection back (closed, with
+        every idle one, if the server dropped it), raise."""
+        broken = True
+        try:
             broken = self._abort(connection, cursor, exc, transaction)
             if token is not None and WATCHDOG.release(token):
                 token, broken = None, True
@@ -773,52 +805,31 @@ class SqlStorage(DataStorage):
         }
 
     def _write(self, sql: _TableSql, row: dict[str, Any]) -> str:
-        """Insert or replace one row; its id. One statement where the dialect has an upsert."""
+        """Insert or replace one row; its id (the key digest). One statement where the
+        dialect has an upsert."""
         if sql.upsert is None:
-            return self._write_many(sql, [row])[row["key_digest"]]
-        self._check_packet([row], sql.column)
-        with self._cursor() as cursor:
-            cursor.execute(sql.upsert.text, sql.upsert.args(row))
-            if self._upsert_style == "mysql" and cursor.lastrowid:
-                return str(cursor.lastrowid)
-            found = cursor.fetchone() if cursor.description else None
-            if found is not None:
-                return str(found[0])
-            return self._ids(cursor, sql.table, [row["key_digest"]])[row["key_digest"]]
+            self._write_many(sql, [row])
+        else:
+            self._check_packet([row], sql.column)
+            self._run(sql.upsert, row)
+        return str(row["key_digest"])
 
-    def _write_many(self, sql: _TableSql, rows: list[dict[str, Any]]) -> dict[str, str]:
-        """Insert or replace rows of distinct keys in one transaction; ids by key digest."""
+    def _write_many(self, sql: _TableSql, rows: list[dict[str, Any]]) -> None:
+        """Insert or replace rows of distinct keys in one transaction."""
         self._check_packet(rows, sql.column)
         max_bytes = _BATCH_BYTES
         if self._max_packet is not None:  # hex-encoded on MySQL: twice the size
             max_bytes = min(max_bytes, self._max_packet // 2 - _STATEMENT_BYTES)
-        ids: dict[str, str] = {}
         with self._cursor(transaction=True) as cursor:
             for batch in _batches(rows, sql.column, max_bytes):
-                if self._returning_many and sql.upsert is not None:
-                    # psycopg pipelines the upserts and keeps each one's RETURNING id.
-                    cursor.executemany(
-                        sql.upsert.text, [sql.upsert.args(r) for r in batch], returning=True
-                    )
-                    for row in batch:
-                        ids[row["key_digest"]] = str(cursor.fetchone()[0])
-                        cursor.nextset()
-                    continue
-                if sql.upsert_many is not None:  # PyMySQL sends multi-row INSERTs
-                    cursor.executemany(
-                        sql.upsert_many.text, [sql.upsert_many.args(r) for r in batch]
-                    )
+                if sql.upsert is not None:
+                    # psycopg pipelines the statements; PyMySQL sends one multi-row INSERT.
+                    cursor.executemany(sql.upsert.text, [sql.upsert.args(r) for r in batch])
                     continue
                 for row in batch:
                     cursor.execute(sql.update.text, sql.update.args(row))
                     if cursor.rowcount < 1:
                         cursor.execute(sql.insert.text, sql.insert.args(row))
-            if len(ids) < len(rows):
-                ids.update(self._ids(cursor, sql.table, [row["key_digest"] for row in rows]))
-            return ids
-
-    def _ids(self, cursor: Any, table: Table, digests: list[str]) -> dict[str, str]:
-        return {d: str(row_id) for d, row_id in self._by_digest(cursor, table, "id", digests)}
 
     def _by_digest(
         self, cursor: Any, table: Table, column: str, digests: list[str]
@@ -839,9 +850,7 @@ class SqlStorage(DataStorage):
             yield from cursor.fetchall()
 
     def _load(self, sql: _TableSql, key: Key) -> bytes | None:
-        with self._cursor() as cursor:
-            cursor.execute(sql.load.text, sql.load.args({"key_digest": key_digest(*key)}))
-            found = cursor.fetchone()
+        found = self._run(sql.load, {"key_digest": key_digest(*key)})
         return None if found is None else bytes(found[0])
 
     # -- the contract ---------------------------------------------------------------------
@@ -857,13 +866,8 @@ class SqlStorage(DataStorage):
         return self.serializer.loads(data)
 
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
-        delete = self._sql["result"].delete
-        with self._cursor() as cursor:
-            cursor.execute(
-                delete.text, delete.args({"key_digest": key_digest(flow_name, task_name, task_id)})
-            )
-            deleted = cursor.rowcount
-        if not deleted:
+        digest = key_digest(flow_name, task_name, task_id)
+        if not self._run(self._sql["result"].delete, {"key_digest": digest}):
             raise self.not_found(flow_name, task_name, task_id)
 
     def store_error(
@@ -897,8 +901,8 @@ class SqlStorage(DataStorage):
             return []
         # One row per key (the last result given wins): an upsert may touch a row only once.
         unique = {row["key_digest"]: row for row in rows}
-        ids = self._write_many(self._sql["result"], list(unique.values()))
-        return [ids[row["key_digest"]] for row in rows]
+        self._write_many(self._sql["result"], list(unique.values()))
+        return [row["key_digest"] for row in rows]
 
     def retrieve_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
         by_digest = {key_digest(*key): key for key in keys}
@@ -919,20 +923,20 @@ class SqlStorage(DataStorage):
         import sqlalchemy as sa
 
         query = (
-            sa.select(table.c.id, table.c.flow_name, table.c.task_name, table.c.task_id)
-            .where(table.c.id > sa.bindparam("last"))
-            .order_by(table.c.id)
+            sa.select(table.c.key_digest, table.c.flow_name, table.c.task_name, table.c.task_id)
+            .where(table.c.key_digest > sa.bindparam("last"))
+            .order_by(table.c.key_digest)
             .limit(_PAGE)
         )
         if flow_name is not None:
             query = query.where(table.c.flow_name == sa.bindparam("flow"))
         page = _Sql.compile(query, self.engine.dialect)
-        last = 0
-        while True:  # pages by id, each its own statement: no transaction held between them
+        last = ""
+        while True:  # pages by digest, each its own statement: no transaction held between them
             with self._cursor() as cursor:
                 cursor.execute(page.text, page.args({"last": last, "flow": flow_name}))
                 rows = cursor.fetchall()
-            for _id, flow, task, task_id in rows:
+            for _digest, flow, task, task_id in rows:
                 # Exact match in Python too: a collation may compare "a" and "a " as equal.
                 if flow_name is None or flow == flow_name:
                     yield (flow, task, task_id)

@@ -1,6 +1,7 @@
 """SqlStorage under the contract kit on SQLite (file and in-memory), PostgreSQL and MariaDB,
-plus its own guarantees: upserts that keep the row id, batched bulk calls, one pool shared by
-threads and forked children, 16 MiB results, connections killed by the server, configuration.
+plus its own guarantees: upserts that keep the record id (the key digest), batched bulk calls,
+one pool shared by threads and forked children, 16 MiB results, connections killed by the
+server, configuration.
 
 Every test works in tables of its own (random suffix) and drops them afterwards."""
 
@@ -101,16 +102,21 @@ class SqlGuarantees:
         with storage.engine.connect() as conn:
             return int(conn.execute(query, {"d": key_digest(*key)}).scalar_one())
 
-    def test_store_returns_the_row_id_and_keeps_it(self, storage: SqlStorage, flow: str) -> None:
+    def test_store_returns_the_key_digest_and_keeps_it(
+        self, storage: SqlStorage, flow: str
+    ) -> None:
         first = storage.store(flow, "t", "1", {"try": 1})
         again = storage.store(flow, "t", "1", {"try": 2})
         other = storage.store(flow, "t", "2", {"try": 1})
-        assert first == again != other
-        query = sa.text(f"SELECT id FROM {storage.table_name} WHERE key_digest = :d")
-        with storage.engine.connect() as conn:
-            row_id = conn.execute(query, {"d": key_digest(flow, "t", "1")}).scalar_one()
-        assert str(row_id) == first
+        assert first == again == key_digest(flow, "t", "1") != other
+        assert storage.store_error(None, flow, "t", "1", ValueError("x")) == first
         assert self._count(storage, storage.table_name, (flow, "t", "1")) == 1
+        assert storage.retrieve(flow, "t", "1") == {"try": 2}
+
+    def test_the_digest_is_the_primary_key(self, storage: SqlStorage) -> None:
+        for table in (storage.table_name, storage.table_name + "_errors"):
+            key = sa.inspect(storage.engine).get_pk_constraint(table)
+            assert key["constrained_columns"] == ["key_digest"]
 
     def test_store_many_batches_repeated_keys_and_pages(
         self, storage: SqlStorage, flow: str
