@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
+import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,3 +83,25 @@ def interleaved(
                     timing.errors += 1
                 timing.samples.append(clock() - started)
     return timings
+
+
+@contextlib.contextmanager
+def no_idle_cpus() -> Iterator[str]:
+    """Keep the CPUs out of their idle states while measuring (a PM QoS request of 0 µs on
+    ``/dev/cpu_dma_latency``, as tuned's latency-performance profile does); yields what was
+    done, for RESULTS.md.
+
+    Without it a round trip to a local server costs ~30 µs when the server's process runs on
+    the client's CPU and ~100 µs when it must wake the other one (a halted virtual CPU), and
+    which one a connection gets is chance: two systems on two connections would be compared
+    by their luck. The request needs root; without it the run goes on and says so."""
+    try:
+        fd = os.open("/dev/cpu_dma_latency", os.O_WRONLY)
+    except OSError as exc:
+        yield f"idle states left on ({exc.strerror}: /dev/cpu_dma_latency needs root)"
+        return
+    try:
+        os.write(fd, struct.pack("i", 0))
+        yield "CPU idle states off during the run (/dev/cpu_dma_latency = 0)"
+    finally:
+        os.close(fd)

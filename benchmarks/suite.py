@@ -70,11 +70,18 @@ def _adapter_systems(storage: Any, pool: StoragePool) -> list[System]:
     ]
 
 
-def _pool(import_: str, classname: str, configuration: dict[str, Any]) -> tuple[Any, StoragePool]:
+def _pool(
+    import_: str,
+    classname: str,
+    configuration: dict[str, Any],
+    direct_configuration: dict[str, Any] | None = None,
+) -> tuple[Any, StoragePool]:
+    """The adapter called directly, and a pool holding another instance of it (with
+    ``direct_configuration`` the direct one gets its own place to write)."""
     entry = {"name": "Bench", "import": import_, "classname": classname}
     pool = StoragePool.from_dict({"storages": [{**entry, "configuration": configuration}]})
     direct = StoragePool.from_dict(
-        {"storages": [{**entry, "configuration": configuration}]}
+        {"storages": [{**entry, "configuration": direct_configuration or configuration}]}
     ).get_connected_storage("Bench")
     return direct, pool
 
@@ -356,7 +363,9 @@ def mongodb() -> Iterator[Service]:
 
     from benchmarks import selinon_shims
 
-    # mongomock checks the unique index by scanning the collection: one bulk round only.
+    # mongomock runs every query, and its unique index check, as a scan of the collection:
+    # one bulk round only, and every system writes a collection of its own, so that none
+    # scans more documents than another.
     service = Service("MongoDB (mongomock, not a server)", bulk_rounds=1)
     coll = mongomock.MongoClient()["bench"]["raw"]
     service.systems.append(
@@ -368,7 +377,12 @@ def mongodb() -> Iterator[Service]:
         )
     )
     db = f"bench_{uuid.uuid4().hex[:8]}"
-    direct, pool = _pool("storages.mongodb", "MongoDB", {"url": "mongomock://b", "db_name": db})
+    direct, pool = _pool(
+        "storages.mongodb",
+        "MongoDB",
+        {"url": "mongomock://b", "db_name": db},
+        {"url": "mongomock://b", "db_name": db + "_direct"},
+    )
     service.systems += _adapter_systems(direct, pool)
     _selinon(service, selinon_shims.selinon_mongodb, selinon_shims.selinon_mongodb_shimmed)
     try:

@@ -129,7 +129,8 @@ def _is_memory(url: URL) -> bool:
 
 def _row_size(row: dict[str, Any], column: str) -> int:
     """Roughly what a row adds to an INSERT statement, before escaping."""
-    return len(row[column]) + sum(len(row[part]) for part in _KEY_PARTS) * 4 + 200
+    key_size = len(row["flow_name"]) + len(row["task_name"]) + len(row["task_id"])
+    return len(row[column]) + key_size * 4 + 200
 
 
 def _batches(
@@ -314,7 +315,8 @@ class SqlStorage(DataStorage):
     hex-encoded, so the server's ``max_allowed_packet`` must be twice its size (MariaDB's default
     16 MB takes results up to about 8 MB; a larger one fails at once with a
     :class:`~selinon_like.StorageError` that says so). SQLite: a file database
-    runs in WAL mode with a busy timeout, so many threads and processes share it; an in-memory
+    runs in WAL mode with a busy timeout and a write queue per instance, so many threads and
+    processes share it; an in-memory
     one (``sqlite://``) is private to the instance, which then serialises its calls.
 
     Configuration:
@@ -333,7 +335,7 @@ class SqlStorage(DataStorage):
         connections kept open, and extra ones opened under load (not for in-memory SQLite).
     ``connect_timeout`` (float, default ``10``)
         seconds to wait for a connection (PostgreSQL/MySQL ``connect_timeout``); for SQLite
-        the busy timeout, how long a writer waits for another one's lock.
+        how long a writer waits for its turn (the write queue, then the busy timeout).
     ``statement_timeout`` (float, default none)
         seconds a statement may run: PostgreSQL ``statement_timeout``, MariaDB
         ``max_statement_time``, MySQL ``max_execution_time``; ignored by other dialects.
@@ -398,6 +400,7 @@ class SqlStorage(DataStorage):
         self._pid = os.getpid()
         self._connections: _Connections | None = None
         self._memory = False  # an in-memory SQLite database: one connection
+        self._writer: threading.Lock | None = None  # a SQLite file: this instance's writers queue
         self._autocommit = False
         self._begin = "BEGIN"
         self._watched = False
@@ -437,6 +440,10 @@ class SqlStorage(DataStorage):
         self._results, self._errors = _tables(self.table_name)
         backend = url.get_backend_name()
         self._memory = backend == "sqlite" and _is_memory(url)
+        # SQLite lets one writer in at a time and makes the others poll, sleeping 1 to 100 ms
+        # between tries: this instance's threads queue on a lock instead, and only writers of
+        # other processes meet the busy timeout.
+        self._writer = threading.Lock() if backend == "sqlite" and not self._memory else None
         try:
             if backend == "sqlite":
                 self._prepare_sqlite(engine, url)
@@ -648,6 +655,8 @@ class SqlStorage(DataStorage):
             if self._connections is not None:
                 self._connections.drop_idle(close=False)
             self._connections = self._new_connections()
+            if self._writer is not None:  # another thread may have held it at fork()
+                self._writer = threading.Lock()
             if self._memory:
                 self._create_tables(engine)  # a new in-memory database
         return engine
@@ -673,38 +682,58 @@ class SqlStorage(DataStorage):
         COMMIT. Other drivers commit at the end of every call. On any failure the transaction
         is rolled back, a connection the server dropped (or that timed out) is closed and the
         others idle with it are too; driver errors come out as SQLAlchemy's ``DBAPIError``
-        subclasses, as from Core."""
-        connections, connection, cursor, token = self._take()
+        subclasses, as from Core. A transaction writes: on SQLite it waits its turn first."""
+        writer = self._queue() if transaction else None
         try:
-            if transaction and self._autocommit:
-                cursor.execute(self._begin)
-            yield cursor
-            if not self._autocommit:
-                connection.commit()
-            elif transaction:
-                cursor.execute("COMMIT")
-        except BaseException as exc:
-            self._failed(connections, connection, cursor, token, exc, transaction)
-        if token is not None:
-            WATCHDOG.release(token)
-        connections.put(connection, cursor, False)
+            connections, connection, cursor, token = self._take()
+            try:
+                if transaction and self._autocommit:
+                    cursor.execute(self._begin)
+                yield cursor
+                if not self._autocommit:
+                    connection.commit()
+                elif transaction:
+                    cursor.execute("COMMIT")
+            except BaseException as exc:
+                self._failed(connections, connection, cursor, token, exc, transaction)
+            if token is not None:
+                WATCHDOG.release(token)
+            connections.put(connection, cursor, False)
+        finally:
+            if writer is not None:
+                writer.release()
 
-    def _run(self, sql: _Sql, values: dict[str, Any]) -> Any:
+    def _run(self, sql: _Sql, values: dict[str, Any], write: bool = False) -> Any:
         """One statement as its own call: the first row it returns, or for a statement that
         returns none, the number of rows it changed. What :meth:`_cursor` does, without a
         generator: the code path of every store, retrieve and delete."""
-        connections, connection, cursor, token = self._take()
+        writer = self._queue() if write else None
         try:
-            cursor.execute(sql.text, sql.args(values))
-            outcome = cursor.fetchone() if cursor.description else cursor.rowcount
-            if not self._autocommit:
-                connection.commit()
-        except BaseException as exc:
-            self._failed(connections, connection, cursor, token, exc, False)
-        if token is not None:
-            WATCHDOG.release(token)
-        connections.put(connection, cursor, False)
-        return outcome
+            connections, connection, cursor, token = self._take()
+            try:
+                cursor.execute(sql.text, sql.args(values))
+                outcome = cursor.fetchone() if cursor.description else cursor.rowcount
+                if not self._autocommit:
+                    connection.commit()
+            except BaseException as exc:
+                self._failed(connections, connection, cursor, token, exc, False)
+            if token is not None:
+                WATCHDOG.release(token)
+            connections.put(connection, cursor, False)
+            return outcome
+        finally:
+            if writer is not None:
+                writer.release()
+
+    def _queue(self) -> threading.Lock | None:
+        """On SQLite, this instance's turn to write (the lock, held); None elsewhere."""
+        writer = self._writer
+        if writer is not None and not writer.acquire(timeout=self.connect_timeout):
+            raise TimeoutError(
+                f"{self.storage_name}: other threads kept writing for {self.connect_timeout:g} s "
+                "(connect_timeout)"
+            )
+        return writer
 
     def _failed(
         self,
@@ -811,7 +840,7 @@ class SqlStorage(DataStorage):
             self._write_many(sql, [row])
         else:
             self._check_packet([row], sql.column)
-            self._run(sql.upsert, row)
+            self._run(sql.upsert, row, write=True)
         return str(row["key_digest"])
 
     def _write_many(self, sql: _TableSql, rows: list[dict[str, Any]]) -> None:
@@ -867,7 +896,7 @@ class SqlStorage(DataStorage):
 
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
         digest = key_digest(flow_name, task_name, task_id)
-        if not self._run(self._sql["result"].delete, {"key_digest": digest}):
+        if not self._run(self._sql["result"].delete, {"key_digest": digest}, write=True):
             raise self.not_found(flow_name, task_name, task_id)
 
     def store_error(
@@ -964,9 +993,10 @@ def _permanent(orig: BaseException | None) -> bool:
 class SQLite(SqlStorage):
     """:class:`SqlStorage` on SQLite, the embedded default: no server, one file.
 
-    A file database runs in WAL mode (readers never wait for the writer) with a busy timeout
-    (writers from many threads and processes wait their turn, up to ``connect_timeout``); its
-    directory is created on ``connect()``. ``path: ":memory:"`` keeps the results in this
+    A file database runs in WAL mode (readers never wait for the writer); the instance's
+    writers queue for their turn in the process, and writers of other processes wait on
+    SQLite's busy timeout, both up to ``connect_timeout``. Its directory is created on
+    ``connect()``. ``path: ":memory:"`` keeps the results in this
     instance's memory: one connection, calls take turns, nothing survives the process, and a
     forked child starts empty. Everything else is as in :class:`SqlStorage`.
 
@@ -985,7 +1015,8 @@ class SQLite(SqlStorage):
     ``pool_size`` (int, default ``5``), ``max_overflow`` (int, default ``10``)
         connections kept open, and extra ones under load (file databases).
     ``connect_timeout`` (float, default ``10``)
-        the busy timeout: seconds a writer waits for another writer's lock.
+        seconds a writer waits for its turn (behind the instance's other writers, or another
+        process's: SQLite's busy timeout).
 
     Example::
 

@@ -255,6 +255,44 @@ class TestSQLiteFile(StorageContract, SqlGuarantees):
         with storage.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
 
+    def test_writers_queue_and_readers_do_not(self, storage: SqlStorage, flow: str) -> None:
+        """This instance's writers take turns on a lock (SQLite would make them poll with
+        sleeps of 1-100 ms); reads go on while a write is queued."""
+        storage.store(flow, "t", "read", "before")
+        writer = storage._writer
+        assert writer is not None
+        done: list[str] = []
+        with writer:  # another thread of this instance is "writing"
+            threads = [
+                threading.Thread(target=lambda: done.append(storage.store(flow, "t", "w", 1))),
+                threading.Thread(target=lambda: storage.store_many([(flow, "t", "m", 2)])),
+                threading.Thread(target=lambda: storage.delete(flow, "t", "read")),
+            ]
+            for thread in threads:
+                thread.start()
+            assert storage.retrieve(flow, "t", "read") == "before"
+            threads[0].join(0.3)
+            assert done == [] and storage.retrieve_many([(flow, "t", "w")]) == {}
+        for thread in threads:
+            thread.join(10)
+        assert done == [key_digest(flow, "t", "w")]
+        assert storage.retrieve_many([(flow, "t", "w"), (flow, "t", "m")]) == {
+            (flow, "t", "w"): 1,
+            (flow, "t", "m"): 2,
+        }
+        assert not storage.retrieve_many([(flow, "t", "read")])
+
+    def test_a_writer_queued_past_connect_timeout_is_unavailable(
+        self, storage: SqlStorage, flow: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(storage, "connect_timeout", 0.2)
+        monkeypatch.setattr(storage, "retry_policy", NO_RETRY)
+        assert storage._writer is not None
+        with storage._writer, pytest.raises(StorageUnavailable, match=r"kept writing for 0\.2 s"):
+            storage.store(flow, "t", "1", 1)
+        storage.store(flow, "t", "1", 2)  # the queue works again once the writer is done
+        assert storage.retrieve(flow, "t", "1") == 2
+
 
 def _counting_opens(storage: SqlStorage, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Patch the instance's engine so every connection it opens is counted."""
