@@ -85,23 +85,41 @@ def interleaved(
     return timings
 
 
-@contextlib.contextmanager
-def no_idle_cpus() -> Iterator[str]:
-    """Keep the CPUs out of their idle states while measuring (a PM QoS request of 0 µs on
-    ``/dev/cpu_dma_latency``, as tuned's latency-performance profile does); yields what was
-    done, for RESULTS.md.
+class AwakeCpus:
+    """Keeps the CPUs out of their idle states while measuring (a PM QoS request of 0 µs on
+    ``/dev/cpu_dma_latency``, as tuned's latency-performance profile does), as a context
+    manager; :meth:`idle_allowed` lifts the request for a while. ``note`` says what was done.
 
     Without it a round trip to a local server costs ~30 µs when the server's process runs on
     the client's CPU and ~100 µs when it must wake the other one (a halted virtual CPU), and
     which one a connection gets is chance: two systems on two connections would be compared
     by their luck. The request needs root; without it the run goes on and says so."""
-    try:
-        fd = os.open("/dev/cpu_dma_latency", os.O_WRONLY)
-    except OSError as exc:
-        yield f"idle states left on ({exc.strerror}: /dev/cpu_dma_latency needs root)"
-        return
-    try:
-        os.write(fd, struct.pack("i", 0))
-        yield "CPU idle states off during the run (/dev/cpu_dma_latency = 0)"
-    finally:
-        os.close(fd)
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        self.note = ""
+
+    def __enter__(self) -> AwakeCpus:
+        try:
+            self._fd = os.open("/dev/cpu_dma_latency", os.O_WRONLY)
+        except OSError as exc:
+            self.note = f"idle states left on ({exc.strerror}: /dev/cpu_dma_latency needs root)"
+            return self
+        os.write(self._fd, struct.pack("i", 0))
+        self.note = "CPU idle states off during the run (/dev/cpu_dma_latency = 0)"
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @contextlib.contextmanager
+    def idle_allowed(self) -> Iterator[None]:
+        held = self._fd is not None
+        self.__exit__()
+        try:
+            yield
+        finally:
+            if held:
+                self.__enter__()

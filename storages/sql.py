@@ -314,10 +314,10 @@ class SqlStorage(DataStorage):
     :class:`~selinon_like.ConfigError` naming the extra. On MySQL/MariaDB PyMySQL sends a result
     hex-encoded, so the server's ``max_allowed_packet`` must be twice its size (MariaDB's default
     16 MB takes results up to about 8 MB; a larger one fails at once with a
-    :class:`~selinon_like.StorageError` that says so). SQLite: a file database
-    runs in WAL mode with a busy timeout and a write queue per instance, so many threads and
-    processes share it; an in-memory
-    one (``sqlite://``) is private to the instance, which then serialises its calls.
+    :class:`~selinon_like.StorageError` that says so). SQLite: a file database runs in WAL
+    mode with a busy timeout and a write queue per instance, so many threads and processes
+    share it; an in-memory one (``sqlite://``) is private to the instance, which then
+    serialises its calls.
 
     Configuration:
 
