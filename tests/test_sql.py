@@ -7,6 +7,7 @@ Every test works in tables of its own (random suffix) and drops them afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -864,3 +865,34 @@ def test_the_embedded_default_configuration_stores_in_sqlite(
         storage.store("F", "t", "1", {"embedded": True})
         assert storage.retrieve("F", "t", "1") == {"embedded": True}
     assert (tmp_path / "results.sqlite").is_file()
+
+
+def test_tables_of_the_earlier_layout_still_work(tmp_path: Path) -> None:
+    """Tables made before the key digest became the primary key (an integer id as the key,
+    the digest unique) take upserts, bulk stores, errors and key listing as they are."""
+    path = tmp_path / "earlier.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        for name, data in (("selinon_results", "result"), ("selinon_results_errors", "error")):
+            conn.execute(
+                f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, key_digest CHAR(64) NOT NULL "
+                "UNIQUE, flow_name TEXT NOT NULL, task_name TEXT NOT NULL, task_id TEXT NOT NULL, "
+                f"{data} BLOB NOT NULL, created_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, "
+                "updated_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+            )
+    storage = SQLite(path=str(path))
+    storage.connect()
+    try:
+        first = storage.store("f", "t", "1", 1)
+        assert first == storage.store("f", "t", "1", 2) == key_digest("f", "t", "1")
+        storage.store_many([("f", "t", str(i), i) for i in range(2, 1203)])
+        storage.store_error(None, "f", "t", "1", ValueError("boom"))
+        assert storage.retrieve("f", "t", "1") == 2 and storage.retrieve("f", "t", "1202") == 1202
+        assert storage.retrieve_error("f", "t", "1")["message"] == "boom"
+        assert sorted(int(task_id) for _f, _t, task_id in storage.iter_keys("f")) == list(
+            range(1, 1203)
+        )
+    finally:
+        storage.disconnect()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        counts = conn.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM selinon_results")
+        assert counts.fetchone() == (1202, 1202)  # one row per key, each with its own id
