@@ -100,26 +100,32 @@ class AwakeCpus:
         self.note = ""
 
     def __enter__(self) -> AwakeCpus:
-        try:
-            self._fd = os.open("/dev/cpu_dma_latency", os.O_WRONLY)
-        except OSError as exc:
-            self.note = f"idle states left on ({exc.strerror}: /dev/cpu_dma_latency needs root)"
-            return self
-        os.write(self._fd, struct.pack("i", 0))
-        self.note = "CPU idle states off during the run (/dev/cpu_dma_latency = 0)"
+        self._hold()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._release()
 
     @contextlib.contextmanager
     def idle_allowed(self) -> Iterator[None]:
         held = self._fd is not None
-        self.__exit__()
+        self._release()
         try:
             yield
         finally:
             if held:
-                self.__enter__()
+                self._hold()
+
+    def _hold(self) -> None:
+        try:
+            self._fd = os.open("/dev/cpu_dma_latency", os.O_WRONLY)
+        except OSError as exc:
+            self.note = f"idle states left on ({exc.strerror}: /dev/cpu_dma_latency needs root)"
+            return
+        os.write(self._fd, struct.pack("i", 0))
+        self.note = "CPU idle states off during the run (/dev/cpu_dma_latency = 0)"
+
+    def _release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
