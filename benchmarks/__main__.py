@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from importlib import metadata
@@ -142,20 +143,22 @@ def threaded(service: Service, repeat: int, threads: int = 8) -> list[dict[str, 
     return rows
 
 
-def bulk(service: Service, n: int, cpus: AwakeCpus, rounds: int = 3) -> list[dict[str, Any]]:
-    """store_many of ``n`` against ``n`` store calls, ``rounds`` times each (the median), with
+def bulk(service: Service, n: int, cpus: AwakeCpus) -> list[dict[str, Any]]:
+    """store_many of ``n`` against ``n`` store calls, ``service.bulk_rounds`` times each (the
+    median), with
     the CPUs kept awake, then (``service.idle_pass``) again with their idle states on. A round
     trip costs ~20 µs in the first case and 30-100 µs in the second (closer to a network's),
     and what store_many saves is round trips."""
     rows = []
+    rounds = service.bulk_rounds
     for s in service.systems:
         if s.store_many is None:
             continue
-        speedup, times, intact = _bulk_rounds(s, n, rounds)
+        speedup, times, intact = _bulk_rounds(s, s.store_many, n, rounds)
         idle_speedup: float | str = ""
         if service.idle_pass:
             with cpus.idle_allowed():
-                idle_speedup, _times, idle_intact = _bulk_rounds(s, n, rounds)
+                idle_speedup, _times, idle_intact = _bulk_rounds(s, s.store_many, n, rounds)
             intact = [intact[0] + idle_intact[0], intact[1] + idle_intact[1]]
         batched = statistics.median(times)
         rows.append(
@@ -173,25 +176,26 @@ def bulk(service: Service, n: int, cpus: AwakeCpus, rounds: int = 3) -> list[dic
     return rows
 
 
-def _bulk_rounds(s: System, n: int, rounds: int) -> tuple[float, list[float], list[int]]:
+def _bulk_rounds(
+    s: System, store_many: Callable[[list[tuple[str, Any]]], Any], n: int, rounds: int
+) -> tuple[float, list[float], list[int]]:
     """(median speedup, store_many times, [read back intact, expected]) of ``rounds``."""
     ratios, times, intact = [], [], [0, 0]
-    if s.store_many is not None:
-        for _ in range(rounds):
-            run = uuid.uuid4().hex[:6]
-            singles = [f"b1-{run}-{i}" for i in range(n)]
-            many = [(f"bm-{run}-{i}", SMALL) for i in range(n)]
-            started = time.perf_counter()
-            for k in singles:
-                s.store(k, SMALL)
-            one_by_one = time.perf_counter() - started
-            started = time.perf_counter()
-            s.store_many(many)
-            batched = time.perf_counter() - started
-            ok, total = _intact(s, [k for k, _ in many], SMALL)
-            intact = [intact[0] + ok, intact[1] + total]
-            ratios.append(one_by_one / batched)
-            times.append(batched)
+    for _ in range(rounds):
+        run = uuid.uuid4().hex[:6]
+        singles = [f"b1-{run}-{i}" for i in range(n)]
+        many = [(f"bm-{run}-{i}", SMALL) for i in range(n)]
+        started = time.perf_counter()
+        for k in singles:
+            s.store(k, SMALL)
+        one_by_one = time.perf_counter() - started
+        started = time.perf_counter()
+        store_many(many)
+        batched = time.perf_counter() - started
+        ok, total = _intact(s, [k for k, _ in many], SMALL)
+        intact = [intact[0] + ok, intact[1] + total]
+        ratios.append(one_by_one / batched)
+        times.append(batched)
     return round(statistics.median(ratios), 1), times, intact
 
 
@@ -330,7 +334,7 @@ def _run(args: argparse.Namespace, cpus: AwakeCpus) -> None:
                     rows += single(service, SMALL, "small", small_n)
                     rows += single(service, BIG, "1MB", big_n)
                     rows += threaded(service, thread_n)
-                bulks += bulk(service, bulk_n, cpus, rounds=service.bulk_rounds)
+                bulks += bulk(service, bulk_n, cpus)
         except Exception as exc:
             failures.append(f"{key}: service skipped: {exc!r}"[:300])
             print(f"   skipped: {exc!r}", flush=True)

@@ -180,7 +180,6 @@ class _Sql:
 class _TableSql:
     """The statements of one table (results or errors), compiled at connect()."""
 
-    table: Table
     column: str  # "result" or "error"
     upsert: _Sql | None  # None: the generic update-then-insert
     update: _Sql
@@ -507,7 +506,6 @@ class SqlStorage(DataStorage):
             )
             upsert = _Sql.compile(on_duplicate, dialect)
         return _TableSql(
-            table=table,
             column=column,
             upsert=upsert,
             update=_Sql.compile(
@@ -683,7 +681,9 @@ class SqlStorage(DataStorage):
         is rolled back, a connection the server dropped (or that timed out) is closed and the
         others idle with it are too; driver errors come out as SQLAlchemy's ``DBAPIError``
         subclasses, as from Core. A transaction writes: on SQLite it waits its turn first."""
-        writer = self._queue() if transaction else None
+        writer = self._writer if transaction else None
+        if writer is not None:
+            self._wait_turn(writer)
         try:
             connections, connection, cursor, token = self._take()
             try:
@@ -707,7 +707,9 @@ class SqlStorage(DataStorage):
         """One statement as its own call: the first row it returns, or for a statement that
         returns none, the number of rows it changed. What :meth:`_cursor` does, without a
         generator: the code path of every store, retrieve and delete."""
-        writer = self._queue() if write else None
+        writer = self._writer if write else None
+        if writer is not None:
+            self._wait_turn(writer)
         try:
             connections, connection, cursor, token = self._take()
             try:
@@ -725,15 +727,13 @@ class SqlStorage(DataStorage):
             if writer is not None:
                 writer.release()
 
-    def _queue(self) -> threading.Lock | None:
-        """On SQLite, this instance's turn to write (the lock, held); None elsewhere."""
-        writer = self._writer
-        if writer is not None and not writer.acquire(timeout=self.connect_timeout):
+    def _wait_turn(self, writer: threading.Lock) -> None:
+        """Take ``writer``, the SQLite file's write queue of this instance."""
+        if not writer.acquire(timeout=self.connect_timeout):
             raise TimeoutError(
                 f"{self.storage_name}: other threads kept writing for {self.connect_timeout:g} s "
                 "(connect_timeout)"
             )
-        return writer
 
     def _failed(
         self,
@@ -996,9 +996,9 @@ class SQLite(SqlStorage):
     A file database runs in WAL mode (readers never wait for the writer); the instance's
     writers queue for their turn in the process, and writers of other processes wait on
     SQLite's busy timeout, both up to ``connect_timeout``. Its directory is created on
-    ``connect()``. ``path: ":memory:"`` keeps the results in this
-    instance's memory: one connection, calls take turns, nothing survives the process, and a
-    forked child starts empty. Everything else is as in :class:`SqlStorage`.
+    ``connect()``. ``path: ":memory:"`` keeps the results in this instance's memory: one
+    connection, calls take turns, nothing survives the process, and a forked child starts
+    empty. Everything else is as in :class:`SqlStorage`.
 
     Configuration (``path`` or ``connection_string``, not both):
 
