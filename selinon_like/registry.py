@@ -3,16 +3,19 @@
 Built-in adapters are registered as entry points of the group ``selinon_like.storages``
 (see ``pyproject.toml``); third-party packages add theirs the same way. :data:`BUILTIN`
 repeats the built-in names so they resolve even from a source checkout that is not installed.
+Importing by dotted path lives in the leaf module :mod:`selinon_like.importing`; this module
+adds what needs :class:`~selinon_like.storage.DataStorage`.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from importlib.metadata import entry_points
-from typing import Any
 
 from selinon_like.errors import ConfigError
+
+# Re-exported: adapters and tests import these from here until they move to selinon_like.importing.
+from selinon_like.importing import DRIVER_EXTRAS, import_module, import_object, missing_driver
 from selinon_like.storage import DataStorage
 
 __all__ = [
@@ -38,34 +41,6 @@ BUILTIN: dict[str, str] = {
     "s3": "storages.s3:S3Storage",
 }
 
-# top-level driver module -> the extra that installs it
-DRIVER_EXTRAS: dict[str, str] = {
-    "sqlalchemy": "sql",
-    "psycopg": "postgresql",
-    "psycopg2": "postgresql",
-    "asyncpg": "postgresql",
-    "pymysql": "mysql",
-    "MySQLdb": "mysql",
-    "mysql": "mysql",
-    "redis": "redis",
-    "pymongo": "mongodb",
-    "bson": "mongodb",
-    "boto3": "s3",
-    "botocore": "s3",
-}
-
-
-def missing_driver(exc: ModuleNotFoundError, storage: str | None = None) -> ConfigError:
-    """The error for a driver that is not installed, naming the extra that installs it."""
-    top = (exc.name or "").split(".")[0]
-    extra = DRIVER_EXTRAS.get(top)
-    hint = (
-        f"install it with: pip install 'selinon-like[{extra}]'"
-        if extra
-        else "install the package that provides it"
-    )
-    return ConfigError(f"the driver module {exc.name!r} is not installed; {hint}", storage=storage)
-
 
 def registered() -> dict[str, str]:
     """Short name -> ``module:Class`` for the built-ins and every installed entry point."""
@@ -73,38 +48,6 @@ def registered() -> dict[str, str]:
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         names[entry.name] = entry.value
     return names
-
-
-def import_object(path: str, *, what: str = "object") -> Any:
-    """Import ``package.module:attr`` or ``package.module.attr``."""
-    module_name, sep, attr = path.partition(":")
-    if not sep:
-        module_name, _dot, attr = path.rpartition(".")
-    if not module_name or not attr:
-        raise ConfigError(f"{what} {path!r} is not a dotted path like 'package.module:Name'")
-    module = import_module(module_name)
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ConfigError(f"module {module_name!r} has no {what} {attr!r}") from None
-
-
-def import_module(module_name: str) -> Any:
-    """``importlib.import_module`` with every failure as a :class:`ConfigError` (a missing
-    driver names the pip extra that installs it)."""
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in DRIVER_EXTRAS:
-            raise missing_driver(exc) from exc
-        if exc.name and module_name.startswith(exc.name):
-            raise ConfigError(
-                f"module {module_name!r} cannot be imported ({exc}); check the spelling, or "
-                "install the package that provides it"
-            ) from exc
-        raise ConfigError(f"importing {module_name!r} failed: {exc}") from exc
-    except Exception as exc:
-        raise ConfigError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def import_class(module_name: str | None, classname: str) -> type[DataStorage]:

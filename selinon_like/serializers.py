@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 from selinon_like.errors import ConfigError, SerializationError
+from selinon_like.importing import import_module, import_object
 
 __all__ = [
     "JsonSerializer",
@@ -286,8 +287,6 @@ def get_serializer(spec: str) -> Serializer:
         return JSON
     if spec == "pickle":
         return PICKLE
-    from selinon_like.registry import import_module, import_object
-
     if "." not in spec and ":" not in spec:
         obj = import_module(spec)  # a module with dumps/loads, e.g. ``marshal``
     else:
