@@ -7,6 +7,7 @@ under threads and ``fork``. Adapters subclass :class:`DataStorage`.
 
 from __future__ import annotations
 
+from selinon_like.error_records import make_error_record
 from selinon_like.errors import (
     ConfigError,
     ResultNotFound,
@@ -19,7 +20,7 @@ from selinon_like.errors import (
 from selinon_like.keys import Key
 from selinon_like.pool import StorageHealth, StoragePool
 from selinon_like.retry import RetryPolicy
-from selinon_like.storage import DataStorage, make_error_record
+from selinon_like.storage import DataStorage
 from selinon_like.streams import Digest
 
 __version__ = "0.1.0"

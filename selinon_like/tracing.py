@@ -68,7 +68,7 @@ class OperationStats:
 
 
 class Observer:
-    """Receives every operation of one storage instance (see :meth:`DataStorage._call`)."""
+    """Receives every operation of one storage instance (see :mod:`selinon_like.layers`)."""
 
     def __init__(
         self, storage_name: str, tracers: Sequence[Tracer] = (), secrets: Sequence[str] = ()
@@ -82,7 +82,12 @@ class Observer:
         self.cache_misses = 0
 
     def event(
-        self, storage: Any, op: str, key: Key | None, duration: float, error: BaseException | None
+        self,
+        storage: Any,
+        op: str,
+        key: Key | None,
+        duration: float = 0.0,
+        error: BaseException | None = None,
     ) -> None:
         if op == "retry":
             self.retries += 1

@@ -1,0 +1,327 @@
+"""The layers every storage operation passes through, composed once, outermost first:
+
+1. :func:`checked` — the key (or every key of a bulk call) is validated before anything else:
+   a bad key is a ``TypeError``/``ValueError`` that never reaches the service, the cache or
+   the statistics.
+2. :func:`cached` — a ``retrieve`` may be served from the storage's read cache (a hit costs no
+   lock and no I/O); a write refreshes or evicts what it changed.
+3. :func:`observed` — the trace/stats observer sees the operation once, with its duration and
+   outcome (the error it raised, already translated).
+4. :func:`translated` — a driver exception becomes :class:`StorageError`, or
+   :class:`StorageUnavailable` when the adapter calls it transient, chained with ``from``, its
+   text scrubbed of the storage's secrets.
+5. :func:`retried` — a transient driver error is retried under the storage's
+   :class:`~selinon_like.retry.RetryPolicy`, with ``recover()`` between attempts; the first
+   attempt costs nothing extra.
+6. :func:`locked` — an adapter with ``thread_safe = False`` (and every ``connect`` /
+   ``disconnect``) runs each attempt under the instance's ``RLock``; the lock is not held
+   while a retry waits.
+
+Then the adapter's own method runs. Each layer is a function taking the next handler and
+returning its own, so each can be tested alone; :data:`run` is the whole chain. A call made from
+inside an operation on the same instance and thread (an adapter's ``store`` calling
+``super().store()``, a default ``store_many`` calling ``store``) is part of the outer operation:
+:func:`nested` runs it with the lock only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from selinon_like.errors import SelinonLikeError, StorageError, StorageUnavailable
+from selinon_like.keys import Key, check_key, pack_key
+from selinon_like.masking import scrub
+from selinon_like.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from selinon_like.cache import ResultCache
+    from selinon_like.serializers import Serializer
+    from selinon_like.tracing import Observer
+
+__all__ = [
+    "LAYERS",
+    "Call",
+    "Handler",
+    "checked",
+    "guarded_iter",
+    "locked",
+    "nested",
+    "observed",
+    "retried",
+    "run",
+    "translated",
+]
+
+log = logging.getLogger("selinon_like")
+
+# Operations that always run under the instance lock, even on a thread-safe adapter.
+ALWAYS_LOCKED = frozenset({"connect", "disconnect"})
+# Operations whose input cannot be replayed: never retried.
+NOT_RETRIED = frozenset({"store_stream", "retrieve_stream"})
+# Writes whose keys the read cache must forget (or refresh, for ``store``).
+_CACHE_WRITES = frozenset({"store", "delete", "store_many", "delete_many", "store_stream"})
+# Errors that are ours (or the adapter's "not offered"), never translated or retried.
+_OURS = (SelinonLikeError, NotImplementedError)
+
+
+class Operated(Protocol):
+    """What the layers use of a storage (``DataStorage`` has all of it)."""
+
+    storage_name: str
+    serializer: Serializer
+    retry_policy: RetryPolicy
+    cache: ResultCache | None
+    observer: Observer | None
+    _lock: threading.RLock
+    _secrets: list[str]
+
+    @property
+    def thread_safe(self) -> bool: ...
+
+    def is_transient(self, exc: BaseException) -> bool: ...
+
+    def recover(self, exc: BaseException) -> None: ...
+
+
+class Call:
+    """One operation on its way through the layers."""
+
+    __slots__ = ("args", "fn", "items", "key", "kwargs", "op", "storage")
+
+    def __init__(
+        self,
+        storage: Operated,
+        op: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        key: Key | None = None,
+        items: Sequence[tuple[Any, ...]] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.op = op
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.key = key
+        self.items = items  # the tuples of a bulk call, each starting with a key triple
+
+    def invoke(self) -> Any:
+        """Run the adapter's own method."""
+        return self.fn(self.storage, *self.args, **self.kwargs)
+
+    def describe(self) -> str:
+        """``store of '<packed key>'``: the operation and key, for messages."""
+        if self.key is None:
+            return self.op
+        text = pack_key(*self.key)
+        if len(text) > 200:
+            text = text[:200] + "…"
+        return f"{self.op} of {text!r}"
+
+    def failure(self, exc: BaseException) -> str:
+        """The driver error's text, scrubbed of the storage's secrets."""
+        return scrub(f"{type(exc).__name__}: {exc}", self.storage._secrets)
+
+
+Handler = Callable[[Call], Any]
+Layer = Callable[[Handler], Handler]
+
+
+def checked(inner: Handler) -> Handler:
+    def handle(call: Call) -> Any:
+        if call.key is not None:
+            check_key(*call.key)
+        if call.items is not None:
+            for item in call.items:
+                check_key(item[0], item[1], item[2])
+        return inner(call)
+
+    return handle
+
+
+def cached(inner: Handler) -> Handler:
+    def handle(call: Call) -> Any:
+        storage = call.storage
+        cache = storage.cache
+        if cache is None:
+            return inner(call)
+        op = call.op
+        if op == "retrieve" and call.key is not None:
+            hit, value = cache.get(call.key)
+            if storage.observer is not None:
+                storage.observer.event(storage, "cache_hit" if hit else "cache_miss", call.key)
+            if hit:
+                return value
+            result = inner(call)
+            cache.put(call.key, result, storage.serializer)
+            return result
+        if op not in _CACHE_WRITES:
+            return inner(call)
+        try:
+            result = inner(call)
+        except BaseException:
+            _forget(cache, call)  # the write may have happened: the cached copy is suspect
+            raise
+        if op == "store" and call.key is not None:
+            stored = call.args[3] if len(call.args) > 3 else call.kwargs["result"]
+            cache.put(call.key, stored, storage.serializer)
+        else:
+            _forget(cache, call)
+        return result
+
+    return handle
+
+
+def _forget(cache: ResultCache, call: Call) -> None:
+    if call.key is not None:
+        cache.evict(call.key)
+    for item in call.items or ():
+        cache.evict((item[0], item[1], item[2]))
+
+
+def observed(inner: Handler) -> Handler:
+    def handle(call: Call) -> Any:
+        storage = call.storage
+        observer = storage.observer
+        if observer is None:
+            return inner(call)
+        started = time.perf_counter()
+        try:
+            result = inner(call)
+        except BaseException as exc:
+            observer.event(storage, call.op, call.key, time.perf_counter() - started, exc)
+            raise
+        observer.event(storage, call.op, call.key, time.perf_counter() - started)
+        return result
+
+    return handle
+
+
+def translated(inner: Handler) -> Handler:
+    def handle(call: Call) -> Any:
+        try:
+            return inner(call)
+        except _OURS:
+            raise
+        except Exception as exc:
+            raise translate(call, exc) from exc
+
+    return handle
+
+
+def translate(call: Call, exc: BaseException) -> StorageError:
+    """The :class:`StorageError` a driver exception raised by ``call`` becomes."""
+    storage = call.storage
+    transient = storage.is_transient(exc)
+    detail = call.failure(exc)
+    attempts = storage.retry_policy.attempts
+    if transient and attempts > 1 and call.op not in NOT_RETRIED:
+        detail += f" (after {attempts} attempts)"
+    kind = StorageUnavailable if transient else StorageError
+    return kind(f"{storage.storage_name}: {call.describe()} failed: {detail}")
+
+
+def retried(inner: Handler) -> Handler:
+    def handle(call: Call) -> Any:
+        try:
+            return inner(call)  # the first attempt: no set-up at all
+        except _OURS:
+            raise
+        except Exception as exc:
+            storage = call.storage
+            if call.op in NOT_RETRIED or not storage.is_transient(exc):
+                raise
+            error: Exception = exc
+        policy = storage.retry_policy
+        started = time.perf_counter()
+        for attempt in range(1, policy.attempts):
+            delay = policy.delay(attempt - 1)
+            log.warning(
+                "%s: %s failed (%s), retry %d of %d in %.3fs",
+                storage.storage_name,
+                call.describe(),
+                call.failure(error),
+                attempt,
+                policy.attempts - 1,
+                delay,
+            )
+            if storage.observer is not None:
+                duration = time.perf_counter() - started
+                storage.observer.event(storage, "retry", call.key, duration, error)
+            time.sleep(delay)
+            storage.recover(error)
+            try:
+                return inner(call)
+            except _OURS:
+                raise
+            except Exception as exc:
+                if not storage.is_transient(exc):
+                    raise
+                error = exc
+        raise error
+
+    return handle
+
+
+def locked(inner: Handler) -> Handler:
+    def handle(call: Call) -> Any:
+        storage = call.storage
+        if storage.thread_safe and call.op not in ALWAYS_LOCKED:
+            return inner(call)
+        with storage._lock:
+            return inner(call)
+
+    return handle
+
+
+def invoke(call: Call) -> Any:
+    return call.invoke()
+
+
+LAYERS: tuple[Layer, ...] = (checked, cached, observed, translated, retried, locked)
+
+
+def compose(layers: Sequence[Layer], core: Handler = invoke) -> Handler:
+    """``layers`` around ``core``, the first outermost."""
+    handler = core
+    for layer in reversed(layers):
+        handler = layer(handler)
+    return handler
+
+
+run: Handler = compose(LAYERS)
+
+
+nested: Handler = checked(locked(invoke))
+"""An operation called from inside another on the same instance and thread: the key check and
+the lock (an ``RLock``, already held when the adapter is not thread-safe), nothing else."""
+
+
+def guarded_iter(storage: Operated, op: str, iterator: Iterator[Any]) -> Iterator[Any]:
+    """Iterate a driver's iterator with the lock held per step (unless the adapter is
+    thread-safe) and its errors translated."""
+    lock = None if storage.thread_safe else storage._lock
+    call = Call(storage, op, _no_fn, (), {})
+    while True:
+        try:
+            if lock is None:
+                item = next(iterator)
+            else:
+                with lock:
+                    item = next(iterator)
+        except StopIteration:
+            return
+        except _OURS:
+            raise
+        except Exception as exc:
+            raise translate(call, exc) from exc
+        yield item
+
+
+def _no_fn(storage: Any) -> None:  # the Call of an iteration step has no method of its own
+    return None
