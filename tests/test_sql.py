@@ -37,6 +37,7 @@ from selinon_like.testing import StorageContract
 from storages.mysql import MySQL
 from storages.postgresql import PostgreSQL
 from storages.sql import SQLite, SqlStorage
+from storages.sql.statements import TableSql
 
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
@@ -137,7 +138,12 @@ class SqlGuarantees:
         self, storage: SqlStorage, flow: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """The path for dialects with no native upsert, exercised on this one."""
-        monkeypatch.setattr(storage, "_upsert_style", "generic")
+        generic = {
+            column: TableSql.compile(storage.engine.dialect, sql.table, column, "generic")
+            for column, sql in storage._sql.items()
+        }
+        assert all(sql.upsert is None for sql in generic.values())
+        monkeypatch.setattr(storage, "_sql", generic)
         first = storage.store(flow, "t", "1", 1)
         assert storage.store(flow, "t", "1", 2) == first
         assert storage.retrieve(flow, "t", "1") == 2
@@ -192,17 +198,17 @@ class SqlGuarantees:
         self, storage: SqlStorage, flow: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """The first batch reached the database inside BEGIN; the failure rolls it back."""
-        import storages.sql as sql_module
+        import storages.sql.adapter as adapter_module
 
         storage.store(flow, "t", "kept", "before")
-        real_batches = sql_module._batches
+        real_batches = adapter_module.batches
 
         def first_then_fail(*args: Any, **kwargs: Any) -> Iterator[Any]:
             batches = real_batches(*args, **kwargs)
             yield next(batches)
             raise RuntimeError("the disk is on fire")
 
-        monkeypatch.setattr(sql_module, "_batches", first_then_fail)
+        monkeypatch.setattr(adapter_module, "batches", first_then_fail)
         items = [(flow, "t", str(i), i) for i in range(1200)] + [(flow, "t", "kept", "after")]
         with pytest.raises(StorageError, match="the disk is on fire"):
             storage.store_many(items)
@@ -260,7 +266,7 @@ class TestSQLiteFile(StorageContract, SqlGuarantees):
         """This instance's writers take turns on a lock (SQLite would make them poll with
         sleeps of 1-100 ms); reads go on while a write is queued."""
         storage.store(flow, "t", "read", "before")
-        writer = storage._writer
+        writer = storage._calls.writer
         assert writer is not None
         done: list[str] = []
         with writer:  # another thread of this instance is "writing"
@@ -286,10 +292,11 @@ class TestSQLiteFile(StorageContract, SqlGuarantees):
     def test_a_writer_queued_past_connect_timeout_is_unavailable(
         self, storage: SqlStorage, flow: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(storage, "connect_timeout", 0.2)
+        monkeypatch.setattr(storage._calls, "write_wait", 0.2)
         monkeypatch.setattr(storage, "retry_policy", NO_RETRY)
-        assert storage._writer is not None
-        with storage._writer, pytest.raises(StorageUnavailable, match=r"kept writing for 0\.2 s"):
+        writer = storage._calls.writer
+        assert writer is not None
+        with writer, pytest.raises(StorageUnavailable, match=r"kept writing for 0\.2 s"):
             storage.store(flow, "t", "1", 1)
         storage.store(flow, "t", "1", 2)  # the queue works again once the writer is done
         assert storage.retrieve(flow, "t", "1") == 2
@@ -366,13 +373,13 @@ class TestConnectionLimits:
     def test_connections_beyond_pool_size_close_once_idle(
         self, make: Callable[..., SqlStorage], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        import storages.sql as sql_module
+        import storages.sql.pool as pool_module
 
         storage = make(pool_size=1, max_overflow=5)
         assert _hammer(storage, threads=6, calls=30, flow="surplus") == []
-        connections = storage._connections
+        connections = storage._calls.connections
         assert connections is not None and connections._open >= 2  # surplus kept for reuse
-        monkeypatch.setattr(sql_module, "_SURPLUS_IDLE", 0.0)
+        monkeypatch.setattr(pool_module, "SURPLUS_IDLE", 0.0)
         for i in range(10):
             storage.store("surplus", "t", str(i), i)
         assert connections._open == 1 and len(connections._idle) == 1
@@ -380,12 +387,12 @@ class TestConnectionLimits:
     def test_a_call_that_finds_every_connection_busy_fails_clearly(
         self, make: Callable[..., SqlStorage], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        import storages.sql as sql_module
+        import storages.sql.pool as pool_module
 
-        monkeypatch.setattr(sql_module, "_POOL_WAIT", 0.3)
+        monkeypatch.setattr(pool_module, "POOL_WAIT", 0.3)
         storage = make(pool_size=1, max_overflow=0)
         with (
-            storage._cursor(),  # holds the only connection
+            storage._calls.cursor(),  # holds the only connection
             pytest.raises(StorageUnavailable, match=r"connections stayed busy for 0\.3 s"),
         ):
             storage.store("busy", "t", "1", 1)
@@ -606,7 +613,8 @@ def test_a_16_mib_result_round_trips(
 def test_a_result_over_max_allowed_packet_is_a_clear_error(mysql_url: str) -> None:
     storage = MySQL(connection_string=mysql_url, table_name=_table())
     for _ in _connected(storage, mysql_url):
-        limit = storage._max_packet
+        assert storage._mysql is not None
+        limit = storage._mysql.max_packet
         assert limit is not None
         storage.store("F", "t", "1", "kept")
         with pytest.raises(StorageError, match="max_allowed_packet") as info:
@@ -651,7 +659,7 @@ def test_killed_connections_do_not_fail_the_next_call(
         for round_ in range(3):
             storage.store("F", "t", str(round_), round_)
             # One thread so far: the storage holds one connection, the one every call used.
-            with storage._cursor() as cursor:
+            with storage._calls.cursor() as cursor:
                 cursor.execute(whoami)
                 session = cursor.fetchone()[0]
             admin = sa.create_engine(url)
@@ -661,7 +669,7 @@ def test_killed_connections_do_not_fail_the_next_call(
             finally:
                 admin.dispose()
             assert storage.retrieve("F", "t", str(round_)) == round_
-            with storage._cursor() as cursor:
+            with storage._calls.cursor() as cursor:
                 cursor.execute(whoami)
                 assert cursor.fetchone()[0] != session
 

@@ -1,0 +1,490 @@
+"""``SqlStorage`` and ``SQLite``: the adapter itself — its configuration, connect and
+disconnect, and the contract's operations on the compiled statements
+(:mod:`~storages.sql.statements`), run by the :class:`~storages.sql.execution.Executor` on the
+instance's connections (:mod:`~storages.sql.pool`), with each database's quirks from
+:mod:`~storages.sql.dialects`."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from selinon_like import options
+from selinon_like.error_records import (
+    ErrorRecord,
+    ExcInfo,
+    dump_error_record,
+    load_error_record,
+    make_error_record,
+    record_key,
+)
+from selinon_like.errors import ConfigError
+from selinon_like.importing import missing_driver
+from selinon_like.keys import Key, key_digest
+from selinon_like.masking import mask_url
+from selinon_like.storage import DataStorage
+from storages.sql.dialects import (
+    MySqlSession,
+    Quirks,
+    engine_options,
+    is_permanent,
+    prepare_sqlite,
+    scheme,
+    with_default_driver,
+)
+from storages.sql.execution import Executor
+from storages.sql.statements import (
+    BATCH_BYTES,
+    BATCH_ROWS,
+    PAGE,
+    TableSql,
+    batches,
+    make_row,
+    tables,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
+    from sqlalchemy.engine import URL, Engine
+
+__all__ = ["SQLite", "SqlStorage"]
+
+# 48 characters leave room for "_errors" and constraint names within PostgreSQL's 63.
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
+# How long a call may wait for the server: statement_timeout (else this) + connect_timeout.
+_IO_TIMEOUT = 300.0
+
+
+class SqlStorage(DataStorage):
+    """Results in a SQL database through SQLAlchemy 2 Core, for any SQLAlchemy URL.
+
+    Two tables, created on ``connect()`` when missing: ``<table_name>`` for results and
+    ``<table_name>_errors`` for error records (one row per key: the last error), so errors never
+    shadow results. Each row holds ``flow_name``, ``task_name``, ``task_id`` (unbounded text, kept
+    exactly), ``key_digest`` (SHA-256 of the key, the primary key), the serializer's bytes
+    (``LargeBinary``: ``bytea`` on PostgreSQL, ``BLOB`` on SQLite, ``LONGBLOB`` on MySQL/MariaDB —
+    room for results of 64 MB and more), ``created_at`` and ``updated_at``. ``store`` is one
+    atomic upsert (``ON CONFLICT`` on PostgreSQL/SQLite, ``ON DUPLICATE KEY`` on MySQL/MariaDB,
+    update-then-insert in one transaction elsewhere) and returns the row's ``key_digest`` (64 hex
+    digits), the same for every store of the same key.
+    ``store_many`` is one transaction of batched upserts (500 rows each, fewer for big
+    results: pipelined by psycopg, multi-row statements with PyMySQL) and ``retrieve_many`` one
+    ``SELECT … WHERE key_digest IN (…)`` per 500 keys.
+
+    One engine and one pool of connections per instance; each call takes a connection for
+    itself, so calls from many threads run concurrently. With the drivers we ship (psycopg,
+    PyMySQL, sqlite3) connections run in autocommit mode and ``store``, ``retrieve`` and
+    ``delete`` are one statement and one round trip each, on statements compiled once;
+    ``store_many`` is one ``BEGIN … COMMIT``. Any failure rolls back. Connections are not
+    pinged before use: a connection the server dropped (a restart, an idle timeout) fails its
+    call, is closed with every idle one, and the call is retried under the storage's
+    ``retry`` policy on a new connection. Dropped connections, timeouts and lock waits are
+    transient: retried, then :class:`~selinon_like.StorageUnavailable`. No call waits for the
+    server longer than ``statement_timeout`` + ``connect_timeout`` (300 s + ``connect_timeout``
+    when ``statement_timeout`` is unset): PyMySQL's socket timeouts, and on PostgreSQL, whose
+    driver has none, a watchdog that shuts the socket of an overdue call. A forked child never
+    uses or closes its parent's connections.
+
+    URLs: ``postgresql://`` and ``postgres://`` mean ``postgresql+psycopg://`` (extra
+    ``postgresql``), ``mysql://`` means ``mysql+pymysql://`` (extra ``mysql``); any other
+    SQLAlchemy URL works with its driver installed. A missing driver is a
+    :class:`~selinon_like.ConfigError` naming the extra. On MySQL/MariaDB PyMySQL sends a result
+    hex-encoded, so the server's ``max_allowed_packet`` must be twice its size (MariaDB's default
+    16 MB takes results up to about 8 MB; a larger one fails at once with a
+    :class:`~selinon_like.StorageError` that says so). SQLite: a file database runs in WAL
+    mode with a busy timeout and a write queue per instance, so many threads and processes
+    share it; an in-memory one (``sqlite://``) is private to the instance, which then
+    serialises its calls.
+
+    Configuration:
+
+    ``connection_string`` (str, required)
+        the SQLAlchemy URL, e.g. ``postgresql://user:password@host:5432/db`` (the password
+        never appears in a repr, log line or error).
+    ``echo`` (bool, default ``false``)
+        log every SQL statement (SQLAlchemy's ``echo``).
+    ``encoding`` (str, default none)
+        the client encoding: PostgreSQL ``client_encoding``, MySQL ``charset`` (``utf-8`` means
+        ``utf8mb4``, the default); SQLite always uses UTF-8 and ignores it.
+    ``table_name`` (str, default ``"selinon_results"``)
+        the results table; errors go to ``<table_name>_errors``. Letters, digits and ``_``.
+    ``pool_size`` (int, default ``5``), ``max_overflow`` (int, default ``10``)
+        connections kept open, and extra ones opened under load (not for in-memory SQLite).
+    ``connect_timeout`` (float, default ``10``)
+        seconds to wait for a connection (PostgreSQL/MySQL ``connect_timeout``); for SQLite
+        how long a writer waits for its turn (the write queue, then the busy timeout).
+    ``statement_timeout`` (float, default none)
+        seconds a statement may run: PostgreSQL ``statement_timeout``, MariaDB
+        ``max_statement_time``, MySQL ``max_execution_time``; ignored by other dialects.
+        The client gives up on a call after this plus ``connect_timeout`` (300 s plus
+        ``connect_timeout`` without it), so a silent or hung server never hangs a call.
+
+    Example::
+
+        storages:
+          - name: Results
+            import: storages.sql
+            classname: SqlStorage
+            configuration:
+              connection_string: postgresql://selinon:${PGPASSWORD}@db:5432/selinon
+              table_name: selinon_results
+              pool_size: 10
+              connect_timeout: 5
+    """
+
+    thread_safe = True  # an engine per instance; no connection or session is shared by calls
+    _results: Table
+    _errors: Table
+    # URL schemes a named variant accepts (None: any).
+    schemes: ClassVar[tuple[str, ...] | None] = None
+
+    def __init__(
+        self,
+        connection_string: str,
+        echo: bool = False,
+        encoding: str | None = None,
+        table_name: str = "selinon_results",
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        connect_timeout: float = 10.0,
+        statement_timeout: float | None = None,
+    ) -> None:
+        self.connection_string = options.as_str("connection_string", connection_string)
+        if self.schemes is not None and scheme(self.connection_string) not in self.schemes:
+            raise ConfigError(
+                f"{type(self).__name__} needs a {' or '.join(self.schemes)} URL, not "
+                f"{mask_url(self.connection_string)!r}; use storages.sql:SqlStorage for others",
+                key="connection_string",
+            )
+        self.echo = options.as_bool("echo", echo)
+        self.encoding = None if encoding is None else options.as_str("encoding", encoding)
+        self.table_name = options.as_str("table_name", table_name)
+        if not _TABLE_NAME.fullmatch(self.table_name):
+            raise ConfigError(
+                "must be 1 to 48 letters, digits or '_', not starting with a digit, "
+                f"not {self.table_name!r}",
+                key="table_name",
+            )
+        self.pool_size = options.as_int("pool_size", pool_size, minimum=1)
+        self.max_overflow = options.as_int("max_overflow", max_overflow, minimum=0)
+        self.connect_timeout = options.as_float("connect_timeout", connect_timeout, minimum=0.001)
+        self.statement_timeout = (
+            None
+            if statement_timeout is None
+            else options.as_float("statement_timeout", statement_timeout, minimum=0.001)
+        )
+        self._executor: Executor | None = None
+        self._sql: dict[str, TableSql] = {}
+        self._mysql: MySqlSession | None = None
+
+    # -- connection -----------------------------------------------------------------------
+
+    def _url(self) -> URL:
+        """The URL to connect to, with a plain scheme mapped to the driver we ship."""
+        return with_default_driver(self.connection_string)
+
+    @property
+    def io_timeout(self) -> float:
+        """Seconds a call may wait for the server before the client gives up."""
+        return (self.statement_timeout or _IO_TIMEOUT) + self.connect_timeout
+
+    def connect(self) -> None:
+        if self._executor is not None:
+            return
+        try:
+            import sqlalchemy as sa
+        except ModuleNotFoundError as exc:
+            raise missing_driver(exc, self.storage_name) from exc
+        try:
+            url = self._url()
+            engine = sa.create_engine(url, **engine_options(url, self))
+        except ModuleNotFoundError as exc:
+            raise missing_driver(exc, self.storage_name) from exc
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot use the URL {mask_url(self.connection_string)!r}: {exc}",
+                storage=self.storage_name,
+                key="connection_string",
+            ) from exc
+        self._results, self._errors = tables(self.table_name)
+        quirks = Quirks.of(url, engine.dialect)
+        self._mysql = None
+        try:
+            if quirks.backend == "sqlite":
+                prepare_sqlite(engine, url)
+            if quirks.backend in ("mysql", "mariadb"):
+                self._mysql = MySqlSession(self.storage_name, self.statement_timeout)
+                sa.event.listen(engine, "connect", self._mysql.on_connect)
+            self._create_tables(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        self._sql = {
+            column: TableSql.compile(engine.dialect, table, column, quirks.upsert)
+            for column, table in (("result", self._results), ("error", self._errors))
+        }
+        self._executor = Executor(
+            engine,
+            quirks,
+            name=self.storage_name,
+            keep=self.pool_size,
+            limit=self.pool_size + self.max_overflow,
+            io_timeout=self.io_timeout,
+            write_wait=self.connect_timeout,
+            new_database=self._create_tables,
+        )
+
+    def _create_tables(self, engine: Engine) -> None:
+        metadata = self._results.metadata
+        try:
+            metadata.create_all(engine, checkfirst=True)
+        except Exception:
+            # Another process may have created them between the check and CREATE TABLE.
+            import sqlalchemy as sa
+
+            names = set(sa.inspect(engine).get_table_names())
+            if not {self._results.name, self._errors.name} <= names:
+                raise
+
+    def disconnect(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.close()
+
+    def is_connected(self) -> bool:
+        return self._executor is not None
+
+    @property
+    def _calls(self) -> Executor:
+        executor = self._executor
+        if executor is None:
+            raise RuntimeError(f"{self.storage_name} is not connected: call connect() first")
+        return executor
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine of this instance (connected storages only)."""
+        return self._calls.engine
+
+    def is_transient(self, exc: BaseException) -> bool:
+        errors = sys.modules.get("sqlalchemy.exc")  # never import SQLAlchemy just to classify
+        if errors is not None:
+            if isinstance(exc, (errors.DisconnectionError, errors.TimeoutError)):
+                return True
+            if isinstance(exc, errors.DBAPIError):
+                if exc.connection_invalidated:
+                    return True
+                if isinstance(exc, errors.OperationalError):
+                    return not is_permanent(exc.orig)
+                if isinstance(exc, errors.IntegrityError) and self._generic_upsert():
+                    return True  # update-then-insert raced another insert: again, it updates
+        return super().is_transient(exc)
+
+    def _generic_upsert(self) -> bool:
+        return any(sql.upsert is None for sql in self._sql.values())
+
+    def ping(self) -> bool:
+        with self._calls.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        return True
+
+    # -- rows -----------------------------------------------------------------------------
+
+    def _write(self, sql: TableSql, row: dict[str, Any]) -> str:
+        """Insert or replace one row; its id (the key digest). One statement where the
+        dialect has an upsert."""
+        if sql.upsert is None:
+            self._write_many(sql, [row])
+        else:
+            if self._mysql is not None:
+                self._mysql.check([row], sql.column)
+            self._calls.run(sql.upsert, row, write=True)
+        return str(row["key_digest"])
+
+    def _write_many(self, sql: TableSql, rows: list[dict[str, Any]]) -> None:
+        """Insert or replace rows of distinct keys in one transaction."""
+        max_bytes = BATCH_BYTES
+        if self._mysql is not None:
+            self._mysql.check(rows, sql.column)
+            max_bytes = self._mysql.batch_bytes()
+        with self._calls.cursor(transaction=True) as cursor:
+            for batch in batches(rows, sql.column, max_bytes):
+                if sql.upsert is not None:
+                    # psycopg pipelines the statements; PyMySQL sends one multi-row INSERT.
+                    cursor.executemany(sql.upsert.text, [sql.upsert.args(r) for r in batch])
+                    continue
+                for row in batch:
+                    cursor.execute(sql.update.text, sql.update.args(row))
+                    if cursor.rowcount < 1:
+                        cursor.execute(sql.insert.text, sql.insert.args(row))
+
+    def _by_digest(self, cursor: Any, sql: TableSql, digests: list[str]) -> Iterator[Any]:
+        """``(key_digest, data)`` of the rows with these digests: one SELECT … IN per 500."""
+        for start in range(0, len(digests), BATCH_ROWS):
+            batch = digests[start : start + BATCH_ROWS]
+            stmt = sql.select_in(len(batch))
+            cursor.execute(stmt.text, stmt.in_list(batch))
+            yield from cursor.fetchall()
+
+    def _load(self, sql: TableSql, key: Key) -> bytes | None:
+        found = self._calls.run(sql.load, {"key_digest": key_digest(*key)})
+        return None if found is None else bytes(found[0])
+
+    # -- the contract ---------------------------------------------------------------------
+
+    def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
+        key = (flow_name, task_name, task_id)
+        return self._write(
+            self._sql["result"], make_row(key, "result", self.serializer.dumps(result))
+        )
+
+    def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
+        data = self._load(self._sql["result"], (flow_name, task_name, task_id))
+        if data is None:
+            raise self.not_found(flow_name, task_name, task_id)
+        return self.serializer.loads(data)
+
+    def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
+        digest = key_digest(flow_name, task_name, task_id)
+        if not self._calls.run(self._sql["result"].delete, {"key_digest": digest}, write=True):
+            raise self.not_found(flow_name, task_name, task_id)
+
+    def store_error(
+        self,
+        node_args: Any,
+        flow_name: str,
+        task_name: str,
+        task_id: str,
+        exc_info: ExcInfo | BaseException,
+    ) -> str:
+        record = make_error_record(node_args, flow_name, task_name, task_id, exc_info)
+        return self._write_error(record)
+
+    def store_error_record(self, record: ErrorRecord) -> str:
+        return self._write_error(record)
+
+    def _write_error(self, record: ErrorRecord) -> str:
+        row = make_row(record_key(record), "error", dump_error_record(record))
+        return self._write(self._sql["error"], row)
+
+    def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> ErrorRecord:
+        data = self._load(self._sql["error"], (flow_name, task_name, task_id))
+        if data is None:
+            raise self.not_found(flow_name, task_name, task_id, "error record")
+        return load_error_record(data)
+
+    def store_many(self, items: Iterable[tuple[str, str, str, Any]]) -> list[str]:
+        # Serialize everything first: one bad result stores nothing.
+        dumps = self.serializer.dumps
+        rows = [make_row((f, t, i), "result", dumps(r)) for f, t, i, r in items]
+        if not rows:
+            return []
+        # One row per key (the last result given wins): an upsert may touch a row only once.
+        unique = {row["key_digest"]: row for row in rows}
+        self._write_many(self._sql["result"], list(unique.values()))
+        return [row["key_digest"] for row in rows]
+
+    def retrieve_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
+        by_digest = {key_digest(*key): key for key in keys}
+        with self._calls.cursor() as cursor:
+            found = {
+                by_digest[digest]: bytes(data)
+                for digest, data in self._by_digest(cursor, self._sql["result"], [*by_digest])
+            }
+        return {key: self.serializer.loads(data) for key, data in found.items()}
+
+    def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
+        return self._keys(self._sql["result"], flow_name)
+
+    def iter_error_keys(self, flow_name: str | None = None) -> Iterator[Key]:
+        return self._keys(self._sql["error"], flow_name)
+
+    def _keys(self, sql: TableSql, flow_name: str | None) -> Iterator[Key]:
+        page = sql.key_page(by_flow=flow_name is not None)
+        last = ""
+        while True:  # pages by digest, each its own statement: no transaction held between them
+            with self._calls.cursor() as cursor:
+                cursor.execute(page.text, page.args({"last": last, "flow": flow_name}))
+                rows = cursor.fetchall()
+            for _digest, flow, task, task_id in rows:
+                # Exact match in Python too: a collation may compare "a" and "a " as equal.
+                if flow_name is None or flow == flow_name:
+                    yield (flow, task, task_id)
+            if len(rows) < PAGE:
+                return
+            last = rows[-1][0]
+
+
+class SQLite(SqlStorage):
+    """:class:`SqlStorage` on SQLite, the embedded default: no server, one file.
+
+    A file database runs in WAL mode (readers never wait for the writer); the instance's
+    writers queue for their turn in the process, and writers of other processes wait on
+    SQLite's busy timeout, both up to ``connect_timeout``. Its directory is created on
+    ``connect()``. ``path: ":memory:"`` keeps the results in this instance's memory: one
+    connection, calls take turns, nothing survives the process, and a forked child starts
+    empty. Everything else is as in :class:`SqlStorage`.
+
+    Configuration (``path`` or ``connection_string``, not both):
+
+    ``path`` (str, default none)
+        the database file (``":memory:"`` for an in-memory database).
+    ``connection_string`` (str, default none)
+        a ``sqlite://`` URL instead, e.g. ``sqlite:////var/lib/app/results.sqlite``.
+    ``echo`` (bool, default ``false``)
+        log every SQL statement.
+    ``encoding`` (str, default none)
+        accepted for Selinon's configurations and ignored: SQLite stores UTF-8.
+    ``table_name`` (str, default ``"selinon_results"``)
+        the results table; errors go to ``<table_name>_errors``.
+    ``pool_size`` (int, default ``5``), ``max_overflow`` (int, default ``10``)
+        connections kept open, and extra ones under load (file databases).
+    ``connect_timeout`` (float, default ``10``)
+        seconds a writer waits for its turn (behind the instance's other writers, or another
+        process's: SQLite's busy timeout).
+
+    Example::
+
+        storages:
+          - name: Embedded
+            classname: sqlite
+            configuration:
+              path: ${SELINON_LIKE_DATA:-./var}/results.sqlite
+    """
+
+    schemes = ("sqlite",)
+
+    def __init__(
+        self,
+        path: str | None = None,
+        connection_string: str | None = None,
+        echo: bool = False,
+        encoding: str | None = None,
+        table_name: str = "selinon_results",
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if (path is None) == (connection_string is None):
+            raise ConfigError("give either 'path' or 'connection_string' (one of them)", key="path")
+        self.path = None if path is None else options.as_str("path", path)
+        super().__init__(
+            connection_string=connection_string if connection_string is not None else "sqlite://",
+            echo=echo,
+            encoding=encoding,
+            table_name=table_name,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            connect_timeout=connect_timeout,
+        )
+
+    def _url(self) -> URL:
+        if self.path is None:
+            return super()._url()
+        from sqlalchemy.engine import URL
+
+        # URL.create, not string formatting: a path may hold "?", "#" or "%".
+        return URL.create("sqlite", database=None if self.path == ":memory:" else self.path)

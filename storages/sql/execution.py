@@ -1,0 +1,228 @@
+"""How the SQL adapter's calls run on its pooled connections.
+
+:meth:`Executor.run` sends one statement as a call of its own (every store, retrieve and
+delete: one round trip on an autocommit connection); :meth:`Executor.cursor` lends a cursor
+for a call of several statements, in one transaction if asked. Both bound the call with the
+watchdog where the driver has no read timeout, queue SQLite writers, roll back on failure,
+close a connection the server dropped (and every idle one with it), and raise driver errors
+as SQLAlchemy's ``DBAPIError`` subclasses, which ``SqlStorage.is_transient`` reads. In a
+forked child the parent's connections are forgotten, never used or closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from selinon_like.watchdog import WATCHDOG
+from storages.sql.pool import Connections
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from storages.sql.dialects import Quirks
+    from storages.sql.statements import Sql
+
+__all__ = ["Executor"]
+
+
+class Executor:
+    """Runs one connected instance's calls. ``io_timeout``: seconds a call may wait for the
+    server; ``write_wait``: seconds a SQLite writer waits for its turn; ``new_database`` makes
+    the tables again where a forked child gets a new, empty in-memory database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        quirks: Quirks,
+        *,
+        name: str,
+        keep: int,
+        limit: int,
+        io_timeout: float,
+        write_wait: float,
+        new_database: Callable[[Engine], None],
+    ) -> None:
+        self._engine = engine
+        self.quirks = quirks
+        self.name = name
+        self.io_timeout = io_timeout
+        self.write_wait = write_wait
+        self._new_database = new_database
+        # An in-memory database has one connection: calls take turns on it.
+        self._keep, self._limit = (1, 1) if quirks.memory else (keep, limit)
+        self._pid = os.getpid()
+        self.connections = self._new_connections()
+        self.writer = threading.Lock() if quirks.write_queue else None
+
+    def _new_connections(self) -> Connections:
+        detach = not self.quirks.memory  # StaticPool's one connection stays with it
+        return Connections(self._engine, keep=self._keep, limit=self._limit, detach=detach)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, after forgetting the parent's connections in a forked child."""
+        engine = self._engine
+        if self._pid != os.getpid():
+            # Used directly in a forked child (the pool would have built a new instance):
+            # forget the parent's connections, never touching them.
+            self._pid = os.getpid()
+            engine.dispose(close=False)
+            self.connections.drop_idle(close=False)
+            self.connections = self._new_connections()
+            if self.writer is not None:  # another thread may have held it at fork()
+                self.writer = threading.Lock()
+            if self.quirks.memory:
+                self._new_database(engine)
+        return engine
+
+    def close(self) -> None:
+        """Close every connection; those in use close when given back. A forked child drops
+        the parent's connections without closing them."""
+        close = os.getpid() == self._pid
+        self.connections.closed = True
+        self.connections.drop_idle(close=close)
+        self._engine.dispose(close=close)
+
+    def _take(self) -> tuple[Connections, Any, Any, int | None]:
+        """A connection and its cursor for one call, with the call's watchdog token."""
+        self.engine  # noqa: B018 - a forked child gets its own connections first
+        connections = self.connections
+        try:
+            connection, cursor = connections.get()
+        except Exception as exc:  # the engine's pool raises the driver's own errors
+            self._reraise(exc, broken=True)
+        token = None
+        if self.quirks.watched:
+            token = WATCHDOG.watch(connection.fileno(), self.io_timeout)
+        return connections, connection, cursor, token
+
+    def _wait_turn(self, writer: threading.Lock) -> None:
+        """Take ``writer``, the SQLite file's write queue of this instance."""
+        if not writer.acquire(timeout=self.write_wait):
+            raise TimeoutError(
+                f"{self.name}: other threads kept writing for {self.write_wait:g} s "
+                "(connect_timeout)"
+            )
+
+    @contextlib.contextmanager
+    def cursor(self, transaction: bool = False) -> Iterator[Any]:
+        """A DBAPI cursor on one of the instance's connections, for one call.
+
+        With the drivers we ship the connection is in autocommit mode: a single statement is
+        its own transaction, one round trip; ``transaction=True`` wraps the call in BEGIN …
+        COMMIT. Other drivers commit at the end of every call. A transaction writes: on
+        SQLite it waits its turn first."""
+        writer = self.writer if transaction else None
+        if writer is not None:
+            self._wait_turn(writer)
+        try:
+            connections, connection, cursor, token = self._take()
+            autocommit = self.quirks.autocommit
+            try:
+                if transaction and autocommit:
+                    cursor.execute(self.quirks.begin)
+                yield cursor
+                if not autocommit:
+                    connection.commit()
+                elif transaction:
+                    cursor.execute("COMMIT")
+            except BaseException as exc:
+                self._failed(connections, connection, cursor, token, exc, transaction)
+            if token is not None:
+                WATCHDOG.release(token)
+            connections.put(connection, cursor, False)
+        finally:
+            if writer is not None:
+                writer.release()
+
+    def run(self, sql: Sql, values: dict[str, Any], write: bool = False) -> Any:
+        """One statement as its own call: the first row it returns, or for a statement that
+        returns none, the number of rows it changed. What :meth:`cursor` does, without a
+        generator: the code path of every store, retrieve and delete."""
+        writer = self.writer if write else None
+        if writer is not None:
+            self._wait_turn(writer)
+        try:
+            connections, connection, cursor, token = self._take()
+            try:
+                cursor.execute(sql.text, sql.args(values))
+                outcome = cursor.fetchone() if cursor.description else cursor.rowcount
+                if not self.quirks.autocommit:
+                    connection.commit()
+            except BaseException as exc:
+                self._failed(connections, connection, cursor, token, exc, False)
+            if token is not None:
+                WATCHDOG.release(token)
+            connections.put(connection, cursor, False)
+            return outcome
+        finally:
+            if writer is not None:
+                writer.release()
+
+    def _failed(
+        self,
+        connections: Connections,
+        connection: Any,
+        cursor: Any,
+        token: int | None,
+        exc: BaseException,
+        transaction: bool,
+    ) -> NoReturn:
+        """After a call failed with ``exc``: roll back, give the connection back (closed, with
+        every idle one, if the server dropped it), raise."""
+        broken = True
+        try:
+            broken = self._abort(connection, cursor, exc, transaction)
+            if token is not None and WATCHDOG.release(token):
+                token, broken = None, True
+                raise TimeoutError(
+                    f"{self.name}: no answer from the database within "
+                    f"{self.io_timeout:g} s (statement_timeout + connect_timeout)"
+                ) from exc
+            self._reraise(exc, broken)
+        finally:
+            if token is not None:
+                WATCHDOG.release(token)
+            connections.put(connection, cursor, broken)
+            if broken:
+                connections.drop_idle()  # the server may have dropped them all (a restart)
+
+    def _abort(self, connection: Any, cursor: Any, exc: BaseException, transaction: bool) -> bool:
+        """Roll back after ``exc``; whether the connection is unusable now."""
+        dialect = self._engine.dialect
+        if isinstance(exc, dialect.loaded_dbapi.Error) and dialect.is_disconnect(
+            exc, connection.dbapi_connection, cursor
+        ):
+            return True
+        if not isinstance(exc, Exception):  # interrupted mid-call: the protocol state is unknown
+            return True
+        try:
+            if not self.quirks.autocommit:
+                connection.rollback()
+            elif transaction:
+                cursor.execute("ROLLBACK")
+        except Exception:
+            return True
+        return False
+
+    def _reraise(self, exc: BaseException, broken: bool) -> NoReturn:
+        """Raise ``exc``, a driver error as SQLAlchemy's DBAPIError subclass (what
+        is_transient reads), chained."""
+        import sqlalchemy as sa
+
+        dialect = self._engine.dialect
+        if not isinstance(exc, dialect.loaded_dbapi.Error):
+            raise exc
+        raise sa.exc.DBAPIError.instance(
+            None,
+            None,
+            exc,
+            dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            connection_invalidated=broken,
+            dialect=dialect,
+        ) from exc
