@@ -29,9 +29,8 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from itertools import islice
+from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +38,11 @@ import click
 
 from selinon_like import quickstart
 from selinon_like.errors import ConfigError, ResultNotFound, UnknownStorageError
-from selinon_like.keys import Key, check_key
+from selinon_like.health import describe_error
+from selinon_like.keys import check_key
 from selinon_like.masking import mask_config
-from selinon_like.pool import StoragePool, describe_error, round_trip
-from selinon_like.storage import DataStorage
+from selinon_like.migrate import CopyInterrupted, CopyReport, copy_storage, count_items
+from selinon_like.pool import StoragePool
 
 __all__ = ["main"]
 
@@ -187,16 +187,26 @@ def check(config: str, as_json: bool) -> None:
     Exits 1 when any storage fails, 2 when the file itself is wrong."""
     pool = _load(config)
     with pool:
-        rows = [round_trip(pool, name) for name in pool.names()]
+        rows = pool.check(write=True)
     if as_json:
-        click.echo(json.dumps([asdict(row) for row in rows], indent=2))
+        fields = [
+            {
+                "storage": row.name,
+                "adapter": row.adapter,
+                "ok": row.ok,
+                "latency_ms": row.latency_ms,
+                "error": row.error,
+            }
+            for row in rows
+        ]
+        click.echo(json.dumps(fields, indent=2))
     else:
         _table(
             f"selinon-like check {config}",
             ["storage", "adapter", "latency", "status"],
             [
                 [
-                    row.storage,
+                    row.name,
                     row.adapter,
                     f"{row.latency_ms:.1f} ms" if row.latency_ms is not None else "-",
                     "ok" if row.ok else f"FAILED: {row.error}",
@@ -376,207 +386,6 @@ def list_keys(
 # -- copy -------------------------------------------------------------------------------------
 
 
-@dataclass
-class Counts:
-    copied: int = 0
-    skipped: int = 0
-    failed: int = 0
-
-
-@dataclass
-class CopySummary:
-    source: str
-    destination: str
-    results: Counts = field(default_factory=Counts)
-    errors: Counts = field(default_factory=Counts)
-    failures: list[dict[str, str]] = field(default_factory=list)
-    interrupted: bool = False
-
-    def fail(self, counts: Counts, what: str, key: Key, reason: str) -> None:
-        counts.failed += 1
-        if len(self.failures) < _FAILURES_SHOWN:
-            flow, task, task_id = key
-            self.failures.append(
-                {
-                    "what": what,
-                    "flow_name": flow,
-                    "task_name": task,
-                    "task_id": task_id,
-                    "error": reason,
-                }
-            )
-
-
-class _Copier:
-    """Copies one batch of keys at a time; every decision is per key, so a re-run after an
-    interruption finds what is already there and skips it."""
-
-    def __init__(
-        self,
-        src: DataStorage,
-        dst: DataStorage,
-        pools: tuple[StoragePool, ...],
-        summary: CopySummary,
-        overwrite: bool,
-        copy_errors: bool,
-    ) -> None:
-        self.src, self.dst, self.pools = src, dst, pools
-        self.summary = summary
-        self.overwrite = overwrite
-        self.copy_errors = copy_errors
-        # Whether the destination stores a record verbatim; else store_error replays it.
-        self.exact = True
-
-    def batch(self, keys: list[Key]) -> None:
-        found, unreadable = self._read(keys)
-        # A key deleted from the source since it was listed has nothing left to copy.
-        self.summary.results.skipped += len(keys) - len(found) - unreadable
-        self._write(found)
-
-    def error_keys(self, flow_name: str | None) -> Iterator[Key]:
-        """The keys of the source's error records, tasks that only failed included."""
-        try:
-            return self.src.iter_error_keys(flow_name)
-        except NotImplementedError:
-            # An adapter that cannot list its error records: those beside a result, at least.
-            return self.src.iter_keys(flow_name)
-
-    def error_batch(self, keys: list[Key]) -> None:
-        for key in keys:
-            if not self.copy_errors:
-                return
-            self._copy_error(key)
-
-    def _read(self, keys: list[Key]) -> tuple[dict[Key, Any], int]:
-        """The results found, and how many keys could not be read."""
-        try:
-            return self.src.retrieve_many(keys), 0
-        except Exception:  # find the culprit: one key at a time
-            pass
-        found: dict[Key, Any] = {}
-        unreadable = 0
-        for key in keys:
-            try:
-                found[key] = self.src.retrieve(*key)
-            except ResultNotFound:
-                pass
-            except Exception as exc:
-                unreadable += 1
-                self._fail(self.summary.results, "result", key, exc)
-        return found, unreadable
-
-    def _write(self, found: dict[Key, Any]) -> None:
-        results = self.summary.results
-        if not self.overwrite and found:
-            try:
-                present = self.dst.retrieve_many(list(found))
-            except Exception as exc:
-                for key in found:
-                    self._fail(results, "result", key, exc)
-                return
-            for key, existing in present.items():
-                if existing == self._as_stored(found[key]):
-                    results.skipped += 1
-                else:
-                    self.summary.fail(results, "result", key, _DIFFERS)
-                del found[key]
-        if not found:
-            return
-        items = [(*key, value) for key, value in found.items()]
-        try:
-            self.dst.store_many(items)
-            results.copied += len(items)
-            return
-        except Exception:  # store_many stores nothing when one item is bad: find it
-            pass
-        for flow, task, task_id, value in items:
-            try:
-                self.dst.store(flow, task, task_id, value)
-                results.copied += 1
-            except Exception as exc:
-                self._fail(results, "result", (flow, task, task_id), exc)
-
-    def _as_stored(self, value: Any) -> Any:
-        """``value`` as the destination would return it (a JSON storage gives tuples back
-        as lists), so equal content compares equal across serializers."""
-        try:
-            return self.dst.serializer.loads(self.dst.serializer.dumps(value))
-        except Exception:
-            return value
-
-    def _copy_error(self, key: Key) -> None:
-        errors = self.summary.errors
-        try:
-            record = self.src.retrieve_error(*key)
-        except ResultNotFound:
-            return
-        except NotImplementedError:
-            self.copy_errors = False  # the source keeps no error records
-            return
-        except Exception as exc:
-            self._fail(errors, "error record", key, exc)
-            return
-        try:
-            if not self.overwrite:
-                try:
-                    existing = self.dst.retrieve_error(*key)
-                except ResultNotFound:
-                    pass
-                else:
-                    if _same_error(existing, record):
-                        errors.skipped += 1
-                    else:
-                        self.summary.fail(errors, "error record", key, _DIFFERS)
-                    return
-            if self.exact:
-                try:
-                    self.dst.store_error_record(record)
-                except NotImplementedError:
-                    self.exact = False
-            if not self.exact:
-                self.dst.store_error(record.get("node_args"), *key, _replayed(record))
-            errors.copied += 1
-        except Exception as exc:
-            self._fail(errors, "error record", key, exc)
-
-    def _fail(self, counts: Counts, what: str, key: Key, exc: BaseException) -> None:
-        self.summary.fail(counts, what, key, _describe(exc, *self.pools))
-
-
-_DIFFERS = "the destination holds a different one (--overwrite replaces it)"
-_ERROR_FIELDS = ("flow_name", "task_name", "task_id", "exception_type", "message", "node_args")
-
-
-def _same_error(existing: dict[str, Any], record: dict[str, Any]) -> bool:
-    """``existing`` is ``record``: an exact copy, or one :func:`_replayed` rebuilt from it."""
-    if existing == record:
-        return True
-    return all(existing.get(name) == record.get(name) for name in _ERROR_FIELDS) and (
-        f"first recorded at {record.get('time')}" in str(existing.get("traceback"))
-    )
-
-
-def _replayed(record: dict[str, Any]) -> tuple[Any, Any, None]:
-    """For a destination without ``store_error_record``: an exc_info for ``store_error`` that
-    reproduces a stored record (the same exception type name, message and node_args); the
-    original traceback and time travel as exception notes (Python 3.11+)."""
-    type_name = record.get("exception_type")
-    if not type_name:
-        return (None, None, None)
-    module, _, qualname = str(type_name).rpartition(".")
-    replica = type(qualname, (Exception,), {"__module__": module, "__qualname__": qualname})
-    exc = replica(str(record.get("message", "")))
-    exc.__notes__ = [  # shown by Python 3.11+
-        f"copied error record, first recorded at {record.get('time')}",
-        *(
-            [f"original traceback:\n{record['traceback'].rstrip()}"]
-            if record.get("traceback")
-            else []
-        ),
-    ]
-    return (replica, exc, None)
-
-
 def _endpoint(text: str, role: str) -> tuple[str, str]:
     config, sep, storage = text.rpartition(":")
     if not sep or not config or not storage:
@@ -651,7 +460,7 @@ def copy(
     pools = (src_pool,) if same_file else (src_pool, dst_pool)
     _pick_storage(src_pool, src_name, None)
     _pick_storage(dst_pool, dst_name, None)
-    summary = CopySummary(source, destination)
+    report = CopyReport()
     try:
         with contextlib.ExitStack() as stack:
             for pool in pools:
@@ -659,41 +468,50 @@ def copy(
             stack.enter_context(_reporting(*pools))
             src = src_pool.get_connected_storage(src_name)
             dst = dst_pool.get_connected_storage(dst_name)
-            copier = _Copier(src, dst, pools, summary, overwrite, copy_errors=not no_errors)
-            passes: list[tuple[Callable[[list[Key]], None], Callable[[], Iterator[Key]]]] = [
-                (copier.batch, lambda: src.iter_keys(flow_name))
-            ]
-            if copier.copy_errors:
-                passes.append((copier.error_batch, lambda: copier.error_keys(flow_name)))
-            progress = None
+            bar = None
             if not no_progress:
-                total = sum(1 for _copy, list_keys in passes for _key in list_keys())
-                progress = stack.enter_context(_progress(total, f"copy {src_name} → {dst_name}"))
+                total = count_items(src, flow=flow_name, errors=not no_errors)
+                bar = stack.enter_context(_progress(total, f"copy {src_name} → {dst_name}"))
             batches = 0
-            for copy_batch, list_keys in passes:
-                keys = list_keys()
-                while batch := list(islice(keys, batch_size)):
-                    copy_batch(batch)
-                    batches += 1
-                    if progress is not None:
-                        progress.advance(progress.task_ids[0], len(batch))
-                    if stop_after_batches is not None and batches >= stop_after_batches:
-                        raise KeyboardInterrupt  # a Ctrl-C at a chosen place (tests)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    _print_summary(summary, as_json)
-    if summary.interrupted:
+
+            def advance(done: int) -> None:
+                nonlocal batches
+                batches += 1
+                if bar is not None:
+                    bar.advance(bar.task_ids[0], done)
+                if stop_after_batches is not None and batches >= stop_after_batches:
+                    raise KeyboardInterrupt  # a Ctrl-C at a chosen place (tests)
+
+            report = copy_storage(
+                src,
+                dst,
+                flow=flow_name,
+                batch_size=batch_size,
+                overwrite=overwrite,
+                errors=not no_errors,
+                progress=advance,
+                describe=lambda exc: _describe(exc, *pools),
+                failures_listed=_FAILURES_SHOWN,
+            )
+    except CopyInterrupted as exc:
+        report = exc.report
+    except KeyboardInterrupt:  # before copying began (connecting, counting keys)
+        report.interrupted = True
+    _print_summary(source, destination, report, as_json)
+    if report.interrupted:
         sys.exit(EXIT_INTERRUPTED)
-    if summary.results.failed or summary.errors.failed:
+    if not report.ok:
         sys.exit(EXIT_FAILED)
 
 
-def _print_summary(summary: CopySummary, as_json: bool) -> None:
+def _print_summary(source: str, destination: str, summary: CopyReport, as_json: bool) -> None:
     if as_json:
-        click.echo(_to_json(asdict(summary), False))
+        click.echo(
+            _to_json({"source": source, "destination": destination, **asdict(summary)}, False)
+        )
         return
     _table(
-        f"copy {summary.source} → {summary.destination}"
+        f"copy {source} → {destination}"
         + (" (interrupted: run it again to finish)" if summary.interrupted else ""),
         ["", "copied", "skipped", "failed"],
         [
@@ -703,8 +521,8 @@ def _print_summary(summary: CopySummary, as_json: bool) -> None:
     )
     for failure in summary.failures:
         click.echo(
-            f"failed: {failure['what']} {failure['flow_name']} {failure['task_name']} "
-            f"{failure['task_id']}: {failure['error']}",
+            f"failed: {failure.what} {failure.flow_name} {failure.task_name} "
+            f"{failure.task_id}: {failure.error}",
             err=True,
         )
     hidden = summary.results.failed + summary.errors.failed - len(summary.failures)

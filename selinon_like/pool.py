@@ -5,55 +5,47 @@ from __future__ import annotations
 import functools
 import os
 import threading
-import time
 import types
-import uuid
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import IO, Any, ClassVar, Generic, TypeVar
+from typing import IO, Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar
 
-from selinon_like.config import PoolConfig, load_config, load_mapping
-from selinon_like.errors import ConfigError, SelinonLikeError, UnknownStorageError
-from selinon_like.masking import scrub
+from selinon_like.config import PoolConfig, load_with_instances
+from selinon_like.error_records import ErrorRecord
+from selinon_like.errors import ConfigError, UnknownStorageError
+from selinon_like.health import StorageHealth, ping, round_trip
 from selinon_like.storage import DataStorage, ExcInfo
 
 __all__ = ["StorageHealth", "StoragePool"]
 
 CONFIG_ENV = "SELINON_LIKE_CONFIG"
 
+P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class _PoolMethod(Generic[R]):
+class _PoolMethod(Generic[P, R]):
     """A method that, called on the class, runs on the process-wide default pool
-    (``StoragePool.get_connected_storage("X")``, as in Selinon)."""
+    (``StoragePool.get_connected_storage("X")``, as in Selinon).
 
-    def __init__(self, fn: Callable[..., R]) -> None:
+    Generic in the method's parameters after ``self`` and its return type, so a type checker
+    sees ``pool.store`` and ``StoragePool.store`` with the signature written in the class."""
+
+    def __init__(self, fn: Callable[Concatenate[StoragePool, P], R]) -> None:
         self.fn = fn
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
-    def __get__(self, pool: StoragePool | None, owner: type[StoragePool]) -> Callable[..., R]:
+    def __get__(self, pool: StoragePool | None, owner: type[StoragePool]) -> Callable[P, R]:
         if pool is not None:
+            # A bound method: the cheapest callable (pool calls are timed against raw drivers).
             return types.MethodType(self.fn, pool)
         fn = self.fn
 
         @functools.wraps(fn)
-        def on_default_pool(*args: Any, **kwargs: Any) -> R:
+        def on_default_pool(*args: P.args, **kwargs: P.kwargs) -> R:
             return fn(owner.default(), *args, **kwargs)
 
         return on_default_pool
-
-
-@dataclass(frozen=True)
-class StorageHealth:
-    """One row of :meth:`StoragePool.check`."""
-
-    name: str
-    adapter: str
-    ok: bool
-    latency: float | None
-    error: str | None = None
 
 
 # Every live pool, so a forked child can drop the instances it inherited.
@@ -88,11 +80,30 @@ class StoragePool:
     _default: ClassVar[StoragePool | None] = None
     _default_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, config: PoolConfig) -> None:
+    def __init__(
+        self, config: PoolConfig, instances: Mapping[str, DataStorage] | None = None
+    ) -> None:
+        """A pool of the storages of ``config`` (which the pool never modifies).
+
+        ``instances`` are ready, unconnected adapter instances to start with, by storage name
+        (:meth:`from_yaml` passes those built while validating); the pool owns them from then
+        on, and builds the other storages' on first use."""
+        given = dict(instances or {})
+        unknown = [name for name in given if name not in config.storages]
+        if unknown:
+            raise UnknownStorageError(
+                f"instances given for storages the configuration does not have: {unknown!r}; "
+                f"configured storages: {', '.join(map(repr, config.storages)) or 'none'}"
+            )
+        for name, instance in given.items():
+            if not isinstance(instance, DataStorage):
+                raise TypeError(
+                    f"the instance given for storage {name!r} is a {type(instance).__name__}, "
+                    "not a selinon_like.DataStorage"
+                )
         self._config = config
         self._tasks = dict(config.tasks)
-        self._instances: dict[str, DataStorage] = dict(config.instances)
-        config.instances.clear()
+        self._instances: dict[str, DataStorage] = given
         self._locks = {name: threading.Lock() for name in config.storages}
         _POOLS.add(self)
 
@@ -101,12 +112,14 @@ class StoragePool:
     @classmethod
     def from_yaml(cls, source: str | os.PathLike[str] | IO[str]) -> StoragePool:
         """A pool from a YAML file path or an open text stream."""
-        return cls(load_config(source))
+        loaded = load_with_instances(source)
+        return cls(loaded.config, loaded.instances)
 
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any]) -> StoragePool:
         """A pool from an already-parsed mapping (which is not modified)."""
-        return cls(load_mapping(mapping))
+        loaded = load_with_instances(mapping)
+        return cls(loaded.config, loaded.instances)
 
     @classmethod
     def configure(
@@ -229,7 +242,7 @@ class StoragePool:
         )
 
     @_PoolMethod
-    def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, Any]:
+    def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> ErrorRecord:
         """The last error record of a task, from the storage mapped to ``task_name``."""
         return self.get_connected_storage(self.storage_for_task(task_name)).retrieve_error(
             flow_name, task_name, task_id
@@ -245,26 +258,15 @@ class StoragePool:
     # -- operating ------------------------------------------------------------------------
 
     @_PoolMethod
-    def check(self) -> list[StorageHealth]:
-        """Connect and ping every storage: one row each with latency (seconds) or the error."""
-        rows = []
-        for name, spec in self._config.storages.items():
-            started = time.perf_counter()
-            try:
-                self.get_connected_storage(name).ping()
-            except Exception as exc:
-                rows.append(
-                    StorageHealth(
-                        name,
-                        spec.cls.__name__,
-                        False,
-                        None,
-                        describe_error(exc, spec.configuration),
-                    )
-                )
-                continue
-            rows.append(StorageHealth(name, spec.cls.__name__, True, time.perf_counter() - started))
-        return rows
+    def check(self, write: bool = False) -> list[StorageHealth]:
+        """Connect and ping every storage: one row each, with the latency or the error. With
+        ``write``, each storage stores, reads back and deletes a scratch result instead of a
+        ping (what ``selinon-like check`` does). Never raises for a storage that fails."""
+        probe = round_trip if write else ping
+        return [
+            probe(spec, functools.partial(self.get_connected_storage, name))
+            for name, spec in self._config.storages.items()
+        ]
 
     @_PoolMethod
     def stats(self) -> dict[str, dict[str, Any]]:
@@ -292,40 +294,3 @@ class StoragePool:
 
     def __repr__(self) -> str:
         return f"<StoragePool {self._config.source!r} storages={self.names()!r}>"
-
-
-@dataclass
-class CheckRow:
-    """One row of ``selinon-like check``: a store/retrieve/delete round trip on a scratch key."""
-
-    storage: str
-    adapter: str
-    ok: bool
-    latency_ms: float | None
-    error: str | None
-
-
-def round_trip(pool: StoragePool, name: str) -> CheckRow:
-    """Store, read back and delete a scratch result in storage ``name``; never raises."""
-    spec = pool.config.storages[name]
-    adapter = f"{spec.cls.__module__}.{spec.cls.__qualname__}"
-    key = ("selinon-like-check", "check", uuid.uuid4().hex)
-    payload = {"check": key[2]}
-    started = time.perf_counter()
-    try:
-        storage = pool.get_connected_storage(name)
-        storage.store(*key, payload)
-        if storage.retrieve(*key) != payload:
-            raise RuntimeError("the result read back differs from the one stored")
-        storage.delete(*key)
-    except Exception as exc:  # every failure becomes a row
-        return CheckRow(name, adapter, False, None, describe_error(exc, spec.configuration))
-    return CheckRow(name, adapter, True, (time.perf_counter() - started) * 1000, None)
-
-
-def describe_error(exc: BaseException, configuration: Mapping[str, Any]) -> str:
-    """A one-line, secret-free description of an error for reports."""
-    from selinon_like.masking import secret_values
-
-    text = str(exc) if isinstance(exc, SelinonLikeError) else f"{type(exc).__name__}: {exc}"
-    return scrub(text.splitlines()[0] if text else type(exc).__name__, secret_values(configuration))

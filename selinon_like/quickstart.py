@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from selinon_like.errors import ResultNotFound
-from selinon_like.pool import StoragePool, round_trip
+from selinon_like.pool import StoragePool
 from selinon_like.storage import DataStorage
 
 __all__ = ["run"]
@@ -73,8 +73,8 @@ def run(pool: StoragePool, label: str, echo: Callable[[str], Any] = print) -> bo
         for i in range(25):
             task_name, task_id, _result = expected(number, i)
             target(task_name).delete(flow, task_name, task_id)
-    rows = [round_trip(pool, name) for name in pool.names()]
+    rows = pool.check(write=True)
     for row in rows:
         status = f"ok in {row.latency_ms:.2f} ms" if row.ok else f"FAILED: {row.error}"
-        echo(f"check {row.storage:<10} {row.adapter:<34} {status}")
+        echo(f"check {row.name:<10} {row.adapter:<34} {status}")
     return back == 100 and all(row.ok for row in rows)

@@ -333,10 +333,11 @@ def test_ls_lists_sorted_keys_with_filters(files_config: Path) -> None:
 def test_ls_of_a_storage_that_cannot_list_is_exit_1(tmp_path: Path) -> None:
     module = tmp_path / "nolist.py"
     module.write_text(
+        "from selinon_like import DataStorage\n"
         "from storages.memory import InMemoryStorage\n\n"
         "class NoList(InMemoryStorage):\n"
-        "    def iter_keys(self, flow_name=None):\n"
-        "        return super(InMemoryStorage, self).iter_keys(flow_name)\n"
+        "    def iter_keys(self, flow_name=None):\n"  # DataStorage's: cannot list
+        "        return DataStorage.iter_keys(self, flow_name)\n"
     )
     config = write_config(
         tmp_path / "n.yml",
