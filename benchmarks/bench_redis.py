@@ -10,8 +10,10 @@
    bytes (plain ``json.dumps``, and this project's JSON serializer).
 2. ``store_many`` of 1,000 small results against 1,000 ``store`` calls, interleaved rounds,
    and the CPU cost of store_many's parts.
-3. Where the time above raw redis-py goes: each layer timed alone with the driver replaced by
-   a stub (no network), best of several runs, so the figures are per-call CPU costs.
+3. Where the time above raw redis-py goes: each layer of ``selinon_like.layers`` (and the
+   wrapper entering them, ``selinon_like.storage._enter``), the record layer and the adapter's
+   own primitives, each timed alone with the driver replaced by a stub (no network), best of
+   several runs, so the figures are per-call CPU costs.
    ``--profile`` adds a cProfile listing of the adapter's ``store``.
 
 The server is ``SELINON_LIKE_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``); every key
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import inspect
 import json
 import os
@@ -40,9 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis
 
 from benchmarks.common import interleaved
-from selinon_like import StoragePool, serializers, storage
+from selinon_like import StoragePool, layers, serializers, storage
 from selinon_like import pool as pool_module
 from selinon_like.keys import check_key, pack_key
+from selinon_like.records import RESULTS, RecordStorage
 from storages.redis import Redis
 
 REDIS_URL = os.environ.get("SELINON_LIKE_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -129,7 +133,10 @@ def _bulk(pool: StoragePool, rounds: int = 7) -> None:
     keys = [item[:3] for item in items]
     packed: list[Any] = ["MSET"]
     for item in items:
-        packed += (stubbed._result_prefix + pack_key(*item[:3]), serializers.JSON.dumps(item[3]))
+        packed += (
+            stubbed._prefixes[RESULTS] + pack_key(*item[:3]),
+            serializers.JSON.dumps(item[3]),
+        )
     parts = _costs(
         {
             "store_many, driver stubbed": lambda: stubbed.store_many(items),
@@ -137,7 +144,7 @@ def _bulk(pool: StoragePool, rounds: int = 7) -> None:
                 serializers.JSON.dumps(item[3]) for item in items
             ],
             "    of which _check_json_keys": lambda: _each(serializers._check_json_keys, results),
-            "  check_key x 1,000 (bulk wrapper, storage.py)": lambda: _each(check_key, keys),
+            "  check_key x 1,000 (layers.checked)": lambda: _each(check_key, keys),
             "redis-py packing the MSET (pure Python)": lambda: connection.pack_command(*packed),
         },
         rounds=20,
@@ -199,17 +206,18 @@ def _breakdown(raw_set: float, raw_get: float) -> None:
         }
     )
     stub_pool.get_connected_storage("S")
-    store_body = Redis.__dict__["store"].__wrapped__
-    retrieve_body = Redis.__dict__["retrieve"].__wrapped__
+    # The record layer's public operations, unwrapped: what runs inside the layers.
+    store_body = RecordStorage.__dict__["store"].__wrapped__
+    retrieve_body = RecordStorage.__dict__["retrieve"].__wrapped__
     key_of = storage._key_of
     args, key = (FLOW, TASK, "123", RESULT), (FLOW, TASK, "123")
+    name = adapter._prefixes[RESULTS] + pack_key(*key)
 
     def noop(self: Any, *args: Any) -> None:
         return None
 
-    def bare_store(flow: str, task: str, task_id: str, result: Any) -> str:
-        stub.execute_command("SET", flow, stub.dumps(result))
-        return flow
+    call = layers.Call(adapter, "store", noop, args, {}, key=key)
+    alone = {layer.__name__: layers.compose([layer]) for layer in layers.LAYERS}
 
     c = _costs(
         {
@@ -220,22 +228,27 @@ def _breakdown(raw_set: float, raw_get: float) -> None:
             "_check_json_keys": lambda: serializers._check_json_keys(RESULT),
             "json.loads": lambda: json.loads(DATA),
             "JSON.loads": lambda: serializers.JSON.loads(DATA),
-            "check_key": lambda: check_key(FLOW, TASK, "123"),
             "_key_of": lambda: key_of("store", 0, args, {}),
-            "_call": lambda: adapter._call("store", key, noop, args, {}),
-            "noop": lambda: noop(adapter, *args),
+            "Call": lambda: layers.Call(adapter, "store", noop, args, {}, key=key),
+            "invoke": lambda: layers.invoke(call),
+            **{f"layer {n}": functools.partial(handler, call) for n, handler in alone.items()},
+            "run": lambda: layers.run(call),
+            "_enter": lambda: storage._enter(adapter, call),
             "store body": lambda: store_body(adapter, *args),
             "retrieve body": lambda: retrieve_body(adapter, *key),
-            "bare": lambda: bare_store(*args),
+            "write": lambda: adapter.write(RESULTS, key, DATA),
+            "read": lambda: adapter.read(RESULTS, key),
+            "bare SET": lambda: stub.execute_command("SET", name, DATA),
+            "bare GET": lambda: stub.execute_command("GET", name),
             "wrapped store": lambda: adapter.store(*args),
             "get_connected_storage": lambda: stub_pool.get_connected_storage("S"),
             "storage_for_task": lambda: stub_pool.storage_for_task(TASK),
         }
     )
     keyed = storage._wrap_keyed
-    call = storage.DataStorage._call
-    frame = c["wrapped store"] - c["store body"] - c["_key_of"] - c["check_key"]
-    frame -= c["_call"] - c["noop"]
+    # keyed() = its own frame + _key_of + Call + _enter(run(layers) -> the body)
+    frame = c["wrapped store"] - c["store body"] - c["_key_of"] - c["Call"]
+    frame -= c["_enter"] - c["invoke"]
     rows = [
         ("store", "json.dumps (a raw caller pays it too)", c["json.dumps"], "-"),
         ("store", "JSON.dumps: _check_json_keys walk", c["_check_json_keys"],
@@ -245,14 +258,24 @@ def _breakdown(raw_set: float, raw_get: float) -> None:
         ("retrieve", "json.loads (a raw caller pays it too)", c["json.loads"], "-"),
         ("retrieve", "JSON.loads beyond json.loads", c["JSON.loads"] - c["json.loads"],
          _where(serializers.JsonSerializer.loads)),
-        ("both", "check_key", c["check_key"], f"{_where(keyed, 'check_key(*key)')} -> keys.py"),
-        ("both", "_key_of", c["_key_of"], _where(keyed, "_key_of(op")),
-        ("both", "DataStorage._call around the method", c["_call"] - c["noop"],
-         f"{_where(call)}..{_where(call, 'return result').split(':')[1]}"),
         ("both", "keyed() frame: *args/**kwargs, return", frame, _where(keyed, "def keyed")),
-        ("store", "Redis.store's own lines", c["store body"] - c["bare"], "storages/redis.py"),
-        ("retrieve", "Redis.retrieve's own lines", c["retrieve body"] - c["bare"],
-         "storages/redis.py"),
+        ("both", "_key_of", c["_key_of"], _where(storage._key_of)),
+        ("both", "Call(...) built", c["Call"], _where(layers.Call.__init__)),
+        ("both", "_enter: the re-entrance flag", c["_enter"] - c["run"], _where(storage._enter)),
+    ]  # fmt: skip
+    for layer in layers.LAYERS:
+        what = f"layer {layer.__name__}"
+        rows.append(("both", what, c[what] - c["invoke"], _where(layer)))
+    rows += [
+        ("both", "layers composed (run) beyond their sum", c["run"] - c["invoke"]
+         - sum(c[f"layer {layer.__name__}"] - c["invoke"] for layer in layers.LAYERS),
+         _where(layers.compose)),
+        ("store", "RecordStorage.store's own lines", c["store body"] - c["write"],
+         _where(store_body)),
+        ("store", "Redis.write's own lines", c["write"] - c["bare SET"], _where(Redis.write)),
+        ("retrieve", "RecordStorage.retrieve's own lines", c["retrieve body"] - c["read"],
+         _where(retrieve_body)),
+        ("retrieve", "Redis.read's own lines", c["read"] - c["bare GET"], _where(Redis.read)),
         ("both", "pool.get_connected_storage(name)", c["get_connected_storage"],
          f"{_where(pool_module._PoolMethod.__get__, 'MethodType')}, "
          f"{_where(pool_module.StoragePool.__dict__['get_connected_storage'].fn)}"),
@@ -260,8 +283,9 @@ def _breakdown(raw_set: float, raw_get: float) -> None:
          _where(pool_module.StoragePool.storage_for_task)),
     ]  # fmt: skip
     print(
-        "\n3. CPU cost per call beyond raw redis-py: each layer timed alone, best of 40 "
-        "interleaved runs (quiet-machine figures)"
+        "\n3. CPU cost per call beyond raw redis-py: each layer timed alone, best of 15 "
+        "interleaved runs (quiet-machine figures; the layers see no cache, no observer and "
+        "no lock, as on a thread-safe adapter configured without them)"
     )
     _table([{"op": o, "layer": n, "us": f"{us:.2f}", "where": w} for o, n, us, w in rows])
     routed = c["storage_for_task"]

@@ -5,23 +5,16 @@ from __future__ import annotations
 import codecs
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from selinon_like import options
 from selinon_like.errors import ConfigError
+from selinon_like.importing import missing_driver
 from selinon_like.keys import Key, pack_key, unpack_key
 from selinon_like.masking import mask_url
-from selinon_like.registry import missing_driver
-from selinon_like.storage import (
-    DataStorage,
-    ExcInfo,
-    dump_error_record,
-    load_error_record,
-    make_error_record,
-    record_key,
-)
+from selinon_like.records import ERRORS, RESULTS, Kind, RecordStorage
 
 __all__ = ["Redis"]
 
@@ -66,7 +59,7 @@ class _NotConnected:
 _NOT_CONNECTED = _NotConnected()
 
 
-class Redis(DataStorage):
+class Redis(RecordStorage):
     """Results in Redis, one string key per result: ``SET``/``GET``, one round trip each.
 
     Keys: ``<key_prefix>r:<packed key>`` for results and ``<key_prefix>e:<packed key>`` for
@@ -74,9 +67,11 @@ class Redis(DataStorage):
     ``(flow_name, task_name, task_id)`` — length-prefixed, so ``("a:b", "c", "d")`` and
     ``("a", "b:c", "d")`` stay two keys. The record id returned by ``store`` is the Redis key.
     Values are the serializer's bytes (JSON by default); error records are JSON.
-    ``iter_keys`` walks the prefix with ``SCAN`` (never ``KEYS``); ``store_many`` is one round
-    trip (``MSET`` per 1,000 results, or ``SET … EX`` each with ``expire``, pipelined without
-    ``MULTI``) and ``retrieve_many`` one ``MGET``.
+    The adapter writes the primitives of :class:`~selinon_like.records.RecordStorage` (``GET``,
+    ``SET``, ``DEL``, ``SCAN``); serialization and error records come from there. ``iter_keys``
+    walks the prefix with ``SCAN`` (never ``KEYS``); ``store_many`` is one round trip (``MSET``
+    per 1,000 results, or ``SET … EX`` each with ``expire``, pipelined without ``MULTI``),
+    ``retrieve_many`` one ``MGET`` and ``delete_many`` one ``DEL`` per 1,000 keys.
 
     ``connect()`` builds redis-py's thread-safe connection pool (no I/O: the first command
     opens a socket); a forked child gets its own instance and pool from the
@@ -214,8 +209,10 @@ class Redis(DataStorage):
             else options.as_int("max_connections", max_connections, minimum=1)
         )
         self._tls = self._check_target()
-        self._result_prefix = self.key_prefix + "r:"
-        self._error_prefix = self.key_prefix + "e:"
+        self._prefixes: dict[Kind, str] = {
+            RESULTS: self.key_prefix + "r:",
+            ERRORS: self.key_prefix + "e:",
+        }
         self._client: Any = _NOT_CONNECTED
         self._injected: Any = None
         self._connected = False
@@ -380,79 +377,78 @@ class Redis(DataStorage):
     def ping(self) -> bool:
         return bool(self._client.ping())
 
-    # -- results --------------------------------------------------------------------------
+    # -- primitives -----------------------------------------------------------------------
 
-    def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
-        data = self.serializer.dumps(result)
-        key = self._result_prefix + pack_key(flow_name, task_name, task_id)
-        if self.expire is None:
-            self._client.execute_command("SET", key, data)
-        else:
-            self._client.execute_command("SET", key, data, "EX", self.expire)
-        return key
-
-    def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
-        data = self._client.execute_command(
-            "GET", self._result_prefix + pack_key(flow_name, task_name, task_id)
+    def read(self, kind: Kind, key: Key) -> bytes | None:
+        data: bytes | None = self._client.execute_command(
+            "GET", self._prefixes[kind] + pack_key(*key)
         )
-        if data is None:
-            raise self.not_found(flow_name, task_name, task_id)
-        return self.serializer.loads(data)
+        return data
 
-    def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
-        key = self._result_prefix + pack_key(flow_name, task_name, task_id)
-        if not self._client.execute_command("DEL", key):
-            raise self.not_found(flow_name, task_name, task_id)
+    def write(self, kind: Kind, key: Key, data: bytes) -> str:
+        name = self._prefixes[kind] + pack_key(*key)
+        if self.expire is None:
+            self._client.execute_command("SET", name, data)
+        else:
+            self._client.execute_command("SET", name, data, "EX", self.expire)
+        return name
 
-    def store_many(self, items: Iterable[tuple[str, str, str, Any]]) -> list[str]:
-        items = list(items)
-        # Serialize everything first: one bad result stores nothing.
-        dumps = self.serializer.dumps
-        values = [dumps(item[3]) for item in items]
-        keys = [
-            self._result_prefix + pack_key(flow, task, task_id) for flow, task, task_id, _ in items
-        ]
+    def remove(self, kind: Kind, key: Key) -> bool:
+        return bool(self._client.execute_command("DEL", self._prefixes[kind] + pack_key(*key)))
+
+    def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
+        prefix = self._prefixes[kind]
+        values: list[bytes | None] = self._client.execute_command(
+            "MGET", *[prefix + pack_key(*key) for key in keys]
+        )
+        return values
+
+    def write_many(self, kind: Kind, items: Sequence[tuple[Key, bytes]]) -> list[str]:
+        prefix = self._prefixes[kind]
+        names = [prefix + pack_key(*key) for key, _data in items]
         commands: list[tuple[Any, ...]] = []
         if self.expire is not None:
             commands += (
-                ("SET", key, data, "EX", self.expire)
-                for key, data in zip(keys, values, strict=True)
+                ("SET", name, data, "EX", self.expire)
+                for name, (_key, data) in zip(names, items, strict=True)
             )
         else:
             # MSET in chunks: one command per chunk rather than per result (redis-py spends
             # more time packing a command than Redis spends running it).
+            values = [data for _key, data in items]
             for start, end in _chunks(values):
                 args: list[Any] = [None] * (2 * (end - start))
-                args[0::2] = keys[start:end]
+                args[0::2] = names[start:end]
                 args[1::2] = values[start:end]
                 commands.append(("MSET", *args))
+        self._send(commands)
+        return names
+
+    def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
+        prefix = self._prefixes[kind]
+        names = [prefix + pack_key(*key) for key in keys]
+        commands = [
+            ("DEL", *names[start : start + _CHUNK_KEYS])
+            for start in range(0, len(names), _CHUNK_KEYS)
+        ]
+        return sum(self._send(commands))
+
+    def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Run ``commands`` in one round trip: alone, or in a pipeline without ``MULTI``
+        (each command is idempotent on its own); their replies."""
         if len(commands) == 1:
-            self._client.execute_command(*commands[0])
-        elif commands:
-            # Every command in one round trip; no MULTI: each SET is idempotent on its own.
-            with self._client.pipeline(transaction=False) as pipe:
-                for command in commands:
-                    pipe.execute_command(*command)
-                pipe.execute()
-        return keys
+            return [self._client.execute_command(*commands[0])]
+        if not commands:
+            return []
+        with self._client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            replies: list[Any] = pipe.execute()
+        return replies
 
-    def retrieve_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
-        keys = list(keys)
-        if not keys:
-            return {}
-        values = self._client.execute_command(
-            "MGET", *[self._result_prefix + pack_key(*key) for key in keys]
-        )
-        loads = self.serializer.loads
-        return {
-            key: loads(data) for key, data in zip(keys, values, strict=True) if data is not None
-        }
-
-    def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        return self._scan(self._result_prefix, flow_name)
-
-    def _scan(self, kind_prefix: str, flow_name: str | None) -> Iterator[Key]:
-        """The keys stored under ``kind_prefix`` (results or errors), by ``SCAN``."""
+    def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]:
+        """The keys stored under the kind's prefix, by ``SCAN`` (never ``KEYS``)."""
+        kind_prefix = self._prefixes[kind]
         head = kind_prefix + ("" if flow_name is None else _flow_head(flow_name))
         prefix = kind_prefix.encode(self.encoding, self.errors)
         seen: set[Key] = set()  # SCAN may return a key twice while Redis resizes its table
@@ -467,36 +463,3 @@ class Redis(DataStorage):
                 continue
             seen.add(key)
             yield key
-
-    # -- errors ---------------------------------------------------------------------------
-
-    def store_error(
-        self,
-        node_args: Any,
-        flow_name: str,
-        task_name: str,
-        task_id: str,
-        exc_info: ExcInfo | BaseException,
-    ) -> str:
-        record = make_error_record(node_args, flow_name, task_name, task_id, exc_info)
-        return self._write_error((flow_name, task_name, task_id), record)
-
-    def store_error_record(self, record: dict[str, Any]) -> str:
-        return self._write_error(record_key(record), record)
-
-    def _write_error(self, key: Key, record: dict[str, Any]) -> str:
-        name = self._error_prefix + pack_key(*key)
-        expiry = () if self.expire is None else ("EX", self.expire)
-        self._client.execute_command("SET", name, dump_error_record(record), *expiry)
-        return name
-
-    def iter_error_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        return self._scan(self._error_prefix, flow_name)
-
-    def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, Any]:
-        data = self._client.execute_command(
-            "GET", self._error_prefix + pack_key(flow_name, task_name, task_id)
-        )
-        if data is None:
-            raise self.not_found(flow_name, task_name, task_id, "error record")
-        return load_error_record(data)

@@ -341,6 +341,13 @@ def test_each_call_is_one_round_trip(storage: Any, round_trips: Any) -> None:
     sent.clear()
     assert len(storage.retrieve_many([("f", "t", str(i)) for i in range(2500)])) == 2500
     assert len(sent) == 1
+    sent.clear()
+    doomed = [("f", "t", str(i)) for i in range(2400, 2600)] + [
+        ("f", "t", str(i)) for i in range(1200)
+    ]
+    assert storage.delete_many(doomed) == 1300  # 100 of them were never stored
+    assert len(sent) == 1 and sent[0].count(b"DEL") == 2
+    assert storage.retrieve_many(doomed) == {} and len(list(storage.iter_keys("f"))) == 1200
 
 
 @pytest.mark.redis
