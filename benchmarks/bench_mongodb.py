@@ -30,6 +30,7 @@ from benchmarks.common import Timing, interleaved
 from selinon_like.keys import key_digest
 from storages.mongodb import MongoDB
 
+ROOT = Path(__file__).resolve().parent.parent
 KEYS = 200  # rotating key set: mongomock's cost grows with the collection, keep it fixed
 REPEAT = 2000
 BULK = 1000
@@ -56,7 +57,7 @@ def _row(timing: Timing, baseline: Timing | None) -> str:
     )
 
 
-def run(label: str, storage: MongoDB, raw_collection: Any) -> None:
+def run(label: str, storage: MongoDB, raw_collection: Any, *, fake: bool = False) -> None:
     storage.connect()
     raw_collection.create_index(
         [("flow_name", 1), ("task_name", 1), ("task_id", 1)], unique=True, name="key"
@@ -121,7 +122,7 @@ def run(label: str, storage: MongoDB, raw_collection: Any) -> None:
         print(f"  {BULK} x store               {statistics.median(single) * 1e3:10.1f} ms")
         speed_up = statistics.median(single) / statistics.median(many)
         print(f"  speed-up                     {speed_up:10.1f}x")
-        if storage._is_mock():
+        if fake:
             print("  (mongomock's bulk_write loops over single writes, so no speed-up shows here;")
             print(
                 "   on a server store_many is one round trip per batch instead of one per result)"
@@ -134,14 +135,17 @@ def run(label: str, storage: MongoDB, raw_collection: Any) -> None:
 
 
 def main() -> None:
-    import mongomock
+    # The tests' mongomock client: it carries the shim mongomock needs for bulk_write.
+    sys.path.insert(0, str(ROOT / "tests"))
+    from mongomock_client import mongomock_client
 
     suffix = uuid.uuid4().hex[:8]
-    raw_mock = mongomock.MongoClient()
+    fake_server = mongomock_client()
     run(
         "mongomock (in-process fake, not a server)",
-        MongoDB(url="mongomock://bench", db_name=f"bench_{suffix}"),
-        raw_mock[f"bench_{suffix}"]["raw"],
+        MongoDB.from_client(fake_server, db_name=f"bench_{suffix}"),
+        fake_server[f"bench_{suffix}"]["raw"],
+        fake=True,
     )
     url = os.environ.get("SELINON_LIKE_MONGODB_URL")
     if url:

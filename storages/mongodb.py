@@ -2,70 +2,63 @@
 
 from __future__ import annotations
 
+import json
 import sys
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from selinon_like import options
 from selinon_like.errors import ConfigError, StorageError
+from selinon_like.importing import missing_driver
 from selinon_like.keys import Key, key_digest
 from selinon_like.masking import mask_url, scrub
-from selinon_like.registry import missing_driver
-from selinon_like.storage import (
-    DataStorage,
-    ExcInfo,
-    dump_error_record,
-    load_error_record,
-    make_error_record,
-    record_key,
-)
+from selinon_like.records import ERRORS, Kind, RecordStorage
 
 __all__ = ["MongoDB"]
 
-_SCHEMES = ("mongodb", "mongodb+srv", "mongomock")
+_SCHEMES = ("mongodb", "mongodb+srv")
 _KEY_INDEX = [("flow_name", 1), ("task_name", 1), ("task_id", 1)]
 _INDEX_NAME = "selinon_like_key"
 _KEY_FIELDS = {"_id": 0, "flow_name": 1, "task_name": 1, "task_id": 1}
-# Ids per retrieve_many query: 10,000 64-character ids keep the query far below 16 MB.
+# The field holding the bytes of each kind of record (the first release's layout).
+_DATA_FIELD: dict[Kind, str] = {"results": "result", "errors": "record"}
+# Ids per $in query: 10,000 64-character ids keep the query far below 16 MB.
 _BATCH = 10_000
 _DUPLICATE_KEY = 11000
-
-# ``mongomock://host`` clients, one per host, so that a mock "server" keeps its data across
-# disconnect/connect and is shared by the instances of this process, like a real one.
-_mock_servers: dict[str, Any] = {}
-_mock_lock = threading.Lock()
-
-
-class _MockReplaceOne:
-    """An upsert for mongomock's ``bulk_write``: mongomock 4.3 calls ``op._add_to_bulk(bulk)``
-    and its bulk builder refuses the ``sort`` argument that pymongo >= 4.11's ``ReplaceOne``
-    passes."""
-
-    def __init__(self, filter: dict[str, Any], replacement: dict[str, Any], upsert: bool) -> None:
-        self._filter, self._doc, self._upsert = filter, replacement, upsert
-
-    def _add_to_bulk(self, bulk: Any) -> None:
-        bulk.add_replace(self._filter, self._doc, self._upsert)
+# Options that only say how to build a client: meaningless next to a client given ready.
+_CLIENT_OPTIONS = (
+    "url",
+    "host",
+    "port",
+    "username",
+    "password",
+    "tls",
+    "server_selection_timeout_ms",
+    "connect_timeout_ms",
+    "socket_timeout_ms",
+)
 
 
-class MongoDB(DataStorage):
+class MongoDB(RecordStorage):
     """Results in a MongoDB collection, errors in a second one (pymongo).
 
     Layout: one document per key, ``{_id, flow_name, task_name, task_id, result}``. ``_id`` is
     :func:`selinon_like.keys.key_digest` of the key (also the record id ``store`` returns); a
     unique compound index on ``(flow_name, task_name, task_id)``, created by ``connect()``,
     keeps one document per key whoever writes. ``store`` is one upsert, ``retrieve`` one
-    ``find_one``, ``store_many`` one unordered ``bulk_write``, ``retrieve_many`` one ``$in``
-    query per 10,000 keys. Key parts only ever appear as field values and the filters hold
-    only digests, so a key cannot inject a query operator.
+    ``find_one``, ``delete`` one ``delete_one``; ``store_many`` is one unordered
+    ``bulk_write`` of upserts, ``retrieve_many`` and ``delete_many`` one ``$in`` query per
+    10,000 keys; ``iter_keys`` reads a cursor of the key fields only. Key parts only ever
+    appear as field values and the filters hold only digests, so a key cannot inject a query
+    operator.
 
     Encoding: ``result`` holds the serializer's bytes as BSON binary, never a BSON document. So
     every result comes back exactly — dict keys starting with ``$`` or containing ``.``,
     integers beyond 64 bits, deep nesting, and whatever the pickle or a custom serializer
     produce — but MongoDB cannot query inside results (filter on the key fields only). A
-    document holds at most 16 MB, so neither can a result. Error records (JSON bytes in
+    document holds at most 16 MiB, so neither can a result: pymongo refuses a larger one
+    before sending it, and the call fails with a ``StorageError``. Error records (JSON bytes in
     ``record``, plus ``exception_type`` and ``time`` as plain fields for queries) live in their
     own collection, so an error never shadows a result. A collection written by Selinon's
     adapter (duplicate keys, BSON results) cannot be reused: point this one at a new collection.
@@ -74,9 +67,9 @@ class MongoDB(DataStorage):
     threads of a worker share one instance without a lock. After ``fork()`` the pool builds the
     child its own client.
 
-    For tests, ``url: mongomock://`` (or ``mongomock://name/db``) uses ``mongomock.MongoClient``
-    instead of pymongo (``pip install mongomock``): an in-process fake, one per host name, that
-    keeps its data until the process ends. Timeouts and credentials are then ignored.
+    Tests may hand the adapter a ready client (``mongomock.MongoClient()``, or a pymongo client
+    built with options this adapter does not expose) with :meth:`from_client`;
+    ``disconnect()`` leaves it to its owner.
 
     Configuration:
 
@@ -140,10 +133,16 @@ class MongoDB(DataStorage):
         if url is not None:
             url = options.as_str("url", url)
             parts = urlsplit(url)
+            if parts.scheme == "mongomock":
+                # The first release took this URL for tests; say where that went.
+                raise ConfigError(
+                    "mongomock:// is not a server URL: in tests, give a mongomock client to "
+                    "MongoDB.from_client()",
+                    key="url",
+                )
             if parts.scheme not in _SCHEMES:
                 raise ConfigError(
-                    f"must start with mongodb://, mongodb+srv:// or mongomock://, not "
-                    f"{mask_url(url)!r}",
+                    f"must start with mongodb:// or mongodb+srv://, not {mask_url(url)!r}",
                     key="url",
                 )
             if host is not None or port is not None:
@@ -154,9 +153,10 @@ class MongoDB(DataStorage):
         self.port = (
             27017 if port is None else options.as_int("port", port, minimum=1, maximum=65535)
         )
-        if db_name is None and url_db is None:
+        database = db_name if db_name is not None else url_db
+        if database is None:
             raise ConfigError("name the database, here or in the path of url", key="db_name")
-        self.db_name = options.as_str("db_name", db_name) if db_name is not None else url_db
+        self.db_name = options.as_str("db_name", database)
         self.collection_name = options.as_str("collection_name", collection_name)
         self.errors_collection_name = (
             f"{self.collection_name}_errors"
@@ -186,15 +186,35 @@ class MongoDB(DataStorage):
             key=len,
             reverse=True,
         )
+        self._injected: Any = None
         self._client: Any = None
         self._results: Any = None
         self._errors: Any = None
         self._replace_one: Any = None
 
-    # -- connection -----------------------------------------------------------------------
+    @classmethod
+    def from_client(cls, client: Any, **configuration: Any) -> MongoDB:
+        """An adapter using ``client`` (a ``pymongo.MongoClient``-compatible object, e.g.
+        ``mongomock.MongoClient()``) instead of building its own on ``connect()``.
 
-    def _is_mock(self) -> bool:
-        return self._url is not None and self._url.startswith("mongomock:")
+        ``db_name`` is required; ``collection_name`` and ``errors_collection_name`` apply.
+        Options that only say how to build a client (``url``, ``host``, timeouts,
+        credentials...) are a ``ConfigError``: the client brings its own. ``connect()`` still
+        creates the key index; ``disconnect()`` does not close the client."""
+        given = sorted(name for name in _CLIENT_OPTIONS if name in configuration)
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)}: the client given to from_client() brings its own "
+                "connection settings",
+                key=given[0],
+            )
+        if "db_name" not in configuration:
+            raise ConfigError("from_client() needs db_name", key="db_name")
+        storage = cls(**configuration)
+        storage._injected = client
+        return storage
+
+    # -- connection -----------------------------------------------------------------------
 
     def _client_options(self) -> dict[str, Any]:
         settings: dict[str, Any] = {
@@ -215,17 +235,6 @@ class MongoDB(DataStorage):
             settings["tls"] = self.tls
         return settings
 
-    def _mock_client(self) -> Any:
-        try:
-            import mongomock
-        except ModuleNotFoundError as exc:
-            raise missing_driver(exc, self.storage_name) from exc
-        host = urlsplit(self._url or "").netloc
-        with _mock_lock:
-            if host not in _mock_servers:
-                _mock_servers[host] = mongomock.MongoClient()
-            return _mock_servers[host]
-
     def connect(self) -> None:
         if self._client is not None:
             return
@@ -233,10 +242,8 @@ class MongoDB(DataStorage):
             import pymongo
         except ModuleNotFoundError as exc:
             raise missing_driver(exc, self.storage_name) from exc
-        if self._is_mock():
-            client = self._mock_client()
-            self._replace_one = _MockReplaceOne
-        else:
+        owned = self._injected is None
+        if owned:
             try:
                 # No I/O yet (but DNS for mongodb+srv://): what fails here is the configuration.
                 client = pymongo.MongoClient(**self._client_options())
@@ -245,7 +252,8 @@ class MongoDB(DataStorage):
                     scrub(f"{type(exc).__name__}: {exc}", self._secrets),
                     key="url" if self._url is not None else "host",
                 ) from exc
-            self._replace_one = pymongo.ReplaceOne
+        else:
+            client = self._injected
         try:
             database = client[self.db_name]
             results = database[self.collection_name]
@@ -254,15 +262,16 @@ class MongoDB(DataStorage):
             for collection in (results, errors):
                 collection.create_index(_KEY_INDEX, unique=True, name=_INDEX_NAME)
         except BaseException:
-            if not self._is_mock():
+            if owned:
                 client.close()
             raise
+        self._replace_one = pymongo.ReplaceOne
         self._client, self._results, self._errors = client, results, errors
 
     def disconnect(self) -> None:
         client, self._client = self._client, None
         self._results = self._errors = None
-        if client is not None and not self._is_mock():
+        if client is not None and self._injected is None:
             client.close()
 
     def is_connected(self) -> bool:
@@ -298,135 +307,99 @@ class MongoDB(DataStorage):
             raise self._not_connected()
         return client
 
-    def _collection(self, errors: bool = False) -> Any:
+    def _collection(self, kind: Kind) -> Any:
         # Read once: a disconnect() in another thread may clear the attribute meanwhile.
-        collection = self._errors if errors else self._results
+        collection = self._errors if kind == ERRORS else self._results
         if collection is None:
             raise self._not_connected()
         return collection
 
-    def _upsert(self, collection: Any, document: dict[str, Any]) -> None:
-        from pymongo.errors import DuplicateKeyError
-
-        try:
-            collection.replace_one({"_id": document["_id"]}, document, upsert=True)
-        except DuplicateKeyError:
-            # Two first stores of one key raced and the server did not retry the insert that
-            # lost; the document exists now, so this second upsert is a plain replace.
-            collection.replace_one({"_id": document["_id"]}, document, upsert=True)
-
     @staticmethod
-    def _document(key: Key, **fields: Any) -> dict[str, Any]:
+    def _document(kind: Kind, key: Key, data: bytes) -> dict[str, Any]:
         flow_name, task_name, task_id = key
-        return {
+        document: dict[str, Any] = {
             "_id": key_digest(flow_name, task_name, task_id),
             "flow_name": flow_name,
             "task_name": task_name,
             "task_id": task_id,
-            **fields,
         }
+        if kind == ERRORS:
+            # The first release kept these two beside the record, for queries: so does this.
+            record = json.loads(data)
+            document["exception_type"] = record["exception_type"]
+            document["time"] = record["time"]
+        document[_DATA_FIELD[kind]] = data
+        return document
 
-    # -- the contract ---------------------------------------------------------------------
+    # -- the primitives -------------------------------------------------------------------
 
-    def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
-        document = self._collection().find_one(
-            {"_id": key_digest(flow_name, task_name, task_id)}, {"_id": 0, "result": 1}
-        )
-        if document is None:
-            raise self.not_found(flow_name, task_name, task_id)
-        return self.serializer.loads(bytes(document["result"]))
+    def read(self, kind: Kind, key: Key) -> bytes | None:
+        field = _DATA_FIELD[kind]
+        document = self._collection(kind).find_one({"_id": key_digest(*key)}, {"_id": 0, field: 1})
+        return None if document is None else bytes(document[field])
 
-    def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
-        data = self.serializer.dumps(result)
-        document = self._document((flow_name, task_name, task_id), result=data)
-        self._upsert(self._collection(), document)
-        return str(document["_id"])
+    def write(self, kind: Kind, key: Key, data: bytes) -> str:
+        from pymongo.errors import DuplicateKeyError
 
-    def store_error(
-        self,
-        node_args: Any,
-        flow_name: str,
-        task_name: str,
-        task_id: str,
-        exc_info: ExcInfo | BaseException,
-    ) -> str:
-        record = make_error_record(node_args, flow_name, task_name, task_id, exc_info)
-        return self._write_error((flow_name, task_name, task_id), record)
+        document = self._document(kind, key, data)
+        collection = self._collection(kind)
+        record_id = document["_id"]
+        try:
+            collection.replace_one({"_id": record_id}, document, upsert=True)
+        except DuplicateKeyError:
+            # Two first stores of one key raced and the server did not retry the insert that
+            # lost; the document exists now, so this second upsert is a plain replace.
+            collection.replace_one({"_id": record_id}, document, upsert=True)
+        return str(record_id)
 
-    def store_error_record(self, record: dict[str, Any]) -> str:
-        return self._write_error(record_key(record), record)
-
-    def _write_error(self, key: Key, record: dict[str, Any]) -> str:
-        document = self._document(
-            key,
-            exception_type=record["exception_type"],
-            time=record["time"],
-            record=dump_error_record(record),
-        )
-        self._upsert(self._collection(errors=True), document)
-        return str(document["_id"])
-
-    def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, Any]:
-        document = self._collection(errors=True).find_one(
-            {"_id": key_digest(flow_name, task_name, task_id)}, {"_id": 0, "record": 1}
-        )
-        if document is None:
-            raise self.not_found(flow_name, task_name, task_id, "error record")
-        return load_error_record(bytes(document["record"]))
-
-    def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
-        outcome = self._collection().delete_one({"_id": key_digest(flow_name, task_name, task_id)})
-        if outcome.deleted_count == 0:
-            raise self.not_found(flow_name, task_name, task_id)
-
-    # -- bulk and listing -----------------------------------------------------------------
-
-    def store_many(self, items: Iterable[tuple[str, str, str, Any]]) -> list[str]:
-        # Serialize everything first: one bad result stores nothing.
-        documents = [
-            self._document((f, t, i), result=self.serializer.dumps(r)) for f, t, i, r in items
-        ]
-        if not documents:
-            return []
-        # An unordered bulk write may apply two writes of one key in any order: keep the last.
-        latest = {document["_id"]: document for document in documents}
-        collection = self._collection()
-        operations = [self._replace_one({"_id": i}, d, upsert=True) for i, d in latest.items()]
+    def write_many(self, kind: Kind, items: Sequence[tuple[Key, bytes]]) -> list[str]:
         from pymongo.errors import BulkWriteError
 
+        documents = [self._document(kind, key, data) for key, data in items]
+        # An unordered bulk write may apply two writes of one key in any order: keep the last.
+        latest = {document["_id"]: document for document in documents}
+        collection = self._collection(kind)
+        upsert = self._replace_one
+        operations = [upsert({"_id": i}, document, upsert=True) for i, document in latest.items()]
         try:
             collection.bulk_write(operations, ordered=False)
         except BulkWriteError as exc:
-            # As in _upsert: inserts that lost a race are replaces on a second try.
+            # As in write(): inserts that lost a race are replaces on a second try.
             codes = {error.get("code") for error in exc.details.get("writeErrors", [])}
             if codes != {_DUPLICATE_KEY} or exc.details.get("writeConcernErrors"):
                 raise
             collection.bulk_write(operations, ordered=False)
         return [str(document["_id"]) for document in documents]
 
-    def retrieve_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
-        wanted = {key_digest(*key): key for key in keys}
-        ids = list(wanted)
-        found: dict[Key, Any] = {}
+    def remove(self, kind: Kind, key: Key) -> bool:
+        outcome = self._collection(kind).delete_one({"_id": key_digest(*key)})
+        return bool(outcome.deleted_count)
+
+    def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
+        field = _DATA_FIELD[kind]
+        collection = self._collection(kind)
+        digests = [key_digest(*key) for key in keys]
+        ids = list(dict.fromkeys(digests))
+        found: dict[str, bytes] = {}
         for start in range(0, len(ids), _BATCH):
-            cursor = self._collection().find(
-                {"_id": {"$in": ids[start : start + _BATCH]}}, {"_id": 1, "result": 1}
+            cursor = collection.find(
+                {"_id": {"$in": ids[start : start + _BATCH]}}, {"_id": 1, field: 1}
             )
             for document in cursor:
-                found[wanted[document["_id"]]] = self.serializer.loads(bytes(document["result"]))
-        return found
+                found[document["_id"]] = bytes(document[field])
+        return [found.get(digest) for digest in digests]
 
-    def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        return self._keys(self._collection(), flow_name)
+    def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
+        collection = self._collection(kind)
+        ids = list(dict.fromkeys(key_digest(*key) for key in keys))
+        removed = 0
+        for start in range(0, len(ids), _BATCH):
+            outcome = collection.delete_many({"_id": {"$in": ids[start : start + _BATCH]}})
+            removed += outcome.deleted_count
+        return int(removed)
 
-    def iter_error_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        return self._keys(self._collection(errors=True), flow_name)
-
-    @staticmethod
-    def _keys(collection: Any, flow_name: str | None) -> Iterator[Key]:
-        if flow_name is not None and not isinstance(flow_name, str):
-            # Never let a dict reach the filter, where it would be a query operator.
-            raise TypeError(f"flow_name must be a str or None, not {type(flow_name).__name__}")
+    def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]:
+        # flow_name is a str here (checked by the iter_keys wrapper): never a query operator.
         query = {} if flow_name is None else {"flow_name": flow_name}
-        cursor = collection.find(query, _KEY_FIELDS)
+        cursor = self._collection(kind).find(query, _KEY_FIELDS)
         return ((doc["flow_name"], doc["task_name"], doc["task_id"]) for doc in cursor)

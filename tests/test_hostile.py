@@ -89,9 +89,11 @@ def _fakeredis() -> Iterator[DataStorage]:
 
 @contextlib.contextmanager
 def _mongomock() -> Iterator[DataStorage]:
+    import mongomock
+
     from storages.mongodb import MongoDB
 
-    yield MongoDB(url="mongomock://hostile", db_name=_unique())
+    yield MongoDB.from_client(mongomock.MongoClient(), db_name=_unique())
 
 
 @contextlib.contextmanager

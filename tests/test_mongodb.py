@@ -1,9 +1,12 @@
-"""MongoDB under the contract kit — on mongomock always, on a real server whenever
-``SELINON_LIKE_MONGODB_URL`` is set — plus its own guarantees: one document per key, one round
-trip per operation, results as exact bytes, no operator injection, no leaked credentials."""
+"""MongoDB under the contract kit — on mongomock (fast, in-process) and on a real
+MongoDB-compatible server the suite starts — plus its own guarantees: one document per key, one
+round trip per operation, results as exact bytes, no operator injection, no leaked credentials,
+and the documents of the first release still read."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import subprocess
 import sys
@@ -13,15 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
-from urllib.parse import urlsplit
 
-import mongomock
 import pymongo
 import pytest
 from conftest import MONGODB_URL, require_service
+from mongomock_client import mongomock_client
 from pymongo.errors import (
     AutoReconnect,
     ConnectionFailure,
+    DocumentTooLarge,
     DuplicateKeyError,
     NetworkTimeout,
     OperationFailure,
@@ -44,10 +47,7 @@ from storages.mongodb import MongoDB
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_DB = "selinon_like_test"
-NO_SERVER = (
-    "SELINON_LIKE_MONGODB_URL is not set: no MongoDB server to test against on this machine "
-    "(the same tests ran on mongomock)"
-)
+NO_SERVER = "SELINON_LIKE_MONGODB_URL is not set: no MongoDB server to test against"
 
 
 def _unique(prefix: str) -> str:
@@ -55,9 +55,15 @@ def _unique(prefix: str) -> str:
 
 
 def _mock_storage(**configuration: Any) -> MongoDB:
-    configuration.setdefault("url", "mongomock://tests")
     configuration.setdefault("db_name", _unique("db"))
-    return MongoDB(**configuration)
+    return MongoDB.from_client(mongomock_client(), **configuration)
+
+
+def _server_storage(url: str, **configuration: Any) -> MongoDB:
+    """A storage on the suite's server, in a collection of its own."""
+    configuration.setdefault("db_name", SERVER_DB)
+    configuration.setdefault("collection_name", _unique("results"))
+    return MongoDB(url=url, **configuration)
 
 
 def _drop(storage: MongoDB) -> None:
@@ -72,15 +78,6 @@ def _connected(storage: MongoDB) -> Iterator[MongoDB]:
     finally:
         _drop(storage)
         storage.disconnect()
-
-
-def _server_storage(url: str, **configuration: Any) -> MongoDB:
-    """A storage on the real server, in the database the URL names (else SERVER_DB) and a
-    collection of its own."""
-    if not urlsplit(url).path.strip("/"):
-        configuration.setdefault("db_name", SERVER_DB)
-    configuration.setdefault("collection_name", _unique("results"))
-    return MongoDB(url=url, **configuration)
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +101,22 @@ def mongodb_url() -> str:
     return MONGODB_URL
 
 
+BACKENDS = ["mongomock", pytest.param("server", marks=pytest.mark.mongodb)]
+
+
+@pytest.fixture(params=BACKENDS)
+def mongo(request: pytest.FixtureRequest) -> Iterator[MongoDB]:
+    """A connected storage on mongomock, then on the server."""
+    if request.param == "mongomock":
+        yield from _connected(_mock_storage())
+    else:
+        yield from _connected(_server_storage(request.getfixturevalue("mongodb_url")))
+
+
 @pytest.fixture
-def mongo() -> Iterator[MongoDB]:
-    yield from _connected(_mock_storage())
+def on_server(mongodb_url: str) -> Iterator[MongoDB]:
+    """A connected storage on the server only (what mongomock does not model)."""
+    yield from _connected(_server_storage(mongodb_url))
 
 
 class TestMongoDBOnMongomock(StorageContract):
@@ -125,28 +135,18 @@ class TestMongoDBOnServer(StorageContract):
 # -- through the pool, from many threads ---------------------------------------------------
 
 
-@pytest.fixture(params=["mongomock", pytest.param("server", marks=pytest.mark.mongodb)])
-def pool_configuration(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "mongomock":
-        return {"url": "mongomock://pool", "db_name": _unique("db")}
-    return dict(_server_storage(request.getfixturevalue("mongodb_url"))._configuration)
+def _pool_mapping(configuration: dict[str, Any], classname: str = "MongoDB") -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": "Results", "classname": classname}
+    if classname == "MongoDB":
+        entry["import"] = "storages.mongodb"
+    entry["configuration"] = configuration
+    return {"storages": [entry]}
 
 
-@pytest.mark.slow  # mongomock checks the unique index by scanning the collection
-def test_eight_threads_store_4000_results_through_one_pool_instance(
-    pool_configuration: dict[str, Any],
-) -> None:
+@pytest.mark.mongodb
+def test_eight_threads_store_4000_results_through_one_pool_instance(mongodb_url: str) -> None:
     threads_n, per_thread = 8, 500
-    mapping = {
-        "storages": [
-            {
-                "name": "Results",
-                "import": "storages.mongodb",
-                "classname": "MongoDB",
-                "configuration": pool_configuration,
-            }
-        ]
-    }
+    configuration = {"url": mongodb_url, "db_name": SERVER_DB, "collection_name": _unique("r")}
     failures: list[BaseException] = []
     instances: set[int] = set()
     barrier = threading.Barrier(threads_n)
@@ -154,7 +154,7 @@ def test_eight_threads_store_4000_results_through_one_pool_instance(
     def result(worker: int, i: int) -> dict[str, Any]:
         return {"w": worker, "i": i, "pad": "x" * (i % 17), "big": 2**70 + i}
 
-    with StoragePool.from_dict(mapping) as pool:
+    with StoragePool.from_dict(_pool_mapping(configuration)) as pool:
 
         def work(worker: int) -> None:
             barrier.wait()
@@ -176,7 +176,6 @@ def test_eight_threads_store_4000_results_through_one_pool_instance(
         try:
             assert failures == []
             assert len(instances) == 1
-            # A flow per worker: mongomock's index scan then rejects most documents sooner.
             keys = [
                 (f"flow{w}", "task", str(i)) for w in range(threads_n) for i in range(per_thread)
             ]
@@ -188,22 +187,17 @@ def test_eight_threads_store_4000_results_through_one_pool_instance(
             _drop(storage)
 
 
-def test_the_entry_point_name_resolves_to_the_adapter() -> None:
-    mapping = {
-        "storages": [
-            {
-                "name": "Results",
-                "classname": "mongodb",
-                "configuration": {"url": "mongomock://pool", "db_name": _unique("db")},
-            }
-        ]
-    }
-    with StoragePool.from_dict(mapping) as pool:
+@pytest.mark.mongodb
+def test_the_entry_point_name_resolves_to_the_adapter(mongodb_url: str) -> None:
+    configuration = {"url": mongodb_url, "db_name": SERVER_DB, "collection_name": _unique("r")}
+    with StoragePool.from_dict(_pool_mapping(configuration, classname="mongodb")) as pool:
         storage = pool.get_connected_storage("Results")
         assert type(storage) is MongoDB
-        storage.store("f", "t", "1", [1])
-        assert storage.retrieve("f", "t", "1") == [1]
-        _drop(storage)  # type: ignore[arg-type]
+        try:
+            storage.store("f", "t", "1", [1])
+            assert storage.retrieve("f", "t", "1") == [1]
+        finally:
+            _drop(storage)
 
 
 # -- layout: one document per key, results as bytes ----------------------------------------
@@ -325,7 +319,7 @@ def test_store_many_is_one_unordered_bulk_write_and_last_duplicate_wins(
     assert found[("f", "t", "299")] == {"i": 299}
 
 
-def test_retrieve_many_sends_one_query_per_batch(
+def test_retrieve_many_and_delete_many_send_one_query_per_batch(
     mongo: MongoDB, spy: mock.Mock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(storages.mongodb, "_BATCH", 4)
@@ -334,6 +328,105 @@ def test_retrieve_many_sends_one_query_per_batch(
     found = mongo.retrieve_many([("f", "t", str(i)) for i in range(10)])
     assert found == {("f", "t", str(i)): i for i in range(10)}
     assert [c[0] for c in spy.method_calls] == ["find", "find", "find"]
+    spy.reset_mock()
+    assert mongo.delete_many([("f", "t", str(i)) for i in range(12)]) == 10
+    assert [c[0] for c in spy.method_calls] == ["delete_many"] * 3
+    assert mongo._results.count_documents({}) == 0
+
+
+def test_delete_many_is_one_delete_many_counting_each_key_once(
+    mongo: MongoDB, spy: mock.Mock
+) -> None:
+    mongo.store_many([("f", "t", str(i), i) for i in range(5)])
+    spy.reset_mock()
+    keys = [("f", "t", "1"), ("f", "t", "1"), ("f", "t", "3"), ("f", "t", "missing")]
+    assert mongo.delete_many(keys) == 2
+    assert spy.method_calls == [
+        mock.call.delete_many({"_id": {"$in": [key_digest(*key) for key in keys[1:]]}})
+    ]
+    assert sorted(mongo.iter_keys()) == [("f", "t", "0"), ("f", "t", "2"), ("f", "t", "4")]
+
+
+def test_retrieve_many_of_repeated_keys_is_one_find_of_each_id(
+    mongo: MongoDB, spy: mock.Mock
+) -> None:
+    mongo.store("f", "t", "1", "one")
+    spy.reset_mock()
+    found = mongo.retrieve_many([("f", "t", "1"), ("f", "t", "2"), ("f", "t", "1")])
+    assert found == {("f", "t", "1"): "one"}
+    ids = [key_digest("f", "t", "1"), key_digest("f", "t", "2")]
+    assert spy.method_calls == [mock.call.find({"_id": {"$in": ids}}, {"_id": 1, "result": 1})]
+
+
+def test_iter_keys_reads_the_key_fields_only(mongo: MongoDB, spy: mock.Mock) -> None:
+    mongo.store_many([("a", "t", "1", "x" * 1000), ("b", "t", "2", "y")])
+    spy.reset_mock()
+    assert list(mongo.iter_keys("a")) == [("a", "t", "1")]
+    projection = {"_id": 0, "flow_name": 1, "task_name": 1, "task_id": 1}
+    assert spy.method_calls == [mock.call.find({"flow_name": "a"}, projection)]
+    spy.reset_mock()
+    assert sorted(mongo.iter_keys()) == [("a", "t", "1"), ("b", "t", "2")]
+    assert spy.method_calls == [mock.call.find({}, projection)]
+
+
+# -- the first release's documents -----------------------------------------------------------
+
+
+def test_documents_of_the_first_release_are_read_listed_and_deleted(mongo: MongoDB) -> None:
+    # Built by hand as the first release wrote them (its store and store_error).
+    key = ("flow", "task", "old")
+    record = {
+        "flow_name": "flow",
+        "task_name": "task",
+        "task_id": "old",
+        "exception_type": "builtins.KeyError",
+        "message": "'k'",
+        "traceback": "Traceback (most recent call last): ...",
+        "node_args": {"a": 1},
+        "time": "2026-01-02T03:04:05.000006+00:00",
+    }
+    fields = {"_id": key_digest(*key), "flow_name": "flow", "task_name": "task", "task_id": "old"}
+    mongo._results.insert_one({**fields, "result": json.dumps({"v": [1, 2]}).encode()})
+    mongo._errors.insert_one(
+        {
+            **fields,
+            "exception_type": record["exception_type"],
+            "time": record["time"],
+            "record": json.dumps(record, ensure_ascii=False).encode(),
+        }
+    )
+    assert mongo.retrieve(*key) == {"v": [1, 2]}
+    assert mongo.retrieve_many([key]) == {key: {"v": [1, 2]}}
+    assert mongo.retrieve_error(*key) == record
+    assert list(mongo.iter_keys("flow")) == list(mongo.iter_error_keys("flow")) == [key]
+    assert mongo.store(*key, "new") == key_digest(*key)  # the same document, replaced
+    assert mongo._results.count_documents({}) == 1
+    mongo.delete(*key)
+    assert mongo._results.count_documents({}) == 0
+
+
+def test_error_documents_keep_the_first_release_fields(mongo: MongoDB) -> None:
+    record_id = mongo.store_error({"n": 1}, "f", "t", "1", ValueError("boom"))
+    document = mongo._errors.find_one({"_id": record_id})
+    assert set(document) == {
+        "_id",
+        "flow_name",
+        "task_name",
+        "task_id",
+        "exception_type",
+        "time",
+        "record",
+    }
+    record = json.loads(bytes(document["record"]))
+    assert document["exception_type"] == record["exception_type"] == "builtins.ValueError"
+    assert document["time"] == record["time"]
+    assert dt.datetime.fromisoformat(document["time"]).tzinfo is not None
+    # store_error_record writes the same document, replacing the first.
+    copied = mongo.retrieve_error("f", "t", "1")
+    copied["message"] = "copied"
+    again = mongo.store_error_record(copied)
+    assert again == record_id and mongo._errors.count_documents({}) == 1
+    assert mongo.retrieve_error("f", "t", "1")["message"] == "copied"
 
 
 # -- awkward results and operator injection -------------------------------------------------
@@ -443,20 +536,65 @@ def test_errors_collection_name_is_used() -> None:
         storage.disconnect()
 
 
-def test_mongomock_data_survives_reconnect_like_a_server() -> None:
-    storage = _mock_storage()
-    storage.connect()
-    storage.store("f", "t", "1", 1)
-    storage.disconnect()
+def test_a_client_given_ready_stays_open_and_keeps_its_data_across_reconnects() -> None:
+    client = mongomock_client()
+    storage = MongoDB.from_client(client, db_name=_unique("db"), collection_name="res")
+    with mock.patch.object(client, "close") as close:
+        storage.connect()
+        storage.store("f", "t", "1", 1)
+        storage.disconnect()
+        assert not storage.is_connected()
+        with pytest.raises(StorageError, match="not connected"):
+            storage.retrieve("f", "t", "1")
+        with pytest.raises(StorageError, match="not connected"):
+            storage.ping()
+        storage.connect()
+        assert storage.retrieve("f", "t", "1") == 1
+        # Another adapter on the same client sees the same documents.
+        other = MongoDB.from_client(client, db_name=storage.db_name, collection_name="res")
+        other.connect()
+        assert other.retrieve("f", "t", "1") == 1
+        other.disconnect()
+        _drop(storage)
+        storage.disconnect()
+        close.assert_not_called()
+
+
+@pytest.mark.parametrize(
+    ("configuration", "key"),
+    [
+        ({"db_name": "d", "url": "mongodb://h/d"}, "url"),
+        ({"db_name": "d", "host": "h", "port": 1}, "host"),
+        ({"db_name": "d", "username": "u", "password": "S3cr3t-pw"}, "password"),
+        ({"db_name": "d", "socket_timeout_ms": 5}, "socket_timeout_ms"),
+        ({"collection_name": "r"}, "db_name"),
+    ],
+)
+def test_from_client_refuses_what_only_builds_a_client(
+    configuration: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        MongoDB.from_client(mongomock_client(), **configuration)
+    assert info.value.key == key
+    assert "S3cr3t-pw" not in str(info.value)
+
+
+def test_a_mongomock_url_points_to_from_client() -> None:
+    with pytest.raises(ConfigError, match=r"from_client\(\)") as info:
+        MongoDB(url="mongomock://tests/db")
+    assert info.value.key == "url"
+
+
+def test_a_failed_first_round_trip_leaves_a_client_given_ready_open() -> None:
+    client = mock.MagicMock()
+    client.__getitem__.return_value.__getitem__.return_value.create_index.side_effect = (
+        OperationFailure("not allowed")
+    )
+    storage = MongoDB.from_client(client, db_name="d")
+    with pytest.raises(StorageError, match="not allowed"):
+        storage.connect()
     assert not storage.is_connected()
-    with pytest.raises(StorageError, match="not connected"):
-        storage.retrieve("f", "t", "1")
-    with pytest.raises(StorageError, match="not connected"):
-        storage.ping()
-    storage.connect()
-    assert storage.retrieve("f", "t", "1") == 1
-    _drop(storage)
-    storage.disconnect()
+    client.close.assert_not_called()
 
 
 @pytest.mark.parametrize(
@@ -476,7 +614,7 @@ def test_connection_errors_are_transient(exc: BaseException) -> None:
 
 @pytest.mark.parametrize(
     "exc",
-    [OperationFailure("x"), DuplicateKeyError("x"), ValueError("x")],
+    [OperationFailure("x"), DuplicateKeyError("x"), DocumentTooLarge("x"), ValueError("x")],
     ids=lambda e: type(e).__name__,
 )
 def test_other_errors_are_not_transient(exc: BaseException) -> None:
@@ -505,6 +643,40 @@ def test_a_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> No
     assert not storage.is_connected()
 
 
+# -- the 16 MiB document limit (a real server's; mongomock has none) -------------------------
+
+
+def _oversized() -> str:
+    return "x" * (16 * 1024 * 1024 + 1)  # its JSON alone passes 16 MiB
+
+
+@pytest.mark.mongodb
+def test_a_result_over_16_mib_is_a_storage_error_and_stores_nothing(
+    on_server: MongoDB,
+) -> None:
+    on_server.retry_policy = RetryPolicy(attempts=3, backoff=0.01)
+    on_server.store("f", "t", "1", "before")
+    with pytest.raises(StorageError) as info:
+        on_server.store("f", "t", "1", _oversized())
+    assert not isinstance(info.value, StorageUnavailable)  # not retried: it cannot succeed
+    assert isinstance(info.value.__cause__, DocumentTooLarge)
+    assert "16777216" in str(info.value)
+    assert on_server.retrieve("f", "t", "1") == "before"
+    # The largest result that fits still round-trips (key fields and BSON framing aside).
+    near = "y" * (16 * 1024 * 1024 - 1024)
+    on_server.store("f", "t", "2", near)
+    assert on_server.retrieve("f", "t", "2") == near
+
+
+@pytest.mark.mongodb
+def test_store_many_with_a_result_over_16_mib_fails(on_server: MongoDB) -> None:
+    items = [("f", "t", "small", 1), ("f", "t", "big", _oversized()), ("f", "t", "after", 2)]
+    with pytest.raises(StorageError) as info:
+        on_server.store_many(items)
+    assert isinstance(info.value.__cause__, DocumentTooLarge)
+    assert on_server.retrieve_many([("f", "t", "big")]) == {}
+
+
 # -- pymongo client options and credentials --------------------------------------------------
 
 
@@ -514,7 +686,7 @@ def test_pymongo_gets_the_options_and_finite_timeouts(monkeypatch: pytest.Monkey
 
     def fake_client(**kwargs: Any) -> Any:
         made.append(kwargs)
-        client = mongomock.MongoClient()
+        client = mongomock_client()
         client.close = mock.Mock()
         clients.append(client)
         return client
@@ -578,10 +750,11 @@ def test_credentials_never_appear_in_repr_logs_or_errors(
             assert secret not in text
 
 
-def test_a_driver_message_quoting_the_password_is_scrubbed() -> None:
-    storage = _mock_storage(
-        url="mongomock://u:p%40ss%2Fw0rd-xyz@tests/db", username="u", password="S3cr3t-pw"
-    )
+def test_a_driver_message_quoting_the_password_is_scrubbed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pymongo, "MongoClient", lambda **kwargs: mongomock_client())
+    storage = MongoDB(url="mongodb://u:p%40ss%2Fw0rd-xyz@h/db", username="u", password="S3cr3t-pw")
     storage.connect()
     failing = mock.Mock()
     failing.find_one.side_effect = OperationFailure(
@@ -633,18 +806,8 @@ def test_a_url_pymongo_refuses_is_a_config_error_on_connect(url: str) -> None:
 
 
 def test_unknown_option_is_a_config_error_through_the_pool() -> None:
-    mapping = {
-        "storages": [
-            {
-                "name": "Results",
-                "import": "storages.mongodb",
-                "classname": "MongoDB",
-                "configuration": {"db_name": "d", "hots": "h"},
-            }
-        ]
-    }
     with pytest.raises(ConfigError, match="hots"):
-        StoragePool.from_dict(mapping)
+        StoragePool.from_dict(_pool_mapping({"db_name": "d", "hots": "h"}))
 
 
 def test_database_comes_from_the_url_and_db_name_wins() -> None:

@@ -74,9 +74,11 @@ def _fakeredis() -> Iterator[DataStorage]:
 
 @contextlib.contextmanager
 def _mongomock() -> Iterator[DataStorage]:
+    import mongomock
+
     from storages.mongodb import MongoDB
 
-    yield MongoDB(url="mongomock://properties", db_name=f"db{uuid.uuid4().hex}")
+    yield MongoDB.from_client(mongomock.MongoClient(), db_name=f"db{uuid.uuid4().hex}")
 
 
 @contextlib.contextmanager
