@@ -122,6 +122,15 @@ class StoragePool:
         return cls(loaded.config, loaded.instances)
 
     @classmethod
+    def from_selinon(cls, nodes_yml: str | os.PathLike[str]) -> StoragePool:
+        """A pool from a Selinon ``nodes.yml``: its storages (``selinon.storages.*`` mapped to
+        this library's adapters) and each task's ``storage`` and ``storage_task_name``. See
+        :func:`selinon_like.selinon.pool_from_selinon`."""
+        from selinon_like.selinon import pool_from_selinon  # it builds on this module
+
+        return pool_from_selinon(nodes_yml)
+
+    @classmethod
     def configure(
         cls, source: str | os.PathLike[str] | IO[str] | Mapping[str, Any] | StoragePool
     ) -> StoragePool:
