@@ -15,6 +15,10 @@ Commands (CONFIG is a YAML file; a result is named by FLOW TASK TASK_ID)::
 storage the ``tasks:`` section maps TASK to, or the only storage of the file; ls lists every
 storage. ``--json`` prints JSON for scripts instead of tables for people.
 
+CONFIG may also be ``selinon:NODES_YML``: a Selinon ``nodes.yml`` read with
+``StoragePool.from_selinon`` (e.g. ``ls selinon:nodes.yml``, ``copy selinon:nodes.yml:Results
+storages.yml:Results``). Keys hold each task's ``storage_task_name``, as ``ls`` shows them.
+
 Exit codes: 0 success; 1 an operation failed (a storage error; for ``copy``, any item not
 copied); 2 the configuration or the command line is wrong; 3 not found (get/delete of a key
 with nothing stored); 130 ``copy`` interrupted (Ctrl-C). Every command masks secrets in what
@@ -51,6 +55,9 @@ EXIT_CONFIG = 2
 EXIT_NOT_FOUND = 3
 EXIT_INTERRUPTED = 130
 
+# CONFIG given as selinon:NODES_YML is a Selinon nodes.yml (StoragePool.from_selinon).
+SELINON_PREFIX = "selinon:"
+
 # How many failed items `copy` lists by key (all are counted).
 _FAILURES_SHOWN = 50
 
@@ -60,6 +67,8 @@ _FAILURES_SHOWN = 50
 
 def _load(config: str) -> StoragePool:
     try:
+        if config.startswith(SELINON_PREFIX):
+            return StoragePool.from_selinon(config[len(SELINON_PREFIX) :])
         return StoragePool.from_yaml(config)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -173,6 +182,8 @@ def _key_options(fn: Any) -> Any:
 @click.version_option(package_name="selinon-like")
 def main() -> None:
     """Persist and inspect task results in the storages of a selinon_like YAML file.
+
+    CONFIG may also be selinon:NODES_YML, a Selinon nodes.yml.
 
     Exit codes: 0 ok, 1 operation failed, 2 configuration or usage error, 3 not found,
     130 copy interrupted."""
