@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from selinon_like import ConfigError, DataStorage, StoragePool, UnknownStorageError
+from selinon_like.config import load_config, load_mapping, load_with_instances
 from selinon_like.retry import DEFAULT_RETRY, NO_RETRY
+from selinon_like.yamlsource import YamlDocument, key_of
 
 # -- adapters used by these tests (import path `test_config`: tests/ is on sys.path) --------------
 
@@ -840,3 +842,56 @@ def test_environment_mistakes_are_reported_together_naming_each_storage(
         (12, None, "storage"),
     ]
     assert "SL_NOPE_C is not set" in str(info.value)
+
+
+# -- the reader alone, and the loading entry points -----------------------------------------------
+
+
+def test_the_yaml_reader_records_the_line_of_every_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SL_PORT", "6380")
+    document = YamlDocument("inline.yml")
+    data = document.parse(
+        textwrap.dedent(
+            """\
+            defaults: &defaults
+              port: ${SL_PORT}
+            storages:
+              - name: A
+                configuration: *defaults
+              - name: B
+                configuration: {host: "${SL_PORT}"}
+            """
+        )
+    )
+    assert data["storages"][0]["configuration"] == {"port": 6380}  # unquoted: re-typed as int
+    assert data["storages"][1]["configuration"] == {"host": "6380"}  # quoted: stays a string
+    assert document.line(("storages", 0, "name")) == 4
+    assert document.line(("storages", 0, "configuration", "port")) == 5  # where the alias is used
+    assert document.line(("storages", 1, "configuration", "host", "deeper")) == 7  # nearest
+    assert document.error("bad", ("storages", 1)).line == 6
+    assert key_of(("storages", 1, "configuration", "host")) == "configuration.host"
+    assert document.env_problems == []
+
+
+def test_load_with_instances_keeps_one_unconnected_instance_per_storage(tmp_path: Path) -> None:
+    path = tmp_path / "s.yml"
+    path.write_text(
+        "storages:\n  - name: A\n    classname: memory\n  - name: B\n    classname: memory\n"
+    )
+    for source in (path, str(path), io.StringIO(path.read_text())):
+        loaded = load_with_instances(source)
+        assert list(loaded.config.storages) == list(loaded.instances) == ["A", "B"]
+        assert [i.storage_name for i in loaded.instances.values()] == ["A", "B"]
+        assert not any(i.is_connected() for i in loaded.instances.values())
+    assert load_config(path) == load_with_instances(path).config
+    mapping = {"storages": [{"name": "M", "classname": "memory"}]}
+    assert list(load_with_instances(mapping, source="mine").instances) == ["M"]
+    assert load_mapping(mapping).storages.keys() == {"M"}
+
+
+@pytest.mark.parametrize("value", [42, None, [{"name": "M"}]])
+def test_loading_something_else_than_a_file_or_mapping_is_refused(value: Any) -> None:
+    with pytest.raises(ConfigError, match=f"must be a mapping.*not {type(value).__name__}"):
+        load_with_instances(value)
+    with pytest.raises(ConfigError, match=f"must be a mapping, not {type(value).__name__}"):
+        load_mapping(value)

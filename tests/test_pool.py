@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import threading
@@ -15,10 +16,12 @@ from selinon_like import (
     ConfigError,
     DataStorage,
     ResultNotFound,
+    StorageHealth,
     StoragePool,
     StorageUnavailable,
     UnknownStorageError,
 )
+from selinon_like.config import load_with_instances
 from storages.memory import InMemoryStorage
 
 
@@ -36,6 +39,13 @@ class CountingStorage(InMemoryStorage):
         time.sleep(0.05)
         type(self).connects += 1
         super().connect()
+
+
+class ReadOnlyStorage(InMemoryStorage):
+    """Answers pings and reads, refuses every store."""
+
+    def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
+        raise PermissionError("this storage is read-only")
 
 
 class BrokenStorage(InMemoryStorage):
@@ -186,6 +196,62 @@ def test_check_reports_each_storage_without_secrets() -> None:
     assert "authentication failed" in rows["Broken"].error
     assert "hunter2-secret" not in rows["Broken"].error
     assert "hunter2-secret" not in repr(pool.get_connected_storage("Memory"))
+
+
+def test_check_with_write_round_trips_a_scratch_result(tmp_path: Path) -> None:
+    pool = StoragePool.from_dict(
+        {
+            "storages": [
+                {"name": "Memory", "classname": "memory"},
+                {"name": "ReadOnly", "import": "test_pool", "classname": "ReadOnlyStorage"},
+            ]
+        }
+    )
+    pinged = {row.name: row for row in pool.check()}
+    assert pinged["ReadOnly"].ok  # a ping does not write
+    written = {row.name: row for row in pool.check(write=True)}
+    memory, read_only = written["Memory"], written["ReadOnly"]
+    assert memory == StorageHealth(
+        "Memory", "storages.memory.InMemoryStorage", True, memory.latency, None
+    )
+    assert memory.latency is not None and memory.latency_ms == memory.latency * 1000
+    assert list(pool.get_connected_storage("Memory").iter_keys()) == []  # scratch deleted
+    assert (read_only.ok, read_only.latency, read_only.latency_ms) == (False, None, None)
+    assert read_only.adapter == "test_pool.ReadOnlyStorage"
+    assert read_only.error is not None and read_only.error.startswith("ReadOnly: store of")
+    assert read_only.error.endswith("failed: PermissionError: this storage is read-only")
+
+
+def test_the_pool_leaves_its_config_and_instances_as_given() -> None:
+    CountingStorage.instances = 0
+    loaded = load_with_instances(
+        {"storages": [{"name": "C", "import": "test_pool", "classname": "CountingStorage"}]}
+    )
+    config, instances = loaded.config, loaded.instances
+    before = {field: copy.copy(value) for field, value in vars(config).items()}
+    given = dict(instances)
+    first = StoragePool(config, instances)
+    assert first.get_connected_storage("C") is given["C"]  # the instance built to validate
+    assert vars(config) == before and instances == given
+    assert CountingStorage.instances == 1
+
+    # A second pool on the same config builds its own instance, never the first pool's.
+    second = StoragePool(config)
+    assert second.get_connected_storage("C") is not first.get_connected_storage("C")
+    assert CountingStorage.instances == 2
+    first.disconnect_all()
+    assert vars(config) == before and instances == given
+
+
+def test_a_pool_starts_with_the_instances_it_is_given() -> None:
+    config = memory_pool().config
+    given = InMemoryStorage()
+    pool = StoragePool(config, {"Memory": given})
+    assert pool.get_connected_storage("Memory") is given and given.is_connected()
+    with pytest.raises(UnknownStorageError, match=r"\['Nope'\].*'Memory'"):
+        StoragePool(config, {"Nope": InMemoryStorage()})
+    with pytest.raises(TypeError, match=r"'Memory' is a dict, not a selinon_like\.DataStorage"):
+        StoragePool(config, {"Memory": {}})  # type: ignore[dict-item]
 
 
 @pytest.mark.parametrize("adapter", ["memory", "filesystem"])
