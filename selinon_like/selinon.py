@@ -184,6 +184,13 @@ class SelinonStorage:
     def _label(cls) -> str:
         return f"{__name__}.{cls.__name__}"
 
+    @classmethod
+    def _bool(cls, key: str, value: Any) -> bool:
+        try:
+            return options.as_bool(key, value)
+        except ConfigError as exc:
+            raise ConfigError(exc.message, storage=cls._label(), key=key) from None
+
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in mask_config(self.configuration).items())
         return f"<{self._label()}{' ' + shown if shown else ''}>"
@@ -279,7 +286,7 @@ class InMemoryStorage(SelinonStorage):
                 storage=self._label(),
                 key="echo",
             )
-        as_json = options.as_bool("json", json)
+        as_json = self._bool("json", json)
         if as_json and stream is None:
             raise ConfigError(
                 "json needs echo ('stdout' or 'stderr')", storage=self._label(), key="json"
@@ -467,7 +474,7 @@ class S3(SelinonStorage):
     ) -> None:
         if bucket is None:
             raise ConfigError("bucket is required", storage=self._label(), key="bucket")
-        options.as_bool("serialize_json", serialize_json)
+        self._bool("serialize_json", serialize_json)
         super().__init__(
             {"create_bucket": True}
             | _given(
