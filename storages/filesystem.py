@@ -9,18 +9,11 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from selinon_like import options
 from selinon_like.keys import Key, encode_part
-from selinon_like.storage import (
-    DataStorage,
-    ExcInfo,
-    dump_error_record,
-    load_error_record,
-    make_error_record,
-    record_key,
-)
+from selinon_like.records import Kind, RecordStorage
 from selinon_like.streams import DEFAULT_CHUNK_SIZE, Digest, DigestingReader
 
 __all__ = ["Filesystem"]
@@ -37,7 +30,7 @@ def _name(part: str) -> str:
     return "~" + hashlib.sha256(part.encode("utf-8")).hexdigest()
 
 
-class Filesystem(DataStorage):
+class Filesystem(RecordStorage):
     """Results as files under a root directory.
 
     Layout: ``<path>/results/<flow>/<task>/<task_id>`` and the same under ``errors/``, each
@@ -101,11 +94,13 @@ class Filesystem(DataStorage):
 
     # -- files ----------------------------------------------------------------------------
 
-    def _path(self, kind: str, flow_name: str, task_name: str, task_id: str) -> Path:
+    def _path(self, kind: Kind, key: Key) -> Path:
+        flow_name, task_name, task_id = key
         return self.root / kind / _name(flow_name) / _name(task_name) / _name(task_id)
 
-    def _write(self, path: Path, key: Key, chunks: Iterable[bytes]) -> None:
-        """Write header and chunks to a temporary file, then move it over ``path``."""
+    def _write(self, path: Path, key: Key, chunks: Iterable[bytes]) -> str:
+        """Write header and chunks to a temporary file, then move it over ``path``; the
+        record id (the path under the root)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
@@ -121,102 +116,40 @@ class Filesystem(DataStorage):
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise
+        return str(path.relative_to(self.root))
 
-    def _open(self, path: Path, key: Key, what: str) -> IO[bytes]:
-        """The file positioned after its header; ``ResultNotFound`` when it is missing."""
+    def _open(self, path: Path, key: Key) -> IO[bytes] | None:
+        """The file positioned after its header; ``None`` when there is none for ``key``."""
         try:
             handle = path.open("rb")
         except FileNotFoundError:
-            raise self.not_found(*key, what=what) from None
+            return None
         stored = json.loads(handle.readline())
         if tuple(stored) != key:  # only a SHA-256 collision of an over-long part gets here
             handle.close()
-            raise self.not_found(*key, what=what)
+            return None
         return handle
 
-    def _read(self, path: Path, key: Key, what: str) -> bytes:
-        with self._open(path, key, what) as handle:
+    # -- the primitives -------------------------------------------------------------------
+
+    def read(self, kind: Kind, key: Key) -> bytes | None:
+        handle = self._open(self._path(kind, key), key)
+        if handle is None:
+            return None
+        with handle:
             return handle.read()
 
-    # -- the contract ---------------------------------------------------------------------
+    def write(self, kind: Kind, key: Key, data: bytes) -> str:
+        return self._write(self._path(kind, key), key, (data,))
 
-    def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
-        key = (flow_name, task_name, task_id)
-        return self.serializer.loads(self._read(self._path("results", *key), key, "result"))
-
-    def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
-        data = self.serializer.dumps(result)
-        key = (flow_name, task_name, task_id)
-        path = self._path("results", *key)
-        self._write(path, key, (data,))
-        return str(path.relative_to(self.root))
-
-    def store_many(self, items: Iterable[tuple[str, str, str, Any]]) -> list[str]:
-        encoded = [((f, t, i), self.serializer.dumps(result)) for f, t, i, result in items]
-        ids = []
-        for key, data in encoded:
-            path = self._path("results", *key)
-            self._write(path, key, (data,))
-            ids.append(str(path.relative_to(self.root)))
-        return ids
-
-    def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
+    def remove(self, kind: Kind, key: Key) -> bool:
         try:
-            self._path("results", flow_name, task_name, task_id).unlink()
+            self._path(kind, key).unlink()
         except FileNotFoundError:
-            raise self.not_found(flow_name, task_name, task_id) from None
+            return False
+        return True
 
-    def store_error(
-        self,
-        node_args: Any,
-        flow_name: str,
-        task_name: str,
-        task_id: str,
-        exc_info: ExcInfo | BaseException,
-    ) -> str:
-        record = make_error_record(node_args, flow_name, task_name, task_id, exc_info)
-        return self._write_error((flow_name, task_name, task_id), record)
-
-    def store_error_record(self, record: dict[str, Any]) -> str:
-        return self._write_error(record_key(record), record)
-
-    def _write_error(self, key: Key, record: dict[str, Any]) -> str:
-        path = self._path("errors", *key)
-        self._write(path, key, (dump_error_record(record),))
-        return str(path.relative_to(self.root))
-
-    def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, Any]:
-        key = (flow_name, task_name, task_id)
-        return load_error_record(self._read(self._path("errors", *key), key, "error record"))
-
-    def store_stream(
-        self, flow_name: str, task_name: str, task_id: str, chunks: Iterable[bytes]
-    ) -> Digest:
-        key = (flow_name, task_name, task_id)
-        reader = DigestingReader(chunks)
-        self._write(self._path("results", *key), key, reader)
-        return reader.digest()
-
-    def retrieve_stream(self, flow_name: str, task_name: str, task_id: str) -> Iterator[bytes]:
-        key = (flow_name, task_name, task_id)
-        path = self._path("results", *key)
-        # Look now, so a missing result fails this call rather than the first next(); the
-        # generator opens the file itself, so one never iterated leaks no open file.
-        self._open(path, key, "result").close()
-        return self._chunks(path, key)
-
-    def _chunks(self, path: Path, key: Key) -> Iterator[bytes]:
-        with self._open(path, key, "result") as handle:
-            while chunk := handle.read(DEFAULT_CHUNK_SIZE):
-                yield chunk
-
-    def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        return self._keys("results", flow_name)
-
-    def iter_error_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        return self._keys("errors", flow_name)
-
-    def _keys(self, kind: str, flow_name: str | None) -> Iterator[Key]:
+    def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]:
         top = self.root / kind
         flows = [top / _name(flow_name)] if flow_name is not None else _dirs(top)
         for flow_dir in flows:
@@ -230,6 +163,35 @@ class Filesystem(DataStorage):
                     except FileNotFoundError:
                         continue  # deleted while we listed
                     yield flow, task, task_id
+
+    # -- streams --------------------------------------------------------------------------
+
+    def store_stream(
+        self, flow_name: str, task_name: str, task_id: str, chunks: Iterable[bytes]
+    ) -> Digest:
+        key = (flow_name, task_name, task_id)
+        reader = DigestingReader(chunks)
+        self._write(self._path("results", key), key, reader)
+        return reader.digest()
+
+    def retrieve_stream(self, flow_name: str, task_name: str, task_id: str) -> Iterator[bytes]:
+        key = (flow_name, task_name, task_id)
+        path = self._path("results", key)
+        # Look now, so a missing result fails this call rather than the first next(); the
+        # generator opens the file itself, so one never iterated leaks no open file.
+        self._open_stream(path, key).close()
+        return self._chunks(path, key)
+
+    def _open_stream(self, path: Path, key: Key) -> IO[bytes]:
+        handle = self._open(path, key)
+        if handle is None:
+            raise self.not_found(*key)
+        return handle
+
+    def _chunks(self, path: Path, key: Key) -> Iterator[bytes]:
+        with self._open_stream(path, key) as handle:
+            while chunk := handle.read(DEFAULT_CHUNK_SIZE):
+                yield chunk
 
 
 def _header(key: Key) -> bytes:

@@ -13,17 +13,10 @@ from urllib.parse import urlsplit
 
 from selinon_like import options
 from selinon_like.errors import ConfigError, StorageError
+from selinon_like.importing import missing_driver
 from selinon_like.keys import Key, decode_part, encode_part
 from selinon_like.masking import mask_url, scrub
-from selinon_like.registry import missing_driver
-from selinon_like.storage import (
-    DataStorage,
-    ExcInfo,
-    dump_error_record,
-    load_error_record,
-    make_error_record,
-    record_key,
-)
+from selinon_like.records import Kind, RecordStorage
 from selinon_like.streams import DEFAULT_CHUNK_SIZE, Digest, DigestingReader
 
 if TYPE_CHECKING:
@@ -39,6 +32,7 @@ A = TypeVar("A")
 MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest part of a multipart upload (but the last)
 MAX_PARTS = 10_000  # S3's largest number of parts in one upload
+_DELETE_BATCH = 1000  # S3's most objects in one DeleteObjects request
 _READ_CHUNK = 1024 * 1024
 
 
@@ -111,7 +105,7 @@ def _secret(key: str, value: Any) -> str | None:
     return value
 
 
-class S3Storage(DataStorage):
+class S3Storage(RecordStorage):
     """Results as objects in an S3 bucket (AWS, or any S3-compatible service via
     ``endpoint_url``: MinIO, Ceph, moto...).
 
@@ -123,10 +117,13 @@ class S3Storage(DataStorage):
     stored object maps back to its key. ``store`` returns the object key.
 
     ``store_many``/``retrieve_many`` overlap their requests on up to ``max_pool_connections``
-    threads. ``store_stream`` uploads any iterable of bytes as a multipart upload of
-    ``part_size`` parts, holding at most one part in memory (a stream shorter than one part
-    is a single PUT); a failed upload is aborted, so the previous object stays as it was.
-    Streamed objects hold the raw bytes: read them with ``retrieve_stream`` (1 MiB chunks).
+    threads. ``delete_many`` learns which objects exist from overlapped HEAD requests (S3
+    reports a missing object as deleted) and deletes those in one request per 1,000.
+
+    ``store_stream`` uploads any iterable of bytes as a multipart upload of ``part_size``
+    parts, holding at most one part in memory (a stream shorter than one part is a single
+    PUT); a failed upload is aborted, so the previous object stays as it was. Streamed objects
+    hold the raw bytes: read them with ``retrieve_stream`` (1 MiB chunks).
 
     The client is one boto3 client, safe across threads (``thread_safe = True``). botocore's
     own retries are off: the storage's ``retry:`` policy retries transient errors (connection
@@ -399,6 +396,15 @@ class S3Storage(DataStorage):
         with contextlib.closing(response["Body"]) as body:
             return body.read()
 
+    def _exists(self, name: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=name)
+        except Exception as exc:
+            if _is_missing(exc):
+                return False
+            raise
+        return True
+
     def _parallel(self, call: Callable[[A], T], args: Sequence[A]) -> list[T]:
         """``[call(a) for a in args]`` on up to ``max_pool_connections`` threads."""
         if len(args) <= 1:
@@ -413,80 +419,60 @@ class S3Storage(DataStorage):
                     future.cancel()
                 raise
 
-    # -- the contract ---------------------------------------------------------------------
+    # -- the primitives -------------------------------------------------------------------
 
-    def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
-        data = self._get(self.object_key("results", flow_name, task_name, task_id))
-        if data is None:
-            raise self.not_found(flow_name, task_name, task_id)
-        return self.serializer.loads(data)
+    def read(self, kind: Kind, key: Key) -> bytes | None:
+        return self._get(self.object_key(kind, *key))
 
-    def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
-        data = self.serializer.dumps(result)
-        return self._put(self.object_key("results", flow_name, task_name, task_id), data)
+    def write(self, kind: Kind, key: Key, data: bytes) -> str:
+        return self._put(self.object_key(kind, *key), data)
 
-    def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
-        name = self.object_key("results", flow_name, task_name, task_id)
-        # DeleteObject succeeds for a missing key, so look first.
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=name)
-        except Exception as exc:
-            if _is_missing(exc):
-                raise self.not_found(flow_name, task_name, task_id) from None
-            raise
+    def remove(self, kind: Kind, key: Key) -> bool:
+        name = self.object_key(kind, *key)
+        # DeleteObject succeeds for a missing object, so look first.
+        if not self._exists(name):
+            return False
         self.client.delete_object(Bucket=self.bucket, Key=name)
+        return True
 
-    def store_error(
-        self,
-        node_args: Any,
-        flow_name: str,
-        task_name: str,
-        task_id: str,
-        exc_info: ExcInfo | BaseException,
-    ) -> str:
-        record = make_error_record(node_args, flow_name, task_name, task_id, exc_info)
-        return self._write_error((flow_name, task_name, task_id), record)
+    def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
+        names = [self.object_key(kind, *key) for key in keys]
+        unique = list(dict.fromkeys(names))
+        found = dict(zip(unique, self._parallel(self._get, unique), strict=True))
+        return [found[name] for name in names]
 
-    def store_error_record(self, record: dict[str, Any]) -> str:
-        return self._write_error(record_key(record), record)
-
-    def _write_error(self, key: Key, record: dict[str, Any]) -> str:
-        return self._put(self.object_key("errors", *key), dump_error_record(record))
-
-    def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, Any]:
-        data = self._get(self.object_key("errors", flow_name, task_name, task_id))
-        if data is None:
-            raise self.not_found(flow_name, task_name, task_id, what="error record")
-        return load_error_record(data)
-
-    def store_many(self, items: Iterable[tuple[str, str, str, Any]]) -> list[str]:
-        # Every key and result is checked before the first request.
-        objects = [
-            (self.object_key("results", f, t, i), self.serializer.dumps(result))
-            for f, t, i, result in items
-        ]
+    def write_many(self, kind: Kind, items: Sequence[tuple[Key, bytes]]) -> list[str]:
+        # Every name is made before the first request.
+        objects = [(self.object_key(kind, *key), data) for key, data in items]
         # A key given twice keeps its last result, as stores one after the other would: only
         # that one is sent, so two concurrent PUTs of one key never race.
         last = dict(objects)
         self._parallel(lambda name: self._put(name, last[name]), list(last))
         return [name for name, _data in objects]
 
-    def retrieve_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
-        unique = list(dict.fromkeys(keys))
-        names = [self.object_key("results", *key) for key in unique]
-        found: dict[Key, Any] = {}
-        for key, data in zip(unique, self._parallel(self._get, names), strict=True):
-            if data is not None:
-                found[key] = self.serializer.loads(data)
-        return found
+    def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
+        names = list(dict.fromkeys(self.object_key(kind, *key) for key in keys))
+        # DeleteObjects reports a missing object as deleted: the overlapped HEADs tell which
+        # were there, and only those are deleted, up to 1,000 in each request.
+        found = self._parallel(self._exists, names)
+        present = [name for name, there in zip(names, found, strict=True) if there]
+        for start in range(0, len(present), _DELETE_BATCH):
+            batch = present[start : start + _DELETE_BATCH]
+            response = self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": name} for name in batch], "Quiet": True},
+            )
+            errors = response.get("Errors", [])
+            if errors:
+                first = errors[0]
+                raise StorageError(
+                    f"{self.storage_name}: {len(errors)} of {len(batch)} objects were not "
+                    f"deleted; the first, {first.get('Key', '')!r}: {first.get('Code', '')} "
+                    f"{first.get('Message', '')}".rstrip()
+                )
+        return len(present)
 
-    def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        return self._list("results", flow_name)
-
-    def iter_error_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        return self._list("errors", flow_name)
-
-    def _list(self, kind: str, flow_name: str | None) -> Iterator[Key]:
+    def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]:
         """The keys of the objects under ``<prefix><kind>/`` (of one flow if given)."""
         base = f"{self.prefix}{kind}/"
         start = base if flow_name is None else f"{base}{encode_part(flow_name)}/"
@@ -582,12 +568,8 @@ class S3Storage(DataStorage):
         key = (flow_name, task_name, task_id)
         name = self.object_key("results", *key)
         # Look now, so a missing result fails this call rather than the first next().
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=name)
-        except Exception as exc:
-            if _is_missing(exc):
-                raise self.not_found(*key) from None
-            raise
+        if not self._exists(name):
+            raise self.not_found(*key)
         return self._chunks(name, key)
 
     def _chunks(self, name: str, key: Key) -> Iterator[bytes]:

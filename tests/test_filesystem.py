@@ -104,3 +104,11 @@ def test_fsync_option(tmp_path: Path) -> None:
     storage.connect()
     storage.store("f", "t", "1", [1])
     assert storage.fsync is True and storage.retrieve("f", "t", "1") == [1]
+
+
+def test_delete_many_counts_what_was_there(fs: Any, tmp_path: Path) -> None:
+    fs.store_many([("f", "t", str(i), i) for i in range(5)])
+    fs.store_error(None, "f", "t", "0", RuntimeError("kept"))
+    assert fs.delete_many([("f", "t", "0"), ("f", "t", "3"), ("f", "t", "missing")]) == 2
+    assert sorted(fs.iter_keys()) == [("f", "t", "1"), ("f", "t", "2"), ("f", "t", "4")]
+    assert fs.retrieve_error("f", "t", "0")["message"] == "kept"

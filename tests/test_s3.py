@@ -691,3 +691,45 @@ def test_delete_leaves_errors_and_missing_delete_raises(s3: S3Storage) -> None:
     with pytest.raises(ResultNotFound):
         s3.delete("f", "t", "1")
     assert s3.retrieve_error("f", "t", "1")["message"] == "kept"
+
+
+def test_delete_many_deletes_in_one_request_per_batch(
+    mocked_aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storages import s3 as module
+
+    assert module._DELETE_BATCH == 1000  # S3's limit on one DeleteObjects request
+    monkeypatch.setattr(module, "_DELETE_BATCH", 10)  # the same batching, on fewer objects
+    with opened(in_process(prefix=uuid.uuid4().hex)) as storage:
+        assert isinstance(storage, S3Storage)
+        keys = [("f", "t", str(i)) for i in range(21)]
+        storage.store_many([(*key, 1) for key in keys])
+        storage.store("f", "t", "kept", 2)
+        storage.store_error(None, "f", "t", "0", RuntimeError("an error record is not a result"))
+        real = storage.client.delete_objects
+        batches: list[int] = []
+
+        def delete_objects(**kwargs: Any) -> Any:
+            batches.append(len(kwargs["Delete"]["Objects"]))
+            return real(**kwargs)
+
+        monkeypatch.setattr(storage.client, "delete_objects", delete_objects)
+        doomed = [*keys, ("f", "t", "missing"), ("f", "t", "7")]
+        assert storage.delete_many(doomed) == 21  # the missing key and the repeat not counted
+        assert batches == [10, 10, 1]
+        assert list(storage.iter_keys()) == [("f", "t", "kept")]
+        assert list(storage.iter_error_keys()) == [("f", "t", "0")]
+        assert storage.delete_many([("f", "t", "1"), ("f", "t", "2")]) == 0
+        assert batches == [10, 10, 1]  # nothing there: no DeleteObjects request
+
+
+def test_delete_many_reports_objects_s3_refused(s3: S3Storage, monkeypatch: Any) -> None:
+    s3.store_many([("f", "t", str(i), i) for i in range(3)])
+
+    def delete_objects(**kwargs: Any) -> Any:
+        victim = kwargs["Delete"]["Objects"][1]["Key"]
+        return {"Errors": [{"Key": victim, "Code": "AccessDenied", "Message": "Access Denied"}]}
+
+    monkeypatch.setattr(s3.client, "delete_objects", delete_objects)
+    with pytest.raises(StorageError, match=r"1 of 3 objects were not deleted.*AccessDenied"):
+        s3.delete_many([("f", "t", str(i)) for i in range(3)])
