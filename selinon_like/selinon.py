@@ -28,8 +28,8 @@ retrieves it by the task's own name; :meth:`SelinonStorage.retrieve` (and ``dele
 loaded, so the result is found.
 
 :func:`pool_from_selinon` (``StoragePool.from_selinon``) reads a Selinon ``nodes.yml`` into a
-pool of this library's adapters, so what a Selinon flow stored can be read, listed, copied and
-purged here and with the ``selinon-like`` command (``selinon:NODES_YML`` as CONFIG).
+pool of this library's adapters, so what a Selinon flow stored can be read, listed and copied
+here and with the ``selinon-like`` command (``selinon:NODES_YML`` as CONFIG).
 """
 
 from __future__ import annotations
