@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
+from servers import (
+    MongoServer,
+    RedisClusterSetup,
+    RedisSentinelSetup,
+    S3Server,
+    start_mongodb,
+    start_redis_cluster,
+    start_redis_sentinel,
+    start_s3,
+)
+
+T = TypeVar("T")
 
 REQUIRE_SERVICES = os.environ.get("SELINON_LIKE_REQUIRE_SERVICES") == "1"
 
@@ -36,3 +48,67 @@ def _reset_default_pool() -> Any:
 
     yield
     StoragePool.reset_default()
+
+
+# Private servers the suite starts itself (tests/servers), each once per session and only when
+# a test asks for it. One that cannot start skips its tests locally and fails them under
+# SELINON_LIKE_REQUIRE_SERVICES=1, like an absent shared service.
+
+
+def _start_or_skip(name: str, start: Callable[[], T]) -> T:
+    started: list[T] = []
+    require_service(name, lambda: started.append(start()))
+    return started[0]
+
+
+@pytest.fixture(scope="session")
+def mongodb_server() -> Iterator[MongoServer]:
+    """A private SecantusDB (MongoDB wire protocol) on a free loopback port."""
+    server = _start_or_skip("the MongoDB-compatible server (secantusdb)", start_mongodb)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongodb_server_url(mongodb_server: MongoServer) -> str:
+    """``mongodb://`` URL of the private MongoDB-compatible server."""
+    return mongodb_server.url
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A private SeaweedFS S3 gateway: ``endpoint_url``, ``access_key``/``secret_key``,
+    ``client_options()`` (for boto3 or ``S3Storage``) and ``new_bucket()``."""
+    server = _start_or_skip("the S3 server (SeaweedFS weed mini)", start_s3)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterSetup]:
+    """A private 6-node Redis Cluster (3 primaries, 1 replica each); ``fail_over()`` stops a
+    primary and brings it back as a replica, leaving the cluster whole for the next test."""
+    cluster = _start_or_skip("a private Redis Cluster", start_redis_cluster)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_nodes(redis_cluster: RedisClusterSetup) -> list[tuple[str, int]]:
+    """``(host, port)`` of every node of the private Redis Cluster."""
+    return redis_cluster.startup_nodes
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[RedisSentinelSetup]:
+    """A private master, replica and three sentinels following ``service_name``."""
+    setup = _start_or_skip("a private Redis Sentinel setup", start_redis_sentinel)
+    yield setup
+    setup.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinels(redis_sentinel: RedisSentinelSetup) -> list[tuple[str, int]]:
+    """``(host, port)`` of the three sentinels (the service is
+    ``redis_sentinel.service_name``)."""
+    return redis_sentinel.sentinel_addresses
