@@ -40,10 +40,14 @@ class _PoolMethod(Generic[P, R]):
             # A bound method: the cheapest callable (pool calls are timed against raw drivers).
             return types.MethodType(self.fn, pool)
         fn = self.fn
+        name = fn.__name__
 
         @functools.wraps(fn)
         def on_default_pool(*args: P.args, **kwargs: P.kwargs) -> R:
-            return fn(owner.default(), *args, **kwargs)
+            # Looked up on the default pool, so a subclass's override (a pool read from a
+            # Selinon nodes.yml keys by storage_task_name) applies to class-level calls too.
+            method: Callable[P, R] = getattr(owner.default(), name)
+            return method(*args, **kwargs)
 
         return on_default_pool
 
