@@ -140,6 +140,9 @@ class SelinonStorage:
     know with a :class:`ConfigError`. As in Selinon, ``{NAME}`` in a string value is read from
     the environment (:func:`expand_selinon_env`).
 
+    ``configuration`` holds that configuration (environment fields expanded); ``storage`` is the
+    adapter itself, connected in the calling process.
+
     ``store``/``store_error`` take the task name to store under (Selinon passes the task's
     ``storage_task_name``); ``retrieve``, ``delete`` and ``retrieve_error`` take the task's own
     name, as Selinon passes it, and use its ``storage_task_name`` when Selinon is loaded. Errors
@@ -192,7 +195,8 @@ class SelinonStorage:
             raise ConfigError(exc.message, storage=cls._label(), key=key) from None
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={v!r}" for k, v in mask_config(self.configuration).items())
+        configuration = getattr(self, "configuration", {})  # unset if __init__ failed
+        shown = ", ".join(f"{k}={v!r}" for k, v in mask_config(configuration).items())
         return f"<{self._label()}{' ' + shown if shown else ''}>"
 
     # -- connection, as Selinon's StoragePool drives it ---------------------------------------

@@ -569,6 +569,17 @@ def test_from_selinon_pool_keys_results_by_storage_task_name(nodes: Path, tmp_pa
     assert (tmp_path / "files").is_dir()
 
 
+def test_from_selinon_pool_as_the_default_pool(nodes: Path) -> None:
+    """Calls on the class go to the default pool with its storage_task_name routing."""
+    StoragePool.configure(StoragePool.from_selinon(nodes))
+    StoragePool.store("main", "Scale", "id-3", 3)
+    assert StoragePool.get_connected_storage("Files").retrieve("main", "Scaled", "id-3") == 3
+    assert StoragePool.retrieve("main", "Scale", "id-3") == 3
+    StoragePool.delete("main", "Scale", "id-3")
+    with pytest.raises(ResultNotFound):
+        StoragePool.retrieve("main", "Scaled", "id-3")
+
+
 def test_from_selinon_reads_what_the_drop_in_stored(nodes: Path) -> None:
     selinon_side = drop_in.SqlStorage(connection_string="sqlite:///{DATA_ROOT}/migrated.db")
     selinon_side.store({"n": 1}, "main", "Fetch", "id", {"fetched": True})
