@@ -84,6 +84,14 @@ def s3_server() -> Iterator[S3Server]:
     server.stop()
 
 
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> Iterator[str]:
+    """A new empty bucket on the private S3 server, deleted with its objects afterwards."""
+    bucket = s3_server.new_bucket()
+    yield bucket
+    s3_server.delete_bucket(bucket)
+
+
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisClusterSetup]:
     """A private 6-node Redis Cluster (3 primaries, 1 replica each); ``fail_over()`` stops a

@@ -112,8 +112,8 @@ def test_mongodb_listens_on_loopback_only(
 # ------------------------------------------------------------------------------------- S3
 
 
-def test_s3_round_trip_put_get_list_multipart_delete(s3_server: S3Server) -> None:
-    bucket = s3_server.new_bucket("round-trip")
+def test_s3_round_trip_put_get_list_multipart_delete(s3_server: S3Server, s3_bucket: str) -> None:
+    bucket = s3_bucket
     client = s3_server.client()
     try:
         client.put_object(Bucket=bucket, Key="a/one", Body=b"first")
@@ -167,11 +167,11 @@ def test_s3_round_trip_put_get_list_multipart_delete(s3_server: S3Server) -> Non
         client.close()
 
 
-def test_s3_rejects_a_wrong_secret(s3_server: S3Server) -> None:
+def test_s3_rejects_a_wrong_secret(s3_server: S3Server, s3_bucket: str) -> None:
     import boto3
     from botocore.exceptions import ClientError
 
-    bucket = s3_server.new_bucket("auth")
+    bucket = s3_bucket
     client = boto3.client(
         "s3",
         endpoint_url=s3_server.endpoint_url,
@@ -183,6 +183,22 @@ def test_s3_rejects_a_wrong_secret(s3_server: S3Server) -> None:
         with pytest.raises(ClientError) as caught:
             client.list_objects_v2(Bucket=bucket)
         assert caught.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    finally:
+        client.close()
+
+
+def test_s3_deleting_a_bucket_with_objects_frees_its_name(s3_server: S3Server) -> None:
+    from botocore.exceptions import ClientError
+
+    bucket = s3_server.new_bucket("deleted")
+    client = s3_server.client()
+    try:
+        client.put_object(Bucket=bucket, Key="left/behind", Body=b"x")
+        s3_server.delete_bucket(bucket)
+        with pytest.raises(ClientError) as caught:
+            client.head_bucket(Bucket=bucket)
+        assert caught.value.response["Error"]["Code"] == "404"
+        assert bucket not in [item["Name"] for item in client.list_buckets()["Buckets"]]
     finally:
         client.close()
 

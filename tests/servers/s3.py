@@ -103,8 +103,8 @@ class S3Server:
     def new_bucket(self, prefix: str = "test") -> str:
         """Create a bucket with a unique name starting with ``prefix`` and return its name.
 
-        SeaweedFS places each bucket's objects in a collection of its own: the first write to
-        a new bucket allocates its volumes (about 0.2 s), later writes do not.
+        SeaweedFS places each bucket's objects in a volume of its own: the first write to a
+        new bucket allocates it (about 0.2 s), later writes do not; ``delete_bucket`` frees it.
         """
         name = f"{prefix}-{uuid.uuid4().hex[:12]}".lower()
         if not 3 <= len(name) <= 63:
@@ -115,6 +115,15 @@ class S3Server:
         finally:
             client.close()
         return name
+
+    def delete_bucket(self, name: str) -> None:
+        """Delete a bucket with whatever it holds (weed mini allows deleting a bucket that is
+        not empty) and free its volume."""
+        client = self.client()
+        try:
+            client.delete_bucket(Bucket=name)
+        finally:
+            client.close()
 
     def stop(self) -> None:
         """Stop the server by PID and delete its directory, and the gRPC Unix sockets it
@@ -210,6 +219,11 @@ def start_s3(*, timeout: float = 60.0) -> S3Server:
             "-master.telemetry=false",
             # No grace period at shutdown: nothing else reads from this volume server.
             "-volume.preStopSeconds=0",
+            # Each bucket takes a volume of its own; weed mini sizes volumes at 1 GiB and
+            # allows free disk / size of them (78 on a disk with 78 GiB free), which a suite
+            # creating a bucket per test could run out of. Objects are stored in 4 MiB chunks,
+            # so 64 MiB volumes limit nothing else.
+            "-master.volumeSizeLimitMB=64",
             f"-filer.localSocket={workdir / 'filer.sock'}",
             f"-s3.localSocket={workdir / 's3.sock'}",
         ]
