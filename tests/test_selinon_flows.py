@@ -138,10 +138,10 @@ class Backend:
     env: dict[str, str]
 
 
-def _redis_client(url: str = REDIS_URL, **options: Any) -> Any:
+def _redis_client(url: str = REDIS_URL) -> Any:
     import redis
 
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, **options)
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
 
 def _drop_tables(table: str) -> None:
@@ -267,6 +267,22 @@ def test_flow_runs_on_the_drop_in_adapters(
         check_through_pool(nodes, results, errors)
 
 
+SELINON_DB = 11  # the Redis database of the test with Selinon's keys only (no key_prefix)
+
+
+def _clear_selinon_db() -> None:
+    import redis
+
+    parts = urlsplit(REDIS_URL)
+    client = redis.Redis(host=parts.hostname or "localhost", port=parts.port or 6379, db=SELINON_DB)
+    try:
+        doomed = list(client.scan_iter(match=f"selinon:*{FLOW}*"))
+        if doomed:
+            client.delete(*doomed)
+    finally:
+        client.close()
+
+
 def test_a_nodes_file_of_selinons_adapters_runs_after_changing_its_import_lines(
     tmp_path: Path,
 ) -> None:
@@ -291,13 +307,14 @@ def test_a_nodes_file_of_selinons_adapters_runs_after_changing_its_import_lines(
             "configuration": {
                 "host": parts.hostname or "localhost",
                 "port": parts.port or 6379,
-                "db": 11,
+                "db": SELINON_DB,
                 "charset": "utf-8",
             },
         },
     ]
     original = tmp_path / "selinon-nodes.yml"
     original.write_text(yaml.safe_dump(nodes, sort_keys=False))
+    _clear_selinon_db()  # Selinon's keys carry no prefix of this test: the database is its own
     migrated_text = (
         original.read_text()
         .replace("import: selinon.storages.filesystem", "import: selinon_like.selinon")
@@ -319,13 +336,7 @@ def test_a_nodes_file_of_selinons_adapters_runs_after_changing_its_import_lines(
         for path in (original, migrated):
             check_through_pool(path, results, errors)
     finally:
-        client = _redis_client(db=11)
-        try:
-            doomed = [key for key in client.scan_iter(match="selinon:*") if FLOW.encode() in key]
-            if doomed:
-                client.delete(*doomed)
-        finally:
-            client.close()
+        _clear_selinon_db()
 
 
 # -- a real prefork worker ---------------------------------------------------------------------
