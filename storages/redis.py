@@ -1,8 +1,11 @@
-"""``Redis``: one Redis string per result, one per error record, through redis-py's pool."""
+"""``Redis``: one Redis string per result, one per error record, through redis-py's pool — on
+one server, a Redis Cluster, or the master a set of Sentinels names."""
 
 from __future__ import annotations
 
 import codecs
+import functools
+import logging
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -13,10 +16,12 @@ from selinon_like import options
 from selinon_like.errors import ConfigError
 from selinon_like.importing import missing_driver
 from selinon_like.keys import Key, pack_key, unpack_key
-from selinon_like.masking import mask_url
+from selinon_like.masking import mask_url, scrub
 from selinon_like.records import ERRORS, RESULTS, Kind, RecordStorage
 
 __all__ = ["Redis"]
+
+log = logging.getLogger("selinon_like")
 
 _SCHEMES = ("redis://", "rediss://", "unix://")
 _CERT_REQS = ("required", "optional", "none")
@@ -24,6 +29,7 @@ _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 # store_many sends one MSET per this many results, or per this many bytes of them.
 _CHUNK_KEYS = 1000
 _CHUNK_BYTES = 16 * 1024 * 1024
+_SENTINELS_EXAMPLE = "[[sentinel-1, 26379], [sentinel-2, 26379]]"
 
 
 def _glob_escape(text: str) -> str:
@@ -37,7 +43,7 @@ def _flow_head(flow_name: str) -> str:
     return pack_key(flow_name, "", "")[:-3]
 
 
-def _chunks(values: list[bytes]) -> Iterator[tuple[int, int]]:
+def _chunks(values: Sequence[bytes]) -> Iterator[tuple[int, int]]:
     """``(start, end)`` slices of at most ``_CHUNK_KEYS`` values or about ``_CHUNK_BYTES``."""
     start = size = 0
     for index, data in enumerate(values):
@@ -47,6 +53,39 @@ def _chunks(values: list[bytes]) -> Iterator[tuple[int, int]]:
             start, size = index + 1, 0
     if start < len(values):
         yield start, len(values)
+
+
+def _addresses(key: str, value: Any) -> list[tuple[str, int]]:
+    """``[[host, port], ...]`` (or ``["host:port", ...]``, as an environment variable gives
+    them) as ``(host, port)`` pairs."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(
+            f"must be a non-empty list of [host, port] pairs, e.g. {_SENTINELS_EXAMPLE}", key=key
+        )
+    found: list[tuple[str, int]] = []
+    for item in value:
+        if isinstance(item, str) and ":" in item:
+            host, _colon, port = item.rpartition(":")
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            host, port = item
+        else:
+            raise ConfigError(
+                f"each sentinel is a [host, port] pair or a 'host:port' string, not {item!r:.80}",
+                key=key,
+            )
+        host = options.as_str(key, host).strip("[]")  # "[::1]:26379" names an IPv6 host
+        found.append((host, options.as_int(key, port, minimum=1, maximum=65535)))
+    return found
+
+
+def _url_db(url: str) -> int:
+    """The database number a ``redis://`` URL selects (its path or ``?db=``), 0 when none."""
+    parts = urlsplit(url)
+    given = parse_qs(parts.query).get("db", [parts.path.strip("/")])[0]
+    try:
+        return int(given) if given else 0
+    except ValueError:
+        raise ConfigError(f"{mask_url(url)!r} names no database number", key="url") from None
 
 
 class _NotConnected:
@@ -73,35 +112,70 @@ class Redis(RecordStorage):
     per 1,000 results, or ``SET … EX`` each with ``expire``, pipelined without ``MULTI``),
     ``retrieve_many`` one ``MGET`` and ``delete_many`` one ``DEL`` per 1,000 keys.
 
-    ``connect()`` builds redis-py's thread-safe connection pool (no I/O: the first command
-    opens a socket); a forked child gets its own instance and pool from the
-    :class:`~selinon_like.StoragePool`. Connection errors, timeouts and a server still loading
-    its data set are transient: retried under the storage's ``retry`` policy, then raised as
-    :class:`~selinon_like.StorageUnavailable`. redis-py's own retries are off, so ``retry``
-    is the one knob. A wrong password is not transient: a plain ``StorageError`` at once.
+    Three topologies, one key layout (records move between them with ``selinon-like copy``):
 
-    Configuration (where to connect: ``url``, or ``unix_socket_path``, or ``host``/``port``):
+    * one server (the default): ``host``/``port``, ``url`` or ``unix_socket_path``;
+    * a **Redis Cluster** (``cluster: true``): ``host``/``port`` or ``url`` name any one node,
+      the others are discovered (``connect()`` asks that node for the slot map: one round
+      trip). Keys spread over the hash slots; a bulk call sends, for each slot, one ``MGET``,
+      ``MSET`` or ``DEL`` of that slot's keys, in one pipeline per node, every node's at once
+      (a ``{tag}`` in ``key_prefix`` puts every key in one slot: one command per bulk call,
+      but one node holds everything). ``iter_keys`` scans every primary. Only database 0.
+    * a master followed through **Sentinel** (``sentinels`` and ``service_name``): each new
+      connection asks the sentinels where the master is, so after a failover the next
+      connection reaches the promoted replica.
+
+    ``connect()`` builds redis-py's thread-safe connection pool (no I/O on one server or with
+    Sentinel: the first command opens a socket); a forked child gets its own instance and pool
+    from the :class:`~selinon_like.StoragePool` and never touches its parent's. Connection
+    errors, timeouts, a server still loading its data set, and what a failover looks like from
+    the client — a replica's ``READONLY``, ``CLUSTERDOWN``, ``TRYAGAIN``, a redirection loop,
+    a slot no node serves yet, no master known to the sentinels — are transient: retried
+    under the storage's ``retry`` policy (a cluster client refreshes its slot map before the
+    retry), then raised as :class:`~selinon_like.StorageUnavailable`. redis-py's own retries
+    are off, so ``retry`` is the one knob: give it the time a failover takes (Redis Cluster's
+    ``cluster-node-timeout`` plus an election; Sentinel's ``down-after-milliseconds`` plus
+    an election) and calls made during one wait it out instead of failing. A wrong password
+    is not transient: a plain ``StorageError`` at once (but sentinels refusing a wrong
+    ``sentinel_password`` look like sentinels that know no master, which is retried).
+
+    Configuration (where to connect: ``url``, or ``unix_socket_path``, or ``host``/``port``,
+    or ``sentinels``):
 
     ``host`` (str, default ``"localhost"``), ``port`` (int, default ``6379``)
-        the TCP server.
+        the TCP server (with ``cluster``, any node of the cluster).
     ``unix_socket_path`` (str, default none)
-        connect through this Unix socket instead of TCP.
+        connect through this Unix socket instead of TCP (not with ``cluster``).
     ``url`` (str, default none)
         ``redis://[[user]:password@]host[:port][/db]``, ``rediss://…`` (TLS) or
         ``unix:///path/to/socket?db=N``; instead of ``host``/``port``/``unix_socket_path``/
         ``ssl``. Values in the URL win over ``db``, ``username`` and ``password``.
+    ``cluster`` (bool, default ``false``)
+        the server is a node of a Redis Cluster: use redis-py's ``RedisCluster``.
+    ``sentinels`` (list of ``[host, port]`` pairs, or of ``"host:port"`` strings; default
+    none)
+        Redis Sentinels that monitor the master; instead of ``host``/``port``/``url``/
+        ``unix_socket_path``, and not with ``cluster``. One reachable sentinel is enough.
+    ``service_name`` (str, required with ``sentinels``)
+        the name the sentinels monitor the master under (``sentinel monitor <name> …``).
+    ``sentinel_username`` (str, default none), ``sentinel_password`` (str, default none)
+        credentials of the sentinels themselves, when they require them (``requirepass`` in
+        ``sentinel.conf``); ``username``/``password`` are the master's. Secret as well.
     ``db`` (int, default ``0``)
-        the database number.
+        the database number (a cluster has only database 0).
     ``username`` (str, default none), ``password`` (str, default none)
-        ACL user and password (``AUTH``). Never shown in a ``repr``, log or error message.
+        ACL user and password (``AUTH``) of the server, of every cluster node, or of the
+        master the sentinels name. Never shown in a ``repr``, log or error message.
     ``charset`` / ``encoding`` (str, default ``"utf-8"``)
         how redis-py encodes key strings (``charset`` is Selinon's name for the same option;
         give one). ``errors`` (str, default ``"strict"``): its encoding error handler.
     ``socket_timeout`` (float seconds, default ``10``), ``socket_connect_timeout`` (float
     seconds, default ``5``)
-        finite, so a dead server never hangs a worker.
+        finite, so a dead server never hangs a worker; they apply to every node and every
+        sentinel too.
     ``ssl`` (bool, default ``false``)
-        TLS over TCP (implied by a ``rediss://`` URL).
+        TLS over TCP (implied by a ``rediss://`` URL); with ``sentinels``, to the sentinels
+        and to the master alike.
     ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile`` (str paths, default none)
         CA bundle to verify the server with; client certificate and key.
     ``ssl_cert_reqs`` (``required``, ``optional`` or ``none``; default ``required``),
@@ -113,12 +187,13 @@ class Redis(RecordStorage):
         a time to live on every stored result and error record (``SET … EX``); none keeps
         them until deleted.
     ``max_connections`` (int, default unlimited)
-        caps the connection pool; a thread finding every connection busy waits for one (up to
-        ``socket_timeout``) instead of failing.
+        caps the connection pool (with ``cluster``, each node's pool); a thread finding every
+        connection busy waits for one (up to ``socket_timeout``) instead of failing.
 
     Tests may hand the adapter a ready client (``fakeredis.FakeRedis()``, or one built with
     options this adapter does not expose) with :meth:`from_client`; it must not decode
-    responses, and ``disconnect()`` leaves it to its owner.
+    responses, and ``disconnect()`` leaves it to its owner. A ``RedisCluster`` client needs
+    ``cluster=True`` beside it.
 
     Example::
 
@@ -143,9 +218,27 @@ class Redis(RecordStorage):
               username: worker
               password: ${REDIS_PASSWORD}
               ssl_ca_certs: /etc/ssl/certs/ca-certificates.crt
+          - name: ClusterResults
+            import: storages.redis
+            classname: Redis
+            configuration:
+              cluster: true
+              host: redis-cluster-0.internal   # any node; the others are discovered
+              port: 6379
+              password: ${REDIS_PASSWORD}
+            retry: {attempts: 8, backoff: 0.25, max_backoff: 2}   # outlasts a failover
+          - name: SentinelResults
+            import: storages.redis
+            classname: Redis
+            configuration:
+              sentinels: [[sentinel-1.internal, 26379], [sentinel-2.internal, 26379]]
+              service_name: results
+              password: ${REDIS_PASSWORD}
+              sentinel_password: ${SENTINEL_PASSWORD:-}
+            retry: {attempts: 8, backoff: 0.25, max_backoff: 2}
     """
 
-    thread_safe = True  # redis-py's ConnectionPool hands each thread its own connection
+    thread_safe = True  # redis-py's pools hand each thread its own connection
 
     def __init__(
         self,
@@ -170,6 +263,11 @@ class Redis(RecordStorage):
         key_prefix: str = "selinon:",
         expire: int | None = None,
         max_connections: int | None = None,
+        cluster: bool = False,
+        sentinels: Sequence[Any] | None = None,
+        service_name: str | None = None,
+        sentinel_username: str | None = None,
+        sentinel_password: str | None = None,
     ) -> None:
         def optional(key: str, value: Any) -> str | None:
             return None if value is None else options.as_str(key, value, empty=True) or None
@@ -208,6 +306,11 @@ class Redis(RecordStorage):
             if max_connections is None
             else options.as_int("max_connections", max_connections, minimum=1)
         )
+        self.cluster = options.as_bool("cluster", cluster)
+        self.sentinels = None if sentinels is None else _addresses("sentinels", sentinels)
+        self.service_name = optional("service_name", service_name)
+        self.sentinel_username = optional("sentinel_username", sentinel_username)
+        self.sentinel_password = optional("sentinel_password", sentinel_password)
         self._tls = self._check_target()
         self._prefixes: dict[Kind, str] = {
             RESULTS: self.key_prefix + "r:",
@@ -215,14 +318,15 @@ class Redis(RecordStorage):
         }
         self._client: Any = _NOT_CONNECTED
         self._injected: Any = None
+        self._sentinel: Any = None
         self._connected = False
 
     @classmethod
     def from_client(cls, client: Any, **configuration: Any) -> Redis:
         """An adapter using ``client`` (a ``redis.Redis``-compatible object that returns
-        bytes, e.g. ``fakeredis.FakeRedis()``) instead of building its own on ``connect()``.
-        The other options (``key_prefix``, ``expire``) apply; ``disconnect()`` does not close
-        the client."""
+        bytes, e.g. ``fakeredis.FakeRedis()``, or a ``redis.cluster.RedisCluster`` with
+        ``cluster=True``) instead of building its own on ``connect()``. The other options
+        (``key_prefix``, ``expire``) apply; ``disconnect()`` does not close the client."""
         storage = cls(**configuration)
         storage._injected = client
         return storage
@@ -253,9 +357,13 @@ class Redis(RecordStorage):
             raise ConfigError(f"must be a number of seconds above 0, not {value!r}", key=key)
         return seconds
 
+    def _given(self, *names: str) -> list[str]:
+        return [name for name in names if getattr(self, name) is not None]
+
     def _check_target(self) -> bool:
         """Refuse contradictory connection options; whether the connection uses TLS."""
         tls = self.ssl
+        self._check_topology()
         if self.url is not None:
             if not self.url.startswith(_SCHEMES):
                 raise ConfigError(
@@ -263,11 +371,7 @@ class Redis(RecordStorage):
                     + ", ".join(_SCHEMES),
                     key="url",
                 )
-            given = [
-                name
-                for name in ("host", "port", "unix_socket_path")
-                if getattr(self, name) is not None
-            ] + (["ssl"] if self.ssl else [])
+            given = self._given("host", "port", "unix_socket_path") + (["ssl"] if self.ssl else [])
             if given:
                 raise ConfigError(
                     f"give either url or {', '.join(given)}, not both (the URL says where "
@@ -283,17 +387,13 @@ class Redis(RecordStorage):
                 )
             tls = self.url.startswith("rediss://")
         elif self.unix_socket_path is not None:
-            given = [name for name in ("host", "port") if getattr(self, name) is not None]
+            given = self._given("host", "port")
             if given or self.ssl:
                 raise ConfigError(
                     f"give either unix_socket_path or {', '.join(given or ['ssl'])}, not both",
                     key="unix_socket_path",
                 )
-        tls_options = [
-            name
-            for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
-            if getattr(self, name) is not None
-        ] + [
+        tls_options = self._given("ssl_ca_certs", "ssl_certfile", "ssl_keyfile") + [
             name
             for name, default in (("ssl_cert_reqs", "required"), ("ssl_check_hostname", True))
             if getattr(self, name) != default
@@ -301,6 +401,48 @@ class Redis(RecordStorage):
         if tls_options and not tls:
             raise ConfigError("TLS options need ssl: true (or a rediss:// url)", key=tls_options[0])
         return tls
+
+    def _check_topology(self) -> None:
+        """Refuse what a cluster or Sentinel setup cannot take."""
+        if self.sentinels is not None:
+            if self.cluster:
+                raise ConfigError(
+                    "give either cluster or sentinels: a Redis Cluster elects its own "
+                    "primaries, without Sentinel",
+                    key="sentinels",
+                )
+            given = self._given("host", "port", "url", "unix_socket_path")
+            if given:
+                raise ConfigError(
+                    f"give either sentinels or {', '.join(given)}, not both (the sentinels "
+                    "say where the master is)",
+                    key=given[0],
+                )
+            if self.service_name is None:
+                raise ConfigError(
+                    "sentinels need service_name: the name they monitor the master under",
+                    key="service_name",
+                )
+        else:
+            alone = self._given("service_name", "sentinel_username", "sentinel_password")
+            if alone:
+                raise ConfigError(
+                    f"{alone[0]} is an option of a Sentinel setup: give sentinels too",
+                    key=alone[0],
+                )
+        if self.cluster:
+            if self.unix_socket_path is not None or (
+                self.url is not None and self.url.startswith("unix://")
+            ):
+                raise ConfigError(
+                    "a Redis Cluster is reached over TCP: name a node with host/port or a "
+                    "redis:// url",
+                    key="unix_socket_path" if self.unix_socket_path is not None else "url",
+                )
+            if self.db or (self.url is not None and _url_db(self.url)):
+                raise ConfigError(
+                    "a Redis Cluster has only database 0", key="db" if self.db else "url"
+                )
 
     # -- connection -----------------------------------------------------------------------
 
@@ -312,14 +454,21 @@ class Redis(RecordStorage):
         else:
             try:
                 import redis
+                import redis.sentinel
             except ModuleNotFoundError as exc:
                 raise missing_driver(exc, self.storage_name) from exc
-            self._client = redis.Redis(connection_pool=self._make_pool(redis))
+            if self.cluster:
+                self._client = self._make_cluster(redis)
+            elif self.sentinels is not None:
+                self._client = redis.Redis(connection_pool=self._make_sentinel_pool(redis))
+            else:
+                self._client = redis.Redis(connection_pool=self._make_pool(redis))
         self._connected = True
 
-    def _make_pool(self, redis: Any) -> Any:
+    def _connection_kwargs(self) -> dict[str, Any]:
+        """What every connection to a data node takes (a single server, every cluster node,
+        the master the sentinels name)."""
         kwargs: dict[str, Any] = {
-            "db": self.db if self.db is not None else 0,
             "username": self.username,
             "password": self.password,
             "socket_timeout": self.socket_timeout,
@@ -328,18 +477,28 @@ class Redis(RecordStorage):
             "encoding_errors": self.errors,
             "decode_responses": False,
         }
-        if self._tls:
-            kwargs.update(
-                ssl_ca_certs=self.ssl_ca_certs,
-                ssl_certfile=self.ssl_certfile,
-                ssl_keyfile=self.ssl_keyfile,
-                ssl_cert_reqs=self.ssl_cert_reqs,
-                ssl_check_hostname=self.ssl_check_hostname,
-            )
+        kwargs.update(self._tls_kwargs())
+        if self.max_connections is not None:
+            kwargs.update(max_connections=self.max_connections, timeout=self.socket_timeout)
+        return kwargs
+
+    def _tls_kwargs(self) -> dict[str, Any]:
+        if not self._tls:
+            return {}
+        return {
+            "ssl_ca_certs": self.ssl_ca_certs,
+            "ssl_certfile": self.ssl_certfile,
+            "ssl_keyfile": self.ssl_keyfile,
+            "ssl_cert_reqs": self.ssl_cert_reqs,
+            "ssl_check_hostname": self.ssl_check_hostname,
+        }
+
+    def _make_pool(self, redis: Any) -> Any:
+        kwargs = self._connection_kwargs()
+        kwargs["db"] = self.db if self.db is not None else 0
         pool_class = redis.ConnectionPool
         if self.max_connections is not None:
             pool_class = redis.BlockingConnectionPool
-            kwargs.update(max_connections=self.max_connections, timeout=self.socket_timeout)
         if self.url is not None:
             return pool_class.from_url(self.url, **kwargs)
         if self.unix_socket_path is not None:
@@ -352,13 +511,66 @@ class Redis(RecordStorage):
             kwargs["connection_class"] = redis.SSLConnection
         return pool_class(host=self.host or "localhost", port=self.port or 6379, **kwargs)
 
+    def _make_cluster(self, redis: Any) -> Any:
+        """A ``RedisCluster`` seeded with the one node named; it reads the slot map now."""
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        kwargs = self._connection_kwargs()
+        if self.max_connections is not None:
+            # redis-py gives each node a pool of this class only for a client built from a
+            # URL; a blocking one makes a busy node wait rather than fail.
+            kwargs["connection_pool_class"] = redis.BlockingConnectionPool
+        url = self.url
+        if url is None:
+            host = self.host or "localhost"
+            host = f"[{host}]" if ":" in host else host
+            url = f"{'rediss' if self._tls else 'redis'}://{host}:{self.port or 6379}"
+        # No retry inside redis-py (the storage's retry policy decides), but it still
+        # refreshes its slot map on every connection error before raising.
+        return redis.RedisCluster(url=url, retry=Retry(NoBackoff(), 0), **kwargs)
+
+    def _make_sentinel_pool(self, redis: Any) -> Any:
+        """The master's pool: each new connection asks the sentinels where the master is."""
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        sentinel_kwargs: dict[str, Any] = {
+            "username": self.sentinel_username,
+            "password": self.sentinel_password,
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.socket_connect_timeout,
+            # A sentinel client retries 10 times by default: one dead sentinel would then
+            # hold every connection attempt for seconds before the next one is asked.
+            "retry": Retry(NoBackoff(), 0),
+            **self._tls_kwargs(),
+        }
+        if self._tls:
+            sentinel_kwargs["ssl"] = True
+        self._sentinel = redis.sentinel.Sentinel(self.sentinels, sentinel_kwargs=sentinel_kwargs)
+        kwargs = self._connection_kwargs()
+        kwargs["db"] = self.db if self.db is not None else 0
+        if self._tls:
+            kwargs["ssl"] = True  # the pool picks its SSL connection class from it
+        pool_class = redis.sentinel.SentinelConnectionPool
+        if self.max_connections is not None:
+            pool_class = _blocking_sentinel_pool(redis)
+        return pool_class(self.service_name, self._sentinel, **kwargs)
+
     def disconnect(self) -> None:
         if not self._connected:
             return
         client, self._client = self._client, _NOT_CONNECTED
+        sentinel, self._sentinel = self._sentinel, None
         self._connected = False
-        if client is not self._injected:
+        if client is self._injected:
+            return
+        if self.cluster:
+            client.close()  # every node's pool
+        else:
             client.connection_pool.disconnect()
+        for sentinel_client in sentinel.sentinels if sentinel is not None else ():
+            sentinel_client.close()
 
     def is_connected(self) -> bool:
         return self._connected
@@ -368,11 +580,40 @@ class Redis(RecordStorage):
         if errors is not None:
             if isinstance(exc, (errors.AuthenticationError, errors.AuthorizationError)):
                 return False  # a ConnectionError subclass, but retrying cannot fix it
-            # BusyLoadingError (the server is loading its data set) is a ConnectionError;
-            # ReadOnlyError is what a replica answers during a failover.
-            if isinstance(exc, (errors.ConnectionError, errors.TimeoutError, errors.ReadOnlyError)):
+            # ConnectionError covers BusyLoadingError (the server is loading its data set),
+            # Sentinel's MasterNotFoundError and a pool with no free connection. ReadOnlyError
+            # is what a demoted master answers; the cluster errors are a failover or a slot
+            # migration in progress (ClusterError: redirected too many times).
+            if isinstance(
+                exc,
+                (
+                    errors.ConnectionError,
+                    errors.TimeoutError,
+                    errors.ReadOnlyError,
+                    errors.ClusterDownError,
+                    errors.TryAgainError,
+                    errors.AskError,
+                    errors.ClusterError,
+                    errors.SlotNotCoveredError,
+                ),
+            ):
                 return True
+            if isinstance(exc, errors.RedisClusterException) and exc.__cause__ is not None:
+                # "Redis Cluster cannot be connected": no node answered the slot-map query.
+                return self.is_transient(exc.__cause__)
         return super().is_transient(exc)
+
+    def recover(self, exc: BaseException) -> None:
+        """Before a retry on a cluster: read the slot map again (a failover or a slot
+        migration may have moved the keys). redis-py does so itself after a failed single
+        command, not after a failed bulk call. A failure here is left to the retry to meet."""
+        if not self.cluster or not self._connected:
+            return
+        try:
+            self._client.nodes_manager.initialize()
+        except Exception as error:
+            reason = scrub(f"{type(error).__name__}: {error}", self._secrets)
+            log.debug("%s: refreshing the cluster's slot map failed: %s", self.storage_name, reason)
 
     def ping(self) -> bool:
         return bool(self._client.ping())
@@ -398,60 +639,124 @@ class Redis(RecordStorage):
 
     def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
         prefix = self._prefixes[kind]
-        values: list[bytes | None] = self._client.execute_command(
-            "MGET", *[prefix + pack_key(*key) for key in keys]
+        names = [prefix + pack_key(*key) for key in keys]
+        groups = self._slot_groups(names)
+        replies = self._run(
+            [(slot, ("MGET", *[names[i] for i in group])) for slot, group in groups]
         )
+        if len(groups) == 1:
+            values: list[bytes | None] = replies[0]
+            return values
+        values = [None] * len(names)
+        for (_slot, group), reply in zip(groups, replies, strict=True):
+            for index, data in zip(group, reply, strict=True):
+                values[index] = data
         return values
 
     def write_many(self, kind: Kind, items: Sequence[tuple[Key, bytes]]) -> list[str]:
         prefix = self._prefixes[kind]
         names = [prefix + pack_key(*key) for key, _data in items]
-        commands: list[tuple[Any, ...]] = []
-        if self.expire is not None:
-            commands += (
-                ("SET", name, data, "EX", self.expire)
-                for name, (_key, data) in zip(names, items, strict=True)
-            )
-        else:
+        values = [data for _key, data in items]
+        commands: list[tuple[int, tuple[Any, ...]]] = []
+        for slot, group in self._slot_groups(names):
+            if self.expire is not None:
+                commands += ((slot, ("SET", names[i], values[i], "EX", self.expire)) for i in group)
+                continue
             # MSET in chunks: one command per chunk rather than per result (redis-py spends
             # more time packing a command than Redis spends running it).
-            values = [data for _key, data in items]
-            for start, end in _chunks(values):
+            group_names = [names[i] for i in group]
+            group_values = [values[i] for i in group]
+            for start, end in _chunks(group_values):
                 args: list[Any] = [None] * (2 * (end - start))
-                args[0::2] = names[start:end]
-                args[1::2] = values[start:end]
-                commands.append(("MSET", *args))
-        self._send(commands)
+                args[0::2] = group_names[start:end]
+                args[1::2] = group_values[start:end]
+                commands.append((slot, ("MSET", *args)))
+        self._run(commands)
         return names
 
     def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
         prefix = self._prefixes[kind]
         names = [prefix + pack_key(*key) for key in keys]
         commands = [
-            ("DEL", *names[start : start + _CHUNK_KEYS])
-            for start in range(0, len(names), _CHUNK_KEYS)
+            (slot, ("DEL", *[names[i] for i in group[start : start + _CHUNK_KEYS]]))
+            for slot, group in self._slot_groups(names)
+            for start in range(0, len(group), _CHUNK_KEYS)
         ]
-        return sum(self._send(commands))
+        return sum(self._run(commands))
 
-    def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Run ``commands`` in one round trip: alone, or in a pipeline without ``MULTI``
-        (each command is idempotent on its own); their replies."""
+    def _slot_groups(self, names: list[str]) -> list[tuple[int, Sequence[int]]]:
+        """The positions of ``names`` that one multi-key command may take together, with
+        their hash slot: all of them on one server (slot ``-1``); on a cluster, those of each
+        slot (a multi-key command must stay in one)."""
+        if not self.cluster:
+            return [(-1, range(len(names)))]
+        keyslot = self._client.keyslot
+        slots: dict[int, list[int]] = {}
+        for index, name in enumerate(names):
+            slots.setdefault(keyslot(name), []).append(index)
+        return list(slots.items())
+
+    def _run(self, commands: list[tuple[int, tuple[Any, ...]]]) -> list[Any]:
+        """Run ``(slot, command)`` pairs in one round trip (one per node on a cluster); their
+        replies, in order. Each command is idempotent on its own: no ``MULTI``."""
         if len(commands) == 1:
-            return [self._client.execute_command(*commands[0])]
+            return [self._client.execute_command(*commands[0][1])]
         if not commands:
             return []
+        if self.cluster:
+            return self._run_on_nodes(commands)
         with self._client.pipeline(transaction=False) as pipe:
-            for command in commands:
+            for _slot, command in commands:
                 pipe.execute_command(*command)
             replies: list[Any] = pipe.execute()
         return replies
 
+    def _run_on_nodes(self, commands: list[tuple[int, tuple[Any, ...]]]) -> list[Any]:
+        """A pipeline per node: every node's commands are sent in one write, all nodes'
+        before any reply is read, so the nodes work at the same time.
+
+        Not redis-py's ``ClusterPipeline``, which spends about twice the CPU per command
+        (routing each one again) and, when a node fails, replays the failed commands one by
+        one; here a failure (a dead node, ``MOVED`` after a failover) fails the whole call,
+        the connections it used are dropped (their replies are unread), and the retry policy
+        runs it again after :meth:`recover` refreshed the slot map."""
+        client = self._client
+        slot_owner = client.nodes_manager.get_node_from_slot
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for position, (slot, _command) in enumerate(commands):
+            node = slot_owner(slot)
+            by_node.setdefault(node.name, (node, []))[1].append(position)
+        replies: list[Any] = [None] * len(commands)
+        taken: list[tuple[Any, Any, list[int]]] = []
+        try:
+            for node, positions in by_node.values():
+                redis_node = client.get_redis_connection(node)
+                connection = redis_node.connection_pool.get_connection()
+                taken.append((redis_node, connection, positions))
+                connection.send_packed_command(
+                    connection.pack_commands([commands[p][1] for p in positions])
+                )
+            for _node, connection, positions in taken:
+                for p in positions:  # raw replies: MSET's OK, DEL's count, MGET's values
+                    replies[p] = connection.read_response()
+        except BaseException:
+            for _node, connection, _positions in taken:
+                connection.disconnect()
+            raise
+        finally:
+            for redis_node, connection, _positions in taken:
+                redis_node.connection_pool.release(connection)
+        return replies
+
     def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]:
-        """The keys stored under the kind's prefix, by ``SCAN`` (never ``KEYS``)."""
+        """The keys stored under the kind's prefix, by ``SCAN`` (never ``KEYS``); on a
+        cluster, of every primary."""
         kind_prefix = self._prefixes[kind]
         head = kind_prefix + ("" if flow_name is None else _flow_head(flow_name))
         prefix = kind_prefix.encode(self.encoding, self.errors)
-        seen: set[Key] = set()  # SCAN may return a key twice while Redis resizes its table
+        # SCAN may return a key twice while Redis resizes its table, or while a replica takes
+        # over from its primary.
+        seen: set[Key] = set()
         for raw in self._client.scan_iter(match=_glob_escape(head) + "*", count=1000):
             if not raw.startswith(prefix):
                 continue
@@ -463,3 +768,12 @@ class Redis(RecordStorage):
                 continue
             seen.add(key)
             yield key
+
+
+@functools.cache
+def _blocking_sentinel_pool(redis: Any) -> Any:
+    """redis-py's Sentinel pool with its blocking pool's wait for a free connection (built on
+    first use: the driver is imported lazily)."""
+
+    bases = (redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool)
+    return type("BlockingSentinelConnectionPool", bases, {"__module__": __name__})

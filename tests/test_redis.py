@@ -1,6 +1,7 @@
 """Redis under the contract kit (fakeredis and the machine's server), plus its own guarantees:
-the key scheme, one round trip per call, options, timeouts, secrets, threads, fork, Unix
-sockets and TLS (on private redis-server processes this module starts and stops)."""
+the key scheme, one round trip per call, options, timeouts, secrets, Unix sockets and TLS (on
+private redis-server processes this module starts and stops). Threads, fork and unresponsive
+servers, on one server, a cluster and Sentinel alike: ``test_redis_topologies.py``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -587,20 +587,6 @@ def test_a_refused_connection_is_storage_unavailable() -> None:
     storage.disconnect()
 
 
-def test_a_server_that_never_answers_times_out() -> None:
-    with socket.socket() as silent:  # accepts connections (backlog) and never says a word
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(8)
-        storage: Any = Redis(port=silent.getsockname()[1], socket_timeout=0.2)
-        storage.retry_policy = RetryPolicy(attempts=1)
-        storage.connect()
-        with pytest.raises(StorageUnavailable, match="Timeout"):
-            storage.retrieve("f", "t", "1")
-        with pytest.raises(StorageUnavailable):
-            storage.ping()
-        storage.disconnect()
-
-
 @pytest.mark.redis
 def test_a_wrong_password_never_shows(raw: Any, caplog: pytest.LogCaptureFixture) -> None:
     # The server has no password for its default user, so a user it does not know is how
@@ -701,7 +687,7 @@ def test_a_16_mb_result_round_trips(storage: Any, raw: Any) -> None:
     assert storage.retrieve_many([("f", "t", "big")]) == {("f", "t", "big"): result}
 
 
-# -- the pool: threads and fork ------------------------------------------------------------------
+# -- the pool ------------------------------------------------------------------------------------
 
 
 def _pool(prefix: str, **configuration: Any) -> StoragePool:
@@ -721,40 +707,6 @@ def _pool(prefix: str, **configuration: Any) -> StoragePool:
 
 
 @pytest.mark.redis
-def test_eight_threads_store_through_one_pool_instance(prefix: str) -> None:
-    pool = _pool(prefix, max_connections=4)  # fewer connections than threads: they wait
-    seen: set[int] = set()
-    failures: list[BaseException] = []
-    barrier = threading.Barrier(8)
-
-    def work(worker: int) -> None:
-        barrier.wait()
-        try:
-            storage = pool.get_connected_storage("Results")
-            seen.add(id(storage))
-            for i in range(500):
-                storage.store("flow", f"w{worker}", str(i), {"w": worker, "i": i})
-        except BaseException as exc:
-            failures.append(exc)
-
-    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    try:
-        assert failures == [] and len(seen) == 1
-        storage = pool.get_connected_storage("Results")
-        keys = [("flow", f"w{w}", str(i)) for w in range(8) for i in range(500)]
-        found = storage.retrieve_many(keys)
-        assert len(found) == 4000
-        assert all(found[k] == {"w": int(k[1][1:]), "i": int(k[2])} for k in keys)
-        assert len(set(storage.iter_keys("flow"))) == 4000
-    finally:
-        pool.disconnect_all()
-
-
-@pytest.mark.redis
 def test_routed_pool_calls(prefix: str) -> None:
     with _pool(prefix) as pool:
         record_id = pool.store("flow", "Routed", "1", {"r": 1})
@@ -766,43 +718,3 @@ def test_routed_pool_calls(prefix: str) -> None:
             pool.retrieve("flow", "Routed", "1")
         assert record_id.startswith(prefix + "r:")
         assert pool.check()[0].ok is True
-
-
-@pytest.mark.redis
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_forked_children_store_through_the_inherited_pool(prefix: str) -> None:
-    pool = _pool(prefix)
-    parent = pool.get_connected_storage("Results")
-    parent.store("flow", "parent", "before-fork", 0)  # the parent's pool has a live socket
-    children = []
-    for child in range(4):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            code = 1
-            try:
-                own = pool.get_connected_storage("Results")
-                if own is not parent:
-                    for i in range(200):
-                        own.store("flow", f"child{child}", str(i), {"c": child, "i": i})
-                    code = 0
-            finally:
-                os._exit(code)
-        children.append(pid)
-    try:
-        for i in range(300):  # the parent keeps storing while its children do
-            parent.store("flow", "parent", str(i), {"p": i})
-        for pid in children:
-            _, status = os.waitpid(pid, 0)
-            assert os.waitstatus_to_exitcode(status) == 0
-        keys = [("flow", f"child{c}", str(i)) for c in range(4) for i in range(200)]
-        keys += [("flow", "parent", str(i)) for i in range(300)]
-        found = parent.retrieve_many(keys)
-        assert len(found) == 1100
-        assert all(found[("flow", f"child{c}", str(i))] == {"c": c, "i": i} for c, i in [(3, 199)])
-        assert [found[k] for k in keys[:800]] == [
-            {"c": c, "i": i} for c in range(4) for i in range(200)
-        ]
-        assert [found[k] for k in keys[800:]] == [{"p": i} for i in range(300)]
-        assert parent.retrieve("flow", "parent", "before-fork") == 0
-    finally:
-        pool.disconnect_all()
