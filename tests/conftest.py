@@ -55,7 +55,9 @@ def _reset_default_pool() -> Any:
 # SELINON_LIKE_REQUIRE_SERVICES=1, like an absent shared service.
 
 
-def _start_or_skip(name: str, start: Callable[[], T]) -> T:
+def start_or_skip(name: str, start: Callable[[], T]) -> T:
+    """Return ``start()``; when it raises, skip the test locally or fail it under
+    ``SELINON_LIKE_REQUIRE_SERVICES=1`` (see ``require_service``)."""
     started: list[T] = []
     require_service(name, lambda: started.append(start()))
     return started[0]
@@ -64,7 +66,7 @@ def _start_or_skip(name: str, start: Callable[[], T]) -> T:
 @pytest.fixture(scope="session")
 def mongodb_server() -> Iterator[MongoServer]:
     """A private SecantusDB (MongoDB wire protocol) on a free loopback port."""
-    server = _start_or_skip("the MongoDB-compatible server (secantusdb)", start_mongodb)
+    server = start_or_skip("the MongoDB-compatible server (secantusdb)", start_mongodb)
     yield server
     server.stop()
 
@@ -79,7 +81,7 @@ def mongodb_server_url(mongodb_server: MongoServer) -> str:
 def s3_server() -> Iterator[S3Server]:
     """A private SeaweedFS S3 gateway: ``endpoint_url``, ``access_key``/``secret_key``,
     ``client_options()`` (for boto3 or ``S3Storage``) and ``new_bucket()``."""
-    server = _start_or_skip("the S3 server (SeaweedFS weed mini)", start_s3)
+    server = start_or_skip("the S3 server (SeaweedFS weed mini)", start_s3)
     yield server
     server.stop()
 
@@ -96,7 +98,7 @@ def s3_bucket(s3_server: S3Server) -> Iterator[str]:
 def redis_cluster() -> Iterator[RedisClusterSetup]:
     """A private 6-node Redis Cluster (3 primaries, 1 replica each); ``fail_over()`` stops a
     primary and brings it back as a replica, leaving the cluster whole for the next test."""
-    cluster = _start_or_skip("a private Redis Cluster", start_redis_cluster)
+    cluster = start_or_skip("a private Redis Cluster", start_redis_cluster)
     yield cluster
     cluster.stop()
 
@@ -110,7 +112,7 @@ def redis_cluster_nodes(redis_cluster: RedisClusterSetup) -> list[tuple[str, int
 @pytest.fixture(scope="session")
 def redis_sentinel() -> Iterator[RedisSentinelSetup]:
     """A private master, replica and three sentinels following ``service_name``."""
-    setup = _start_or_skip("a private Redis Sentinel setup", start_redis_sentinel)
+    setup = start_or_skip("a private Redis Sentinel setup", start_redis_sentinel)
     yield setup
     setup.stop()
 

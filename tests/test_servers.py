@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import _start_or_skip
+from conftest import start_or_skip
 from servers import (
     MongoServer,
     RedisClusterSetup,
@@ -357,7 +357,7 @@ Starter = Callable[[], Any]
 )
 def test_stop_ends_the_processes_frees_the_ports_and_deletes_the_data(start: Starter) -> None:
     began = time.monotonic()
-    server = _start_or_skip(start.__name__, start)
+    server = start_or_skip(start.__name__, start)
     started = time.monotonic() - began
     processes = _processes_of(server)
     ports = set().union(*(_listening(process.pid) for process in processes if process.pid))
@@ -451,10 +451,10 @@ def test_a_start_failure_skips_locally_and_fails_where_services_are_required(
 
     monkeypatch.setattr(conftest, "REQUIRE_SERVICES", False)
     with pytest.raises(pytest.skip.Exception, match="weed exited with code 1"):
-        _start_or_skip("the S3 server", start)
+        start_or_skip("the S3 server", start)
     monkeypatch.setattr(conftest, "REQUIRE_SERVICES", True)
     with pytest.raises(pytest.fail.Exception, match="SELINON_LIKE_REQUIRE_SERVICES=1"):
-        _start_or_skip("the S3 server", start)
+        start_or_skip("the S3 server", start)
 
 
 def test_the_helpers_import_without_pytest_or_drivers_and_clean_up_at_exit() -> None:
