@@ -205,6 +205,28 @@ def test_any_node_can_be_named_replicas_and_urls_included(
         assert first.ping() is True
 
 
+def test_a_stale_slot_map_is_read_again_before_the_retry(
+    on_cluster: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As after a failover the client has not heard of yet: every slot is believed to be on
+    one primary, the others answer MOVED, and the retry goes by a fresh map."""
+    client = on_cluster._client
+    manager = client.nodes_manager
+    first = client.get_primaries()[0]
+    true_owner = {slot: nodes[0].name for slot, nodes in manager.slots_cache.items()}
+    for slot in list(manager.slots_cache):
+        manager.slots_cache[slot] = [first]
+    items = [("stale", "t", str(i), i) for i in range(600)]
+    with caplog.at_level("WARNING", logger="selinon_like"):
+        on_cluster.store_many(items)
+    assert "MovedError" in caplog.text and "retry 1 of" in caplog.text
+    assert {slot: nodes[0].name for slot, nodes in manager.slots_cache.items()} == true_owner
+    assert on_cluster.retrieve_many([item[:3] for item in items]) == {
+        item[:3]: item[3] for item in items
+    }
+    assert on_cluster.delete_many([item[:3] for item in items]) == 600
+
+
 # -- Sentinel ------------------------------------------------------------------------------------
 
 
@@ -475,10 +497,12 @@ def _pool(configuration: dict[str, Any], retry: dict[str, Any] | None = None) ->
 
 @dataclass
 class _Writer:
-    """One thread storing ``(flow, writer, i)`` until told to stop."""
+    """One thread storing ``(flow, writer, i)`` until told to stop: one result a call, or
+    ``batch`` of them with ``store_many``."""
 
     storage: Any
     name: str
+    batch: int = 1
     acked: dict[Key, int] = field(default_factory=dict)
     failures: list[tuple[float, StorageUnavailable]] = field(default_factory=list)
     unexpected: list[BaseException] = field(default_factory=list)
@@ -487,26 +511,37 @@ class _Writer:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            key = ("failover", self.name, str(self.count))
+            items = [
+                ("failover", self.name, str(i), i)
+                for i in range(self.count, self.count + self.batch)
+            ]
             started = time.monotonic()
             try:
-                self.storage.store(*key, self.count)
-                self.acked[key] = self.count
+                if self.batch == 1:
+                    self.storage.store(*items[0])
+                else:
+                    self.storage.store_many(items)
+                self.acked.update((item[:3], item[3]) for item in items)
             except StorageUnavailable as exc:
                 self.failures.append((time.monotonic() - started, exc))
             except BaseException as exc:
                 self.unexpected.append(exc)
             self.slowest = max(self.slowest, time.monotonic() - started)
-            self.count += 1
+            self.count += self.batch
 
 
 def _through_failover(
     configuration: dict[str, Any], fail_over: Callable[[], FailoverReport], what: str
 ) -> None:
-    """Four patient writers and two impatient ones store while ``fail_over`` SIGTERMs the
-    master; then every acknowledged store is read back, and the failures are checked."""
+    """Four patient writers (one of them storing in bulk) and two impatient ones store while
+    ``fail_over`` SIGTERMs the master; then every acknowledged store is read back, and the
+    failures are checked."""
     patient, impatient = _pool(configuration, PATIENT), _pool(configuration, IMPATIENT)
-    writers = [_Writer(patient.get_connected_storage("Results"), f"p{w}") for w in range(4)]
+    # The fourth patient writer stores 20 results a call: bulk calls meet the failover too.
+    writers = [
+        _Writer(patient.get_connected_storage("Results"), f"p{w}", batch=20 if w == 3 else 1)
+        for w in range(4)
+    ]
     writers += [_Writer(impatient.get_connected_storage("Results"), f"i{w}") for w in range(2)]
     stop = threading.Event()
     threads = [threading.Thread(target=writer.run, args=(stop,)) for writer in writers]
