@@ -641,7 +641,7 @@ class Redis(RecordStorage):
         prefix = self._prefixes[kind]
         names = [prefix + pack_key(*key) for key in keys]
         groups = self._slot_groups(names)
-        replies = self._run(
+        replies = self._pipelined(
             [(slot, ("MGET", *[names[i] for i in group])) for slot, group in groups]
         )
         if len(groups) == 1:
@@ -671,7 +671,7 @@ class Redis(RecordStorage):
                 args[0::2] = group_names[start:end]
                 args[1::2] = group_values[start:end]
                 commands.append((slot, ("MSET", *args)))
-        self._run(commands)
+        self._pipelined(commands)
         return names
 
     def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
@@ -682,7 +682,7 @@ class Redis(RecordStorage):
             for slot, group in self._slot_groups(names)
             for start in range(0, len(group), _CHUNK_KEYS)
         ]
-        return sum(self._run(commands))
+        return sum(self._pipelined(commands))
 
     def _slot_groups(self, names: list[str]) -> list[tuple[int, Sequence[int]]]:
         """The positions of ``names`` that one multi-key command may take together, with
@@ -696,7 +696,7 @@ class Redis(RecordStorage):
             slots.setdefault(keyslot(name), []).append(index)
         return list(slots.items())
 
-    def _run(self, commands: list[tuple[int, tuple[Any, ...]]]) -> list[Any]:
+    def _pipelined(self, commands: list[tuple[int, tuple[Any, ...]]]) -> list[Any]:
         """Run ``(slot, command)`` pairs in one round trip (one per node on a cluster); their
         replies, in order. Each command is idempotent on its own: no ``MULTI``."""
         if len(commands) == 1:
@@ -704,14 +704,14 @@ class Redis(RecordStorage):
         if not commands:
             return []
         if self.cluster:
-            return self._run_on_nodes(commands)
+            return self._pipelined_by_node(commands)
         with self._client.pipeline(transaction=False) as pipe:
             for _slot, command in commands:
                 pipe.execute_command(*command)
             replies: list[Any] = pipe.execute()
         return replies
 
-    def _run_on_nodes(self, commands: list[tuple[int, tuple[Any, ...]]]) -> list[Any]:
+    def _pipelined_by_node(self, commands: list[tuple[int, tuple[Any, ...]]]) -> list[Any]:
         """A pipeline per node: every node's commands are sent in one write, all nodes'
         before any reply is read, so the nodes work at the same time.
 
