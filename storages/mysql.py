@@ -14,12 +14,15 @@ class MySQL(SqlStorage):
     ``pip install 'selinon-like[mysql]'``; ``mysql+mysqldb://`` and other drivers work when
     installed). Tables are InnoDB in ``utf8mb4`` with binary collation (keys compare exactly:
     ``A`` is not ``a``), results go to ``LONGBLOB`` columns (up to 4 GB), ``store`` is an
-    ``INSERT … ON DUPLICATE KEY UPDATE``. PyMySQL sends a result hex-encoded, so the server's
-    ``max_allowed_packet`` must be twice the largest result: MariaDB's default 16 MB takes
-    results up to about 8 MB; set ``max_allowed_packet = 256M`` in the server configuration
-    for results up to 128 MB. A result that does not fit fails at once, before it is sent,
-    with a :class:`~selinon_like.StorageError` saying so. Everything else is as in
-    :class:`~storages.sql.SqlStorage`.
+    ``INSERT … ON DUPLICATE KEY UPDATE`` whose values are written into the statement as
+    escaped literals (``_binary'…'`` for the result, not PyMySQL's ``X'…'`` of twice its
+    size), so a statement is about as large as its result and the server's
+    ``max_allowed_packet`` is the limit: MariaDB's default 16 MiB takes a 15 MiB result (a
+    single quote, backslash or NUL byte takes two bytes: random bytes grow ~1 %); set
+    ``max_allowed_packet = 256M`` in the server configuration for larger ones. A result that
+    does not fit fails at once, before it is sent, with a :class:`~selinon_like.StorageError`
+    saying so. With an ``encoding`` other than UTF-8 results go hex-encoded and the limit is
+    half. Everything else is as in :class:`~storages.sql.SqlStorage`.
 
     Configuration:
 

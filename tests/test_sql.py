@@ -1,6 +1,7 @@
 """SqlStorage under the contract kit on SQLite (file and in-memory), PostgreSQL and MariaDB,
 plus its own guarantees: upserts that keep the record id (the key digest), batched bulk calls,
-one pool shared by threads and forked children, 16 MiB results, connections killed by the
+one pool shared by threads and forked children, 15 MiB results (on MariaDB's default
+max_allowed_packet), every byte value through MariaDB's literals, connections killed by the
 server, configuration.
 
 Every test works in tables of its own (random suffix) and drops them afterwards."""
@@ -33,6 +34,7 @@ from selinon_like import (
 )
 from selinon_like.keys import key_digest
 from selinon_like.retry import NO_RETRY
+from selinon_like.serializers import PickleSerializer
 from selinon_like.testing import StorageContract
 from storages.mysql import MySQL
 from storages.postgresql import PostgreSQL
@@ -572,63 +574,104 @@ def test_a_child_using_the_parents_instance_never_touches_its_connections(pg_url
 
 # -- big results -------------------------------------------------------------------------------
 
-BIG = {"blob": "ab" * (8 * MiB)}  # 16 MiB of JSON
+
+def _json_of_size(size: int) -> dict[str, str]:
+    """A result whose JSON is exactly ``size`` bytes."""
+    return {"blob": "ab" * ((size - 12) // 2) + "a" * ((size - 12) % 2)}
 
 
-@pytest.fixture
-def mariadb_packet(mysql_url: str) -> Iterator[int]:
-    """MariaDB's default max_allowed_packet (16 MiB) is too small for a 16 MiB result, which
-    PyMySQL sends hex-encoded (32 MiB): raise it globally for this test, then restore it."""
-    needed = 40 * MiB
-    engine = sa.create_engine(mysql_url)
-    with engine.connect() as conn:
-        before = int(conn.execute(sa.text("SELECT @@global.max_allowed_packet")).scalar_one())
-        if before < needed:
-            conn.execute(sa.text(f"SET GLOBAL max_allowed_packet = {needed}"))
-    try:
-        yield max(before, needed)
-    finally:
-        if before < needed:
-            with engine.connect() as conn:
-                conn.execute(sa.text(f"SET GLOBAL max_allowed_packet = {before}"))
-        engine.dispose()
+def _max_packet(storage: SqlStorage) -> int:
+    assert storage._mysql is not None and storage._mysql.max_packet is not None
+    return storage._mysql.max_packet
+
+
+BIG = _json_of_size(15 * MiB)
 
 
 @pytest.mark.parametrize("backend_entry", BACKENDS, indirect=True)
-def test_a_16_mib_result_round_trips(
-    backend_entry: tuple[str, dict[str, Any]], request: pytest.FixtureRequest
-) -> None:
+def test_a_15_mib_result_round_trips(backend_entry: tuple[str, dict[str, Any]]) -> None:
+    """On MariaDB with the server's own max_allowed_packet (16 MiB by default; this test never
+    changes it): a result travels as an escaped _binary literal, about its own size."""
     backend, entry = backend_entry
-    if backend == "mariadb":
-        request.getfixturevalue("mariadb_packet")  # before the pool opens its connections
     with StoragePool.from_dict({"storages": [entry]}) as pool:
         storage = pool.get_connected_storage("Results")
-        storage.store("F", "t", "big", BIG)
-        assert storage.retrieve("F", "t", "big") == BIG
-        assert storage.store_many([("F", "t", "big", BIG), ("F", "t", "small", 1)])
-        assert storage.retrieve_many([("F", "t", "big")]) == {("F", "t", "big"): BIG}
+        assert isinstance(storage, SqlStorage)
+        big = BIG
+        if backend == "mariadb":  # as big as the server's limit allows, 15 MiB on its default
+            big = _json_of_size(min(15 * MiB, _max_packet(storage) - MiB))
+        storage.store("F", "t", "big", big)
+        assert storage.retrieve("F", "t", "big") == big
+        assert storage.store_many([("F", "t", "big", big), ("F", "t", "small", 1)])
+        assert storage.retrieve_many([("F", "t", "big")]) == {("F", "t", "big"): big}
+
+
+EVERY_BYTE = bytes(range(256)) * 4 + b"\\'\"\x00\x1a\r\n_binary'\\0%s%%"
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("sql_mode", [None, "NO_BACKSLASH_ESCAPES"])
+def test_every_byte_value_survives_the_literals(mysql_url: str, sql_mode: str | None) -> None:
+    """Results and keys written into the statement as escaped literals come back exactly,
+    whether or not the session reads backslashes as escapes."""
+    url = mysql_url if sql_mode is None else f"{mysql_url}?sql_mode={sql_mode}"
+    storage = MySQL(connection_string=url, table_name=_table())
+    storage.serializer = PickleSerializer()  # the bytes as they are, quotes and NULs included
+    for _ in _connected(storage, mysql_url):
+        with storage._calls.cursor() as cursor:
+            cursor.execute("SELECT @@sql_mode")
+            mode = cursor.fetchone()[0]
+        assert ("NO_BACKSLASH_ESCAPES" in mode) == (sql_mode is not None)
+        odd = 'it\'s \\ "quoted" \x1a ž 🐍 %s %%'
+        storage.store(odd, "t", "1", EVERY_BYTE)
+        storage.store_many([(odd, "t", str(n), EVERY_BYTE[n:]) for n in range(2, 300)])
+        assert storage.retrieve(odd, "t", "1") == EVERY_BYTE
+        found = storage.retrieve_many([(odd, "t", str(n)) for n in range(2, 300)])
+        assert found == {(odd, "t", str(n)): EVERY_BYTE[n:] for n in range(2, 300)}
+        assert sorted(storage.iter_keys(odd))[0] == (odd, "t", "1")
 
 
 @pytest.mark.mysql
 def test_a_result_over_max_allowed_packet_is_a_clear_error(mysql_url: str) -> None:
     storage = MySQL(connection_string=mysql_url, table_name=_table())
     for _ in _connected(storage, mysql_url):
-        assert storage._mysql is not None
-        limit = storage._mysql.max_packet
-        assert limit is not None
+        limit = _max_packet(storage)
         storage.store("F", "t", "1", "kept")
         with pytest.raises(StorageError, match="max_allowed_packet") as info:
-            storage.store("F", "t", "1", "x" * (limit // 2))
+            storage.store("F", "t", "1", "x" * limit)
         assert not isinstance(info.value, StorageUnavailable)  # not retried as a lost server
+        # Fits as it is, not once escaped: every quote takes two bytes in the statement.
+        with pytest.raises(StorageError, match=r"max_allowed_packet.*escaped"):
+            storage.store("F", "t", "1", "'" * (limit * 2 // 3))
         with pytest.raises(StorageError, match="max_allowed_packet"):
-            storage.store_many([("F", "t", "2", 1), ("F", "t", "3", "x" * (limit // 2))])
+            storage.store_many([("F", "t", "2", 1), ("F", "t", "3", "x" * limit)])
         assert storage.retrieve_many([("F", "t", "1"), ("F", "t", "2")]) == {
             ("F", "t", "1"): "kept"
         }
-        # Many results that fit alone are split into statements that fit.
-        items = [("F", "many", str(i), "y" * (limit // 8)) for i in range(6)]
+        # Many results that fit alone are sent in several statements, each within the limit.
+        items = [("F", "many", str(i), "y" * (limit // 3)) for i in range(6)]
         storage.store_many(items)
-        assert len(storage.retrieve_many([item[:3] for item in items])) == 6
+        assert storage.retrieve_many([item[:3] for item in items]) == {
+            item[:3]: item[3] for item in items
+        }
+
+
+@pytest.mark.mysql
+def test_other_character_sets_send_results_hex_encoded(mysql_url: str) -> None:
+    """Escaping bytes is safe only where no byte of a multi-byte character is a quote or a
+    backslash (UTF-8); with another character set results go through PyMySQL as hex, twice
+    their size, and one that would not fit that way is refused before it is sent."""
+    storage = MySQL(connection_string=mysql_url, table_name=_table(), encoding="latin1")
+    storage.serializer = PickleSerializer()
+    for _ in _connected(storage, mysql_url):
+        limit = _max_packet(storage)
+        storage.store("F", "t", "1", EVERY_BYTE)
+        storage.store_many([("F", "t", "2", EVERY_BYTE), ("F", "t", "3", b"")])
+        assert storage.retrieve_many([("F", "t", "1"), ("F", "t", "2")]) == {
+            ("F", "t", "1"): EVERY_BYTE,
+            ("F", "t", "2"): EVERY_BYTE,
+        }
+        with pytest.raises(StorageError, match=r"max_allowed_packet.*hex-encoded"):
+            storage.store("F", "t", "4", b"x" * (limit // 2))
 
 
 # -- connections killed by the server ---------------------------------------------------------

@@ -6,6 +6,7 @@ instance's connections (:mod:`~storages.sql.pool`), with each database's quirks 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -27,6 +28,7 @@ from selinon_like.masking import mask_url
 from selinon_like.storage import DataStorage
 from storages.sql.dialects import (
     MySqlSession,
+    MySqlUpsert,
     Quirks,
     engine_options,
     is_permanent,
@@ -90,10 +92,11 @@ class SqlStorage(DataStorage):
     URLs: ``postgresql://`` and ``postgres://`` mean ``postgresql+psycopg://`` (extra
     ``postgresql``), ``mysql://`` means ``mysql+pymysql://`` (extra ``mysql``); any other
     SQLAlchemy URL works with its driver installed. A missing driver is a
-    :class:`~selinon_like.ConfigError` naming the extra. On MySQL/MariaDB PyMySQL sends a result
-    hex-encoded, so the server's ``max_allowed_packet`` must be twice its size (MariaDB's default
-    16 MB takes results up to about 8 MB; a larger one fails at once with a
-    :class:`~selinon_like.StorageError` that says so). SQLite: a file database runs in WAL
+    :class:`~selinon_like.ConfigError` naming the extra. On MySQL/MariaDB through PyMySQL a
+    result is written into its statement as an escaped ``_binary'…'`` literal, about its own
+    size, so the server's ``max_allowed_packet`` bounds a result (MariaDB's default 16 MiB takes
+    a 15 MiB one); a statement that would not fit fails at once, before it is sent, with a
+    :class:`~selinon_like.StorageError` that says so. SQLite: a file database runs in WAL
     mode with a busy timeout and a write queue per instance, so many threads and processes
     share it; an in-memory one (``sqlite://``) is private to the instance, which then
     serialises its calls.
@@ -225,6 +228,12 @@ class SqlStorage(DataStorage):
             column: TableSql.compile(engine.dialect, table, column, quirks.upsert)
             for column, table in (("result", self._results), ("error", self._errors))
         }
+        if self._mysql is not None and url.get_driver_name() == "pymysql":
+            # Results as _binary'…' literals, not PyMySQL's X'…' of twice their size.
+            for column, sql in self._sql.items():
+                if sql.upsert is not None:
+                    upsert = MySqlUpsert.of(sql.upsert, self._mysql, column)
+                    self._sql[column] = dataclasses.replace(sql, upsert=upsert)
         self._executor = Executor(
             engine,
             quirks,
@@ -299,22 +308,15 @@ class SqlStorage(DataStorage):
         if sql.upsert is None:
             self._write_many(sql, [row])
         else:
-            if self._mysql is not None:
-                self._mysql.check([row], sql.column)
             self._calls.run(sql.upsert, row, write=True)
         return str(row["key_digest"])
 
     def _write_many(self, sql: TableSql, rows: list[dict[str, Any]]) -> None:
         """Insert or replace rows of distinct keys in one transaction."""
-        max_bytes = BATCH_BYTES
-        if self._mysql is not None:
-            self._mysql.check(rows, sql.column)
-            max_bytes = self._mysql.batch_bytes()
         with self._calls.cursor(transaction=True) as cursor:
-            for batch in batches(rows, sql.column, max_bytes):
+            for batch in batches(rows, sql.column, BATCH_BYTES):
                 if sql.upsert is not None:
-                    # psycopg pipelines the statements; PyMySQL sends one multi-row INSERT.
-                    cursor.executemany(sql.upsert.text, [sql.upsert.args(r) for r in batch])
+                    sql.upsert.execute_many(cursor, batch)
                     continue
                 for row in batch:
                     cursor.execute(sql.update.text, sql.update.args(row))

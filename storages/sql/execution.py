@@ -149,7 +149,7 @@ class Executor:
         try:
             connections, connection, cursor, token = self._take()
             try:
-                cursor.execute(sql.text, sql.args(values))
+                sql.execute(cursor, values)
                 outcome = cursor.fetchone() if cursor.description else cursor.rowcount
                 if not self.quirks.autocommit:
                     connection.commit()

@@ -134,6 +134,15 @@ class Sql:
             values = {**self.bound, **(values or {})}
         return values if self.names is None else tuple(values[name] for name in self.names)
 
+    def execute(self, cursor: Any, values: dict[str, Any]) -> None:
+        """Run the statement on a DBAPI cursor with ``values``."""
+        cursor.execute(self.text, self.args(values))
+
+    def execute_many(self, cursor: Any, rows: list[dict[str, Any]]) -> None:
+        """Run the statement once per row (psycopg pipelines them; PyMySQL makes multi-row
+        INSERTs of about 1 MB)."""
+        cursor.executemany(self.text, [self.args(row) for row in rows])
+
     def in_list(self, values: list[Any]) -> Any:
         """The driver's parameters for a statement whose only ones are an IN list."""
         return self.args(dict(zip(self.bound, values, strict=True)))
