@@ -35,11 +35,17 @@ class Filesystem(RecordStorage):
 
     Layout: ``<path>/results/<flow>/<task>/<task_id>`` and the same under ``errors/``, each
     part encoded by :func:`selinon_like.keys.encode_part` (only ``[a-z0-9_%-]``, so ``/``,
-    ``..`` and case-folding file systems are harmless and no key leaves the root); a part whose
-    encoding is longer than 200 characters is named by its SHA-256. Each file starts with one
-    line holding the key as JSON, then the serialized result. Writes go to a temporary file in
-    the same directory, then ``os.replace``: a reader sees the old result or the new one, never
-    a partial file, and a failed store leaves the old result in place.
+    ``..`` and case-folding file systems are harmless and no key leaves the root). Each file
+    starts with one line holding the exact key as JSON, then the serialized result.
+
+    Keys of any length work: a part whose encoding is longer than 200 characters is named
+    ``~<its SHA-256>`` instead, so every file name stays under the 255-byte limit and the path
+    under the root under 620 bytes. ``iter_keys`` yields the key from the header line, and a
+    read checks that line, so two different keys never share a file.
+
+    Writes go to a temporary file in the same directory, then ``os.replace``: a reader sees
+    the old result or the new one, never a partial file, and a failed store leaves the old
+    result in place.
 
     ``store_stream`` writes an iterable of bytes the same way (temporary file, SHA-256 computed
     while writing, ``os.replace`` at the end) and returns its :class:`Digest`;
@@ -154,7 +160,7 @@ class Filesystem(RecordStorage):
         flows = [top / _name(flow_name)] if flow_name is not None else _dirs(top)
         for flow_dir in flows:
             for task_dir in _dirs(flow_dir):
-                for entry in sorted(os.scandir(task_dir), key=lambda e: e.name):
+                for entry in _entries(task_dir):
                     if entry.name.startswith(".") or not entry.is_file():
                         continue
                     try:
@@ -198,8 +204,14 @@ def _header(key: Key) -> bytes:
     return json.dumps(list(key), ensure_ascii=True).encode("ascii") + b"\n"
 
 
-def _dirs(path: Path) -> list[Path]:
+def _entries(path: Path) -> list[os.DirEntry[str]]:
+    """The entries of a directory by name; none when it was removed meanwhile."""
     try:
-        return sorted(Path(e.path) for e in os.scandir(path) if e.is_dir())
+        with os.scandir(path) as entries:
+            return sorted(entries, key=lambda entry: entry.name)
     except FileNotFoundError:
         return []
+
+
+def _dirs(path: Path) -> list[Path]:
+    return [Path(entry.path) for entry in _entries(path) if entry.is_dir()]

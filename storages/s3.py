@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import hashlib
+import itertools
+import json
 import logging
 import sys
 import time
@@ -14,7 +17,7 @@ from urllib.parse import urlsplit
 from selinon_like import options
 from selinon_like.errors import ConfigError, StorageError
 from selinon_like.importing import missing_driver
-from selinon_like.keys import Key, decode_part, encode_part
+from selinon_like.keys import Key, decode_part, encode_part, key_digest
 from selinon_like.masking import mask_url, scrub
 from selinon_like.records import Kind, RecordStorage
 from selinon_like.streams import DEFAULT_CHUNK_SIZE, Digest, DigestingReader
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.literals import BucketLocationConstraintType
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
-__all__ = ["MAX_KEY_BYTES", "MIN_PART_SIZE", "S3KeyTooLong", "S3Storage"]
+__all__ = ["MAX_KEY_BYTES", "MIN_PART_SIZE", "S3Storage"]
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -34,6 +37,10 @@ MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest part of a multipart upload (but
 MAX_PARTS = 10_000  # S3's largest number of parts in one upload
 _DELETE_BATCH = 1000  # S3's most objects in one DeleteObjects request
 _READ_CHUNK = 1024 * 1024
+_HASHED = 1 + 64  # "~" and a hex SHA-256: the name of an over-long key or flow
+# Room an over-long key's name needs after the prefix: "results/", flow, "/", key.
+_LONG_NAME = len("results/") + _HASHED + 1 + _HASHED
+_HEADER_PROBE = 64 * 1024  # first bytes read for the header line of an over-long key
 
 
 class _RedactSecrets(logging.Filter):
@@ -70,13 +77,6 @@ _TRANSIENT_BOTOCORE = (
 )
 
 
-class S3KeyTooLong(StorageError, ValueError):
-    """The object key of a result would pass S3's 1,024-byte limit; raised before any I/O.
-
-    It is a ``ValueError`` like every other refused key (and a ``StorageError``, so the
-    storage's plumbing lets it through unchanged)."""
-
-
 def _error_code(exc: BaseException) -> tuple[str, int]:
     """The S3 error code and HTTP status of a botocore ``ClientError`` (``("", 0)`` else)."""
     response = getattr(exc, "response", None)
@@ -111,10 +111,16 @@ class S3Storage(RecordStorage):
 
     Layout: ``<prefix>results/<flow>/<task>/<task_id>`` and ``<prefix>errors/...`` for error
     records, each part encoded by :func:`selinon_like.keys.encode_part` (only ``[a-z0-9_%-]``,
-    so ``/``, ``..``, spaces and unicode in a key stay inside its part and under the prefix).
-    S3 keys stop at 1,024 bytes: a key whose object name would be longer is refused with
-    :class:`S3KeyTooLong` (a ``ValueError``) before any request; nothing is hashed, so every
-    stored object maps back to its key. ``store`` returns the object key.
+    so ``/``, ``..``, spaces and unicode in a key stay inside its part and under the prefix);
+    such an object holds the stored bytes as they are. ``store`` returns the object key.
+
+    S3 object keys stop at 1,024 bytes. A key whose name would be longer is stored as
+    ``<prefix>results/<flow>/~<SHA-256 of the key>`` (the flow itself as ``~<its SHA-256>``
+    when even that is too long), and its object starts with one line holding the exact key
+    as JSON (``["flow", "task", "id"]``, as the ``Filesystem`` adapter's files do), then the
+    stored bytes. Reads check that line, so two different keys never share an object;
+    ``iter_keys`` reads it (one ranged GET for each such object) to yield the exact key. Keys
+    of any length therefore work; short keys keep the plain layout above.
 
     ``store_many``/``retrieve_many`` overlap their requests on up to ``max_pool_connections``
     threads. ``delete_many`` learns which objects exist from overlapped HEAD requests (S3
@@ -151,7 +157,8 @@ class S3Storage(RecordStorage):
         TLS to AWS. Only an explicit ``false`` (or ``"false"``, ``"no"``, ``"0"``) turns it
         off; ``true`` together with an ``http://`` ``endpoint_url`` is a configuration error.
     ``prefix`` (str, default ``""``)
-        put every object under this prefix (a ``/`` is added when missing).
+        put every object under this prefix (a ``/`` is added when missing); at most 885
+        bytes, so that the name of an over-long key still fits.
     ``create_bucket`` (bool, default ``false``)
         create a missing bucket on ``connect()``; when off, a missing bucket is an error
         naming it.
@@ -242,6 +249,14 @@ class S3Storage(RecordStorage):
         self.prefix = options.as_str("prefix", prefix, empty=True)
         if self.prefix and not self.prefix.endswith("/"):
             self.prefix += "/"
+        self._prefix_size = len(self.prefix.encode("utf-8"))
+        if self._prefix_size + _LONG_NAME > MAX_KEY_BYTES:
+            raise ConfigError(
+                f"is {self._prefix_size} bytes (with its '/'); at most "
+                f"{MAX_KEY_BYTES - _LONG_NAME} leave room for S3's {MAX_KEY_BYTES}-byte object "
+                "keys",
+                key="prefix",
+            )
         self.create_bucket = options.as_bool("create_bucket", create_bucket)
         self.addressing_style = options.as_str("addressing_style", addressing_style)
         if self.addressing_style not in ("auto", "path", "virtual"):
@@ -365,20 +380,26 @@ class S3Storage(RecordStorage):
     # -- objects --------------------------------------------------------------------------
 
     def object_key(self, kind: str, flow_name: str, task_name: str, task_id: str) -> str:
-        """The object key of a result (``kind="results"``) or error record (``"errors"``)."""
-        name = (
-            f"{self.prefix}{kind}/{encode_part(flow_name)}/{encode_part(task_name)}/"
-            f"{encode_part(task_id)}"
-        )
-        size = len(name.encode("utf-8"))
-        if size > MAX_KEY_BYTES:
-            raise S3KeyTooLong(
-                f"{self.storage_name}: the object key for flow {flow_name[:50]!r}, task "
-                f"{task_name[:50]!r}, task id {task_id[:50]!r} would be {size} bytes; S3 "
-                f"allows {MAX_KEY_BYTES} (each part is percent-encoded: non-ASCII characters "
-                "take 9 bytes)"
-            )
-        return name
+        """The object key of a result (``kind="results"``) or error record (``"errors"``):
+        the encoded parts, or the key's digest when they pass 1,024 bytes."""
+        return self._locate(kind, (flow_name, task_name, task_id))[0]
+
+    def _locate(self, kind: str, key: Key) -> tuple[str, bytes]:
+        """The object name of ``key`` and the header line its object starts with (``b""``
+        for a plain name)."""
+        flow_name, task_name, task_id = key
+        # The encoded parts are ASCII: their length is their size in bytes.
+        tail = f"{kind}/{encode_part(flow_name)}/{encode_part(task_name)}/{encode_part(task_id)}"
+        if self._prefix_size + len(tail) <= MAX_KEY_BYTES:
+            return self.prefix + tail, b""
+        return f"{self._flow_dir(kind, flow_name)}~{key_digest(*key)}", _header(key)
+
+    def _flow_dir(self, kind: str, flow_name: str) -> str:
+        """The "directory" of a flow's over-long keys: the encoded flow when the name fits."""
+        plain = f"{kind}/{encode_part(flow_name)}/"
+        if self._prefix_size + len(plain) + _HASHED <= MAX_KEY_BYTES:
+            return self.prefix + plain
+        return f"{self.prefix}{kind}/~{_sha256(flow_name)}/"
 
     def _put(self, name: str, data: bytes | bytearray) -> str:
         # botocore takes a bytearray body (the stubs say bytes only); streams save a copy.
@@ -422,10 +443,12 @@ class S3Storage(RecordStorage):
     # -- the primitives -------------------------------------------------------------------
 
     def read(self, kind: Kind, key: Key) -> bytes | None:
-        return self._get(self.object_key(kind, *key))
+        name, header = self._locate(kind, key)
+        return _unwrapped(self._get(name), header)
 
     def write(self, kind: Kind, key: Key, data: bytes) -> str:
-        return self._put(self.object_key(kind, *key), data)
+        name, header = self._locate(kind, key)
+        return self._put(name, header + data if header else data)
 
     def remove(self, kind: Kind, key: Key) -> bool:
         name = self.object_key(kind, *key)
@@ -436,14 +459,17 @@ class S3Storage(RecordStorage):
         return True
 
     def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
-        names = [self.object_key(kind, *key) for key in keys]
-        unique = list(dict.fromkeys(names))
+        located = [self._locate(kind, key) for key in keys]
+        unique = list(dict.fromkeys(name for name, _header in located))
         found = dict(zip(unique, self._parallel(self._get, unique), strict=True))
-        return [found[name] for name in names]
+        return [_unwrapped(found[name], header) for name, header in located]
 
     def write_many(self, kind: Kind, items: Sequence[tuple[Key, bytes]]) -> list[str]:
         # Every name is made before the first request.
-        objects = [(self.object_key(kind, *key), data) for key, data in items]
+        objects = []
+        for key, data in items:
+            name, header = self._locate(kind, key)
+            objects.append((name, header + data if header else data))
         # A key given twice keeps its last result, as stores one after the other would: only
         # that one is sent, so two concurrent PUTs of one key never race.
         last = dict(objects)
@@ -475,24 +501,66 @@ class S3Storage(RecordStorage):
     def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]:
         """The keys of the objects under ``<prefix><kind>/`` (of one flow if given)."""
         base = f"{self.prefix}{kind}/"
-        start = base if flow_name is None else f"{base}{encode_part(flow_name)}/"
+        if flow_name is None:
+            starts = [base]
+        else:
+            plain = f"{base}{encode_part(flow_name)}/"
+            # A flow too long to head its over-long keys' names has them under its digest.
+            starts = list(dict.fromkeys((plain, self._flow_dir(kind, flow_name))))
+            starts = [start for start in starts if len(start.encode()) < MAX_KEY_BYTES]
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
-            for entry in page.get("Contents", []):
-                parts = entry["Key"][len(base) :].split("/")
-                if len(parts) != 3 or not all(p.startswith("_") for p in parts):
-                    continue  # not an object this adapter wrote
-                try:
-                    yield decode_part(parts[0]), decode_part(parts[1]), decode_part(parts[2])
-                except ValueError:
-                    continue
+        for start in starts:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
+                for entry in page.get("Contents", []):
+                    key = self._key_of(kind, entry["Key"], entry["Key"][len(base) :])
+                    if key is not None:
+                        yield key
+
+    def _key_of(self, kind: Kind, name: str, tail: str) -> Key | None:
+        """The key of the object ``name`` (``tail`` after ``<prefix><kind>/``); ``None`` for
+        an object this adapter did not write."""
+        parts = tail.split("/")
+        if len(parts) == 3 and all(part.startswith("_") for part in parts):
+            try:
+                return decode_part(parts[0]), decode_part(parts[1]), decode_part(parts[2])
+            except ValueError:
+                return None
+        if len(parts) == 2 and parts[1].startswith("~"):
+            key = self._stored_key(name)
+            # The key must name this very object: a foreign or misplaced one is skipped.
+            if key is not None and self._locate(kind, key)[0] == name:
+                return key
+        return None
+
+    def _stored_key(self, name: str) -> Key | None:
+        """The key in the header line of an over-long key's object, read with ranged GETs
+        (``None`` when there is no such line, or no object any more)."""
+        size = _HEADER_PROBE
+        while True:
+            try:
+                response = self.client.get_object(
+                    Bucket=self.bucket, Key=name, Range=f"bytes=0-{size - 1}"
+                )
+            except Exception as exc:
+                # InvalidRange: an empty object, which has no header.
+                if _is_missing(exc) or _error_code(exc)[0] == "InvalidRange":
+                    return None
+                raise
+            with contextlib.closing(response["Body"]) as body:
+                data = body.read()
+            end = data.find(b"\n")
+            if end >= 0:
+                return _parse_header(data[:end])
+            if len(data) < size:
+                return None
+            size *= 16
 
     # -- streams --------------------------------------------------------------------------
 
     def store_stream(
         self, flow_name: str, task_name: str, task_id: str, chunks: Iterable[bytes]
     ) -> Digest:
-        name = self.object_key("results", flow_name, task_name, task_id)
+        name, header = self._locate("results", (flow_name, task_name, task_id))
         client, part_size = self.client, self.part_size
         reader = DigestingReader(chunks)
         buffer = bytearray()
@@ -521,7 +589,8 @@ class S3Storage(RecordStorage):
             parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
         try:
-            for chunk in reader:
+            # An over-long key's header line goes first, outside the digest.
+            for chunk in itertools.chain((header,), reader):
                 # Fill the part exactly, copying each byte once (S3-compatible services such
                 # as R2 want every part but the last of the same size).
                 rest = memoryview(chunk)
@@ -566,13 +635,13 @@ class S3Storage(RecordStorage):
 
     def retrieve_stream(self, flow_name: str, task_name: str, task_id: str) -> Iterator[bytes]:
         key = (flow_name, task_name, task_id)
-        name = self.object_key("results", *key)
+        name, header = self._locate("results", key)
         # Look now, so a missing result fails this call rather than the first next().
         if not self._exists(name):
             raise self.not_found(*key)
-        return self._chunks(name, key)
+        return self._chunks(name, header, key)
 
-    def _chunks(self, name: str, key: Key) -> Iterator[bytes]:
+    def _chunks(self, name: str, header: bytes, key: Key) -> Iterator[bytes]:
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=name)
         except Exception as exc:
@@ -580,4 +649,38 @@ class S3Storage(RecordStorage):
                 raise self.not_found(*key) from None
             raise
         with contextlib.closing(response["Body"]) as body:
+            if header:
+                # Read the header line whole (a read may return less than asked).
+                seen = b""
+                while len(seen) < len(header) and (more := body.read(len(header) - len(seen))):
+                    seen += more
+                if seen != header:  # not this key's object (see _unwrapped)
+                    raise self.not_found(*key)
             yield from body.iter_chunks(_READ_CHUNK)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _header(key: Key) -> bytes:
+    """The first line of an over-long key's object: the exact key, as JSON."""
+    return json.dumps(list(key), ensure_ascii=True).encode("ascii") + b"\n"
+
+
+def _parse_header(line: bytes) -> Key | None:
+    try:
+        parts = json.loads(line)
+    except ValueError:
+        return None
+    if not (isinstance(parts, list) and len(parts) == 3 and all(isinstance(p, str) for p in parts)):
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def _unwrapped(data: bytes | None, header: bytes) -> bytes | None:
+    """The stored bytes of an object read as ``data``: after ``header`` for an over-long key,
+    whose object must start with it (else it holds another key's record: ``None``)."""
+    if data is None or not header:
+        return data
+    return data[len(header) :] if data.startswith(header) else None

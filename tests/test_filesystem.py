@@ -112,3 +112,64 @@ def test_delete_many_counts_what_was_there(fs: Any, tmp_path: Path) -> None:
     assert fs.delete_many([("f", "t", "0"), ("f", "t", "3"), ("f", "t", "missing")]) == 2
     assert sorted(fs.iter_keys()) == [("f", "t", "1"), ("f", "t", "2"), ("f", "t", "4")]
     assert fs.retrieve_error("f", "t", "0")["message"] == "kept"
+
+
+def test_short_keys_keep_the_first_release_layout(fs: Any, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    # A file the first release wrote: the header line with the key, then the bytes.
+    old = root / "results" / "_f" / "_t" / "_old"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b'["f", "t", "old"]\n' + fs.serializer.dumps({"v": 1}))
+    assert fs.retrieve("f", "t", "old") == {"v": 1}
+    assert fs.store("f", "t", "new", [1]) == "results/_f/_t/_new"
+    assert (root / "results/_f/_t/_new").read_bytes() == b'["f", "t", "new"]\n[1]'
+    assert sorted(fs.iter_keys("f")) == [("f", "t", "new"), ("f", "t", "old")]
+
+
+LONG_KEYS = [
+    ("f", "t", "i" * 2000),
+    ("F" * 2000, "t" * 2000, "é ../" * 400),
+    ("中" * 2000, "t", "1"),
+]
+
+
+@pytest.mark.parametrize("key", LONG_KEYS)
+def test_keys_of_any_length_round_trip_are_listed_and_deleted(
+    fs: Any, tmp_path: Path, key: tuple[str, str, str]
+) -> None:
+    record_id = fs.store(*key, {"v": 1})
+    assert len(record_id.encode()) < 1024
+    assert all(len(part.encode()) <= 255 for part in record_id.split("/"))
+    assert fs.retrieve(*key) == {"v": 1}
+    fs.store_error(None, *key, RuntimeError("long"))
+    assert list(fs.iter_keys()) == [key]
+    assert list(fs.iter_keys(key[0])) == [key]
+    assert list(fs.iter_keys(key[0] + "x")) == []
+    assert list(fs.iter_error_keys(key[0])) == [key]
+    assert fs.retrieve_many([key, (key[0], key[1], "missing")]) == {key: {"v": 1}}
+    fs.delete(*key)
+    with pytest.raises(ResultNotFound):
+        fs.retrieve(*key)
+    assert list(fs.iter_keys()) == []
+    assert fs.retrieve_error(*key)["message"] == "long"
+    fs.store_many([(*key, 2)])
+    assert fs.delete_many([key, key]) == 1
+
+
+def test_long_parts_one_character_apart_never_meet(fs: Any) -> None:
+    keys = [("f", "t", "x" * 2000 + end) for end in "ab"] + [("f" * 2000, "t", "x")]
+    ids = fs.store_many([(*key, n) for n, key in enumerate(keys)])
+    assert len(set(ids)) == 3
+    assert fs.retrieve_many(keys) == {key: n for n, key in enumerate(keys)}
+    assert sorted(fs.iter_keys()) == sorted(keys)
+
+
+def test_a_file_holding_another_key_is_not_read_as_this_one(fs: Any, tmp_path: Path) -> None:
+    key, other = ("f", "t", "x" * 2000), ("f", "t", "y" * 2000)
+    root = tmp_path / "root"
+    # What a SHA-256 collision of two long parts would look like: the other key's file here.
+    (root / fs.store(*other, 1)).rename(root / fs.store(*key, 2))
+    with pytest.raises(ResultNotFound):
+        fs.retrieve(*key)
+    with pytest.raises(ResultNotFound):
+        fs.retrieve_stream(*key)

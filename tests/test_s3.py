@@ -24,9 +24,10 @@ from selinon_like import (
     StoragePool,
     StorageUnavailable,
 )
+from selinon_like.keys import Key, key_digest
 from selinon_like.retry import RetryPolicy
 from selinon_like.testing import StorageContract, connected
-from storages.s3 import MAX_KEY_BYTES, S3KeyTooLong, S3Storage
+from storages.s3 import MAX_KEY_BYTES, S3Storage
 
 ACCESS_KEY = "AKIASELINONLIKETEST"
 SECRET_KEY = "Secret/Value+That-Must-Never-Leak"
@@ -300,22 +301,115 @@ def test_store_returns_the_object_key(s3: S3Storage) -> None:
     assert head["ContentLength"] == len(s3.serializer.dumps({"v": 1}))
 
 
-def test_key_at_the_s3_limit_works_and_one_byte_more_is_refused_before_io(s3: S3Storage) -> None:
+def test_short_keys_keep_the_first_release_layout(s3: S3Storage) -> None:
+    data = s3.serializer.dumps({"v": 1})
+    # An object the first release wrote: the plain name, the bare serialized bytes.
+    s3.client.put_object(Bucket=s3.bucket, Key=f"{s3.prefix}results/_f/_t/_old", Body=data)
+    assert s3.retrieve("f", "t", "old") == {"v": 1}
+    assert s3.store("f", "t", "new", {"v": 1}) == f"{s3.prefix}results/_f/_t/_new"
+    body = s3.client.get_object(Bucket=s3.bucket, Key=f"{s3.prefix}results/_f/_t/_new")["Body"]
+    with contextlib.closing(body):
+        assert body.read() == data
+    assert sorted(s3.iter_keys("f")) == [("f", "t", "new"), ("f", "t", "old")]
+
+
+def test_a_key_at_the_s3_limit_is_plain_and_one_byte_more_is_named_by_its_digest(
+    s3: S3Storage,
+) -> None:
     head = f"{s3.prefix}results/_f/_t/_"
-    task_id = "x" * (MAX_KEY_BYTES - len(head))
-    s3.store("f", "t", task_id, 1)
-    assert s3.retrieve("f", "t", task_id) == 1
-    with pytest.raises(S3KeyTooLong) as info:
-        s3.store("f", "t", task_id + "x", 2)
-    assert isinstance(info.value, ValueError)
-    assert "1024" in str(info.value)
-    assert len(object_names(s3)) == 1
-    # Before any I/O: an instance that never connected refuses it the same way.
-    with pytest.raises(S3KeyTooLong):
-        over_http("http://127.0.0.1:9").store("f", "t", "中" * 200, 1)
-    with pytest.raises(S3KeyTooLong):
-        s3.store_many([("f", "t", "ok", 1), ("f", "t", "中" * 200, 2)])
-    assert s3.retrieve_many([("f", "t", "ok")]) == {}
+    at_limit = "x" * (MAX_KEY_BYTES - len(head))
+    assert s3.store("f", "t", at_limit, 1) == head + at_limit
+    past = at_limit + "x"
+    assert s3.store("f", "t", past, 2) == f"{s3.prefix}results/_f/~{key_digest('f', 't', past)}"
+    assert (s3.retrieve("f", "t", at_limit), s3.retrieve("f", "t", past)) == (1, 2)
+    assert sorted(s3.iter_keys()) == sorted([("f", "t", at_limit), ("f", "t", past)])
+    # Non-ASCII parts take 9 bytes a character once encoded: 200 of them pass the limit.
+    assert s3.store_many([("f", "t", "ok", 3), ("f", "t", "中" * 200, 4)])[1].count("~") == 1
+    assert s3.retrieve_many([("f", "t", "ok"), ("f", "t", "中" * 200)]) == {
+        ("f", "t", "ok"): 3,
+        ("f", "t", "中" * 200): 4,
+    }
+
+
+LONG_KEYS = [
+    pytest.param(("f", "t", "i" * 2000), id="long-task-id"),
+    pytest.param(("F" * 2000, "t", "1"), id="long-flow"),
+    pytest.param(("ü" * 2000, "a/" * 1000, "é ../" * 400), id="every-part-long-non-ascii"),
+    pytest.param(("f", "t", "中" * 12_000), id="header-past-the-first-ranged-read"),
+]
+
+
+@pytest.mark.parametrize("key", LONG_KEYS)
+def test_keys_of_any_length_round_trip_are_listed_and_deleted(s3: S3Storage, key: Key) -> None:
+    record_id = s3.store(*key, {"v": 1})
+    assert len(record_id.encode()) <= MAX_KEY_BYTES
+    assert record_id.endswith("/~" + key_digest(*key))
+    assert s3.retrieve(*key) == {"v": 1}
+    s3.store_error({"n": 1}, *key, RuntimeError("long"))
+    assert s3.retrieve_error(*key)["task_id"] == key[2]
+    assert list(s3.iter_keys()) == [key]
+    assert list(s3.iter_keys(key[0])) == [key]
+    assert list(s3.iter_keys(key[0] + "x")) == []
+    assert list(s3.iter_error_keys(key[0])) == [key]
+    assert s3.retrieve_many([key, (key[0], key[1], "missing")]) == {key: {"v": 1}}
+    s3.delete(*key)
+    with pytest.raises(ResultNotFound):
+        s3.retrieve(*key)
+    with pytest.raises(ResultNotFound):
+        s3.delete(*key)
+    assert list(s3.iter_keys()) == []
+    assert s3.retrieve_error(*key)["message"] == "long"  # the error record lives apart
+    s3.store_many([(*key, 2), (*key, 3)])
+    assert s3.retrieve(*key) == 3
+    assert s3.delete_many([key, key]) == 1
+    assert s3.delete_many([key]) == 0
+
+
+def test_long_keys_one_character_apart_never_meet(s3: S3Storage) -> None:
+    keys = [("f", "t", "x" * 2000 + end) for end in "ab"] + [("f", "t" * 2000 + "a", "x")]
+    ids = s3.store_many([(*key, n) for n, key in enumerate(keys)])
+    assert len(set(ids)) == 3
+    assert s3.retrieve_many(keys) == {key: n for n, key in enumerate(keys)}
+    assert sorted(s3.iter_keys("f")) == sorted(keys)
+
+
+def test_a_flow_too_long_for_its_own_directory_is_listed_under_both(s3: S3Storage) -> None:
+    base = f"{s3.prefix}results/"
+    # Short keys of this flow still fit their plain names; an over-long one of the same flow
+    # needs the flow's digest as its directory. iter_keys(flow) finds both kinds.
+    flow = "a" * (MAX_KEY_BYTES - len(base) - 30)
+    short, long = (flow, "t", "1"), (flow, "t", "x" * 100)
+    assert s3.store(*short, 1) == f"{base}_{flow}/_t/_1"
+    assert s3.store(*long, 2).startswith(f"{base}~")
+    assert sorted(s3.iter_keys(flow)) == sorted([short, long])
+    assert list(s3.iter_keys(flow[:-1])) == []
+
+
+def test_an_object_holding_another_key_is_not_read_as_this_one(s3: S3Storage) -> None:
+    key, other = ("f", "t", "x" * 2000), ("f", "t", "y" * 2000)
+    name = s3.object_key("results", *key)
+    s3.store(*other, "other's")
+    body = s3.client.get_object(Bucket=s3.bucket, Key=s3.object_key("results", *other))["Body"]
+    with contextlib.closing(body):
+        s3.client.put_object(Bucket=s3.bucket, Key=name, Body=body.read())
+    with pytest.raises(ResultNotFound):
+        s3.retrieve(*key)
+    with pytest.raises(ResultNotFound):
+        b"".join(s3.retrieve_stream(*key))
+    assert s3.retrieve_many([key]) == {}
+    assert list(s3.iter_keys()) == [other]  # the misplaced copy names another object
+
+
+def test_the_longest_prefix_still_holds_long_keys(mocked_aws: None) -> None:
+    prefix = "p" * 884 + "/"
+    with pytest.raises(ConfigError, match="885") as info:
+        in_process(prefix="p" + prefix)
+    assert info.value.key == "prefix"
+    with opened(in_process(prefix=prefix)) as storage:
+        key = ("f" * 2000, "t" * 2000, "i" * 2000)
+        assert len(storage.store(*key, 1).encode()) == MAX_KEY_BYTES
+        assert storage.retrieve(*key) == 1
+        assert list(storage.iter_keys(key[0])) == [key]
 
 
 def test_iter_keys_pages_through_more_than_one_listing(mocked_aws: None) -> None:
@@ -329,8 +423,19 @@ def test_iter_keys_pages_through_more_than_one_listing(mocked_aws: None) -> None
 
 def test_iter_keys_skips_foreign_objects(s3: S3Storage) -> None:
     s3.store("f", "t", "1", 1)
-    for name in ("results/readme.txt", "results/_f/_t/no-underscore", "results/_f/x/y/z"):
-        s3.client.put_object(Bucket=s3.bucket, Key=s3.prefix + name, Body=b"x")
+    digest = key_digest("f", "t", "1")
+    foreign = {
+        "results/readme.txt": b"x",
+        "results/_f/_t/no-underscore": b"x",
+        "results/_f/x/y/z": b"x",
+        "results/_f/~no-header": b"x" * 70_000,
+        "results/_f/~empty": b"",
+        "results/_f/~not-json": b"{oops\n",
+        f"results/_f/~{digest}": b'["f", "t", "1"]\n1',  # a short key never has this name
+        "results/_g/~misplaced": b'["f", "t", "1"]\n1',
+    }
+    for name, body in foreign.items():
+        s3.client.put_object(Bucket=s3.bucket, Key=s3.prefix + name, Body=body)
     assert list(s3.iter_keys()) == [("f", "t", "1")]
 
 

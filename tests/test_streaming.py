@@ -162,6 +162,22 @@ def test_odd_keys_stream(storage: DataStorage) -> None:
     assert list(storage.iter_keys("../..")) == [key]
 
 
+LONG_KEY = ("flow-" + "f" * 2000, "task-" + "t" * 2000, "id-" + "é" * 2000)
+
+
+@pytest.mark.parametrize("size", [0, 1, 2 * PART + 3])
+def test_keys_of_any_length_stream(storage: DataStorage, size: int) -> None:
+    digest = storage.store_stream(*LONG_KEY, blob(size))
+    assert digest == digest_of(blob(size))  # the key kept with the object is not content
+    assert digest_of(storage.retrieve_stream(*LONG_KEY)) == digest
+    assert b"".join(storage.retrieve_stream(*LONG_KEY)) == b"".join(blob(size))
+    assert list(storage.iter_keys(LONG_KEY[0])) == [LONG_KEY]
+    storage.delete(*LONG_KEY)
+    with pytest.raises(ResultNotFound):
+        storage.retrieve_stream(*LONG_KEY)
+    assert list(storage.iter_keys()) == []
+
+
 # -- S3: the multipart upload itself --------------------------------------------------------
 
 
@@ -206,6 +222,16 @@ def test_parts_are_full_size_but_the_last(s3: S3Storage, monkeypatch: pytest.Mon
     assert spy.named("put_object") == spy.named("abort_multipart_upload") == []
     head = s3.client.head_object(Bucket=s3.bucket, Key=s3.object_key("results", "f", "t", "parts"))
     assert head["ContentLength"] == size and head["ETag"].endswith('-5"')
+
+
+def test_a_long_key_stream_keeps_full_parts(s3: S3Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = Spy(s3.client, monkeypatch, "upload_part")
+    digest = s3.store_stream(*LONG_KEY, blob(2 * PART))
+    sizes = [len(kwargs["Body"]) for kwargs in spy.named("upload_part")]
+    # The key's header line rides in the first part, so the content takes a short third one.
+    assert sizes[:2] == [PART, PART] and 0 < sizes[2] < 64 * 1024 and len(sizes) == 3
+    assert bytes(spy.named("upload_part")[0]["Body"]).startswith(b'["flow-ff')
+    assert digest_of(s3.retrieve_stream(*LONG_KEY)) == digest == digest_of(blob(2 * PART))
 
 
 def test_an_exact_multiple_has_no_empty_last_part(
