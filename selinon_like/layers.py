@@ -13,19 +13,23 @@
 5. :func:`retried` — a transient driver error is retried under the storage's
    :class:`~selinon_like.retry.RetryPolicy`, with ``recover()`` between attempts; the first
    attempt costs nothing extra.
-6. :func:`locked` — an adapter with ``thread_safe = False`` (and every ``connect`` /
-   ``disconnect``) runs each attempt under the instance's ``RLock``; the lock is not held
-   while a retry waits.
+6. :func:`locked` — an adapter with ``thread_safe = False`` runs each attempt under the
+   instance's ``RLock``; the lock is not held while a retry waits. (``connect`` and
+   ``disconnect`` are always locked, by the storage's wrapper.)
 
 Then the adapter's own method runs. Each layer is a function taking the next handler and
-returning its own, so each can be tested alone; :data:`run` is the whole chain. A call made from
-inside an operation on the same instance and thread (an adapter's ``store`` calling
-``super().store()``, a default ``store_many`` calling ``store``) is part of the outer operation:
-:func:`nested` runs it with the lock only.
+returning its own, so each can be tested alone. :func:`chain` composes, once per combination,
+the layers a storage needs: no cache layer without a cache, no observer layer without an
+observer, no lock layer for a thread-safe adapter — a layer that would only pass the call on
+still costs a call on every operation. A call made from inside an operation on the same
+instance and thread (an adapter's ``store`` calling ``super().store()``, a default
+``store_many`` calling ``store``) is part of the outer operation: :func:`nested_chain` runs it
+with the key check and the lock only.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -46,20 +50,18 @@ __all__ = [
     "LAYERS",
     "Call",
     "Handler",
+    "chain",
     "checked",
     "guarded_iter",
     "locked",
-    "nested",
+    "nested_chain",
     "observed",
     "retried",
-    "run",
     "translated",
 ]
 
 log = logging.getLogger("selinon_like")
 
-# Operations that always run under the instance lock, even on a thread-safe adapter.
-ALWAYS_LOCKED = frozenset({"connect", "disconnect"})
 # Operations whose input cannot be replayed: never retried.
 NOT_RETRIED = frozenset({"store_stream", "retrieve_stream"})
 # Writes whose keys the read cache must forget (or refresh, for ``store``).
@@ -99,8 +101,8 @@ class Call:
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        key: Key | None = None,
-        items: Sequence[tuple[Any, ...]] | None = None,
+        key: Key | None,
+        items: Sequence[tuple[Any, ...]] | None,
     ) -> None:
         self.storage = storage
         self.op = op
@@ -270,17 +272,13 @@ def retried(inner: Handler) -> Handler:
 
 def locked(inner: Handler) -> Handler:
     def handle(call: Call) -> Any:
-        storage = call.storage
-        if storage.thread_safe and call.op not in ALWAYS_LOCKED:
-            return inner(call)
-        with storage._lock:
+        with call.storage._lock:
             return inner(call)
 
     return handle
 
 
-def invoke(call: Call) -> Any:
-    return call.invoke()
+invoke: Handler = Call.invoke
 
 
 LAYERS: tuple[Layer, ...] = (checked, cached, observed, translated, retried, locked)
@@ -294,19 +292,26 @@ def compose(layers: Sequence[Layer], core: Handler = invoke) -> Handler:
     return handler
 
 
-run: Handler = compose(LAYERS)
+@functools.cache
+def chain(cache: bool, observer: bool, lock: bool) -> Handler:
+    """:data:`LAYERS` without :func:`cached` (``cache`` false), :func:`observed`
+    (``observer`` false) or :func:`locked` (``lock`` false)."""
+    skip: dict[Layer, bool] = {cached: not cache, observed: not observer, locked: not lock}
+    return compose([layer for layer in LAYERS if not skip.get(layer, False)])
 
 
-nested: Handler = checked(locked(invoke))
-"""An operation called from inside another on the same instance and thread: the key check and
-the lock (an ``RLock``, already held when the adapter is not thread-safe), nothing else."""
+@functools.cache
+def nested_chain(lock: bool) -> Handler:
+    """What runs an operation called from inside another on the same instance and thread:
+    the key check, and the lock when the adapter needs one (an ``RLock``, already held)."""
+    return compose([checked, locked] if lock else [checked])
 
 
 def guarded_iter(storage: Operated, op: str, iterator: Iterator[Any]) -> Iterator[Any]:
     """Iterate a driver's iterator with the lock held per step (unless the adapter is
     thread-safe) and its errors translated."""
     lock = None if storage.thread_safe else storage._lock
-    call = Call(storage, op, _no_fn, (), {})
+    call = Call(storage, op, _no_fn, (), {}, None, None)
     while True:
         try:
             if lock is None:

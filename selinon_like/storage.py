@@ -21,8 +21,11 @@ from __future__ import annotations
 import abc
 import contextlib
 import functools
+import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
+from threading import get_ident
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from selinon_like.error_records import (  # noqa: F401 - the last four: TRANSITIONAL re-exports
@@ -35,7 +38,7 @@ from selinon_like.error_records import (  # noqa: F401 - the last four: TRANSITI
 )
 from selinon_like.errors import ConfigError, ResultNotFound
 from selinon_like.keys import Key
-from selinon_like.layers import Call, guarded_iter, nested, run
+from selinon_like.layers import Call, Handler, chain, guarded_iter, nested_chain
 from selinon_like.masking import mask_config, secret_values
 from selinon_like.retry import DEFAULT_RETRY, RetryPolicy
 from selinon_like.serializers import JSON, Serializer
@@ -63,10 +66,16 @@ OPTIONAL_OPERATIONS = (
 )
 
 
-class _Active(threading.local):
-    """Whether this thread is inside an operation of the instance (see layers.nested)."""
+# Every instance, so that a forked child can forget which threads were inside an operation.
+_INSTANCES: weakref.WeakSet[DataStorage] = weakref.WeakSet()
 
-    busy = False
+
+def _after_fork_in_child() -> None:
+    for storage in list(_INSTANCES):
+        storage._busy = set()  # those threads do not exist here; their ids may be reused
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class DataStorage(abc.ABC):
@@ -93,10 +102,12 @@ class DataStorage(abc.ABC):
     storage_name: str
     serializer: Serializer
     retry_policy: RetryPolicy
-    cache: ResultCache | None
-    observer: Observer | None
+    _cache: ResultCache | None
+    _observer: Observer | None
+    _run: Handler  # the layers this instance's operations need (see layers.chain)
+    _nested: Handler
     _lock: threading.RLock
-    _active: _Active
+    _busy: set[int]
     _configuration: dict[str, Any]
     _secrets: list[str]
 
@@ -104,14 +115,16 @@ class DataStorage(abc.ABC):
         # Set up here, not in __init__: a custom adapter need not call super().__init__().
         self = super().__new__(cls)
         self._lock = threading.RLock()
-        self._active = _Active()
+        self._busy = set()  # the threads inside an operation on this instance
         self.storage_name = cls.__name__
         self.serializer = JSON
         self.retry_policy = DEFAULT_RETRY
-        self.cache = None
-        self.observer = None
+        self._cache = None
+        self._observer = None
+        self._rechain()
         self._configuration = dict(configuration)
         self._secrets = secret_values(configuration)
+        _INSTANCES.add(self)
         return self
 
     def __init__(self, **configuration: Any) -> None:
@@ -129,6 +142,31 @@ class DataStorage(abc.ABC):
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in mask_config(self._configuration).items())
         return f"<{type(self).__name__} {self.storage_name!r}{' ' + shown if shown else ''}>"
+
+    @property
+    def cache(self) -> ResultCache | None:
+        """The per-process read cache (set by the pool from ``cache:``), or None."""
+        return self._cache
+
+    @cache.setter
+    def cache(self, cache: ResultCache | None) -> None:
+        self._cache = cache
+        self._rechain()
+
+    @property
+    def observer(self) -> Observer | None:
+        """What receives trace events and keeps statistics (set by the pool), or None."""
+        return self._observer
+
+    @observer.setter
+    def observer(self, observer: Observer | None) -> None:
+        self._observer = observer
+        self._rechain()
+
+    def _rechain(self) -> None:
+        lock = not self.thread_safe
+        self._run = chain(self._cache is not None, self._observer is not None, lock)
+        self._nested = nested_chain(lock)
 
     @classmethod
     def capabilities(cls) -> frozenset[str]:
@@ -292,20 +330,22 @@ _BULK_OPS = {
     "delete_many": "(flow_name, task_name, task_id)",
 }
 _PLAIN_OPS = ("connect", "disconnect", "ping")
+_ALWAYS_LOCKED = frozenset({"connect", "disconnect"})  # even on a thread-safe adapter
 _ITER_OPS = ("iter_keys", "iter_error_keys")
 
 
 def _enter(storage: DataStorage, call: Call) -> Any:
     """Run ``call`` through every layer, or as part of the operation this thread is already
     running on ``storage``."""
-    active = storage._active
-    if active.busy:
-        return nested(call)
-    active.busy = True
+    busy = storage._busy
+    thread = get_ident()
+    if thread in busy:
+        return storage._nested(call)
+    busy.add(thread)  # set.add/discard/in are atomic: no lock needed
     try:
-        return run(call)
+        return storage._run(call)
     finally:
-        active.busy = False
+        busy.discard(thread)
 
 
 def _mark(wrapper: F) -> F:
@@ -330,7 +370,7 @@ def _wrap_keyed(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def keyed(self: DataStorage, *args: Any, **kwargs: Any) -> Any:
-        call = Call(self, op, fn, args, kwargs, key=_key_of(op, offset, args, kwargs))
+        call = Call(self, op, fn, args, kwargs, _key_of(op, offset, args, kwargs), None)
         result = _enter(self, call)
         return guarded_iter(self, op, result) if streamed else result
 
@@ -347,15 +387,21 @@ def _wrap_bulk(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
         for item in items:
             if not isinstance(item, tuple) or len(item) != size:
                 raise TypeError(f"{op}() takes {shape} tuples, got {item!r:.80}")
-        return _enter(self, Call(self, op, fn, (items,), {}, items=items))
+        return _enter(self, Call(self, op, fn, (items,), {}, None, items))
 
     return _mark(bulk)
 
 
 def _wrap_plain(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
+    always_locked = op in _ALWAYS_LOCKED
+
     @functools.wraps(fn)
     def plain(self: DataStorage, *args: Any, **kwargs: Any) -> Any:
-        return _enter(self, Call(self, op, fn, args, kwargs))
+        call = Call(self, op, fn, args, kwargs, None, None)
+        if always_locked:
+            with self._lock:
+                return _enter(self, call)
+        return _enter(self, call)
 
     return _mark(plain)
 
@@ -366,7 +412,8 @@ def _wrap_iter(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
         flow_name = args[0] if args else kwargs.get("flow_name")
         if flow_name is not None and not isinstance(flow_name, str):
             raise TypeError(f"flow_name must be a str or None, not {type(flow_name).__name__}")
-        return guarded_iter(self, op, iter(_enter(self, Call(self, op, fn, args, kwargs))))
+        call = Call(self, op, fn, args, kwargs, None, None)
+        return guarded_iter(self, op, iter(_enter(self, call)))
 
     return _mark(iterate)
 
@@ -374,7 +421,7 @@ def _wrap_iter(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
 def _wrap_record(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
     @functools.wraps(fn)
     def with_record(self: DataStorage, record: ErrorRecord) -> Any:
-        return _enter(self, Call(self, op, fn, (record,), {}, key=record_key(record)))
+        return _enter(self, Call(self, op, fn, (record,), {}, record_key(record), None))
 
     return _mark(with_record)
 

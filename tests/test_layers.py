@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 
 from selinon_like import ResultNotFound, StorageError, StorageUnavailable
 from selinon_like.cache import ResultCache
-from selinon_like.errors import SerializationError
 from selinon_like.keys import Key
 from selinon_like.layers import (
-    LAYERS,
     Call,
-    cached,
+    chain,
     checked,
-    compose,
     locked,
-    observed,
     retried,
     translated,
 )
-from selinon_like.records import Kind, RecordStorage
 from selinon_like.retry import RetryPolicy
 from selinon_like.serializers import JSON
-from selinon_like.storage import DataStorage
 from selinon_like.tracing import Observer
 from storages.memory import InMemoryStorage
 
@@ -57,9 +49,15 @@ class Fake:
         self.recovered.append(exc)
 
 
-def call(storage: Any, op: str = "store", key: Key | None = KEY, **kwargs: Any) -> Call:
-    args = (*KEY, kwargs.pop("result", {"a": 1})) if op == "store" else ()
-    return Call(storage, op, lambda _s, *_a, **_k: None, args, {}, key=key, **kwargs)
+def call(
+    storage: Any,
+    op: str = "store",
+    key: Key | None = KEY,
+    items: list[tuple[Any, ...]] | None = None,
+    result: Any = None,
+) -> Call:
+    args = (*KEY, {"a": 1} if result is None else result) if op == "store" else ()
+    return Call(storage, op, lambda _s, *_a, **_k: None, args, {}, key, items)
 
 
 class Failing:
@@ -128,7 +126,7 @@ def test_translated_wraps_driver_errors_chained_and_scrubbed() -> None:
         translated(Failing(NotImplementedError("no"), 1))(call(Fake()))
 
 
-def test_locked_holds_the_lock_unless_thread_safe_and_always_for_connect() -> None:
+def test_locked_holds_the_lock_and_chains_leave_out_what_a_storage_does_not_need() -> None:
     seen: list[bool] = []
 
     def inner(c: Call) -> None:
@@ -145,195 +143,31 @@ def test_locked_holds_the_lock_unless_thread_safe_and_always_for_connect() -> No
         thread.join()
         seen.append(not free[0])
 
-    unsafe, safe = Fake(thread_safe=False), Fake(thread_safe=True)
-    locked(inner)(call(unsafe))
-    locked(inner)(call(safe))
-    locked(inner)(call(safe, op="connect", key=None))
-    assert seen == [True, False, True]
+    locked(inner)(call(Fake()))
+    inner(call(Fake()))
+    assert seen == [True, False]
+    assert chain(True, True, True) is chain(True, True, True)  # composed once
 
 
-def test_observed_reports_one_event_with_the_outcome() -> None:
-    fake = Fake()
-    fake.observer = Observer("Fake")
-    observed(lambda c: "ok")(call(fake))
-    with pytest.raises(KeyError):
-        observed(Failing(KeyError("x"), 1))(call(fake))
-    stats = fake.observer.summary()["operations"]["store"]
-    assert (stats["count"], stats["errors"]) == (2, 1)
-
-
-def test_cached_serves_hits_refreshes_on_store_and_forgets_on_failure() -> None:
+@pytest.mark.parametrize("cache", [False, True])
+@pytest.mark.parametrize("observer", [False, True])
+def test_a_chain_leaves_out_the_layers_it_is_told_to(cache: bool, observer: bool) -> None:
     fake = Fake()
     fake.cache = ResultCache(max_size=10)
-    inner = Failing(RuntimeError("no I/O on a hit"), 0)
-    cached(inner)(call(fake, result={"v": 1}))  # store: refreshed
-    assert cached(Failing(RuntimeError("no I/O"), 1))(call(fake, op="retrieve")) == {"v": 1}
-    with pytest.raises(ConnectionError):
-        cached(Failing(ConnectionError("x"), 1))(call(fake, result={"v": 2}))
-    assert len(fake.cache) == 0  # a failed write may have happened: never serve the old copy
-    cached(inner)(call(fake, result={"v": 3}))
-    cached(inner)(call(fake, op="store_many", key=None, items=[(*KEY, {"v": 4})]))
-    assert len(fake.cache) == 0
+    fake.observer = Observer("Fake")
+    chain(cache, observer, False)(call(fake, op="store"))
+    assert len(fake.cache) == int(cache)  # the cache layer refreshed the stored key
+    assert list(fake.observer.operations) == (["store"] if observer else [])
 
 
-def test_compose_puts_the_first_layer_outermost() -> None:
-    order: list[str] = []
+def test_connect_is_locked_even_on_a_thread_safe_adapter() -> None:
+    holder: list[bool] = []
 
-    def tag(name: str) -> Any:
-        def layer(inner: Any) -> Any:
-            def handle(c: Call) -> Any:
-                order.append(name)
-                return inner(c)
+    class Safe(InMemoryStorage):
+        thread_safe = True
 
-            return handle
+        def connect(self) -> None:
+            holder.append(self._lock._is_owned())  # type: ignore[attr-defined]
 
-        return layer
-
-    compose([tag("a"), tag("b")], lambda c: order.append("core"))(call(Fake()))
-    assert order == ["a", "b", "core"]
-    assert LAYERS[0] is checked and LAYERS[-1] is locked
-
-
-# -- composed on real adapters ----------------------------------------------------------------
-
-
-class Counting(InMemoryStorage):
-    """An adapter whose store calls the inherited one: still one operation."""
-
-    def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
-        return super().store(flow_name, task_name, task_id, {"wrapped": result})
-
-
-def test_a_store_calling_super_store_is_one_operation() -> None:
-    events: list[dict[str, Any]] = []
-    storage = Counting()
-    storage.observer = Observer("Counting", tracers=[events.append])
-    storage.connect()
-    storage.store("f", "t", "1", 5)
-    assert storage.retrieve("f", "t", "1") == {"wrapped": 5}
-    assert [e["event"] for e in events] == ["connect", "store", "retrieve"]
-    assert storage.observer.summary()["operations"]["store"]["count"] == 1
-
-
-def test_the_default_store_many_counts_once_and_refreshes_the_cache() -> None:
-    class FiveMethods(DataStorage):
-        def __init__(self) -> None:
-            self.data: dict[Key, Any] = {}
-
-        def connect(self) -> None: ...
-
-        def disconnect(self) -> None: ...
-
-        def is_connected(self) -> bool:
-            return True
-
-        def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
-            try:
-                return self.data[(flow_name, task_name, task_id)]
-            except KeyError:
-                raise self.not_found(flow_name, task_name, task_id) from None
-
-        def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
-            self.data[(flow_name, task_name, task_id)] = result
-            return task_id
-
-    storage = FiveMethods()
-    storage.observer = Observer("FiveMethods")
-    storage.cache = ResultCache(max_size=10)
-    storage.store("f", "t", "1", "old")
-    storage.retrieve("f", "t", "1")
-    storage.store_many([("f", "t", "1", "new"), ("f", "t", "2", "two")])
-    assert storage.retrieve("f", "t", "1") == "new"  # the cache forgot the old value
-    operations = storage.observer.summary()["operations"]
-    assert operations["store"]["count"] == 1
-    assert operations["store_many"]["count"] == 1
-    assert FiveMethods.capabilities() == frozenset()
-
-
-def test_a_bad_result_in_store_many_stores_nothing() -> None:
-    storage = InMemoryStorage()
-    storage.connect()
-    with pytest.raises(SerializationError):
-        storage.store_many([("f", "t", "1", 1), ("f", "t", "2", {1, 2})])
-    assert list(storage.iter_keys()) == []
-
-
-class Minimal(RecordStorage):
-    """A record adapter with only the two required primitives."""
-
-    def __init__(self) -> None:
-        self.records: dict[tuple[Kind, Key], bytes] = {}
-
-    def connect(self) -> None: ...
-
-    def disconnect(self) -> None: ...
-
-    def is_connected(self) -> bool:
-        return True
-
-    def read(self, kind: Kind, key: Key) -> bytes | None:
-        return self.records.get((kind, key))
-
-    def write(self, kind: Kind, key: Key, data: bytes) -> str:
-        self.records[(kind, key)] = data
-        return "/".join(key)
-
-
-class Flaky(Minimal):
-    """Fails its first ``read`` with a transient error; lists more than one flow's keys."""
-
-    thread_safe = True
-    failures = 1
-
-    def read(self, kind: Kind, key: Key) -> bytes | None:
-        if self.failures:
-            self.failures -= 1
-            raise ConnectionError("reset by peer")
-        return super().read(kind, key)
-
-    def remove(self, kind: Kind, key: Key) -> bool:
-        return self.records.pop((kind, key), None) is not None
-
-    def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]:
-        return iter([key for k, key in list(self.records) if k == kind])
-
-    def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
-        return [self.records.get((kind, key)) for key in keys]
-
-
-def test_record_storage_builds_every_operation_on_read_and_write() -> None:
-    storage = Minimal()
-    assert storage.store("f", "t", "1", {"a": [1, 2]}) == "f/t/1"
-    assert storage.retrieve("f", "t", "1") == {"a": [1, 2]}
-    with pytest.raises(ResultNotFound):
-        storage.retrieve("f", "t", "2")
-    storage.store_error({"n": 1}, "f", "t", "1", ValueError("bad"))
-    record = storage.retrieve_error("f", "t", "1")
-    assert (record["exception_type"], record["message"]) == ("builtins.ValueError", "bad")
-    assert storage.retrieve("f", "t", "1") == {"a": [1, 2]}  # the error hid nothing
-    assert storage.store_many([("f", "t", "3", 3)]) == ["f/t/3"]
-    assert storage.retrieve_many([("f", "t", "3"), ("f", "t", "4")]) == {("f", "t", "3"): 3}
-    with pytest.raises(NotImplementedError, match=r"Minimal\.remove\(\)"):
-        storage.delete("f", "t", "1")
-    assert "delete" not in Minimal.capabilities()
-    assert {"store_error", "retrieve_error", "store_error_record"} <= Minimal.capabilities()
-    assert "iter_keys" not in Minimal.capabilities()
-
-
-def test_record_storage_retries_filters_listings_and_deletes() -> None:
-    storage = Flaky()
-    storage.retry_policy = RetryPolicy(attempts=2, backoff=0.0)
-    storage.store("a", "t", "1", 1)
-    storage.store("b", "t", "1", 2)
-    assert storage.retrieve("a", "t", "1") == 1  # the first read failed and was retried
-    assert list(storage.iter_keys("a")) == [("a", "t", "1")]
-    assert sorted(storage.iter_keys()) == [("a", "t", "1"), ("b", "t", "1")]
-    assert storage.delete_many([("a", "t", "1"), ("a", "t", "9")]) == 1
-    assert {"delete", "delete_many", "iter_keys", "iter_error_keys"} <= Flaky.capabilities()
-
-
-def test_retry_warnings_name_the_key_not_the_secret(caplog: pytest.LogCaptureFixture) -> None:
-    fake = Fake()
-    with caplog.at_level(logging.WARNING, logger="selinon_like"):
-        retried(Failing(ConnectionError("hunter2 was refused"), 1))(call(fake))
-    assert "store of" in caplog.text and "hunter2" not in caplog.text
+    Safe().connect()
+    assert holder == [True]
