@@ -13,7 +13,7 @@ from selinon_like.errors import ConfigError, StorageError
 from selinon_like.importing import missing_driver
 from selinon_like.keys import Key, key_digest
 from selinon_like.masking import mask_url, scrub
-from selinon_like.records import ERRORS, Kind, RecordStorage
+from selinon_like.records import ERRORS, RESULTS, Kind, RecordStorage
 
 __all__ = ["MongoDB"]
 
@@ -26,6 +26,10 @@ _DATA_FIELD: dict[Kind, str] = {"results": "result", "errors": "record"}
 # Ids per $in query: 10,000 64-character ids keep the query far below 16 MB.
 _BATCH = 10_000
 _DUPLICATE_KEY = 11000
+# MongoDB's cap on one document's BSON size, the same on every server since 1.8.
+_MAX_DOCUMENT = 16 * 1024 * 1024
+# More than the field names, _id and BSON framing of a document take beside its values.
+_FRAMING = 512
 # Options that only say how to build a client: meaningless next to a client given ready.
 _CLIENT_OPTIONS = (
     "url",
@@ -57,8 +61,8 @@ class MongoDB(RecordStorage):
     every result comes back exactly — dict keys starting with ``$`` or containing ``.``,
     integers beyond 64 bits, deep nesting, and whatever the pickle or a custom serializer
     produce — but MongoDB cannot query inside results (filter on the key fields only). A
-    document holds at most 16 MiB, so neither can a result: pymongo refuses a larger one
-    before sending it, and the call fails with a ``StorageError``. Error records (JSON bytes in
+    document holds at most 16 MiB, so neither can a result: ``store`` or ``store_many`` of a
+    larger one raises ``StorageError`` before writing anything. Error records (JSON bytes in
     ``record``, plus ``exception_type`` and ``time`` as plain fields for queries) live in their
     own collection, so an error never shadows a result. A collection written by Selinon's
     adapter (duplicate keys, BSON results) cannot be reused: point this one at a new collection.
@@ -331,6 +335,30 @@ class MongoDB(RecordStorage):
         document[_DATA_FIELD[kind]] = data
         return document
 
+    def _check_size(self, kind: Kind, document: dict[str, Any]) -> None:
+        """Refuse, before any write, a document the server would refuse: on its own it would
+        fail the call with the whole document quoted in the error, and inside a bulk write
+        only after the other results were stored."""
+        # An upper bound first (a str takes at most 4 bytes a character in UTF-8): encoding
+        # to measure exactly costs a copy, so only a document near the cap pays for it.
+        bound = _FRAMING + sum(
+            len(value) if isinstance(value, bytes) else 4 * len(value)
+            for value in document.values()
+            if value is not None
+        )
+        if bound <= _MAX_DOCUMENT:
+            return
+        import bson
+
+        size = len(bson.encode(document))
+        if size > _MAX_DOCUMENT:
+            key = (document["flow_name"], document["task_name"], document["task_id"])
+            what = "result" if kind == RESULTS else "error record"
+            raise StorageError(
+                f"{self.storage_name}: the {what} of {key!r:.300} makes a document of "
+                f"{size:,} bytes; MongoDB holds at most {_MAX_DOCUMENT:,} bytes (16 MiB) in one"
+            )
+
     # -- the primitives -------------------------------------------------------------------
 
     def read(self, kind: Kind, key: Key) -> bytes | None:
@@ -342,6 +370,7 @@ class MongoDB(RecordStorage):
         from pymongo.errors import DuplicateKeyError
 
         document = self._document(kind, key, data)
+        self._check_size(kind, document)
         collection = self._collection(kind)
         record_id = document["_id"]
         try:
@@ -356,6 +385,8 @@ class MongoDB(RecordStorage):
         from pymongo.errors import BulkWriteError
 
         documents = [self._document(kind, key, data) for key, data in items]
+        for document in documents:
+            self._check_size(kind, document)
         # An unordered bulk write may apply two writes of one key in any order: keep the last.
         latest = {document["_id"]: document for document in documents}
         collection = self._collection(kind)
