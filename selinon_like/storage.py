@@ -72,7 +72,7 @@ _INSTANCES: weakref.WeakSet[DataStorage] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     for storage in list(_INSTANCES):
-        storage._busy = set()  # those threads do not exist here; their ids may be reused
+        storage._op_threads = set()  # those threads do not exist here; their ids may be reused
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -102,12 +102,12 @@ class DataStorage(abc.ABC):
     storage_name: str
     serializer: Serializer
     retry_policy: RetryPolicy
-    _cache: ResultCache | None
-    _observer: Observer | None
-    _run: Handler  # the layers this instance's operations need (see layers.chain)
-    _nested: Handler
+    _op_cache: ResultCache | None
+    _op_observer: Observer | None
+    _op_chain: Handler  # the layers this instance's operations need (see layers.chain)
+    _op_nested: Handler
     _lock: threading.RLock
-    _busy: set[int]
+    _op_threads: set[int]
     _configuration: dict[str, Any]
     _secrets: list[str]
 
@@ -115,12 +115,12 @@ class DataStorage(abc.ABC):
         # Set up here, not in __init__: a custom adapter need not call super().__init__().
         self = super().__new__(cls)
         self._lock = threading.RLock()
-        self._busy = set()  # the threads inside an operation on this instance
+        self._op_threads = set()  # the threads inside an operation on this instance
         self.storage_name = cls.__name__
         self.serializer = JSON
         self.retry_policy = DEFAULT_RETRY
-        self._cache = None
-        self._observer = None
+        self._op_cache = None
+        self._op_observer = None
         self._rechain()
         self._configuration = dict(configuration)
         self._secrets = secret_values(configuration)
@@ -146,27 +146,27 @@ class DataStorage(abc.ABC):
     @property
     def cache(self) -> ResultCache | None:
         """The per-process read cache (set by the pool from ``cache:``), or None."""
-        return self._cache
+        return self._op_cache
 
     @cache.setter
     def cache(self, cache: ResultCache | None) -> None:
-        self._cache = cache
+        self._op_cache = cache
         self._rechain()
 
     @property
     def observer(self) -> Observer | None:
         """What receives trace events and keeps statistics (set by the pool), or None."""
-        return self._observer
+        return self._op_observer
 
     @observer.setter
     def observer(self, observer: Observer | None) -> None:
-        self._observer = observer
+        self._op_observer = observer
         self._rechain()
 
     def _rechain(self) -> None:
         lock = not self.thread_safe
-        self._run = chain(self._cache is not None, self._observer is not None, lock)
-        self._nested = nested_chain(lock)
+        self._op_chain = chain(self._op_cache is not None, self._op_observer is not None, lock)
+        self._op_nested = nested_chain(lock)
 
     @classmethod
     def capabilities(cls) -> frozenset[str]:
@@ -337,13 +337,13 @@ _ITER_OPS = ("iter_keys", "iter_error_keys")
 def _enter(storage: DataStorage, call: Call) -> Any:
     """Run ``call`` through every layer, or as part of the operation this thread is already
     running on ``storage``."""
-    busy = storage._busy
+    busy = storage._op_threads
     thread = get_ident()
     if thread in busy:
-        return storage._nested(call)
+        return storage._op_nested(call)
     busy.add(thread)  # set.add/discard/in are atomic: no lock needed
     try:
-        return storage._run(call)
+        return storage._op_chain(call)
     finally:
         busy.discard(thread)
 
