@@ -28,14 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from threading import get_ident
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from selinon_like.error_records import (  # noqa: F401 - the last four: TRANSITIONAL re-exports
-    ErrorRecord,
-    ExcInfo,
-    dump_error_record,
-    load_error_record,
-    make_error_record,
-    record_key,
-)
+from selinon_like.error_records import ErrorRecord, ExcInfo, record_key
 from selinon_like.errors import ConfigError, ResultNotFound
 from selinon_like.keys import Key
 from selinon_like.layers import Call, Handler, chain, guarded_iter, nested_chain
