@@ -1,6 +1,6 @@
 """Redis adapter against raw redis-py on the same server, measured side by side in one run.
 
-    .venv/bin/python benchmarks/bench_redis.py [--repeat 5000] [--profile]
+    .venv/bin/python benchmarks/bench_redis.py [--repeat 5000] [--profile] [--cluster]
 
 1. Single ``store``/``retrieve`` through ``pool.get_connected_storage(name)`` and through
    ``pool.store``/``pool.retrieve`` (routed by a ``tasks`` entry) against redis-py's
@@ -15,6 +15,10 @@
    own primitives, each timed alone with the driver replaced by a stub (no network), best of
    several runs, so the figures are per-call CPU costs.
    ``--profile`` adds a cProfile listing of the adapter's ``store``.
+
+4. With ``--cluster``: sections 1 and 2 on a private 6-node Redis Cluster (started with the test
+   suite's ``tests.servers`` helpers, stopped at the end): the adapter against raw redis-py
+   ``RedisCluster``, and store_many across hash slots (one pipeline per node).
 
 The server is ``SELINON_LIKE_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``); every key
 lives under a prefix of its own, deleted at the end.
@@ -298,6 +302,92 @@ def _breakdown(raw_set: float, raw_get: float) -> None:
         )
 
 
+def _cluster(repeat: int, rounds: int = 7) -> None:
+    """Section 4: the same on a private 6-node Redis Cluster the suite's helpers start
+    (``tests.servers``): single calls against raw ``RedisCluster`` SET/GET, and store_many of
+    1,000 results spread over the hash slots against 1,000 single stores."""
+    from tests.servers import start_redis_cluster
+
+    started = time.perf_counter()
+    cluster = start_redis_cluster()
+    prefix = f"bench-{uuid.uuid4().hex}:"
+    host, port = cluster.startup_nodes[0]
+    pool = StoragePool.from_dict(
+        {
+            "storages": [
+                {
+                    "name": "Results",
+                    "import": "storages.redis",
+                    "classname": "Redis",
+                    "configuration": {
+                        "cluster": True,
+                        "host": host,
+                        "port": port,
+                        "key_prefix": prefix,
+                    },
+                }
+            ]
+        }
+    )
+    raw = cluster.client()
+    try:
+        up = time.perf_counter() - started
+        print(f"\n4. Redis Cluster: 3 primaries, 3 replicas (up in {up:.1f} s)")
+        raw_key = f"{prefix}raw:{FLOW}/{TASK}/"
+        adapter: Any = pool.get_connected_storage("Results")
+        stores: dict[str, Callable[[int], Any]] = {
+            "raw RedisCluster SET (same JSON bytes)": lambda i: raw.set(raw_key + str(i), DATA),
+            "pool.get_connected_storage().store": lambda i: pool.get_connected_storage(
+                "Results"
+            ).store(FLOW, TASK, str(i), RESULT),
+        }
+        retrieves: dict[str, Callable[[int], Any]] = {
+            "raw RedisCluster GET": lambda i: raw.get(raw_key + str(i % 1000)),
+            "pool.get_connected_storage().retrieve": lambda i: pool.get_connected_storage(
+                "Results"
+            ).retrieve(FLOW, TASK, str(i % 1000)),
+        }
+        rows = []
+        for calls, base in ((stores, "raw RedisCluster SET (same JSON bytes)"),
+                            (retrieves, "raw RedisCluster GET")):  # fmt: skip
+            timings = interleaved(calls, repeat, rounds=10)
+            for timing in timings.values():
+                row = timing.row()
+                row["vs_raw"] = f"{timing.median / timings[base].median:.3f}x"
+                rows.append(row)
+        _table(rows)
+        loop, bulk = [], []
+        for r in range(rounds):
+            items = [(FLOW, "bulk", f"{r}-{i}", {"i": i}) for i in range(1000)]
+            begun = time.perf_counter()
+            for item in items:
+                adapter.store(*item)
+            loop.append(time.perf_counter() - begun)
+            begun = time.perf_counter()
+            adapter.store_many(items)
+            bulk.append(time.perf_counter() - begun)
+        ratios = sorted(a / b for a, b in zip(loop, bulk, strict=True))
+        keyslot: Callable[[str], int] = raw.keyslot
+        slots = len({keyslot(prefix + "r:" + pack_key(*item[:3])) for item in items})
+        _table(
+            [
+                {"name": "1,000 x store", "ms": round(statistics.median(loop) * 1e3, 2)},
+                {
+                    "name": f"store_many(1,000) over {slots} slots",
+                    "ms": round(statistics.median(bulk) * 1e3, 2),
+                },
+                {
+                    "name": "speed-up (median of per-round ratios)",
+                    "ms": f"{statistics.median(ratios):.1f}x",
+                },
+            ]
+        )
+    finally:
+        pool.disconnect_all()
+        raw.close()
+        cluster.stop()
+
+
 def _profile(storage_: Any) -> None:
     n = 20000
     profiler = cProfile.Profile()
@@ -317,6 +407,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5000, help="calls per system (default 5000)")
     parser.add_argument("--profile", action="store_true", help="cProfile the adapter's store")
+    parser.add_argument(
+        "--cluster", action="store_true", help="also on a private Redis Cluster (starts 6 nodes)"
+    )
     args = parser.parse_args()
 
     prefix = f"bench-{uuid.uuid4().hex}:"
@@ -340,6 +433,8 @@ def main() -> None:
         _breakdown(raw_set, raw_get)
         if args.profile:
             _profile(pool.get_connected_storage("Results"))
+        if args.cluster:
+            _cluster(args.repeat)
     finally:
         doomed = list(raw.scan_iter(match=prefix + "*", count=1000))
         for start in range(0, len(doomed), 1000):

@@ -10,6 +10,7 @@ once per session."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import socket
@@ -28,7 +29,7 @@ from servers import FailoverReport, RedisClusterSetup, RedisSentinelSetup
 from selinon_like import ConfigError, RetryPolicy, StorageError, StoragePool, StorageUnavailable
 from selinon_like.keys import Key, pack_key
 from selinon_like.testing import StorageContract, connected
-from storages.redis import Redis, _glob_escape
+from storages.redis import Redis, _glob_escape, _resp
 
 # -- configurations ------------------------------------------------------------------------------
 
@@ -129,7 +130,9 @@ def test_bulk_calls_send_one_pipeline_per_node(
 ) -> None:
     items = [("bulk", f"t{i % 5}", str(i), {"i": i}) for i in range(1500)]
     keys = [item[:3] for item in items]
-    slots = {on_cluster._client.keyslot(on_cluster.key_prefix + "r:" + pack_key(*k)) for k in keys}
+    slots = collections.Counter(
+        on_cluster._client.keyslot(on_cluster.key_prefix + "r:" + pack_key(*key)) for key in keys
+    )
     assert len(slots) > 1000  # the keys really are spread over the slots
     primaries = _primary_ports(redis_cluster)
     on_cluster.store_many(items)  # every node's connection opened (and its handshake sent)
@@ -138,7 +141,11 @@ def test_bulk_calls_send_one_pipeline_per_node(
 
     on_cluster.store_many(items)
     assert sorted(port for port, _ in sends) == sorted(primaries)  # one write per primary
-    assert sum(data.count(b"MSET") for _, data in sends) == len(slots)  # one MSET per slot
+    # One command per slot: MSET where a slot holds several of the keys, SET where it holds one
+    mset = sum(data.count(b"\r\n$4\r\nMSET\r\n") for _, data in sends)
+    single = sum(data.count(b"\r\n$3\r\nSET\r\n") for _, data in sends)
+    shared = sum(1 for count in slots.values() if count > 1)
+    assert (mset, single) == (shared, len(slots) - shared) and shared > 0
     sends.clear()
     found = on_cluster.retrieve_many([*keys, ("bulk", "t0", "missing")])
     assert found == {item[:3]: item[3] for item in items}
@@ -203,6 +210,23 @@ def test_any_node_can_be_named_replicas_and_urls_included(
         first.store("named", "t", "1", "via a replica's address")
         assert second.retrieve("named", "t", "1") == "via a replica's address"
         assert first.ping() is True
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_bulk_requests_are_the_bytes_redis_py_would_send(encoding: str) -> None:
+    from redis.connection import Connection
+
+    commands: list[tuple[Any, ...]] = [
+        ("SET", "plain", b"x" * 10),
+        ("MSET", "big", b"\0" * (200 * 1024), "empty", b"", "é", b"\xff"),
+        ("SET", "ttl", b"v", "EX", 60),
+        ("MGET", "a", "b"),
+        ("DEL", "big"),
+    ]
+    buffers = _resp(commands, encoding, "strict")
+    packed = Connection(encoding=encoding).pack_commands(commands)
+    assert b"".join(buffers) == b"".join(packed)
+    assert len(buffers) == 3 and buffers[1] is commands[1][2]  # the large value is not copied
 
 
 def test_a_stale_slot_map_is_read_again_before_the_retry(
