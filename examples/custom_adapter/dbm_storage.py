@@ -1,7 +1,8 @@
-"""A custom adapter: results in a ``dbm`` file from the standard library.
+"""A custom adapter the short way: results in a standard-library ``dbm`` file.
 
-It writes only the I/O. selinon_like validates keys, serialises calls (``thread_safe`` is
-False, and dbm is not thread-safe), converts the driver's errors and retries transient ones.
+It writes the I/O on bytes; ``RecordStorage`` builds every operation on it (serialization,
+error records, bulk calls, key listing) with the key checks, the lock (``dbm`` is not
+thread-safe), error translation and retries around it.
 """
 
 from __future__ import annotations
@@ -10,28 +11,12 @@ import dbm.dumb
 from collections.abc import Iterator
 from typing import Any
 
-from selinon_like import DataStorage
 from selinon_like.keys import Key, pack_key, unpack_key
-from selinon_like.storage import dump_error_record, load_error_record, make_error_record
+from selinon_like.records import Kind, RecordStorage
 
 
-class DbmStorage(DataStorage):
-    """Results in a ``dbm.dumb`` database.
-
-    Configuration:
-
-    ``filename`` (str, required)
-        the database file (without extension).
-
-    Example::
-
-        storages:
-          - name: Local
-            import: dbm_storage
-            classname: DbmStorage
-            configuration:
-              filename: /tmp/results
-    """
+class DbmStorage(RecordStorage):
+    """Results in ``filename`` (a ``dbm.dumb`` database, without extension)."""
 
     def __init__(self, filename: str) -> None:
         self.filename = filename
@@ -49,52 +34,23 @@ class DbmStorage(DataStorage):
     def is_connected(self) -> bool:
         return self._db is not None
 
-    def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
-        try:
-            data = self._db["r" + pack_key(flow_name, task_name, task_id)]
-        except KeyError:
-            raise self.not_found(flow_name, task_name, task_id) from None
-        return self.serializer.loads(data)
+    def read(self, kind: Kind, key: Key) -> bytes | None:
+        data: bytes | None = self._db.get(_name(kind, key))
+        return data
 
-    def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
-        key = pack_key(flow_name, task_name, task_id)
-        self._db["r" + key] = self.serializer.dumps(result)
-        return key
+    def write(self, kind: Kind, key: Key, data: bytes) -> str:
+        self._db[_name(kind, key)] = data
+        return _name(kind, key)
 
-    def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
-        try:
-            del self._db["r" + pack_key(flow_name, task_name, task_id)]
-        except KeyError:
-            raise self.not_found(flow_name, task_name, task_id) from None
+    def remove(self, kind: Kind, key: Key) -> bool:
+        return self._db.pop(_name(kind, key), None) is not None
 
-    def store_error(
-        self, node_args: Any, flow_name: str, task_name: str, task_id: str, exc_info: Any
-    ) -> str:
-        record = make_error_record(node_args, flow_name, task_name, task_id, exc_info)
-        return self.store_error_record(record)
+    def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]:
+        prefix = f"{kind}/".encode()  # every key of the kind: RecordStorage keeps the flow's
+        for name in list(self._db.keys()):
+            if name.startswith(prefix):
+                yield unpack_key(name[len(prefix) :].decode("utf-8"))
 
-    def store_error_record(self, record: dict[str, Any]) -> str:
-        key = pack_key(record["flow_name"], record["task_name"], record["task_id"])
-        self._db["e" + key] = dump_error_record(record)
-        return key
 
-    def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, Any]:
-        try:
-            data = self._db["e" + pack_key(flow_name, task_name, task_id)]
-        except KeyError:
-            raise self.not_found(flow_name, task_name, task_id, "error record") from None
-        return load_error_record(data)
-
-    def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        return self._keys("r", flow_name)
-
-    def iter_error_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        return self._keys("e", flow_name)
-
-    def _keys(self, kind: str, flow_name: str | None) -> Iterator[Key]:
-        for raw in list(self._db.keys()):
-            text = raw.decode("utf-8")
-            if text.startswith(kind):
-                key = unpack_key(text[1:])
-                if flow_name is None or key[0] == flow_name:
-                    yield key
+def _name(kind: Kind, key: Key) -> str:
+    return f"{kind}/{pack_key(*key)}"

@@ -1,0 +1,107 @@
+"""The public contract test kit (SPEC section 7): suites by capability, chosen by inheritance.
+
+Prove that an adapter behaves like the built-in ones by subclassing :class:`StorageContract`
+in a test module and supplying one fixture, ``storage``, that yields a connected instance::
+
+    import pytest
+    from selinon_like.testing import StorageContract
+    from myapp.storages import MyStorage
+
+    class TestMyStorage(StorageContract):
+        @pytest.fixture
+        def storage(self):
+            instance = MyStorage(host="localhost")
+            instance.connect()
+            yield instance
+            instance.disconnect()
+
+:class:`StorageContract` is every suite. Each test of an optional capability checks
+``type(storage).capabilities()`` — the optional operations the class really implements — and
+skips, naming the missing method, when the adapter does not offer it: a five-method adapter
+(SPEC section 2) passes with the results, bulk and resilience tests run and the others
+skipped; an adapter that implements a method and breaks it fails. Or compose the suites you
+want::
+
+    class TestMyStorage(ResultsContract, BulkContract, DeleteContract): ...
+
+=========================  ==================================================================
+suite                      checks
+=========================  ==================================================================
+:class:`ResultsContract`   connect, keys, overwrite, not-found, serializer, pickle, concurrency
+:class:`ErrorRecordsContract`  ``store_error`` / ``retrieve_error``
+:class:`ListingContract`   ``iter_keys``, ``iter_error_keys``, ``store_error_record``
+:class:`DeleteContract`    ``delete``, ``delete_many``
+:class:`BulkContract`      ``store_many`` / ``retrieve_many``
+:class:`StreamingContract` ``store_stream`` / ``retrieve_stream``, :class:`~selinon_like.Digest`
+:class:`ResilienceContract`  fork, 8 threads on one instance, secrets, an unreachable service
+=========================  ==================================================================
+
+Every test works under a flow name of its own, so one instance (even on a shared server) can
+serve a whole class. :class:`ResilienceContract` uses more fixtures than ``storage``
+(``storage_factory``, ``unreachable_storage``, ``secret``, ``unreachable_timeout``); its
+docstring says what each is and its default. Class attributes size the heavier tests:
+``concurrency_threads``, ``concurrency_per_thread``, ``large_result_bytes``, ``bulk_items``,
+``stream_bytes``, ``fork_stores``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+# Before the suites are imported: pytest then rewrites their asserts, so a failing contract
+# test shows the values compared, as in the adapter's own test modules.
+pytest.register_assert_rewrite(
+    *(
+        f"selinon_like.testing.{name}"
+        for name in (
+            "base",
+            "bulk",
+            "delete",
+            "error_records",
+            "listing",
+            "resilience",
+            "results",
+            "streaming",
+        )
+    )
+)
+
+from selinon_like.testing.base import ContractBase, connected, require  # noqa: E402
+from selinon_like.testing.bulk import BulkContract  # noqa: E402
+from selinon_like.testing.data import AWKWARD_KEYS, AWKWARD_RESULTS, COLLIDING_KEYS  # noqa: E402
+from selinon_like.testing.delete import DeleteContract  # noqa: E402
+from selinon_like.testing.error_records import ErrorRecordsContract  # noqa: E402
+from selinon_like.testing.listing import ListingContract  # noqa: E402
+from selinon_like.testing.resilience import ResilienceContract  # noqa: E402
+from selinon_like.testing.results import ResultsContract  # noqa: E402
+from selinon_like.testing.streaming import StreamingContract  # noqa: E402
+
+__all__ = [
+    "AWKWARD_KEYS",
+    "AWKWARD_RESULTS",
+    "COLLIDING_KEYS",
+    "BulkContract",
+    "ContractBase",
+    "DeleteContract",
+    "ErrorRecordsContract",
+    "ListingContract",
+    "ResilienceContract",
+    "ResultsContract",
+    "StorageContract",
+    "StreamingContract",
+    "connected",
+    "require",
+]
+
+
+class StorageContract(
+    ResultsContract,
+    ErrorRecordsContract,
+    ListingContract,
+    DeleteContract,
+    BulkContract,
+    StreamingContract,
+    ResilienceContract,
+):
+    """Every suite of the kit. Subclass it and provide a ``storage`` fixture; the tests of a
+    capability the adapter does not offer skip, naming the missing method."""
