@@ -136,13 +136,27 @@ class SqlGuarantees:
         keys = list(storage.iter_keys(flow))  # more than one page of 1,000
         assert len(keys) == 1203 and set(keys) == set(expected)
 
+    def test_delete_many_and_read_many_in_batches(self, storage: SqlStorage, flow: str) -> None:
+        """More keys than one IN list holds, a key given twice, one never stored; the errors
+        table is left alone."""
+        items = [(flow, "t", str(i), i) for i in range(1203)]
+        storage.store_many(items)
+        storage.store_error(None, flow, "t", "0", ValueError("kept"))
+        keys = [item[:3] for item in items] + [(flow, "t", "0"), (flow, "t", "missing")]
+        found = storage.read_many("results", keys)
+        assert found[0] == found[1203] == b"0" and found[1204] is None
+        assert [storage.serializer.loads(data) for data in found[:1203]] == list(range(1203))
+        assert storage.delete_many(keys) == 1203
+        assert storage.retrieve_many(keys) == {} and storage.delete_many(keys) == 0
+        assert storage.retrieve_error(flow, "t", "0")["message"] == "kept"
+
     def test_update_then_insert_fallback(
         self, storage: SqlStorage, flow: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """The path for dialects with no native upsert, exercised on this one."""
         generic = {
-            column: TableSql.compile(storage.engine.dialect, sql.table, column, "generic")
-            for column, sql in storage._sql.items()
+            kind: TableSql.compile(storage.engine.dialect, sql.table, sql.column, "generic")
+            for kind, sql in storage._sql.items()
         }
         assert all(sql.upsert is None for sql in generic.values())
         monkeypatch.setattr(storage, "_sql", generic)

@@ -2,7 +2,7 @@
 
 ============================  ==============================================================
 ``storages.sql.adapter``      ``SqlStorage`` and ``SQLite``: configuration, connect, the
-                              contract's operations
+                              record primitives (``RecordStorage`` builds the rest on them)
 ``storages.sql.statements``   the two tables and their statements, compiled once per dialect
 ``storages.sql.dialects``     each database's quirks: drivers, engine options, upserts,
                               SQLite's WAL, MySQL's session and packet limit, permanent errors

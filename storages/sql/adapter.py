@@ -1,5 +1,5 @@
 """``SqlStorage`` and ``SQLite``: the adapter itself — its configuration, connect and
-disconnect, and the contract's operations on the compiled statements
+disconnect, and the record primitives on the compiled statements
 (:mod:`~storages.sql.statements`), run by the :class:`~storages.sql.execution.Executor` on the
 instance's connections (:mod:`~storages.sql.pool`), with each database's quirks from
 :mod:`~storages.sql.dialects`."""
@@ -9,23 +9,15 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from selinon_like import options
-from selinon_like.error_records import (
-    ErrorRecord,
-    ExcInfo,
-    dump_error_record,
-    load_error_record,
-    make_error_record,
-    record_key,
-)
 from selinon_like.errors import ConfigError
 from selinon_like.importing import missing_driver
 from selinon_like.keys import Key, key_digest
 from selinon_like.masking import mask_url
-from selinon_like.storage import DataStorage
+from selinon_like.records import ERRORS, RESULTS, Kind, RecordStorage
 from storages.sql.dialects import (
     MySqlSession,
     MySqlUpsert,
@@ -59,8 +51,12 @@ _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 _IO_TIMEOUT = 300.0
 
 
-class SqlStorage(DataStorage):
+class SqlStorage(RecordStorage):
     """Results in a SQL database through SQLAlchemy 2 Core, for any SQLAlchemy URL.
+
+    A :class:`~selinon_like.records.RecordStorage`: it writes the primitives on bytes (``read``,
+    ``write``, ``remove``, ``scan`` and their ``*_many`` forms; ``kind`` picks the table) and
+    inherits every public operation, serialization and error records included.
 
     Two tables, created on ``connect()`` when missing: ``<table_name>`` for results and
     ``<table_name>_errors`` for error records (one row per key: the last error), so errors never
@@ -72,8 +68,9 @@ class SqlStorage(DataStorage):
     update-then-insert in one transaction elsewhere) and returns the row's ``key_digest`` (64 hex
     digits), the same for every store of the same key.
     ``store_many`` is one transaction of batched upserts (500 rows each, fewer for big
-    results: pipelined by psycopg, multi-row statements with PyMySQL) and ``retrieve_many`` one
-    ``SELECT … WHERE key_digest IN (…)`` per 500 keys.
+    results: pipelined by psycopg, multi-row statements with PyMySQL), ``retrieve_many`` one
+    ``SELECT … WHERE key_digest IN (…)`` per 500 keys and ``delete_many`` one transaction of
+    ``DELETE … WHERE key_digest IN (…)`` per 500 keys.
 
     One engine and one pool of connections per instance; each call takes a connection for
     itself, so calls from many threads run concurrently. With the drivers we ship (psycopg,
@@ -179,7 +176,7 @@ class SqlStorage(DataStorage):
             else options.as_float("statement_timeout", statement_timeout, minimum=0.001)
         )
         self._executor: Executor | None = None
-        self._sql: dict[str, TableSql] = {}
+        self._sql: dict[Kind, TableSql] = {}
         self._mysql: MySqlSession | None = None
 
     # -- connection -----------------------------------------------------------------------
@@ -225,15 +222,18 @@ class SqlStorage(DataStorage):
             engine.dispose()
             raise
         self._sql = {
-            column: TableSql.compile(engine.dialect, table, column, quirks.upsert)
-            for column, table in (("result", self._results), ("error", self._errors))
+            kind: TableSql.compile(engine.dialect, table, column, quirks.upsert)
+            for kind, table, column in (
+                (RESULTS, self._results, "result"),
+                (ERRORS, self._errors, "error"),
+            )
         }
         if self._mysql is not None and url.get_driver_name() == "pymysql":
             # Results as _binary'…' literals, not PyMySQL's X'…' of twice their size.
-            for column, sql in self._sql.items():
+            for kind, sql in self._sql.items():
                 if sql.upsert is not None:
-                    upsert = MySqlUpsert.of(sql.upsert, self._mysql, column)
-                    self._sql[column] = dataclasses.replace(sql, upsert=upsert)
+                    upsert = MySqlUpsert.of(sql.upsert, self._mysql, sql.column)
+                    self._sql[kind] = dataclasses.replace(sql, upsert=upsert)
         self._executor = Executor(
             engine,
             quirks,
@@ -300,18 +300,69 @@ class SqlStorage(DataStorage):
             cursor.fetchone()
         return True
 
-    # -- rows -----------------------------------------------------------------------------
+    # -- the primitives of RecordStorage ---------------------------------------------------
 
-    def _write(self, sql: TableSql, row: dict[str, Any]) -> str:
-        """Insert or replace one row; its id (the key digest). One statement where the
-        dialect has an upsert."""
-        if sql.upsert is None:
-            self._write_many(sql, [row])
+    def read(self, kind: Kind, key: Key) -> bytes | None:
+        found = self._calls.run(self._sql[kind].load, {"key_digest": key_digest(*key)})
+        return None if found is None else bytes(found[0])
+
+    def write(self, kind: Kind, key: Key, data: bytes) -> str:
+        sql = self._sql[kind]
+        row = make_row(key, sql.column, data)
+        if sql.upsert is None:  # update-then-insert: a transaction of its own
+            self._write_rows(sql, [row])
         else:
             self._calls.run(sql.upsert, row, write=True)
         return str(row["key_digest"])
 
-    def _write_many(self, sql: TableSql, rows: list[dict[str, Any]]) -> None:
+    def remove(self, kind: Kind, key: Key) -> bool:
+        digest = key_digest(*key)
+        return bool(self._calls.run(self._sql[kind].delete, {"key_digest": digest}, write=True))
+
+    def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]:
+        page = self._sql[kind].key_page(by_flow=flow_name is not None)
+        last = ""
+        while True:  # pages by digest, each its own statement: no transaction held between them
+            with self._calls.cursor() as cursor:
+                cursor.execute(page.text, page.args({"last": last, "flow": flow_name}))
+                rows = cursor.fetchall()
+            for _digest, flow, task, task_id in rows:
+                yield (flow, task, task_id)
+            if len(rows) < PAGE:
+                return
+            last = rows[-1][0]
+
+    def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
+        digests = [key_digest(*key) for key in keys]
+        found: dict[str, bytes] = {}
+        sql = self._sql[kind]
+        with self._calls.cursor() as cursor:
+            for batch in _in_batches(list(dict.fromkeys(digests))):
+                stmt = sql.select_in(len(batch))
+                cursor.execute(stmt.text, stmt.in_list(batch))
+                found.update((digest, bytes(data)) for digest, data in cursor.fetchall())
+        return [found.get(digest) for digest in digests]
+
+    def write_many(self, kind: Kind, items: Sequence[tuple[Key, bytes]]) -> list[str]:
+        sql = self._sql[kind]
+        rows = [make_row(key, sql.column, data) for key, data in items]
+        # One row per key (the last one given wins): an upsert may touch a row only once.
+        unique = {row["key_digest"]: row for row in rows}
+        self._write_rows(sql, list(unique.values()))
+        return [row["key_digest"] for row in rows]
+
+    def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
+        digests = list(dict.fromkeys(key_digest(*key) for key in keys))
+        sql = self._sql[kind]
+        removed = 0
+        with self._calls.cursor(transaction=True) as cursor:
+            for batch in _in_batches(digests):
+                stmt = sql.delete_in(len(batch))
+                cursor.execute(stmt.text, stmt.in_list(batch))
+                removed += cursor.rowcount
+        return removed
+
+    def _write_rows(self, sql: TableSql, rows: list[dict[str, Any]]) -> None:
         """Insert or replace rows of distinct keys in one transaction."""
         with self._calls.cursor(transaction=True) as cursor:
             for batch in batches(rows, sql.column, BATCH_BYTES):
@@ -323,101 +374,11 @@ class SqlStorage(DataStorage):
                     if cursor.rowcount < 1:
                         cursor.execute(sql.insert.text, sql.insert.args(row))
 
-    def _by_digest(self, cursor: Any, sql: TableSql, digests: list[str]) -> Iterator[Any]:
-        """``(key_digest, data)`` of the rows with these digests: one SELECT … IN per 500."""
-        for start in range(0, len(digests), BATCH_ROWS):
-            batch = digests[start : start + BATCH_ROWS]
-            stmt = sql.select_in(len(batch))
-            cursor.execute(stmt.text, stmt.in_list(batch))
-            yield from cursor.fetchall()
 
-    def _load(self, sql: TableSql, key: Key) -> bytes | None:
-        found = self._calls.run(sql.load, {"key_digest": key_digest(*key)})
-        return None if found is None else bytes(found[0])
-
-    # -- the contract ---------------------------------------------------------------------
-
-    def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
-        key = (flow_name, task_name, task_id)
-        return self._write(
-            self._sql["result"], make_row(key, "result", self.serializer.dumps(result))
-        )
-
-    def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
-        data = self._load(self._sql["result"], (flow_name, task_name, task_id))
-        if data is None:
-            raise self.not_found(flow_name, task_name, task_id)
-        return self.serializer.loads(data)
-
-    def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
-        digest = key_digest(flow_name, task_name, task_id)
-        if not self._calls.run(self._sql["result"].delete, {"key_digest": digest}, write=True):
-            raise self.not_found(flow_name, task_name, task_id)
-
-    def store_error(
-        self,
-        node_args: Any,
-        flow_name: str,
-        task_name: str,
-        task_id: str,
-        exc_info: ExcInfo | BaseException,
-    ) -> str:
-        record = make_error_record(node_args, flow_name, task_name, task_id, exc_info)
-        return self._write_error(record)
-
-    def store_error_record(self, record: ErrorRecord) -> str:
-        return self._write_error(record)
-
-    def _write_error(self, record: ErrorRecord) -> str:
-        row = make_row(record_key(record), "error", dump_error_record(record))
-        return self._write(self._sql["error"], row)
-
-    def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> ErrorRecord:
-        data = self._load(self._sql["error"], (flow_name, task_name, task_id))
-        if data is None:
-            raise self.not_found(flow_name, task_name, task_id, "error record")
-        return load_error_record(data)
-
-    def store_many(self, items: Iterable[tuple[str, str, str, Any]]) -> list[str]:
-        # Serialize everything first: one bad result stores nothing.
-        dumps = self.serializer.dumps
-        rows = [make_row((f, t, i), "result", dumps(r)) for f, t, i, r in items]
-        if not rows:
-            return []
-        # One row per key (the last result given wins): an upsert may touch a row only once.
-        unique = {row["key_digest"]: row for row in rows}
-        self._write_many(self._sql["result"], list(unique.values()))
-        return [row["key_digest"] for row in rows]
-
-    def retrieve_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
-        by_digest = {key_digest(*key): key for key in keys}
-        with self._calls.cursor() as cursor:
-            found = {
-                by_digest[digest]: bytes(data)
-                for digest, data in self._by_digest(cursor, self._sql["result"], [*by_digest])
-            }
-        return {key: self.serializer.loads(data) for key, data in found.items()}
-
-    def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        return self._keys(self._sql["result"], flow_name)
-
-    def iter_error_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        return self._keys(self._sql["error"], flow_name)
-
-    def _keys(self, sql: TableSql, flow_name: str | None) -> Iterator[Key]:
-        page = sql.key_page(by_flow=flow_name is not None)
-        last = ""
-        while True:  # pages by digest, each its own statement: no transaction held between them
-            with self._calls.cursor() as cursor:
-                cursor.execute(page.text, page.args({"last": last, "flow": flow_name}))
-                rows = cursor.fetchall()
-            for _digest, flow, task, task_id in rows:
-                # Exact match in Python too: a collation may compare "a" and "a " as equal.
-                if flow_name is None or flow == flow_name:
-                    yield (flow, task, task_id)
-            if len(rows) < PAGE:
-                return
-            last = rows[-1][0]
+def _in_batches(digests: list[str]) -> Iterator[list[str]]:
+    """``digests`` in IN lists of at most ``BATCH_ROWS``."""
+    for start in range(0, len(digests), BATCH_ROWS):
+        yield digests[start : start + BATCH_ROWS]
 
 
 class SQLite(SqlStorage):

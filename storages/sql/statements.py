@@ -151,7 +151,7 @@ class Sql:
 @dataclasses.dataclass(frozen=True)
 class TableSql:
     """The statements of one table (results or errors), compiled at connect(); the IN-list
-    selects and the key pages on first use, once per size."""
+    selects and deletes and the key pages on first use, once per size."""
 
     table: Table
     column: str  # "result" or "error"
@@ -207,15 +207,25 @@ class TableSql:
 
     def select_in(self, count: int) -> Sql:
         """``SELECT key_digest, <column> … WHERE key_digest IN (<count> digests)``."""
-        stmt = self._cache.get(count)
+        return self._in_list("select", count)
+
+    def delete_in(self, count: int) -> Sql:
+        """``DELETE … WHERE key_digest IN (<count> digests)``."""
+        return self._in_list("delete", count)
+
+    def _in_list(self, what: str, count: int) -> Sql:
+        stmt = self._cache.get((what, count))
         if stmt is None:
             import sqlalchemy as sa
 
             table = self.table
-            query = sa.select(table.c.key_digest, table.c[self.column])
             placeholders = [f"d{n}" for n in range(count)]  # bound values, replaced per call
-            stmt = Sql.compile(query.where(table.c.key_digest.in_(placeholders)), self.dialect)
-            self._cache[count] = stmt
+            where = table.c.key_digest.in_(placeholders)
+            if what == "select":
+                query: Any = sa.select(table.c.key_digest, table.c[self.column]).where(where)
+            else:
+                query = sa.delete(table).where(where)
+            stmt = self._cache[(what, count)] = Sql.compile(query, self.dialect)
         return stmt
 
     def key_page(self, by_flow: bool) -> Sql:
