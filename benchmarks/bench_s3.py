@@ -2,10 +2,14 @@
 
 1. ``store`` / ``retrieve`` medians through the adapter against raw boto3 ``put_object`` /
    ``get_object`` of the same bytes on the same client (serialized once, beforehand): the
-   difference is the adapter's cost (key checks and encoding, serializer, wrapper).
+   difference is the adapter's cost (key checks and encoding, serializer, wrapper). The
+   adapter is measured with short keys and with 2,000-character task ids, whose objects are
+   named by the key's digest and start with a header line holding the key.
 2. ``store_many`` of 1000 results (requests overlapped on ``max_pool_connections`` threads)
    against 1000 ``store`` calls one after the other (and ``retrieve_many`` against
-   ``retrieve``), twice: on moto as it is, then with 10 ms of service latency added.
+   ``retrieve``, ``delete_many`` against ``delete``: 200 of those timed and scaled, since
+   each is a HEAD and a DELETE), twice: on moto as it is, then with 10 ms of service
+   latency added.
 
 moto's server (``ThreadedMotoServer``) runs in a child process, so its CPU time is not this
 process's. It is a Python fake that spends ~3 ms of CPU per request under one GIL, so on bare
@@ -25,7 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,8 @@ BULK = 1000
 BULK_ROUNDS = 1  # each round is 4 x 1000 requests; keeps the script under 2 minutes
 LATENCY = 0.010  # seconds added to every request in the second run
 RESULT = {"status": "ok", "items": list(range(20)), "name": "task result", "score": 0.5}
+LONG_ID = "x" * 2000  # a task id past S3's 1,024-byte object keys
+SINGLE_DELETES = 200  # one-by-one deletes timed (two requests each), scaled to BULK
 
 _SERVER = """
 import logging, sys, time
@@ -103,7 +109,7 @@ def storage_for(endpoint: str, **options: Any) -> S3Storage:
 def _row(timing: Timing, baseline: Timing | None) -> str:
     ratio = f"{timing.median / baseline.median:6.2f}x" if baseline else "      -"
     return (
-        f"  {timing.name:<26} {timing.median * 1e6:10.1f} {timing.p99 * 1e6:10.1f} "
+        f"  {timing.name:<30} {timing.median * 1e6:10.1f} {timing.p99 * 1e6:10.1f} "
         f"{timing.ops_per_second:10.0f} {ratio} {timing.errors:6d}"
     )
 
@@ -117,6 +123,7 @@ def overhead(endpoint: str) -> None:
         names = [storage.object_key("raw", "flow", "task", str(i)) for i in range(KEYS)]
         for i in range(KEYS):
             storage.store("flow", "task", str(i), RESULT)
+            storage.store("flow", "task", f"{LONG_ID}{i}", RESULT)
             client.put_object(Bucket=bucket, Key=names[i], Body=data)
 
         def adapter_store(i: int) -> None:
@@ -128,6 +135,12 @@ def overhead(endpoint: str) -> None:
         def adapter_retrieve(i: int) -> None:
             storage.retrieve("flow", "task", str(i % KEYS))
 
+        def long_store(i: int) -> None:
+            storage.store("flow", "task", f"{LONG_ID}{i % KEYS}", RESULT)
+
+        def long_retrieve(i: int) -> None:
+            storage.retrieve("flow", "task", f"{LONG_ID}{i % KEYS}")
+
         def raw_retrieve(i: int) -> None:
             body = client.get_object(Bucket=bucket, Key=names[i % KEYS])["Body"]
             with contextlib.closing(body):
@@ -136,20 +149,23 @@ def overhead(endpoint: str) -> None:
         timings = interleaved(
             {
                 "store (adapter)": adapter_store,
+                "store (adapter, long key)": long_store,
                 "store (raw boto3)": raw_store,
                 "retrieve (adapter)": adapter_retrieve,
+                "retrieve (adapter, long key)": long_retrieve,
                 "retrieve (raw boto3)": raw_retrieve,
             },
             repeat=REPEAT,
         )
         print(f"\nmoto S3 server over HTTP: {KEYS} keys, {REPEAT} calls each, 5 interleaved rounds")
         print(
-            f"  {'operation':<26} {'median_us':>10} {'p99_us':>10} {'ops_s':>10} {'vs raw':>7}"
+            f"  {'operation':<30} {'median_us':>10} {'p99_us':>10} {'ops_s':>10} {'vs raw':>7}"
             f" {'errors':>6}"
         )
         for op in ("store", "retrieve"):
             raw = timings[f"{op} (raw boto3)"]
             print(_row(timings[f"{op} (adapter)"], raw))
+            print(_row(timings[f"{op} (adapter, long key)"], raw))
             print(_row(raw, None))
     finally:
         storage.disconnect()
@@ -162,17 +178,28 @@ def bulk(endpoint: str, label: str, rounds: int) -> None:
         items = [("bulk", "task", str(i), RESULT) for i in range(BULK)]
         keys = [(f, t, i) for f, t, i, _ in items]
         storage.store_many(items)
-        samples: dict[str, list[float]] = {"many": [], "single": [], "rmany": [], "rsingle": []}
+        samples: dict[str, list[float]] = {
+            name: [] for name in ("many", "single", "rmany", "rsingle", "dmany", "dsingle")
+        }
+
+        def timed(name: str, call: Callable[[], object]) -> None:
+            started = time.perf_counter()
+            call()
+            samples[name].append(time.perf_counter() - started)
+
+        def delete_each() -> None:
+            for key in keys[:SINGLE_DELETES]:
+                storage.delete(*key)
+
         for _round in range(rounds):
-            for name, call in (
-                ("many", lambda: storage.store_many(items)),
-                ("single", lambda: [storage.store(*item) for item in items]),
-                ("rmany", lambda: storage.retrieve_many(keys)),
-                ("rsingle", lambda: [storage.retrieve(*key) for key in keys]),
-            ):
-                started = time.perf_counter()
-                call()
-                samples[name].append(time.perf_counter() - started)
+            timed("many", lambda: storage.store_many(items))
+            timed("single", lambda: [storage.store(*item) for item in items])
+            timed("rmany", lambda: storage.retrieve_many(keys))
+            timed("rsingle", lambda: [storage.retrieve(*key) for key in keys])
+            timed("dmany", lambda: storage.delete_many(keys))
+            storage.store_many(items)  # something to delete again (not measured)
+            timed("dsingle", delete_each)
+            storage.store_many(items)
         median = {name: statistics.median(values) for name, values in samples.items()}
         workers = storage.max_pool_connections
         runs = "one run" if rounds == 1 else f"median of {rounds} runs"
@@ -183,6 +210,10 @@ def bulk(endpoint: str, label: str, rounds: int) -> None:
         print(f"  retrieve_many({BULK})         {median['rmany'] * 1e3:10.1f} ms")
         print(f"  {BULK} x retrieve              {median['rsingle'] * 1e3:10.1f} ms")
         print(f"  speed-up                       {median['rsingle'] / median['rmany']:10.1f}x")
+        print(f"  delete_many({BULK})           {median['dmany'] * 1e3:10.1f} ms")
+        single_delete = median["dsingle"] * BULK / SINGLE_DELETES
+        print(f"  {BULK} x delete (from {SINGLE_DELETES})     {single_delete * 1e3:10.1f} ms")
+        print(f"  speed-up                       {single_delete / median['dmany']:10.1f}x")
     finally:
         storage.disconnect()
 
