@@ -1,7 +1,8 @@
 """Redis under the contract kit (fakeredis and the machine's server), plus its own guarantees:
 the key scheme, one round trip per call, options, timeouts, secrets, Unix sockets and TLS (on
-private redis-server processes this module starts and stops). Threads, fork and unresponsive
-servers, on one server, a cluster and Sentinel alike: ``test_redis_topologies.py``."""
+private redis-server processes this module starts and stops). Fork, threads, secrets and
+unreachable servers: the kit's resilience suite; a cluster and Sentinel, and a capped pool on
+each topology: ``test_redis_topologies.py``."""
 
 from __future__ import annotations
 
@@ -223,12 +224,27 @@ class TestRedisOnFakeredis(StorageContract):
         yield from connected(Redis.from_client(client))  # type: ignore[misc]
         client.close()
 
+    @pytest.fixture
+    def storage_factory(self) -> Callable[[], Redis]:
+        """A fakeredis server lives in one process: a forked child gets one of its own."""
+        import fakeredis
+
+        return lambda: Redis.from_client(fakeredis.FakeRedis(server=fakeredis.FakeServer()))
+
 
 @pytest.mark.redis
 class TestRedisOnServer(StorageContract):
     @pytest.fixture
     def storage(self, prefix: str) -> Iterator[Redis]:
         yield from connected(Redis(url=REDIS_URL, key_prefix=prefix))  # type: ignore[misc]
+
+    @pytest.fixture
+    def unreachable_storage(self, unreachable_port: int, secret: str) -> Redis:
+        return Redis(
+            url=f"redis://worker:{secret}@127.0.0.1:{unreachable_port}/0",
+            socket_timeout=1,
+            socket_connect_timeout=1,
+        )
 
 
 # -- keys --------------------------------------------------------------------------------------
