@@ -24,18 +24,13 @@ class MySQL(SqlStorage):
     saying so. With an ``encoding`` other than UTF-8 results go hex-encoded and the limit is
     half. Everything else is as in :class:`~storages.sql.SqlStorage`.
 
-    Configuration:
+    Configuration (``echo``, ``table_name``, ``pool_size`` and ``max_overflow`` as in
+    :class:`~storages.sql.SqlStorage`):
 
     ``connection_string`` (str, required)
         e.g. ``mysql://user:password@host:3306/db`` (the password is never shown).
-    ``echo`` (bool, default ``false``)
-        log every SQL statement.
     ``encoding`` (str, default none)
         the connection ``charset``; ``utf-8`` (and the default) mean ``utf8mb4``.
-    ``table_name`` (str, default ``"selinon_results"``)
-        the results table; errors go to ``<table_name>_errors``.
-    ``pool_size`` (int, default ``5``), ``max_overflow`` (int, default ``10``)
-        connections kept open, and extra ones opened under load.
     ``connect_timeout`` (float, default ``10``)
         seconds to wait for a connection.
     ``statement_timeout`` (float, default none)

@@ -16,18 +16,13 @@ class PostgreSQL(SqlStorage):
     ``INSERT … ON CONFLICT DO UPDATE``; everything else is as in
     :class:`~storages.sql.SqlStorage`.
 
-    Configuration:
+    Configuration (``echo``, ``table_name``, ``pool_size`` and ``max_overflow`` as in
+    :class:`~storages.sql.SqlStorage`):
 
     ``connection_string`` (str, required)
         e.g. ``postgresql://user:password@host:5432/db`` (the password is never shown).
-    ``echo`` (bool, default ``false``)
-        log every SQL statement.
     ``encoding`` (str, default none)
         the client encoding (``client_encoding``), e.g. ``utf-8``.
-    ``table_name`` (str, default ``"selinon_results"``)
-        the results table; errors go to ``<table_name>_errors``.
-    ``pool_size`` (int, default ``5``), ``max_overflow`` (int, default ``10``)
-        connections kept open, and extra ones opened under load.
     ``connect_timeout`` (float, default ``10``)
         seconds to wait for a connection (rounded up to whole seconds, at least 2).
     ``statement_timeout`` (float, default none)

@@ -190,24 +190,27 @@ class SqlStorage(RecordStorage):
         """Seconds a call may wait for the server before the client gives up."""
         return (self.statement_timeout or _IO_TIMEOUT) + self.connect_timeout
 
-    def connect(self) -> None:
-        if self._executor is not None:
-            return
-        try:
-            import sqlalchemy as sa
-        except ModuleNotFoundError as exc:
-            raise missing_driver(exc, self.storage_name) from exc
+    def _new_engine(self) -> tuple[URL, Engine]:
+        """An engine for the configured URL; a URL SQLAlchemy cannot use is a ConfigError."""
+        import sqlalchemy as sa
+
         try:
             url = self._url()
-            engine = sa.create_engine(url, **engine_options(url, self))
-        except ModuleNotFoundError as exc:
-            raise missing_driver(exc, self.storage_name) from exc
-        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
+            return url, sa.create_engine(url, **engine_options(url, self))
+        except (sa.exc.ArgumentError, ValueError) as exc:  # NoSuchModuleError included
             raise ConfigError(
                 f"cannot use the URL {mask_url(self.connection_string)!r}: {exc}",
                 storage=self.storage_name,
                 key="connection_string",
             ) from exc
+
+    def connect(self) -> None:
+        if self._executor is not None:
+            return
+        try:  # SQLAlchemy and the URL's driver are imported here, not before
+            url, engine = self._new_engine()
+        except ModuleNotFoundError as exc:
+            raise missing_driver(exc, self.storage_name) from exc
         self._results, self._errors = tables(self.table_name)
         quirks = Quirks.of(url, engine.dialect)
         self._mysql = None
@@ -215,8 +218,10 @@ class SqlStorage(RecordStorage):
             if quirks.backend == "sqlite":
                 prepare_sqlite(engine, url)
             if quirks.backend in ("mysql", "mariadb"):
+                from sqlalchemy import event
+
                 self._mysql = MySqlSession(self.storage_name, self.statement_timeout)
-                sa.event.listen(engine, "connect", self._mysql.on_connect)
+                event.listen(engine, "connect", self._mysql.on_connect)
             self._create_tables(engine)
         except BaseException:
             engine.dispose()
@@ -257,13 +262,13 @@ class SqlStorage(RecordStorage):
             if not {self._results.name, self._errors.name} <= names:
                 raise
 
+    def is_connected(self) -> bool:
+        return self._executor is not None
+
     def disconnect(self) -> None:
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.close()
-
-    def is_connected(self) -> bool:
-        return self._executor is not None
 
     @property
     def _calls(self) -> Executor:
@@ -397,10 +402,6 @@ class SQLite(SqlStorage):
         the database file (``":memory:"`` for an in-memory database).
     ``connection_string`` (str, default none)
         a ``sqlite://`` URL instead, e.g. ``sqlite:////var/lib/app/results.sqlite``.
-    ``echo`` (bool, default ``false``)
-        log every SQL statement.
-    ``encoding`` (str, default none)
-        accepted for Selinon's configurations and ignored: SQLite stores UTF-8.
     ``table_name`` (str, default ``"selinon_results"``)
         the results table; errors go to ``<table_name>_errors``.
     ``pool_size`` (int, default ``5``), ``max_overflow`` (int, default ``10``)
@@ -408,6 +409,10 @@ class SQLite(SqlStorage):
     ``connect_timeout`` (float, default ``10``)
         seconds a writer waits for its turn (behind the instance's other writers, or another
         process's: SQLite's busy timeout).
+    ``echo`` (bool, default ``false``)
+        log every SQL statement.
+    ``encoding`` (str, default none)
+        accepted for Selinon's configurations and ignored: SQLite stores UTF-8.
 
     Example::
 
@@ -424,12 +429,12 @@ class SQLite(SqlStorage):
         self,
         path: str | None = None,
         connection_string: str | None = None,
-        echo: bool = False,
-        encoding: str | None = None,
         table_name: str = "selinon_results",
         pool_size: int = 5,
         max_overflow: int = 10,
         connect_timeout: float = 10.0,
+        echo: bool = False,
+        encoding: str | None = None,
     ) -> None:
         if (path is None) == (connection_string is None):
             raise ConfigError("give either 'path' or 'connection_string' (one of them)", key="path")
