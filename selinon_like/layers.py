@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from selinon_like.errors import SelinonLikeError, StorageError, StorageUnavailable
-from selinon_like.keys import Key, check_key, pack_key
+from selinon_like.keys import Key, check_key
 from selinon_like.masking import scrub
 from selinon_like.retry import RetryPolicy
 
@@ -117,17 +117,22 @@ class Call:
         return self.fn(self.storage, *self.args, **self.kwargs)
 
     def describe(self) -> str:
-        """``store of '<packed key>'``: the operation and key, for messages."""
+        """``store of flow 'f', task 't', task id 'i'``: the operation and the key as the caller
+        gave it (as ``not_found`` names it), each part cut to 80 characters, for messages."""
         if self.key is None:
             return self.op
-        text = pack_key(*self.key)
-        if len(text) > 200:
-            text = text[:200] + "…"
-        return f"{self.op} of {text!r}"
+        flow, task, task_id = (_shown(part) for part in self.key)
+        return f"{self.op} of flow {flow}, task {task}, task id {task_id}"
 
     def failure(self, exc: BaseException) -> str:
         """The driver error's text, scrubbed of the storage's secrets."""
         return scrub(f"{type(exc).__name__}: {exc}", self.storage._secrets)
+
+
+def _shown(part: object) -> str:
+    # A key part may be anything until the key check has run (a message about a bad key too).
+    text = repr(part)
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 Handler = Callable[[Call], Any]
