@@ -405,7 +405,14 @@ def _child_main(
     try:
         os.read(go_fd, 1)  # the parent has stored "after-fork"
         own = factory()
-        own.connect()
+        try:
+            own.connect()
+        except Exception as exc:
+            raise RuntimeError(
+                f"the instance storage_factory built, {own!r}, cannot connect; when the "
+                "storage fixture builds its instance otherwise than from keyword "
+                "configuration (an injected client), override storage_factory"
+            ) from exc
         try:
             try:
                 report["shared"] = own.retrieve(flow, "parent", "after-fork") == 1
