@@ -220,8 +220,16 @@ def _breakdown(raw_set: float, raw_get: float) -> None:
     def noop(self: Any, *args: Any) -> None:
         return None
 
-    call = layers.Call(adapter, "store", noop, args, {}, key=key)
-    alone = {layer.__name__: layers.compose([layer]) for layer in layers.LAYERS}
+    call = layers.Call(adapter, "store", noop, args, {}, key, None)
+    # The layers this instance's chain holds (layers.chain leaves out the cache, observer and
+    # lock layers of a storage that has no use for them), each composed alone.
+    unused: dict[Callable[[layers.Handler], layers.Handler], bool] = {
+        layers.cached: adapter.cache is None,
+        layers.observed: adapter.observer is None,
+        layers.locked: adapter.thread_safe,
+    }
+    used = [layer for layer in layers.LAYERS if not unused.get(layer, False)]
+    alone = {layer.__name__: layers.compose([layer]) for layer in used}
 
     c = _costs(
         {
@@ -233,10 +241,10 @@ def _breakdown(raw_set: float, raw_get: float) -> None:
             "json.loads": lambda: json.loads(DATA),
             "JSON.loads": lambda: serializers.JSON.loads(DATA),
             "_key_of": lambda: key_of("store", 0, args, {}),
-            "Call": lambda: layers.Call(adapter, "store", noop, args, {}, key=key),
+            "Call": lambda: layers.Call(adapter, "store", noop, args, {}, key, None),
             "invoke": lambda: layers.invoke(call),
             **{f"layer {n}": functools.partial(handler, call) for n, handler in alone.items()},
-            "run": lambda: layers.run(call),
+            "chain": lambda: adapter._op_chain(call),
             "_enter": lambda: storage._enter(adapter, call),
             "store body": lambda: store_body(adapter, *args),
             "retrieve body": lambda: retrieve_body(adapter, *key),
@@ -265,15 +273,16 @@ def _breakdown(raw_set: float, raw_get: float) -> None:
         ("both", "keyed() frame: *args/**kwargs, return", frame, _where(keyed, "def keyed")),
         ("both", "_key_of", c["_key_of"], _where(storage._key_of)),
         ("both", "Call(...) built", c["Call"], _where(layers.Call.__init__)),
-        ("both", "_enter: the re-entrance flag", c["_enter"] - c["run"], _where(storage._enter)),
+        ("both", "_enter: re-entrance bookkeeping", c["_enter"] - c["chain"],
+         _where(storage._enter)),
     ]  # fmt: skip
-    for layer in layers.LAYERS:
+    for layer in used:
         what = f"layer {layer.__name__}"
         rows.append(("both", what, c[what] - c["invoke"], _where(layer)))
     rows += [
-        ("both", "layers composed (run) beyond their sum", c["run"] - c["invoke"]
-         - sum(c[f"layer {layer.__name__}"] - c["invoke"] for layer in layers.LAYERS),
-         _where(layers.compose)),
+        ("both", "the chain beyond its layers' sum", c["chain"] - c["invoke"]
+         - sum(c[f"layer {layer.__name__}"] - c["invoke"] for layer in used),
+         _where(layers.chain.__wrapped__)),
         ("store", "RecordStorage.store's own lines", c["store body"] - c["write"],
          _where(store_body)),
         ("store", "Redis.write's own lines", c["write"] - c["bare SET"], _where(Redis.write)),
@@ -288,8 +297,8 @@ def _breakdown(raw_set: float, raw_get: float) -> None:
     ]  # fmt: skip
     print(
         "\n3. CPU cost per call beyond raw redis-py: each layer timed alone, best of 15 "
-        "interleaved runs (quiet-machine figures; the layers see no cache, no observer and "
-        "no lock, as on a thread-safe adapter configured without them)"
+        "interleaved runs (quiet-machine figures; a thread-safe adapter with no cache and no "
+        "observer: its chain holds " + ", ".join(layer.__name__ for layer in used) + ")"
     )
     _table([{"op": o, "layer": n, "us": f"{us:.2f}", "where": w} for o, n, us, w in rows])
     routed = c["storage_for_task"]
