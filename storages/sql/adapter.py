@@ -240,8 +240,8 @@ class SqlStorage(RecordStorage):
                     upsert = MySqlUpsert.of(sql.upsert, self._mysql, sql.column)
                     self._sql[kind] = dataclasses.replace(sql, upsert=upsert)
         self._executor = Executor(
-            engine,
-            quirks,
+            sa_engine=engine,
+            quirks=quirks,
             name=self.storage_name,
             keep=self.pool_size,
             limit=self.pool_size + self.max_overflow,

@@ -12,6 +12,7 @@ forked child the parent's connections are forgotten, never used or closed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -29,43 +30,40 @@ if TYPE_CHECKING:
 __all__ = ["Executor"]
 
 
+@dataclasses.dataclass(eq=False, kw_only=True)
 class Executor:
-    """Runs one connected instance's calls. ``io_timeout``: seconds a call may wait for the
-    server; ``write_wait``: seconds a SQLite writer waits for its turn; ``new_database`` makes
-    the tables again where a forked child gets a new, empty in-memory database."""
+    """Runs one connected instance's calls on at most ``limit`` connections (``keep`` kept
+    open while idle). ``io_timeout``: seconds a call may wait for the server; ``write_wait``:
+    seconds a SQLite writer waits for its turn; ``new_database`` makes the tables again where
+    a forked child gets a new, empty in-memory database."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        quirks: Quirks,
-        *,
-        name: str,
-        keep: int,
-        limit: int,
-        io_timeout: float,
-        write_wait: float,
-        new_database: Callable[[Engine], None],
-    ) -> None:
-        self._engine = engine
-        self.quirks = quirks
-        self.name = name
-        self.io_timeout = io_timeout
-        self.write_wait = write_wait
-        self._new_database = new_database
-        # An in-memory database has one connection: calls take turns on it.
-        self._keep, self._limit = (1, 1) if quirks.memory else (keep, limit)
+    sa_engine: Engine  # use .engine, which first deals with a fork
+    quirks: Quirks
+    name: str
+    keep: int
+    limit: int
+    io_timeout: float
+    write_wait: float
+    new_database: Callable[[Engine], None]
+    connections: Connections = dataclasses.field(init=False)
+    writer: threading.Lock | None = dataclasses.field(init=False)
+    _pid: int = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.quirks.memory:  # one connection, one database: calls take turns on it
+            self.keep = self.limit = 1
         self._pid = os.getpid()
         self.connections = self._new_connections()
-        self.writer = threading.Lock() if quirks.write_queue else None
+        self.writer = threading.Lock() if self.quirks.write_queue else None
 
     def _new_connections(self) -> Connections:
         detach = not self.quirks.memory  # StaticPool's one connection stays with it
-        return Connections(self._engine, keep=self._keep, limit=self._limit, detach=detach)
+        return Connections(self.sa_engine, keep=self.keep, limit=self.limit, detach=detach)
 
     @property
     def engine(self) -> Engine:
         """The engine, after forgetting the parent's connections in a forked child."""
-        engine = self._engine
+        engine = self.sa_engine
         if self._pid != os.getpid():
             # Used directly in a forked child (the pool would have built a new instance):
             # forget the parent's connections, never touching them.
@@ -76,7 +74,7 @@ class Executor:
             if self.writer is not None:  # another thread may have held it at fork()
                 self.writer = threading.Lock()
             if self.quirks.memory:
-                self._new_database(engine)
+                self.new_database(engine)
         return engine
 
     def close(self) -> None:
@@ -85,7 +83,7 @@ class Executor:
         close = os.getpid() == self._pid
         self.connections.closed = True
         self.connections.drop_idle(close=close)
-        self._engine.dispose(close=close)
+        self.sa_engine.dispose(close=close)
 
     def _take(self) -> tuple[Connections, Any, Any, int | None]:
         """A connection and its cursor for one call, with the call's watchdog token."""
@@ -193,7 +191,7 @@ class Executor:
 
     def _abort(self, connection: Any, cursor: Any, exc: BaseException, transaction: bool) -> bool:
         """Roll back after ``exc``; whether the connection is unusable now."""
-        dialect = self._engine.dialect
+        dialect = self.sa_engine.dialect
         if isinstance(exc, dialect.loaded_dbapi.Error) and dialect.is_disconnect(
             exc, connection.dbapi_connection, cursor
         ):
@@ -214,7 +212,7 @@ class Executor:
         is_transient reads), chained."""
         import sqlalchemy as sa
 
-        dialect = self._engine.dialect
+        dialect = self.sa_engine.dialect
         if not isinstance(exc, dialect.loaded_dbapi.Error):
             raise exc
         raise sa.exc.DBAPIError.instance(
