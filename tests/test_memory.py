@@ -1,4 +1,7 @@
-"""InMemoryStorage under the contract kit, plus what is particular to it."""
+"""InMemoryStorage under the whole contract kit, plus what is particular to it.
+
+The kit's resilience suite runs here too: eight threads on one instance, and forked children
+whose own instances start empty (the parent's results stay the parent's)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from storages.memory import InMemoryStorage
 class TestInMemoryStorage(StorageContract):
     @pytest.fixture
     def storage(self) -> Iterator[InMemoryStorage]:
-        yield from connected(InMemoryStorage())  # type: ignore[misc]
+        yield from connected(InMemoryStorage())
 
 
 def test_echo_logs_each_store(caplog: pytest.LogCaptureFixture) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import pytest
 
@@ -14,6 +14,8 @@ from selinon_like.error_records import ExcInfo
 from selinon_like.storage import OPTIONAL_OPERATIONS, DataStorage
 
 __all__ = ["ContractBase", "connected", "failure", "offers", "require"]
+
+S = TypeVar("S", bound=DataStorage)
 
 
 def require(storage: DataStorage, *operations: str) -> None:
@@ -51,8 +53,8 @@ def failure() -> ExcInfo:
         return sys.exc_info()
 
 
-def connected(storage: DataStorage) -> Iterator[DataStorage]:
-    """Fixture helper: connect, yield, disconnect."""
+def connected(storage: S) -> Iterator[S]:
+    """Fixture helper: connect, yield, disconnect (``yield from connected(MyStorage())``)."""
     storage.connect()
     try:
         yield storage
