@@ -120,9 +120,10 @@ class Redis(RecordStorage):
     * a **Redis Cluster** (``cluster: true``): ``host``/``port`` or ``url`` name any one node,
       the others are discovered (``connect()`` asks that node for the slot map: one round
       trip). Keys spread over the hash slots; a bulk call sends, for each slot, one ``MGET``,
-      ``MSET`` or ``DEL`` of that slot's keys, in one pipeline per node, every node's at once
-      (a ``{tag}`` in ``key_prefix`` puts every key in one slot: one command per bulk call,
-      but one node holds everything). ``iter_keys`` scans every primary. Only database 0.
+      ``MSET`` (``SET`` for a slot's lone key) or ``DEL`` of that slot's keys, in one pipeline
+      per node, every node's at once (a ``{tag}`` in ``key_prefix`` puts every key in one
+      slot: one command per 1,000 keys, but one node holds everything). ``iter_keys`` scans
+      every primary. Only database 0.
     * a master followed through **Sentinel** (``sentinels`` and ``service_name``): each new
       connection asks the sentinels where the master is, so after a failover the next
       connection reaches the promoted replica.
