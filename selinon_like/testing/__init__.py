@@ -18,23 +18,22 @@ in a test module and supplying one fixture, ``storage``, that yields a connected
 :class:`StorageContract` is every suite. Each test of an optional capability checks
 ``type(storage).capabilities()`` — the optional operations the class really implements — and
 skips, naming the missing method, when the adapter does not offer it: a five-method adapter
-(SPEC section 2) passes with the results, bulk and resilience tests run and the others
-skipped; an adapter that implements a method and breaks it fails. Or compose the suites you
-want::
+(SPEC section 2) passes, its results, bulk, fork and threads tests run and the others skip; an
+adapter that implements a method and breaks it fails. Or compose the suites you want::
 
     class TestMyStorage(ResultsContract, BulkContract, DeleteContract): ...
 
-=========================  ==================================================================
-suite                      checks
-=========================  ==================================================================
-:class:`ResultsContract`   connect, keys, overwrite, not-found, serializer, pickle, concurrency
+=============================  ====================================================================
+suite                          checks
+=============================  ====================================================================
+:class:`ResultsContract`       connect, keys, overwrite, not-found, serializer, pickle, concurrency
 :class:`ErrorRecordsContract`  ``store_error`` / ``retrieve_error``
-:class:`ListingContract`   ``iter_keys``, ``iter_error_keys``, ``store_error_record``
-:class:`DeleteContract`    ``delete``, ``delete_many``
-:class:`BulkContract`      ``store_many`` / ``retrieve_many``
-:class:`StreamingContract` ``store_stream`` / ``retrieve_stream``, :class:`~selinon_like.Digest`
-:class:`ResilienceContract`  fork, 8 threads on one instance, secrets, an unreachable service
-=========================  ==================================================================
+:class:`ListingContract`       ``iter_keys``, ``iter_error_keys``, ``store_error_record``
+:class:`DeleteContract`        ``delete``, ``delete_many``
+:class:`BulkContract`          ``store_many`` / ``retrieve_many``
+:class:`StreamingContract`     ``store_stream`` / ``retrieve_stream``, their ``Digest``
+:class:`ResilienceContract`    fork, 8 threads on one instance, secrets, an unreachable service
+=============================  ====================================================================
 
 Every test works under a flow name of its own, so one instance (even on a shared server) can
 serve a whole class. :class:`ResilienceContract` uses more fixtures than ``storage``

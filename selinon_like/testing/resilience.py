@@ -36,7 +36,7 @@ UNREACHABLE_RETRY = RetryPolicy(attempts=2, backoff=0.01, max_backoff=0.01)
 
 class ResilienceContract(ContractBase):
     """A forked child works through its own instance while the parent keeps working; eight
-    threads share one instance with every operation it offers; a failing call never shows a
+    threads share one instance, mixing the operations it offers; a failing call never shows a
     secret of the configuration; a call against an unreachable service fails as
     :class:`StorageUnavailable` within its timeout.
 
@@ -61,11 +61,13 @@ class ResilienceContract(ContractBase):
         the seconds one call on ``unreachable_storage`` may take, its retry included;
         default 10.
 
-    ``concurrency_per_thread`` (a class attribute) sizes the threads test.
+    Class attributes: ``concurrency_per_thread`` sizes the threads test, ``fork_stores`` what
+    each of the three forked children (and the parent meanwhile) stores.
 
     The fork test finds out whether the storage is shared between processes: when a child's
     own instance sees what the parent stored after the fork (a server, files), the parent
-    must see every result of every child; when it does not (memory), none.
+    must see every result of every child; when it does not (memory), none — and each child
+    deletes what it stored, when the adapter can.
     """
 
     fork_stores: ClassVar[int] = 50
