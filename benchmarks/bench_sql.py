@@ -3,10 +3,13 @@
     .venv/bin/python benchmarks/bench_sql.py [--repeat 1000] [--rounds 5] [--only sqlite,...]
 
 Per database: single ``store``/``retrieve`` latencies (through ``pool.get_connected_storage``),
-and 1,000 ``store`` calls against one ``store_many`` of the same 1,000 small results (and the
-same for ``retrieve``/``retrieve_many``), in alternating rounds; the speed-up is the median of
-the per-round ratios. Servers: ``SELINON_LIKE_POSTGRESQL_URL`` and ``SELINON_LIKE_MYSQL_URL``
-(defaults as in ``tests/conftest.py``); each run uses tables of its own, dropped at the end.
+1,000 ``store`` calls against one ``store_many`` of the same 1,000 small results (and the
+same for ``retrieve``/``retrieve_many``), in alternating rounds, the speed-up being the median
+of the per-round ratios; and the median time to store and to read back a 15 MiB result (on
+MariaDB it must fit the server's default 16 MiB ``max_allowed_packet``).
+
+Servers: ``SELINON_LIKE_POSTGRESQL_URL`` and ``SELINON_LIKE_MYSQL_URL`` (defaults as in
+``tests/conftest.py``); each run uses tables of its own, dropped at the end.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ POSTGRESQL_URL = os.environ.get(
 )
 MYSQL_URL = os.environ.get("SELINON_LIKE_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 RESULT = {"status": "ok", "task": "Task1", "value": 42, "items": [1, 2, 3]}
+BIG = {"blob": "ab" * (15 * 1024 * 1024 // 2 - 8)}  # 15 MiB of JSON
 
 
 def _table(rows: list[dict[str, Any]]) -> None:
@@ -98,6 +102,15 @@ def _bench(backend: str, repeat: int, rounds: int, directory: str) -> dict[str, 
             bulk_r.append(time.perf_counter() - started)
             if len(found) != 1000:
                 raise SystemExit(f"{backend}: retrieve_many found {len(found)} of 1000")
+        big_store, big_read = [], []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            storage.store("Bench", "big", "1", BIG)
+            big_store.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            if storage.retrieve("Bench", "big", "1") != BIG:
+                raise SystemExit(f"{backend}: the 15 MiB result came back changed")
+            big_read.append(time.perf_counter() - started)
         errors = sum(t.errors for t in single.values())
         if errors:
             raise SystemExit(f"{backend}: {errors} calls failed")
@@ -118,6 +131,8 @@ def _bench(backend: str, repeat: int, rounds: int, directory: str) -> dict[str, 
             "1000 retrieve ms": ms(loop_r),
             "retrieve_many ms": ms(bulk_r),
             "retrieve x": ratio(loop_r, bulk_r),
+            "15 MiB store ms": ms(big_store),
+            "15 MiB read ms": ms(big_read),
         }
     finally:
         pool.disconnect_all()

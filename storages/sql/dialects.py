@@ -4,8 +4,9 @@ Which driver a plain URL scheme means (:func:`with_default_driver`); the engine 
 options of each database (:func:`engine_options`: autocommit, timeouts, charset, pool); what
 the call path must know once connected (:class:`Quirks`: the upsert a dialect has, whether
 calls send their own BEGIN, which need a watchdog, SQLite's write queue); SQLite's WAL file
-(:func:`prepare_sqlite`); MySQL's session settings and packet limit (:class:`MySqlSession`);
-and which driver errors retrying cannot fix (:func:`is_permanent`).
+(:func:`prepare_sqlite`); MySQL's session settings and packet limit (:class:`MySqlSession`)
+and the upsert PyMySQL sends with its result as an escaped binary literal, not hex
+(:class:`MySqlUpsert`); and which driver errors retrying cannot fix (:func:`is_permanent`).
 """
 
 from __future__ import annotations
