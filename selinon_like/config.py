@@ -224,7 +224,7 @@ def _validate(data: Any, doc: YamlDocument) -> LoadedConfig:
         try:
             spec, instance = _build(entry, ("storages", index), doc, global_tracers)
         except ConfigError as exc:
-            problems.append(exc)
+            problems.extend(exc.problems)  # every problem of that storage
             continue
         config.storages[spec.name] = spec
         instances[spec.name] = instance
@@ -440,34 +440,47 @@ def _build(
         exc.args = (exc.message,)
         return exc.with_context(file=doc.source, line=line, storage=name)
 
+    # Each part is checked even when another failed, so one run reports all of this storage's
+    # problems (they are independent: the adapter class, serializer, retry, cache, trace).
+    problems: list[ConfigError] = []
     module = entry.get("import")
     classname = entry.get("classname") or name
+    cls: type[DataStorage] | None = None
     try:
         cls = import_class(module, classname)
     except ConfigError as exc:
-        raise located(exc, exc.key or ("import" if module else "classname")) from exc.__cause__
+        problems.append(located(exc, exc.key or ("import" if module else "classname")))
+    serializer: Serializer | None = None
     try:
         serializer = get_serializer(entry.get("serializer") or "json")
     except ConfigError as exc:
-        raise located(exc, "serializer") from exc.__cause__
+        problems.append(located(exc, "serializer"))
+    retry: RetryPolicy | None = None
     try:
         retry = _retry_policy(entry.get("retry"))
     except ConfigError as exc:
-        raise located(exc, exc.key) from None
+        problems.append(located(exc, exc.key))
+    cache: CacheSpec | None = None
     try:
         cache = CacheSpec.from_config(entry.get("cache"))
     except ConfigError as exc:
-        raise located(exc, exc.key) from None
+        problems.append(located(exc, exc.key))
 
     tracers = list(global_tracers)
     if entry.get("trace"):
         try:
             tracers.append(_tracer(entry["trace"]))
         except ConfigError as exc:
-            raise located(exc, "trace") from exc.__cause__
+            problems.append(located(exc, "trace"))
 
     configuration = dict(entry.get("configuration") or {})
-    _bind_arguments(cls, configuration, located)
+    if cls is not None:
+        try:
+            _bind_arguments(cls, configuration, located)
+        except ConfigError as exc:
+            problems.append(exc)
+    if problems or cls is None or serializer is None or retry is None:
+        raise _combined(problems)  # each of those is None only after a problem was recorded
     spec = StorageSpec(name, cls, configuration, serializer, retry, cache, doc.line(path), tracers)
     try:
         instance = spec.build()

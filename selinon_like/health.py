@@ -4,10 +4,15 @@ Two probes: :func:`ping` asks the service for one real round trip (``StoragePool
 :func:`round_trip` stores, reads back and deletes a scratch result, proving the storage takes
 writes too (``selinon-like check``, the quickstart). Neither raises: a failure is a row whose
 ``error`` is one line with the storage's secrets masked (:func:`describe_error`).
+
+:func:`round_trip` leaves nothing behind: the scratch result is deleted even when reading it
+back failed, and an adapter without ``delete`` (optional in the contract: five methods make an
+adapter) gets a read-only probe instead of a write it could not undo, said in ``note``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -32,14 +37,16 @@ class StorageHealth:
 
     ``name`` is the storage name, ``adapter`` its class as ``module.QualifiedName``, ``ok``
     whether the probe passed, ``latency`` the seconds it took (connecting included, when the
-    probe had to connect; ``None`` when it failed) and ``error`` the failure in one line with
-    secrets masked (``None`` when it passed)."""
+    probe had to connect; ``None`` when it failed), ``error`` the failure in one line with
+    secrets masked (``None`` when it passed) and ``note`` what a reader should know about a
+    probe that passed (``None`` when nothing: e.g. that it could only read)."""
 
     name: str
     adapter: str
     ok: bool
     latency: float | None
     error: str | None = None
+    note: str | None = None
 
     @property
     def latency_ms(self) -> float | None:
@@ -53,15 +60,30 @@ def ping(spec: StorageSpec, connected: Callable[[], DataStorage]) -> StorageHeal
 
 
 def round_trip(spec: StorageSpec, connected: Callable[[], DataStorage]) -> StorageHealth:
-    """Connect, then store, read back and delete a scratch result in storage ``spec``."""
+    """Connect, then store, read back and delete a scratch result in storage ``spec``; for an
+    adapter without ``delete``, a read-only :func:`ping` instead (the row's ``note`` says so)."""
+    if "delete" not in spec.cls.capabilities():
+        note = (
+            f"read only: {spec.cls.__name__}.delete() is not implemented, so no scratch result "
+            "was written (it could not be removed)"
+        )
+        return _probe(spec, connected, lambda storage: storage.ping(), note)
 
     def scratch(storage: DataStorage) -> None:
         key = (SCRATCH_FLOW, SCRATCH_TASK, uuid.uuid4().hex)
         payload = {"check": key[2]}
-        storage.store(*key, payload)
-        if storage.retrieve(*key) != payload:
-            raise RuntimeError("the result read back differs from the one stored")
+        try:
+            storage.store(*key, payload)
+            back = storage.retrieve(*key)
+        except BaseException:
+            # A store that failed may still have written (a timeout after the write): remove
+            # what may be there; the first failure is the one reported.
+            with contextlib.suppress(Exception):
+                storage.delete(*key)
+            raise
         storage.delete(*key)
+        if back != payload:
+            raise RuntimeError("the result read back differs from the one stored")
 
     return _probe(spec, connected, scratch)
 
@@ -70,6 +92,7 @@ def _probe(
     spec: StorageSpec,
     connected: Callable[[], DataStorage],
     probe: Callable[[DataStorage], object],
+    note: str | None = None,
 ) -> StorageHealth:
     adapter = f"{spec.cls.__module__}.{spec.cls.__qualname__}"
     started = time.perf_counter()
@@ -79,7 +102,7 @@ def _probe(
         return StorageHealth(
             spec.name, adapter, False, None, describe_error(exc, spec.configuration)
         )
-    return StorageHealth(spec.name, adapter, True, time.perf_counter() - started)
+    return StorageHealth(spec.name, adapter, True, time.perf_counter() - started, note=note)
 
 
 def describe_error(exc: BaseException, configuration: Mapping[str, Any]) -> str:

@@ -9,6 +9,8 @@ it names the pip extra that installs the driver (:data:`DRIVER_EXTRAS`).
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
 from typing import Any
 
 from selinon_like.errors import ConfigError
@@ -67,11 +69,41 @@ def import_module(module_name: str) -> Any:
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in DRIVER_EXTRAS:
             raise missing_driver(exc) from exc
-        if exc.name and module_name.startswith(exc.name):
+        if exc.name and (module_name + ".").startswith(exc.name + "."):
             raise ConfigError(
-                f"module {module_name!r} cannot be imported ({exc}); check the spelling, or "
-                "install the package that provides it"
+                f"module {module_name!r} cannot be imported ({exc}); {_not_found_hint(exc.name)}"
             ) from exc
-        raise ConfigError(f"importing {module_name!r} failed: {exc}") from exc
+        raise ConfigError(
+            f"importing {module_name!r} failed: {exc} (the module was found, but it imports "
+            f"{exc.name!r}, which is not installed here)"
+        ) from exc
     except Exception as exc:
         raise ConfigError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _not_found_hint(missing: str) -> str:
+    """Why Python may not find module ``missing``, and what to do."""
+    top = missing.split(".")[0]
+    here = Path.cwd()
+    local = [path for path in (here / f"{top}.py", here / top) if path.exists()]
+    if local and not _on_sys_path(here):
+        return (
+            f"{local[0].name} is in the current directory, but that directory is not on "
+            "sys.path in this program: add it to PYTHONPATH, or run the program from there "
+            "with python -m"
+        )
+    return (
+        "Python looks for it on sys.path: check the spelling, run from the directory holding "
+        f"{top}.py (the selinon-like command looks in the current directory, as python -m "
+        "does), add that directory to PYTHONPATH, or install the package that provides it"
+    )
+
+
+def _on_sys_path(directory: Path) -> bool:
+    for entry in sys.path:
+        try:
+            if Path(entry or ".").resolve() == directory.resolve():
+                return True
+        except OSError:  # an entry that cannot be resolved is not this directory
+            continue
+    return False

@@ -215,10 +215,13 @@ class StoragePool:
         return self._config
 
     def storage_for_task(self, task_name: str) -> str:
-        """The storage name the ``tasks`` section maps ``task_name`` to."""
+        """The storage name the ``tasks`` section maps ``task_name`` to; when the configuration
+        routes no task and has one storage, that storage (as ``selinon-like`` does)."""
         try:
             return self._tasks[task_name]
         except KeyError:
+            if not self._tasks and len(self._config.storages) == 1:
+                return next(iter(self._config.storages))
             raise UnknownStorageError(
                 f"task {task_name!r} has no storage: map it in the 'tasks' section "
                 f"(- name: {task_name}, storage: <one of {', '.join(self.names())}>)"

@@ -9,7 +9,9 @@ adds what needs :class:`~selinon_like.storage.DataStorage`.
 
 from __future__ import annotations
 
+import difflib
 import inspect
+from collections.abc import Iterable
 from importlib.metadata import entry_points
 
 from selinon_like.errors import ConfigError
@@ -50,14 +52,23 @@ def registered() -> dict[str, str]:
     return names
 
 
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'X'?)`` for the candidate closest to ``name`` (one differing only in
+    case first), or nothing."""
+    candidates = [candidate for candidate in candidates if not candidate.startswith("_")]
+    same = [candidate for candidate in candidates if candidate.lower() == name.lower()]
+    close = same or difflib.get_close_matches(name, candidates, n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def import_class(module_name: str | None, classname: str) -> type[DataStorage]:
     """Resolve an adapter class from ``import``/``classname`` (or an entry-point name)."""
     if module_name is None:
         names = registered()
         if classname not in names:
             raise ConfigError(
-                f"{classname!r} is not a registered adapter name; give 'import' with the module, "
-                f"or use one of: {', '.join(sorted(names))}",
+                f"{classname!r} is not a registered adapter name{_did_you_mean(classname, names)}; "
+                f"give 'import' with the module, or use one of: {', '.join(sorted(names))}",
                 key="classname",
             )
         obj = import_object(names[classname], what="class")
@@ -66,9 +77,18 @@ def import_class(module_name: str | None, classname: str) -> type[DataStorage]:
         try:
             obj = getattr(module, classname)
         except AttributeError:
+            adapters = [
+                name
+                for name, value in vars(module).items()
+                if isinstance(value, type)
+                and issubclass(value, DataStorage)
+                and not inspect.isabstract(value)
+            ]
+            found = f" (it has: {', '.join(sorted(adapters))})" if adapters else ""
             raise ConfigError(
-                f"module {module_name!r} has no class {classname!r} (classname defaults to the "
-                "storage name; set 'classname')",
+                f"module {module_name!r} has no class {classname!r}"
+                f"{_did_you_mean(classname, adapters or list(vars(module)))}; classname defaults "
+                f"to the storage name: set 'classname'{found}",
                 key="classname",
             ) from None
     if not (isinstance(obj, type) and issubclass(obj, DataStorage)):
