@@ -62,9 +62,10 @@ class MongoDB(RecordStorage):
     integers beyond 64 bits, deep nesting, and whatever the pickle or a custom serializer
     produce — but MongoDB cannot query inside results (filter on the key fields only). A
     document holds at most 16 MiB, so neither can a result: ``store`` or ``store_many`` of a
-    larger one raises ``StorageError`` before writing anything. Error records (JSON bytes in
-    ``record``, plus ``exception_type`` and ``time`` as plain fields for queries) live in their
-    own collection, so an error never shadows a result. A collection written by Selinon's
+    larger one raises ``StorageError`` before writing anything. Error records (their bytes in
+    ``record``; when those are plain JSON, as by default, ``exception_type`` and ``time`` too,
+    as plain fields for queries) live in their own collection, so an error never shadows a
+    result. A collection written by Selinon's
     adapter (duplicate keys, BSON results) cannot be reused: point this one at a new collection.
 
     ``thread_safe`` is True: pymongo's ``MongoClient`` is a thread-safe connection pool, so the
@@ -328,10 +329,15 @@ class MongoDB(RecordStorage):
             "task_id": task_id,
         }
         if kind == ERRORS:
-            # The first release kept these two beside the record, for queries: so does this.
-            record = json.loads(data)
-            document["exception_type"] = record["exception_type"]
-            document["time"] = record["time"]
+            # The first release kept these two beside the record, for queries: so does this,
+            # when the record is plain JSON (bytes behind a header are left as they are).
+            try:
+                record = json.loads(data)
+            except ValueError:
+                pass
+            else:
+                document["exception_type"] = record["exception_type"]
+                document["time"] = record["time"]
         document[_DATA_FIELD[kind]] = data
         return document
 

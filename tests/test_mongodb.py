@@ -427,6 +427,15 @@ def test_error_documents_keep_the_first_release_fields(mongo: MongoDB) -> None:
     assert mongo.retrieve_error("f", "t", "1")["message"] == "copied"
 
 
+def test_error_bytes_that_are_not_plain_json_are_kept_as_they_are(mongo: MongoDB) -> None:
+    key = ("f", "t", "1")
+    data = b"\xffSL\x01 a header, then anything"
+    assert mongo.write("errors", key, data) == key_digest(*key)
+    assert mongo.read("errors", key) == data
+    document = mongo._errors.find_one({})
+    assert set(document) == {"_id", "flow_name", "task_name", "task_id", "record"}
+
+
 # -- awkward results and operator injection -------------------------------------------------
 
 
