@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -143,12 +144,15 @@ def _table(title: str | None, columns: list[str], rows: list[list[str]]) -> None
     from rich.console import Console
     from rich.measure import Measurement
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title)
+    # Cells are Text, never markup: keys, results and messages are users' data, and a key
+    # like "[bold]flow" or a hint like "pip install 'selinon-like[mongodb]'" must print as is.
+    table = Table(title=Text(title) if title is not None else None)
     for column in columns:
-        table.add_column(column)
+        table.add_column(Text(column))
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))
     console = Console(soft_wrap=True)
     if not console.is_terminal:  # piped: never wrap a cell (a key must stay greppable)
         unbounded = console.options.update(max_width=1_000_000)
@@ -175,11 +179,77 @@ def _key_options(fn: Any) -> Any:
     return fn
 
 
+# -- logging -----------------------------------------------------------------------------------
+
+log = logging.getLogger("selinon_like.cli")
+
+# -v and -q add up, on the group and on the command alike (counted in ctx.meta, which one
+# invocation's contexts share): 0 shows warnings (retries, a memory storage the command cannot
+# keep), 1 info, 2 debug; -1 errors only.
+_LEVELS = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+_handler: logging.Handler | None = None  # the one this module installed
+
+
+def _log_to_stderr(verbosity: int) -> None:
+    """Send the library's log records (the ``selinon_like`` logger) to stderr at the level
+    -v/-q chose: through rich's handler on a terminal, one plain line each otherwise (rich
+    would wrap a piped line at 80 columns)."""
+    level = _LEVELS[max(-1, min(2, verbosity))]
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        handler = RichHandler(
+            console=Console(stderr=True), show_time=False, show_path=False, markup=False
+        )
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)-8s %(message)s"))
+    global _handler
+    logger = logging.getLogger("selinon_like")
+    if _handler is not None:
+        logger.removeHandler(_handler)
+    _handler = handler
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False  # shown once, here, not again by a root handler
+
+
+def _count_verbosity(ctx: click.Context, param: click.Parameter, count: int) -> None:
+    verbosity = ctx.meta.get("selinon_like.verbosity", 0)
+    verbosity += count if param.name == "verbose" else -count
+    ctx.meta["selinon_like.verbosity"] = verbosity
+    _log_to_stderr(verbosity)
+
+
+def _verbosity_options(fn: Any) -> Any:
+    """-v/--verbose and -q/--quiet, accepted before or after the command name."""
+    fn = click.option(
+        "-q",
+        "--quiet",
+        count=True,
+        expose_value=False,
+        callback=_count_verbosity,
+        help="Fewer messages on stderr: errors only.",
+    )(fn)
+    return click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        expose_value=False,
+        callback=_count_verbosity,
+        help="More messages on stderr (-v info, -vv debug).",
+    )(fn)
+
+
 # -- commands ---------------------------------------------------------------------------------
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="selinon-like")
+@_verbosity_options
 def main() -> None:
     """Persist and inspect task results in the storages of a selinon_like YAML file.
 
@@ -187,6 +257,11 @@ def main() -> None:
 
     Exit codes: 0 ok, 1 operation failed, 2 configuration or usage error, 3 not found,
     130 copy interrupted."""
+    # A configuration's dotted paths resolve against the current directory, as under
+    # `python -m` (an installed console script has only its own directory on sys.path).
+    here = os.getcwd()
+    if "" not in sys.path and here not in sys.path:
+        sys.path.insert(0, here)
 
 
 @main.command()
@@ -418,7 +493,7 @@ def _progress(total: int | None, label: str) -> Any:
     )
 
     progress = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # storage names are users' text
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
