@@ -14,6 +14,7 @@ from selinon_like.config import PoolConfig, load_with_instances
 from selinon_like.error_records import ErrorRecord
 from selinon_like.errors import ConfigError, UnknownStorageError
 from selinon_like.health import StorageHealth, ping, round_trip
+from selinon_like.selinon_nodes import read_selinon_nodes
 from selinon_like.storage import DataStorage, ExcInfo
 
 __all__ = ["StorageHealth", "StoragePool"]
@@ -44,8 +45,8 @@ class _PoolMethod(Generic[P, R]):
 
         @functools.wraps(fn)
         def on_default_pool(*args: P.args, **kwargs: P.kwargs) -> R:
-            # Looked up on the default pool, so a subclass's override (a pool read from a
-            # Selinon nodes.yml keys by storage_task_name) applies to class-level calls too.
+            # Looked up on the default pool, so a subclass's override applies to class-level
+            # calls too.
             method: Callable[P, R] = getattr(owner.default(), name)
             return method(*args, **kwargs)
 
@@ -79,19 +80,30 @@ class StoragePool:
     first use, exactly once however many threads ask at the same time. In a child process after
     ``os.fork()`` the pool builds new instances with their own connections; the parent's are
     never used or closed by the child.
+
+    The routed operations (``retrieve``, ``store``, ``store_error``, ``retrieve_error``,
+    ``delete``) take a task's own name and key its results by the name ``task_names`` gives it
+    (Selinon's ``storage_task_name``; the task's own name when none is given).
     """
 
     _default: ClassVar[StoragePool | None] = None
     _default_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
-        self, config: PoolConfig, instances: Mapping[str, DataStorage] | None = None
+        self,
+        config: PoolConfig,
+        instances: Mapping[str, DataStorage] | None = None,
+        task_names: Mapping[str, str] | None = None,
     ) -> None:
         """A pool of the storages of ``config`` (which the pool never modifies).
 
         ``instances`` are ready, unconnected adapter instances to start with, by storage name
         (:meth:`from_yaml` passes those built while validating); the pool owns them from then
-        on, and builds the other storages' on first use."""
+        on, and builds the other storages' on first use.
+
+        ``task_names`` maps a task to the name its results are stored under; each such name
+        is routed to its task's storage too (unless ``config`` routes it), so a key listed by
+        ``iter_keys``, which holds that name, can be read back through the pool."""
         given = dict(instances or {})
         unknown = [name for name in given if name not in config.storages]
         if unknown:
@@ -105,8 +117,18 @@ class StoragePool:
                     f"the instance given for storage {name!r} is a {type(instance).__name__}, "
                     "not a selinon_like.DataStorage"
                 )
+        aliases = dict(task_names or {})
+        for task, alias in aliases.items():
+            if not (isinstance(task, str) and isinstance(alias, str)):
+                raise TypeError(
+                    f"task_names maps task names to task names (str), not {task!r} to {alias!r}"
+                )
         self._config = config
         self._tasks = dict(config.tasks)
+        for task, alias in aliases.items():
+            if task in self._tasks:
+                self._tasks.setdefault(alias, self._tasks[task])
+        self._task_names = aliases
         self._instances: dict[str, DataStorage] = given
         self._locks = {name: threading.Lock() for name in config.storages}
         _POOLS.add(self)
@@ -128,11 +150,15 @@ class StoragePool:
     @classmethod
     def from_selinon(cls, nodes_yml: str | os.PathLike[str]) -> StoragePool:
         """A pool from a Selinon ``nodes.yml``: its storages (``selinon.storages.*`` mapped to
-        this library's adapters) and each task's ``storage`` and ``storage_task_name``. See
-        :func:`selinon_like.selinon.pool_from_selinon`."""
-        from selinon_like.selinon import pool_from_selinon  # it builds on this module
-
-        return pool_from_selinon(nodes_yml)
+        this library's adapters) and each task's ``storage`` and ``storage_task_name`` (as
+        ``task_names``). See :func:`selinon_like.selinon_nodes.read_selinon_nodes`; every
+        problem is a :class:`ConfigError` naming the file, the line and the storage."""
+        nodes = read_selinon_nodes(nodes_yml)
+        try:
+            loaded = load_with_instances(nodes.config, source=nodes.source)
+        except ConfigError as exc:
+            raise nodes.locate(exc) from None
+        return cls(loaded.config, loaded.instances, nodes.task_names)
 
     @classmethod
     def configure(
@@ -227,20 +253,24 @@ class StoragePool:
                 f"(- name: {task_name}, storage: <one of {', '.join(self.names())}>)"
             ) from None
 
+    def storage_task_name(self, task_name: str) -> str:
+        """The task name ``task_name``'s results are stored under (``task_names``)."""
+        return self._task_names.get(task_name, task_name)
+
     # -- routed operations ----------------------------------------------------------------
 
     @_PoolMethod
     def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
         """Retrieve from the storage mapped to ``task_name``."""
         return self.get_connected_storage(self.storage_for_task(task_name)).retrieve(
-            flow_name, task_name, task_id
+            flow_name, self._task_names.get(task_name, task_name), task_id
         )
 
     @_PoolMethod
     def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
         """Store into the storage mapped to ``task_name``; the record id."""
         return self.get_connected_storage(self.storage_for_task(task_name)).store(
-            flow_name, task_name, task_id, result
+            flow_name, self._task_names.get(task_name, task_name), task_id, result
         )
 
     @_PoolMethod
@@ -254,21 +284,21 @@ class StoragePool:
     ) -> str:
         """Record a task failure in the storage mapped to ``task_name``."""
         return self.get_connected_storage(self.storage_for_task(task_name)).store_error(
-            node_args, flow_name, task_name, task_id, exc_info
+            node_args, flow_name, self._task_names.get(task_name, task_name), task_id, exc_info
         )
 
     @_PoolMethod
     def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> ErrorRecord:
         """The last error record of a task, from the storage mapped to ``task_name``."""
         return self.get_connected_storage(self.storage_for_task(task_name)).retrieve_error(
-            flow_name, task_name, task_id
+            flow_name, self._task_names.get(task_name, task_name), task_id
         )
 
     @_PoolMethod
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
         """Delete a result from the storage mapped to ``task_name``."""
         self.get_connected_storage(self.storage_for_task(task_name)).delete(
-            flow_name, task_name, task_id
+            flow_name, self._task_names.get(task_name, task_name), task_id
         )
 
     # -- operating ------------------------------------------------------------------------
