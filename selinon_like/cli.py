@@ -47,7 +47,7 @@ from selinon_like.health import describe_error
 from selinon_like.keys import check_key
 from selinon_like.masking import mask_config
 from selinon_like.migrate import CopyInterrupted, CopyReport, copy_storage, count_items
-from selinon_like.pool import StoragePool
+from selinon_like.pool import CONFIG_ENV, StoragePool
 
 __all__ = ["main"]
 
@@ -118,12 +118,22 @@ def _pick_storage(pool: StoragePool, storage: str | None, task_name: str | None)
                 f"configured: {', '.join(names)}"
             )
         return storage
-    if task_name is not None and task_name in pool.config.tasks:
-        return pool.config.tasks[task_name]
-    if len(names) == 1:
+    if task_name is not None:
+        with contextlib.suppress(UnknownStorageError):
+            return pool.storage_for_task(task_name)  # the pool's routing, exactly
+    elif len(names) == 1:
         return names[0]
     routed = f"the tasks section maps no storage to task {task_name!r}; " if task_name else ""
     raise click.UsageError(f"{routed}choose one with --storage NAME ({', '.join(names)})")
+
+
+def _in_process(pool: StoragePool, name: str) -> bool:
+    """Whether storage ``name`` keeps its results in this process only (a memory storage):
+    nothing a command writes there outlives the command, and it never holds anything when a
+    command starts."""
+    from storages.memory import InMemoryStorage  # no driver: always importable
+
+    return issubclass(pool.config.storages[name].cls, InMemoryStorage)
 
 
 def _valid_key(flow_name: str, task_name: str, task_id: str) -> None:
@@ -160,6 +170,31 @@ def _table(title: str | None, columns: list[str], rows: list[list[str]]) -> None
         console.width = max(console.width, width)
     console.print(table)
 
+
+def _looks_like_config(text: str) -> bool:
+    return (
+        text.startswith(SELINON_PREFIX) or text.endswith((".yml", ".yaml")) or os.path.isfile(text)
+    )
+
+
+class _ConfigCommand(click.Command):
+    """A command whose first argument, CONFIG, may be left out when the environment variable
+    SELINON_LIKE_CONFIG names the file (as ``StoragePool.default()`` reads it)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        env = os.environ.get(CONFIG_ENV)
+        if env:
+            with contextlib.suppress(click.UsageError):  # the real parse below reports it
+                given, _rest, _order = self.make_parser(ctx).parse_args(args=list(args))
+                arguments = [p.name for p in self.params if isinstance(p, click.Argument)]
+                short = any(not isinstance(given.get(name), str) for name in arguments)
+                first = given.get(arguments[0]) if arguments else None
+                if short and not (isinstance(first, str) and _looks_like_config(first)):
+                    args = [env, *args]
+        return super().parse_args(ctx, args)
+
+
+_CONFIG_EPILOG = f"CONFIG may be left out when {CONFIG_ENV} names the file."
 
 _STORAGE_HELP = "The storage to use (default: the one `tasks:` maps TASK to, or the only one)."
 
@@ -264,13 +299,15 @@ def main() -> None:
         sys.path.insert(0, here)
 
 
-@main.command()
+@main.command(cls=_ConfigCommand, epilog=_CONFIG_EPILOG)
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_verbosity_options
 def check(config: str, as_json: bool) -> None:
     """Validate CONFIG, then store, read back and delete a scratch result in every storage.
 
-    Exits 1 when any storage fails, 2 when the file itself is wrong."""
+    An adapter without delete() gets a read-only probe instead: check never leaves a result
+    behind. Exits 1 when any storage fails, 2 when the file itself is wrong."""
     pool = _load(config)
     with pool:
         rows = pool.check(write=True)
@@ -282,6 +319,7 @@ def check(config: str, as_json: bool) -> None:
                 "ok": row.ok,
                 "latency_ms": row.latency_ms,
                 "error": row.error,
+                "note": row.note,
             }
             for row in rows
         ]
@@ -295,7 +333,9 @@ def check(config: str, as_json: bool) -> None:
                     row.name,
                     row.adapter,
                     f"{row.latency_ms:.1f} ms" if row.latency_ms is not None else "-",
-                    "ok" if row.ok else f"FAILED: {row.error}",
+                    (f"ok ({row.note})" if row.note else "ok")
+                    if row.ok
+                    else f"FAILED: {row.error}",
                 ]
                 for row in rows
             ],
@@ -304,9 +344,10 @@ def check(config: str, as_json: bool) -> None:
         sys.exit(EXIT_FAILED)
 
 
-@main.command("show-config")
+@main.command("show-config", cls=_ConfigCommand, epilog=_CONFIG_EPILOG)
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_verbosity_options
 def show_config(config: str, as_json: bool) -> None:
     """Print CONFIG as resolved (environment expanded, defaults filled in), secrets masked."""
     pool = _load(config)
@@ -353,10 +394,11 @@ def show_config(config: str, as_json: bool) -> None:
         _table(f"storage {entry['name']}", ["setting", "value"], rows)
 
 
-@main.command()
+@main.command(cls=_ConfigCommand, epilog=_CONFIG_EPILOG)
 @_key_options
 @click.option("--error", "error_record", is_flag=True, help="Print the task's error record.")
 @click.option("--json", "as_json", is_flag=True, help="Compact JSON on one line.")
+@_verbosity_options
 def get(
     config: str,
     flow_name: str,
@@ -382,10 +424,21 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-@main.command()
+def _quote_hint(text: str) -> str:
+    """For text that is not JSON but reads like a plain word or sentence: how to store it as
+    a string (the shell removed any quotes the user typed)."""
+    word = text.strip()
+    if not word or word[0] in '{["' or "\n" in word:
+        return ""
+    quoted = json.dumps(word, ensure_ascii=False)
+    return f" (a string must be quoted as JSON: to store {word!r}, write '{quoted}')"
+
+
+@main.command(cls=_ConfigCommand, epilog=_CONFIG_EPILOG)
 @_key_options
 @click.argument("value", metavar="VALUE")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@_verbosity_options
 def put(
     config: str,
     flow_name: str,
@@ -403,43 +456,70 @@ def put(
         result = json.loads(text, parse_constant=_no_constants)
     except ValueError as exc:
         where = "stdin" if value == "-" else "VALUE"
-        raise click.UsageError(f"{where} is not valid JSON: {exc}") from None
+        raise click.UsageError(f"{where} is not valid JSON: {exc}{_quote_hint(text)}") from None
     pool = _load(config)
     with pool, _reporting(pool):
         name = _pick_storage(pool, storage, task_name)
         record_id = pool.get_connected_storage(name).store(flow_name, task_name, task_id, result)
+    if _in_process(pool, name):
+        log.warning(
+            "%s is a memory storage: the result lives in this process only and is gone now "
+            "that the command ends; put it in a storage that outlives the process",
+            name,
+        )
     if as_json:
         click.echo(_to_json({"storage": name, "record_id": record_id}, True))
     else:
         click.echo(f"stored {flow_name} {task_name} {task_id} in {name} (record id {record_id})")
 
 
-@main.command()
+@main.command(cls=_ConfigCommand, epilog=_CONFIG_EPILOG)
 @_key_options
-def delete(config: str, flow_name: str, task_name: str, task_id: str, storage: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@_verbosity_options
+def delete(
+    config: str, flow_name: str, task_name: str, task_id: str, storage: str | None, as_json: bool
+) -> None:
     """Delete the result of FLOW TASK TASK_ID (exit 3 when there is none)."""
     _valid_key(flow_name, task_name, task_id)
     pool = _load(config)
     with pool, _reporting(pool):
         name = _pick_storage(pool, storage, task_name)
         pool.get_connected_storage(name).delete(flow_name, task_name, task_id)
-    click.echo(f"deleted {flow_name} {task_name} {task_id} from {name}")
+    if as_json:
+        deleted = {"flow_name": flow_name, "task_name": task_name, "task_id": task_id}
+        click.echo(_to_json({"storage": name, "deleted": deleted}, True))
+    else:
+        click.echo(f"deleted {flow_name} {task_name} {task_id} from {name}")
 
 
-@main.command("ls")
+@main.command("ls", cls=_ConfigCommand, epilog=_CONFIG_EPILOG)
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--storage", "-s", metavar="NAME", help="Only this storage (default: all).")
 @click.option("--flow", "flow_name", metavar="FLOW", help="Only keys of this flow.")
 @click.option("--task", "task_name", metavar="TASK", help="Only keys of this task.")
+@click.option(
+    "--errors",
+    "error_records",
+    is_flag=True,
+    help="List the keys of error records (failed tasks) instead of results.",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), metavar="N", help="Print the first N keys only."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@_verbosity_options
 def list_keys(
     config: str,
     storage: str | None,
     flow_name: str | None,
     task_name: str | None,
+    error_records: bool,
+    limit: int | None,
     as_json: bool,
 ) -> None:
-    """List the keys of stored results, sorted (exit 1 when a storage could not be listed)."""
+    """List the keys of stored results (with --errors: of error records), sorted by storage
+    then key (exit 1 when a storage could not be listed)."""
     pool = _load(config)
     names = [_pick_storage(pool, storage, None)] if storage is not None else pool.names()
     found: list[dict[str, str]] = []
@@ -447,7 +527,9 @@ def list_keys(
     with pool:
         for name in names:
             try:
-                keys = sorted(pool.get_connected_storage(name).iter_keys(flow_name))
+                target = pool.get_connected_storage(name)
+                listed = target.iter_error_keys if error_records else target.iter_keys
+                keys = sorted(listed(flow_name))
             except Exception as exc:
                 click.echo(f"error: {name}: {_describe(exc, pool)}", err=True)
                 failed = True
@@ -457,11 +539,16 @@ def list_keys(
                 for flow, task, task_id in keys
                 if task_name is None or task == task_name
             )
+    total = len(found)
+    if limit is not None:
+        found = found[:limit]
     if as_json:
         click.echo(_to_json(found, True))
     else:
+        what = "error record key" if error_records else "key"
+        counted = f"{total} {what}{'' if total == 1 else 's'}"
         _table(
-            f"{len(found)} key{'' if len(found) == 1 else 's'}",
+            counted if len(found) == total else f"the first {len(found)} of {counted}",
             ["storage", "flow", "task", "task id"],
             [[row["storage"], row["flow_name"], row["task_name"], row["task_id"]] for row in found],
         )
@@ -474,9 +561,13 @@ def list_keys(
 
 def _endpoint(text: str, role: str) -> tuple[str, str]:
     config, sep, storage = text.rpartition(":")
+    env = os.environ.get(CONFIG_ENV)
+    if not sep and env and text:  # a bare storage name: of the file SELINON_LIKE_CONFIG names
+        return env, text
     if not sep or not config or not storage:
         raise click.UsageError(
-            f"{role} must be CONFIG:STORAGE (e.g. storages.yml:Files), not {text!r}"
+            f"{role} must be CONFIG:STORAGE (e.g. storages.yml:Files, or STORAGE alone when "
+            f"{CONFIG_ENV} names the file), not {text!r}"
         )
     return config, storage
 
@@ -516,6 +607,7 @@ def _progress(total: int | None, label: str) -> Any:
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--stop-after-batches", type=click.IntRange(min=1), hidden=True)
+@_verbosity_options
 def copy(
     source: str,
     destination: str,
@@ -546,6 +638,18 @@ def copy(
     pools = (src_pool,) if same_file else (src_pool, dst_pool)
     _pick_storage(src_pool, src_name, None)
     _pick_storage(dst_pool, dst_name, None)
+    if _in_process(src_pool, src_name):
+        log.warning(
+            "SRC %s is a memory storage: it holds nothing outside the process that stored "
+            "it, so there is nothing to copy from it here",
+            src_name,
+        )
+    if _in_process(dst_pool, dst_name):
+        log.warning(
+            "DST %s is a memory storage: what is copied into it is gone when this command "
+            "ends; copy into a storage that outlives the process",
+            dst_name,
+        )
     report = CopyReport()
     try:
         with contextlib.ExitStack() as stack:
@@ -622,27 +726,37 @@ def _print_summary(source: str, destination: str, summary: CopyReport, as_json: 
 @main.command()
 @click.option(
     "--config",
-    default="config/storages.yml",
-    show_default=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="The configuration to run on (relative to the current directory).",
+    help="The configuration to run on (default: the embedded one, shipped in the package: "
+    "memory, files and SQLite, no server).",
 )
-def demo(config: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print what the demo did as JSON.")
+@_verbosity_options
+def demo(config: str | None, as_json: bool) -> None:
     """Run the quickstart: store results from four threads, read them back, record a task
     failure, then check every storage. Files go to $SELINON_LIKE_DATA (a temporary directory,
-    removed afterwards, when it is not set)."""
+    removed afterwards, when it is not set). A storage whose driver is not installed is
+    skipped, with the command that installs it."""
     scratch = None
     if not os.environ.get("SELINON_LIKE_DATA"):
         scratch = tempfile.mkdtemp(prefix="selinon-like-demo-")
         os.environ["SELINON_LIKE_DATA"] = scratch
     try:
-        pool = _load(config)
-        with pool, _reporting(pool):
-            ok = quickstart.run(pool, Path(config).name, click.echo)
+        with contextlib.ExitStack() as stack:
+            if config is None:
+                path = stack.enter_context(quickstart.default_config())
+                label = f"{path.name} (embedded default)"
+            else:
+                path, label = Path(config), Path(config).name
+            pool = stack.enter_context(_load(str(path)))
+            stack.enter_context(_reporting(pool))
+            done = quickstart.report(pool, label, None if as_json else click.echo)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
-    if not ok:
+    if as_json:
+        click.echo(_to_json(done.as_json(), False))
+    if not done.ok:
         sys.exit(EXIT_FAILED)
 
 

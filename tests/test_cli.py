@@ -578,7 +578,10 @@ def test_demo_runs_the_quickstart_on_the_default_config(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parent.parent
     result = cli("demo", cwd=root, env={"SELINON_LIKE_DATA": str(tmp_path)})
     assert result.returncode == 0, result.stderr
-    assert "configured storages.yml: storages Memory, Files, Embedded" in result.stdout
+    assert (
+        "configured storages.yml (embedded default): storages Memory, Files, Embedded"
+        in result.stdout
+    )
     assert "read back intact: 100/100" in result.stdout
     assert "error recorded: builtins.ConnectionError: upstream timed out" in result.stdout
     assert "the failed task has no result, as expected" in result.stdout
@@ -590,6 +593,6 @@ def test_demo_with_another_config_and_a_missing_one(files_config: Path, tmp_path
     ran = cli("demo", "--config", str(files_config))
     assert ran.returncode == 0, ran.stderr
     assert "stored 100 results in Files" in ran.stdout
-    missing = cli("demo", cwd=tmp_path)
+    missing = cli("demo", "--config", "config/storages.yml", cwd=tmp_path)
     assert missing.returncode == 2
     assert "config/storages.yml" in missing.stderr
