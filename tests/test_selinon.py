@@ -25,8 +25,15 @@ import storages.postgresql
 import storages.redis
 import storages.s3
 import storages.sql
-from selinon_like import ConfigError, ResultNotFound, StoragePool, UnknownStorageError
+from selinon_like import (
+    ConfigError,
+    ResultNotFound,
+    StoragePool,
+    UnknownStorageError,
+    selinon_nodes,
+)
 from selinon_like import selinon as drop_in
+from selinon_like.config import load_with_instances
 from selinon_like.selinon import SelinonStorage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -669,6 +676,102 @@ def test_from_selinon_errors_name_file_and_line(
 def test_from_selinon_of_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the Selinon nodes file"):
         StoragePool.from_selinon(tmp_path / "absent.yml")
+
+
+def test_from_selinon_reports_every_adapter_option_problem_at_its_entry(tmp_path: Path) -> None:
+    """Options only this library's adapter checks (an unknown key, a bad port) are checked
+    when the pool is built, and still named by file, line, storage and key, all at once."""
+    path = tmp_path / "nodes.yml"
+    path.write_text(
+        "storages:\n"
+        "  - name: R\n    import: selinon.storages.redis\n    classname: Redis\n"
+        "    configuration:\n      no_such_option: 1\n"
+        "  - name: S\n    import: selinon_like.selinon\n    classname: Redis\n"
+        "    configuration:\n      port: not-a-port\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        StoragePool.from_selinon(path)
+    located = [(p.file, p.line, p.storage, p.key) for p in caught.value.problems]
+    assert located == [
+        (str(path), 2, "R", "configuration.no_such_option"),
+        (str(path), 7, "S", "configuration.port"),
+    ]
+    assert "whole number" in str(caught.value) and "no_such_option" in str(caught.value)
+
+
+# -- task names in any pool, and the configuration classes on their own ------------------------
+
+
+def test_a_pool_keys_each_task_by_its_task_name(tmp_path: Path) -> None:
+    """``task_names`` is the pool's, not only from_selinon's: routed operations key by it, and
+    the alias reaches its task's storage."""
+    loaded = load_with_instances(
+        {
+            "storages": [
+                {"name": "A", "import": "storages.memory", "classname": "InMemoryStorage"},
+                {"name": "B", "import": "storages.memory", "classname": "InMemoryStorage"},
+            ],
+            "tasks": [{"name": "Scale", "storage": "B"}, {"name": "Sum", "storage": "A"}],
+        }
+    )
+    with StoragePool(loaded.config, loaded.instances, {"Scale": "Scaled"}) as pool:
+        assert pool.storage_task_name("Scale") == "Scaled"
+        assert pool.storage_task_name("Sum") == "Sum"
+        assert pool.storage_for_task("Scaled") == "B"
+        pool.store("f", "Scale", "1", 10)
+        pool.store("f", "Sum", "1", 5)
+        assert list(pool.get_connected_storage("B").iter_keys("f")) == [("f", "Scaled", "1")]
+        assert pool.retrieve("f", "Scale", "1") == pool.retrieve("f", "Scaled", "1") == 10
+        assert pool.retrieve("f", "Sum", "1") == 5
+        try:
+            raise OSError("disk")
+        except OSError:
+            pool.store_error(None, "f", "Scale", "2", sys.exc_info())
+        assert pool.retrieve_error("f", "Scale", "2")["task_name"] == "Scaled"
+        pool.delete("f", "Scale", "1")
+        with pytest.raises(ResultNotFound):
+            pool.retrieve("f", "Scaled", "1")
+    with pytest.raises(TypeError, match="task_names"):
+        StoragePool(loaded.config, None, {"Scale": 3})  # type: ignore[dict-item]
+
+
+def test_configuration_classes_build_nothing() -> None:
+    """selinon_nodes translates Selinon's keys without a pool: the drop-in class of the same
+    name takes the same arguments and records the same configuration."""
+    config = selinon_nodes.Redis("cache", 6380, password="pw", key_prefix="app:")
+    assert not hasattr(config, "storage") and not hasattr(config, "store")
+    assert config.configuration == {
+        "host": "cache",
+        "port": 6380,
+        "password": "pw",
+        "key_prefix": "app:",
+    }
+    assert config.pool_entry("R") == {
+        "name": "R",
+        "import": "storages.redis",
+        "classname": "Redis",
+        "configuration": config.configuration,
+    }
+    assert "pw" not in repr(config) and "selinon_like.selinon_nodes.Redis" in repr(config)
+    for name in ("InMemoryStorage", "Filesystem", "Redis", "SqlStorage", "PostgreSQL"):
+        drop_in_class = getattr(drop_in, name)
+        assert issubclass(drop_in_class, getattr(selinon_nodes, name))
+        assert inspect.signature(drop_in_class) == inspect.signature(getattr(selinon_nodes, name))
+    same = drop_in.Redis("cache", 6380, password="pw", key_prefix="app:")
+    assert same.configuration == config.configuration
+
+
+def test_the_translation_module_imports_neither_the_pool_nor_the_drop_ins() -> None:
+    """selinon_like.pool and selinon_like.selinon both build on selinon_nodes; an import back
+    (even inside a function) would make the cycle this layout removes."""
+    tree = ast.parse((ROOT / "selinon_like" / "selinon_nodes.py").read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}  # fmt: skip
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+            imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+    assert imported and not imported & {"selinon_like.pool", "selinon_like.selinon"}
 
 
 # -- the command line --------------------------------------------------------------------------
