@@ -9,10 +9,15 @@
    outcome (the error it raised, already translated).
 4. :func:`translated` — a driver exception becomes :class:`StorageError`, or
    :class:`StorageUnavailable` when the adapter calls it transient, chained with ``from``, its
-   text scrubbed of the storage's secrets.
-5. :func:`retried` — a transient driver error is retried under the storage's
-   :class:`~selinon_like.retry.RetryPolicy`, with ``recover()`` between attempts; the first
-   attempt costs nothing extra.
+   text scrubbed of the storage's secrets (as is the text of an error of ours raised inside,
+   such as an adapter's :class:`ConfigError` quoting a driver).
+5. :func:`retried` — the call gets its deadline, ``operation_timeout`` seconds away
+   (:mod:`selinon_like.deadline`), which adapters give their drivers as timeouts; a transient
+   driver error is retried under the storage's :class:`~selinon_like.retry.RetryPolicy`, with
+   ``recover()`` between attempts, while the deadline leaves room for the backoff and for an
+   attempt as long as the last one; past it the call raises :class:`StorageUnavailable`.
+   Streams (``store_stream``, ``retrieve_stream``) are neither retried nor bounded as a whole:
+   each of their driver requests is, by the adapter's own timeouts.
 6. :func:`locked` — an adapter with ``thread_safe = False`` runs each attempt under the
    instance's ``RLock``; the lock is not held while a retry waits. (``connect`` and
    ``disconnect`` are always locked, by the storage's wrapper.)
@@ -36,7 +41,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from selinon_like.errors import SelinonLikeError, StorageError, StorageUnavailable
+from selinon_like.deadline import DEADLINE
+from selinon_like.errors import (
+    ConfigError,
+    ResultNotFound,
+    SelinonLikeError,
+    StorageError,
+    StorageUnavailable,
+)
 from selinon_like.keys import Key, check_key
 from selinon_like.masking import scrub
 from selinon_like.retry import RetryPolicy
@@ -80,9 +92,12 @@ class Operated(Protocol):
     observer: Observer | None
     _lock: threading.RLock
     _secrets: list[str]
+    _op_timeout: float | None
 
     @property
     def thread_safe(self) -> bool: ...
+
+    def default_operation_timeout(self) -> float: ...
 
     def is_transient(self, exc: BaseException) -> bool: ...
 
@@ -213,12 +228,27 @@ def translated(inner: Handler) -> Handler:
     def handle(call: Call) -> Any:
         try:
             return inner(call)
-        except _OURS:
+        except _OURS as exc:
+            if not isinstance(exc, _UNQUOTED) and call.storage._secrets:
+                _scrub_ours(exc, call.storage._secrets)
             raise
         except Exception as exc:
             raise translate(call, exc) from exc
 
     return handle
+
+
+# Our errors that never quote a driver or an option: their text need not be scrubbed.
+_UNQUOTED = (ResultNotFound, NotImplementedError)
+
+
+def _scrub_ours(exc: BaseException, secrets: list[str]) -> None:
+    """Remove the storage's secrets from the text of one of our errors raised inside an
+    operation (an adapter's message may quote a driver's, which may quote a secret)."""
+    if isinstance(exc, ConfigError):
+        for problem in exc.problems:
+            problem.message = scrub(problem.message, secrets)
+    exc.args = tuple(scrub(arg, secrets) if isinstance(arg, str) else arg for arg in exc.args)
 
 
 def translate(call: Call, exc: BaseException) -> StorageError:
@@ -235,44 +265,91 @@ def translate(call: Call, exc: BaseException) -> StorageError:
 
 def retried(inner: Handler) -> Handler:
     def handle(call: Call) -> Any:
+        storage = call.storage
+        if call.op in NOT_RETRIED:
+            return inner(call)
+        limit = storage._op_timeout
+        if limit is None:
+            limit = storage.default_operation_timeout()
+        started = time.monotonic()
+        deadline = started + limit
+        outer = DEADLINE.get()
+        if outer is not None and outer < deadline:
+            deadline = outer  # an enclosing call's deadline comes first
+        token = DEADLINE.set(deadline)
         try:
-            return inner(call)  # the first attempt: no set-up at all
-        except _OURS:
-            raise
-        except Exception as exc:
-            storage = call.storage
-            if call.op in NOT_RETRIED or not storage.is_transient(exc):
-                raise
-            error: Exception = exc
-        policy = storage.retry_policy
-        started = time.perf_counter()
-        for attempt in range(1, policy.attempts):
-            delay = policy.delay(attempt - 1)
-            log.warning(
-                "%s: %s failed (%s), retry %d of %d in %.3fs",
-                storage.storage_name,
-                call.describe(),
-                call.failure(error),
-                attempt,
-                policy.attempts - 1,
-                delay,
-            )
-            if storage.observer is not None:
-                duration = time.perf_counter() - started
-                storage.observer.event(storage, "retry", call.key, duration, error)
-            time.sleep(delay)
-            storage.recover(error)
             try:
-                return inner(call)
+                return inner(call)  # the first attempt: nothing else to set up
             except _OURS:
                 raise
             except Exception as exc:
                 if not storage.is_transient(exc):
                     raise
-                error = exc
-        raise error
+                return _retry(call, inner, exc, started, deadline, limit)
+        finally:
+            DEADLINE.reset(token)
 
     return handle
+
+
+def _retry(
+    call: Call,
+    inner: Handler,
+    error: Exception,
+    started: float,
+    deadline: float,
+    limit: float,
+) -> Any:
+    """Retry ``call`` after its first attempt failed with the transient ``error``, while the
+    policy allows attempts and the deadline leaves time for one."""
+    storage = call.storage
+    policy = storage.retry_policy
+    last = time.monotonic() - started  # how long the failed attempt took
+    for attempt in range(1, policy.attempts):
+        delay = policy.delay(attempt - 1)
+        # A retry as slow as the last attempt would end past the deadline: give up now rather
+        # than overrun it (a driver given the deadline would be cut at it anyway).
+        if time.monotonic() + delay + last > deadline:
+            raise _out_of_time(call, error, attempt, started, limit) from error
+        log.warning(
+            "%s: %s failed (%s), retry %d of %d in %.3fs",
+            storage.storage_name,
+            call.describe(),
+            call.failure(error),
+            attempt,
+            policy.attempts - 1,
+            delay,
+        )
+        if storage.observer is not None:
+            storage.observer.event(storage, "retry", call.key, time.monotonic() - started, error)
+        time.sleep(delay)
+        storage.recover(error)
+        began = time.monotonic()
+        if began >= deadline:
+            raise _out_of_time(call, error, attempt, started, limit) from error
+        try:
+            return inner(call)
+        except _OURS:
+            raise
+        except Exception as exc:
+            if not storage.is_transient(exc):
+                raise
+            error = exc
+            last = time.monotonic() - began
+    if time.monotonic() >= deadline:
+        raise _out_of_time(call, error, policy.attempts, started, limit) from error
+    raise error
+
+
+def _out_of_time(
+    call: Call, error: BaseException, attempts: int, started: float, limit: float
+) -> StorageUnavailable:
+    """The error of a call that gave up at its deadline after ``attempts`` attempts."""
+    return StorageUnavailable(
+        f"{call.storage.storage_name}: {call.describe()} failed: {call.failure(error)} (gave "
+        f"up after {attempts} attempt{'s' if attempts > 1 else ''} in "
+        f"{time.monotonic() - started:.2f} s: operation_timeout is {limit:g} s)"
+    )
 
 
 def locked(inner: Handler) -> Handler:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from threading import get_ident
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from selinon_like.deadline import DEFAULT_OPERATION_TIMEOUT
 from selinon_like.error_records import ErrorRecord, ExcInfo, record_key
 from selinon_like.errors import ConfigError, ResultNotFound
 from selinon_like.keys import Key
@@ -103,6 +104,7 @@ class DataStorage(abc.ABC):
     _op_threads: set[int]
     _configuration: dict[str, Any]
     _secrets: list[str]
+    _op_timeout: float | None  # operation_timeout; None: default_operation_timeout()
 
     def __new__(cls, *args: Any, **configuration: Any) -> DataStorage:
         # Set up here, not in __init__: a custom adapter need not call super().__init__().
@@ -114,6 +116,7 @@ class DataStorage(abc.ABC):
         self.retry_policy = DEFAULT_RETRY
         self._op_cache = None
         self._op_observer = None
+        self._op_timeout = None
         self._rechain()
         self._configuration = dict(configuration)
         self._secrets = secret_values(configuration)
@@ -155,6 +158,30 @@ class DataStorage(abc.ABC):
     def observer(self, observer: Observer | None) -> None:
         self._op_observer = observer
         self._rechain()
+
+    @property
+    def operation_timeout(self) -> float:
+        """Seconds a call may last in all, retries, backoff and reconnects included; past it
+        the call raises :class:`~selinon_like.StorageUnavailable` (set by the pool from the
+        YAML's ``operation_timeout``; :meth:`default_operation_timeout` until set)."""
+        timeout = self._op_timeout
+        return self.default_operation_timeout() if timeout is None else timeout
+
+    @operation_timeout.setter
+    def operation_timeout(self, seconds: float | None) -> None:
+        if seconds is not None and (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not 0 < seconds < float("inf")
+        ):
+            raise ValueError(f"operation_timeout must be a number of seconds > 0, not {seconds!r}")
+        self._op_timeout = None if seconds is None else float(seconds)
+
+    def default_operation_timeout(self) -> float:
+        """The ``operation_timeout`` of a storage whose configuration gives none: as long as
+        one attempt may take under the adapter's own timeouts. Adapters with timeouts override
+        it; this default (60 s) is for those with none (memory, files)."""
+        return DEFAULT_OPERATION_TIMEOUT
 
     def _rechain(self) -> None:
         lock = not self.thread_safe

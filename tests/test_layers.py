@@ -31,6 +31,7 @@ class Fake:
 
     storage_name = "Fake"
     serializer = JSON
+    _op_timeout: float | None = None  # the default: default_operation_timeout()
 
     def __init__(self, thread_safe: bool = False, transient: bool = True) -> None:
         self.thread_safe = thread_safe
@@ -47,6 +48,9 @@ class Fake:
 
     def recover(self, exc: BaseException) -> None:
         self.recovered.append(exc)
+
+    def default_operation_timeout(self) -> float:
+        return 60.0
 
 
 def call(
