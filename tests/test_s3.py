@@ -186,6 +186,18 @@ class TestS3OverHttp(StorageContract):
     def storage(self, http_storage: S3Storage) -> S3Storage:
         return http_storage
 
+    @pytest.fixture
+    def unreachable_storage(self, unreachable_port: int, secret: str) -> S3Storage:
+        return S3Storage(
+            bucket=BUCKET,
+            endpoint_url=f"http://127.0.0.1:{unreachable_port}",
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=secret,
+            region_name="us-east-1",
+            connect_timeout=1,
+            read_timeout=1,
+        )
+
 
 @pytest.fixture
 def s3(moto_endpoint: str) -> Iterator[S3Storage]:
@@ -398,6 +410,19 @@ def test_an_object_holding_another_key_is_not_read_as_this_one(s3: S3Storage) ->
         b"".join(s3.retrieve_stream(*key))
     assert s3.retrieve_many([key]) == {}
     assert list(s3.iter_keys()) == [other]  # the misplaced copy names another object
+
+
+def test_over_long_names_keep_their_flow_while_it_fits() -> None:
+    storage = S3Storage(bucket="b", prefix="p")  # names are made without any I/O
+    base = "p/results/"
+    room = MAX_KEY_BYTES - len(base) - len("_/") - len("~") - 64
+    for flow in ("a" * (room - 1), "a" * room, "a" * (room + 1), "é" * (room // 6 + 1)):
+        name = storage.object_key("results", flow, "t", "x" * 2000)
+        assert len(name.encode()) <= MAX_KEY_BYTES
+        plain = f"{base}_{flow}/~" if flow.isascii() else f"{base}_{'%c3%a9' * len(flow)}/~"
+        assert name.startswith(plain) == (len(plain) + 64 <= MAX_KEY_BYTES), len(flow)
+        if not name.startswith(plain):
+            assert name.startswith(f"{base}~") and name.count("/") == 3
 
 
 def test_the_longest_prefix_still_holds_long_keys(mocked_aws: None) -> None:
