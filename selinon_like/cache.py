@@ -2,7 +2,10 @@
 
 Read-through on ``retrieve``, refreshed on ``store``, evicted on ``delete``; keyed by the full
 ``(flow_name, task_name, task_id)``. It keeps the serialized bytes, so every hit returns a new
-object: a caller mutating what it got back never changes what the next caller sees. Each
+object: a caller mutating what it got back never changes what the next caller sees. Given the
+stored form of a record (the storage's codec reports it), it keeps that: compressed as stored,
+with the record's own expiry, which every hit checks — a cached result expires with the
+stored one, and is never kept decompressed. Each
 storage instance has its own cache, so a forked child (which builds its own instances) starts
 empty. ``hits`` and ``misses`` count lookups.
 """
@@ -15,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from selinon_like.errors import ConfigError, SerializationError
+from selinon_like.errors import ConfigError, ResultNotFound, SerializationError
 from selinon_like.keys import Key
 from selinon_like.serializers import Serializer
 
@@ -82,14 +85,29 @@ class ResultCache:
             self._entries.move_to_end(key)
             self.hits += 1
         _expires, data, serializer = entry
-        return True, serializer.loads(data)
-
-    def put(self, key: Key, value: Any, serializer: Serializer) -> None:
         try:
-            data = serializer.dumps(value)
-        except SerializationError:
-            self.evict(key)
-            return
+            return True, serializer.loads(data)
+        except ResultNotFound:  # the record's own expiry has passed
+            with self._lock:
+                if self._entries.get(key) is entry:
+                    del self._entries[key]
+                self.hits -= 1
+                self.misses += 1
+            return False, None
+
+    def put(
+        self, key: Key, value: Any, serializer: Serializer, stored: bytes | None = None
+    ) -> None:
+        """Keep ``value`` for ``key``: ``stored`` when given (the record's stored bytes, which
+        ``serializer`` loads), else ``value`` serialized by ``serializer``."""
+        if stored is not None:
+            data = stored
+        else:
+            try:
+                data = serializer.dumps(value)
+            except SerializationError:
+                self.evict(key)
+                return
         expires = time.monotonic() + self.ttl if self.ttl is not None else 0.0
         with self._lock:
             self._entries[key] = (expires, data, serializer)

@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from selinon_like.deadline import DEADLINE
+from selinon_like.envelope import seen_stored, watch_stored
 from selinon_like.errors import (
     ConfigError,
     ResultNotFound,
@@ -179,11 +180,15 @@ def cached(inner: Handler) -> Handler:
                 storage.observer.event(storage, "cache_hit" if hit else "cache_miss", call.key)
             if hit:
                 return value
+            watch_stored()
             result = inner(call)
-            cache.put(call.key, result, storage.serializer)
+            # The record as stored (compressed, with its expiry), not the value re-serialized.
+            cache.put(call.key, result, storage.serializer, seen_stored())
             return result
         if op not in _CACHE_WRITES:
             return inner(call)
+        if op == "store":
+            watch_stored()
         try:
             result = inner(call)
         except BaseException:
@@ -191,7 +196,7 @@ def cached(inner: Handler) -> Handler:
             raise
         if op == "store" and call.key is not None:
             stored = call.args[3] if len(call.args) > 3 else call.kwargs["result"]
-            cache.put(call.key, stored, storage.serializer)
+            cache.put(call.key, stored, storage.serializer, seen_stored())
         else:
             _forget(cache, call)
         return result

@@ -14,12 +14,19 @@ Two ways to write an adapter:
 * or subclass :class:`selinon_like.records.RecordStorage` and write a few primitives on bytes
   (``read``, ``write``, and ``remove``/``scan`` when the service can): every public operation,
   error records included, is then built on them.
+
+Either way ``self.serializer`` is the storage's :class:`~selinon_like.envelope.RecordCodec`:
+its ``dumps``/``loads`` serialize with the configured serializer and add what the storage's
+``ttl`` and ``compression`` ask for (an expiry, a codec, a small header), so those keys work
+for an adapter that calls ``self.serializer.dumps(result)`` as Selinon's adapters do. A record
+past its expiry makes ``loads`` raise :class:`~selinon_like.ResultNotFound`.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import functools
 import os
 import threading
@@ -28,14 +35,16 @@ from collections.abc import Callable, Iterable, Iterator
 from threading import get_ident
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from selinon_like.compression import Compression
 from selinon_like.deadline import DEFAULT_OPERATION_TIMEOUT
+from selinon_like.envelope import Expiry, RecordCodec, RecordError
 from selinon_like.error_records import ErrorRecord, ExcInfo, record_key
 from selinon_like.errors import ConfigError, ResultNotFound
 from selinon_like.keys import Key
 from selinon_like.layers import Call, Handler, chain, guarded_iter, nested_chain
 from selinon_like.masking import mask_config, secret_values
 from selinon_like.retry import DEFAULT_RETRY, RetryPolicy
-from selinon_like.serializers import JSON, Serializer
+from selinon_like.serializers import Serializer
 from selinon_like.streams import Digest
 
 if TYPE_CHECKING:
@@ -57,7 +66,10 @@ OPTIONAL_OPERATIONS = (
     "store_error_record",
     "store_stream",
     "retrieve_stream",
+    "purge_expired",
 )
+
+_UNCHANGED: Any = object()  # set_record_format(): leave this setting as it is
 
 
 # Every instance, so that a forked child can forget which threads were inside an operation.
@@ -80,22 +92,24 @@ class DataStorage(abc.ABC):
     ``store_error``, ``retrieve_error`` and ``delete`` are optional (the base raises
     ``NotImplementedError``); ``store_many``, ``retrieve_many``, ``delete_many`` and ``ping``
     have correct, slow defaults; ``iter_keys``, ``iter_error_keys``, ``store_error_record``,
-    ``store_stream`` and ``retrieve_stream`` are optional capabilities.
+    ``store_stream``, ``retrieve_stream`` and ``purge_expired`` are optional capabilities.
     :meth:`capabilities` tells which optional operations a class really offers.
 
     Set ``thread_safe = True`` only when the client handles concurrent calls itself; otherwise
     every call runs under the instance's ``RLock``.
 
     Attributes set by the pool (defaults shown): ``storage_name`` (the class name),
-    ``serializer`` (JSON), ``retry_policy`` (3 attempts, 0.05 s backoff), ``cache`` (none),
-    ``observer`` (none).
+    ``serializer`` (JSON; reading it gives the :class:`~selinon_like.envelope.RecordCodec`
+    built on it, see the module docstring), ``retry_policy`` (3 attempts, 0.05 s backoff),
+    ``cache`` (none), ``observer`` (none); ``ttl``, ``compression`` and the clock through
+    :meth:`set_record_format` (forever, none, ``time.time``).
     """
 
     thread_safe: ClassVar[bool] = False
 
     storage_name: str
-    serializer: Serializer
     retry_policy: RetryPolicy
+    _op_codec: RecordCodec
     _op_cache: ResultCache | None
     _op_observer: Observer | None
     _op_chain: Handler  # the layers this instance's operations need (see layers.chain)
@@ -112,7 +126,7 @@ class DataStorage(abc.ABC):
         self._lock = threading.RLock()
         self._op_threads = set()  # the threads inside an operation on this instance
         self.storage_name = cls.__name__
-        self.serializer = JSON
+        self._op_codec = RecordCodec()
         self.retry_policy = DEFAULT_RETRY
         self._op_cache = None
         self._op_observer = None
@@ -140,6 +154,53 @@ class DataStorage(abc.ABC):
         return f"<{type(self).__name__} {self.storage_name!r}{' ' + shown if shown else ''}>"
 
     @property
+    def serializer(self) -> Serializer:
+        """The storage's :class:`~selinon_like.envelope.RecordCodec` (a serializer that adds
+        header, compression and expiry). Set it to a plain serializer (``json``, ``pickle``,
+        an object with ``dumps``/``loads``); setting a codec takes the serializer inside it."""
+        return self._op_codec
+
+    @serializer.setter
+    def serializer(self, serializer: Serializer) -> None:
+        if isinstance(serializer, RecordCodec):
+            serializer = serializer.serializer
+        self._op_codec = dataclasses.replace(self._op_codec, serializer=serializer)
+
+    @property
+    def record_codec(self) -> RecordCodec:
+        """How results and error records become stored bytes: serializer, ``compression``,
+        ``ttl`` and clock (see :meth:`set_record_format`)."""
+        return self._op_codec
+
+    def set_record_format(
+        self,
+        *,
+        ttl: Expiry = _UNCHANGED,
+        compression: Compression = _UNCHANGED,
+        clock: Callable[[], float] = _UNCHANGED,
+    ) -> None:
+        """Set how long records live (``ttl``), how results are compressed, and the clock
+        (seconds since the epoch) expiry is computed and checked with; settings not given
+        stay as they are. The pool calls it from the YAML's ``ttl`` and ``compression``;
+        tests give a clock they can move."""
+        changes: dict[str, Any] = {}
+        if ttl is not _UNCHANGED:
+            if not isinstance(ttl, Expiry):
+                raise TypeError(f"ttl must be an Expiry, not {type(ttl).__name__}")
+            changes["ttl"] = ttl
+        if compression is not _UNCHANGED:
+            if not isinstance(compression, Compression):
+                raise TypeError(
+                    f"compression must be a Compression, not {type(compression).__name__}"
+                )
+            changes["compression"] = compression
+        if clock is not _UNCHANGED:
+            if not callable(clock):
+                raise TypeError(f"clock must be callable, not {type(clock).__name__}")
+            changes["clock"] = clock
+        self._op_codec = dataclasses.replace(self._op_codec, **changes)
+
+    @property
     def cache(self) -> ResultCache | None:
         """The per-process read cache (set by the pool from ``cache:``), or None."""
         return self._op_cache
@@ -147,6 +208,8 @@ class DataStorage(abc.ABC):
     @cache.setter
     def cache(self, cache: ResultCache | None) -> None:
         self._op_cache = cache
+        # The cache keeps the stored bytes of what it caches: the codec reports them.
+        self._op_codec = dataclasses.replace(self._op_codec, watch=cache is not None)
         self._rechain()
 
     @property
@@ -248,8 +311,9 @@ class DataStorage(abc.ABC):
         trip (or a few batched ones) where the service allows. Every result is serialized
         first, so one the serializer refuses stores nothing."""
         items = list(items)
+        dumps = self._op_codec.serializer.dumps  # a check only: no compression, no header
         for _flow, _task, _task_id, result in items:
-            self.serializer.dumps(result)
+            dumps(result)
         return [self.store(flow, task, task_id, result) for flow, task, task_id, result in items]
 
     def retrieve_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
@@ -301,6 +365,16 @@ class DataStorage(abc.ABC):
         """The chunks of a blob stored with :meth:`store_stream`."""
         raise self._not_implemented("retrieve_stream")
 
+    def purge_expired(
+        self, dry_run: bool = False, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Remove the records (results and error records) past their expiry; how many.
+
+        In bounded batches, never removing a record that has not expired, while other
+        processes store and read. ``progress`` is called with each batch's count; with
+        ``dry_run`` nothing is removed and the count is of the expired records found."""
+        raise self._not_implemented("purge_expired")
+
     # -- helpers for adapter authors -------------------------------------------------------
 
     def not_found(
@@ -349,7 +423,7 @@ _BULK_OPS = {
     "retrieve_many": "(flow_name, task_name, task_id)",
     "delete_many": "(flow_name, task_name, task_id)",
 }
-_PLAIN_OPS = ("connect", "disconnect", "ping")
+_PLAIN_OPS = ("connect", "disconnect", "ping", "purge_expired")
 _ALWAYS_LOCKED = frozenset({"connect", "disconnect"})  # even on a thread-safe adapter
 _ITER_OPS = ("iter_keys", "iter_error_keys")
 
@@ -360,12 +434,25 @@ def _enter(storage: DataStorage, call: Call) -> Any:
     busy = storage._op_threads
     thread = get_ident()
     if thread in busy:
-        return storage._op_nested(call)
+        try:
+            return storage._op_nested(call)
+        except RecordError as exc:
+            raise _located(storage, call, exc) from exc.__cause__
     busy.add(thread)  # set.add/discard/in are atomic: no lock needed
     try:
         return storage._op_chain(call)
+    except RecordError as exc:
+        # Raised by the codec (an expired or damaged record) inside an adapter's own code,
+        # which did not say which key it was reading: the call knows.
+        raise _located(storage, call, exc) from exc.__cause__
     finally:
         busy.discard(thread)
+
+
+def _located(storage: DataStorage, call: Call, exc: RecordError) -> BaseException:
+    if call.key is None:
+        return exc
+    return exc.located(storage.storage_name, call.key)
 
 
 def _mark(wrapper: F) -> F:

@@ -317,14 +317,14 @@ def test_pickle_named_in_yaml_stores_python_objects(tmp_path: Path) -> None:
     value = {"point": Point(3, 4), "tags": {"a", "b"}, "pair": (1, 2)}
     storage.store("flow", "task", "1", value)
     assert storage.retrieve("flow", "task", "1") == value
-    assert storage.serializer is PICKLE
+    assert storage.record_codec.serializer is PICKLE  # serializer: the codec built on it
 
 
 def test_json_is_the_default_and_stays_strict_through_a_pool(tmp_path: Path) -> None:
     storage = StoragePool.from_dict(
         {"storages": [{"name": "Mem", "classname": "memory"}]}
     ).get_connected_storage("Mem")
-    assert storage.serializer is JSON
+    assert storage.record_codec.serializer is JSON
     with pytest.raises(SerializationError, match="set"):
         storage.store("flow", "task", "1", {"s": {1}})
     with pytest.raises(SerializationError, match="set"):
