@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from selinon_like import options
 from selinon_like.cache import CacheSpec
 from selinon_like.errors import ConfigError
 from selinon_like.masking import mask_config, scrub, secret_values
@@ -49,6 +50,7 @@ STORAGE_KEYS = (
     "cache",
     "retry",
     "trace",
+    "operation_timeout",
 )
 CACHE_KEYS = ("max_size", "ttl")
 RETRY_KEYS = ("attempts", "backoff", "max_backoff", "jitter")
@@ -67,6 +69,7 @@ class StorageSpec:
     cache: CacheSpec | None
     line: int | None = None
     tracers: list[Tracer] = field(default_factory=list)
+    operation_timeout: float | None = None  # None: the adapter's default_operation_timeout()
 
     def __repr__(self) -> str:
         return (
@@ -80,6 +83,7 @@ class StorageSpec:
         instance.storage_name = self.name
         instance.serializer = self.serializer
         instance.retry_policy = self.retry
+        instance.operation_timeout = self.operation_timeout
         instance.cache = self.cache.build() if self.cache is not None else None
         instance.observer = Observer(self.name, self.tracers, secret_values(self.configuration))
         return instance
@@ -465,6 +469,11 @@ def _build(
         cache = CacheSpec.from_config(entry.get("cache"))
     except ConfigError as exc:
         problems.append(located(exc, exc.key))
+    operation_timeout: float | None = None
+    try:
+        operation_timeout = _operation_timeout(entry.get("operation_timeout"))
+    except ConfigError as exc:
+        problems.append(located(exc, "operation_timeout"))
 
     tracers = list(global_tracers)
     if entry.get("trace"):
@@ -482,6 +491,7 @@ def _build(
     if problems or cls is None or serializer is None or retry is None:
         raise _combined(problems)  # each of those is None only after a problem was recorded
     spec = StorageSpec(name, cls, configuration, serializer, retry, cache, doc.line(path), tracers)
+    spec.operation_timeout = operation_timeout
     try:
         instance = spec.build()
     except ConfigError as exc:
@@ -500,6 +510,16 @@ def _build(
             "configuration",
         ) from exc
     return spec, instance
+
+
+def _operation_timeout(value: Any) -> float | None:
+    """``operation_timeout``: seconds (> 0), or None (left out) for the adapter's default."""
+    if value is None:
+        return None
+    seconds = options.as_float("operation_timeout", value, minimum=0.0)
+    if seconds <= 0:
+        raise ConfigError("must be a number of seconds above 0", key="operation_timeout")
+    return seconds
 
 
 def _retry_policy(value: Any) -> RetryPolicy:
