@@ -315,6 +315,37 @@ class StoragePool:
         ]
 
     @_PoolMethod
+    def purge_expired(
+        self,
+        name: str | None = None,
+        *,
+        dry_run: bool = False,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> dict[str, int]:
+        """Remove the expired records of storage ``name``, or of every storage that can purge
+        (see :meth:`DataStorage.purge_expired`); how many, by storage name. A storage whose
+        adapter cannot purge is left out when ``name`` is None, and raises
+        ``NotImplementedError`` when named. ``progress(name, count)`` follows each batch;
+        ``dry_run`` counts the expired records and removes nothing."""
+        names = [name] if name is not None else self.names()
+        removed: dict[str, int] = {}
+        for each in names:
+            spec = self._config.storages.get(each)
+            if spec is None:
+                self.get_connected_storage(each)  # the unknown-name error, listing the known
+                continue
+            if name is None and "purge_expired" not in spec.cls.capabilities():
+                continue
+            storage = self.get_connected_storage(each)
+
+            def report(count: int, storage_name: str = each) -> None:
+                if progress is not None:
+                    progress(storage_name, count)
+
+            removed[each] = storage.purge_expired(dry_run=dry_run, progress=report)
+        return removed
+
+    @_PoolMethod
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per storage connected in this process: counts and latency percentiles (ms) per
         operation, retries, and cache hits/misses."""

@@ -33,6 +33,8 @@ suite                          checks
 :class:`BulkContract`          ``store_many`` / ``retrieve_many``
 :class:`StreamingContract`     ``store_stream`` / ``retrieve_stream``, their ``Digest``
 :class:`ResilienceContract`    fork, 8 threads on one instance, secrets, an unreachable service
+:class:`ExpiryContract`        ``ttl`` (a :class:`MovableClock`), ``purge_expired``, compression and
+                               serializer changes on stored records, damaged headers
 =============================  ====================================================================
 
 Every test works under a flow name of its own, so one instance (even on a shared server) can
@@ -57,6 +59,7 @@ pytest.register_assert_rewrite(
             "bulk",
             "delete",
             "error_records",
+            "expiry",
             "listing",
             "resilience",
             "results",
@@ -70,6 +73,7 @@ from selinon_like.testing.bulk import BulkContract  # noqa: E402
 from selinon_like.testing.data import AWKWARD_KEYS, AWKWARD_RESULTS, COLLIDING_KEYS  # noqa: E402
 from selinon_like.testing.delete import DeleteContract  # noqa: E402
 from selinon_like.testing.error_records import ErrorRecordsContract  # noqa: E402
+from selinon_like.testing.expiry import ExpiryContract, MovableClock  # noqa: E402
 from selinon_like.testing.listing import ListingContract  # noqa: E402
 from selinon_like.testing.resilience import ResilienceContract  # noqa: E402
 from selinon_like.testing.results import ResultsContract  # noqa: E402
@@ -83,7 +87,9 @@ __all__ = [
     "ContractBase",
     "DeleteContract",
     "ErrorRecordsContract",
+    "ExpiryContract",
     "ListingContract",
+    "MovableClock",
     "ResilienceContract",
     "ResultsContract",
     "StorageContract",
@@ -101,6 +107,7 @@ class StorageContract(
     BulkContract,
     StreamingContract,
     ResilienceContract,
+    ExpiryContract,
 ):
     """Every suite of the kit. Subclass it and provide a ``storage`` fixture; the tests of a
     capability the adapter does not offer skip, naming the missing method."""
