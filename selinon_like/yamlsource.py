@@ -1,12 +1,20 @@
 """Reading a YAML configuration as plain Python, remembering the line of every key.
 
 :class:`YamlDocument` parses with PyYAML's safe loader (plain YAML tags only, at most
-100,000 values, no self-referencing alias) and records the line each path of the document was
-written at, so a later check can report a problem at its line, even one inside a repeated
-alias (the line where the alias is used, not the anchor's). ``${VAR}``, ``${VAR:-default}`` and
-the literal ``$${`` are expanded once, here, in string values: an unquoted value is re-typed
-after expansion (``port: ${PORT:-6379}`` is an int). A mistake in a reference is kept in
+1 MiB of text — checked before anything is parsed — and 100,000 values, no self-referencing
+alias) and records the line each path of the document was written at, so a later check can
+report a problem at its line, even one inside a repeated alias (the line where the alias is
+used, not the anchor's). ``${VAR}``, ``${VAR:-default}`` and the literal ``$${`` are expanded
+once, here, in string values: an unquoted value is re-typed after expansion
+(``port: ${PORT:-6379}`` is an int). A mistake in a reference is kept in
 :attr:`YamlDocument.env_problems` to be reported with the document's other problems.
+
+Secret-like adapter options (``password``, keys, tokens: see
+:func:`~selinon_like.masking.is_secret_key`) stay strings whatever YAML would type them as:
+``password: ${REDIS_PASSWORD}`` is the variable's text even when it reads ``null``, ``~``,
+``yes`` or ``0123``, and an unquoted ``password: 0123`` is ``"0123"``, not the number 83. An
+empty or null password is written as such (``password: null``, ``password: ""``), never the
+accident of a value's look.
 
 What the values mean (storages, tasks, options) is :mod:`selinon_like.config`'s business.
 """
@@ -24,7 +32,7 @@ import yaml
 from selinon_like.errors import ConfigError
 from selinon_like.masking import MASK, is_secret_key
 
-__all__ = ["Path", "YamlDocument", "expand_env", "key_of", "read_text"]
+__all__ = ["MAX_BYTES", "Path", "YamlDocument", "expand_env", "key_of", "read_text"]
 
 Path = tuple[Any, ...]
 """Where a value sits in the document: mapping keys and sequence indexes from the top."""
@@ -34,6 +42,8 @@ _SAFE_TAGS = {
     for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge")
 }
 _MAX_NODES = 100_000
+MAX_BYTES = 1024 * 1024
+"""The largest configuration read (in bytes of a file, characters of a stream or a string)."""
 _ENV = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -42,16 +52,36 @@ class _Loader(yaml.SafeLoader):
     """The safe loader, remembering where each alias is used: PyYAML's nodes only keep the
     anchor's position, and an error in a repeated alias should point at the repetition."""
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, source: str) -> None:
         super().__init__(stream)
+        self.source = source
         self.alias_lines: dict[tuple[int, int | None], int] = {}
+        self.tagged: set[int] = set()  # scalars given a tag explicitly (`!!int 1`)
+        self.nodes = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            line: int = event.start_mark.line + 1
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            line: int = event.start_mark.line + 1  # type: ignore[union-attr]
             self.alias_lines[_slot(parent, index)] = line
+        else:
+            # Counted while composing, so a huge document stops here, not after PyYAML built
+            # all of it (the count after alias expansion is YamlDocument._convert's).
+            self.nodes += 1
+            if self.nodes > _MAX_NODES:
+                raise ConfigError(
+                    f"the document has more than {_MAX_NODES} values",
+                    file=self.source,
+                    line=event.start_mark.line + 1,
+                )
         return super().compose_node(parent, index)
+
+    def compose_scalar_node(self, anchor: Any) -> yaml.ScalarNode:
+        tag = self.peek_event().tag  # type: ignore[no-untyped-call]
+        node = super().compose_scalar_node(anchor)
+        if tag not in (None, "!"):
+            self.tagged.add(id(node))
+        return node
 
 
 def _slot(parent: yaml.Node | None, index: Any) -> tuple[int, int | None]:
@@ -82,7 +112,9 @@ class YamlDocument:
         return ConfigError(message, file=self.source, line=self.line(path), **context)
 
     def parse(self, text: str) -> Any:
-        loader = _Loader(text)
+        if len(text) > MAX_BYTES:
+            raise _too_large(self.source, f"{len(text):,} characters")
+        loader = _Loader(text, self.source)
         try:
             node = loader.get_single_node()
             if node is None:
@@ -180,15 +212,23 @@ class YamlDocument:
         if not isinstance(node, yaml.ScalarNode):  # the three node kinds are exhaustive
             raise ConfigError("unexpected YAML node", file=self.source, line=line)
         is_key = bool(path) and path[-1] == "<key>"
+        secret = not is_key and _secret_option(path)
         if node.tag == "tag:yaml.org,2002:str" and "$" in node.value and not is_key:
             expanded = self._expand(node.value, path)
-            if node.style is None:  # plain scalar: type it as if written literally
+            if node.style is None and not secret:  # plain: type it as if written literally
                 tag: str = loader.resolve(  # type: ignore[no-untyped-call]
                     yaml.ScalarNode, expanded, (True, False)
                 )
                 node = yaml.ScalarNode(tag, expanded, node.start_mark, node.end_mark, None)
             else:
                 return expanded
+        if (
+            secret
+            and node.style is None
+            and node.tag not in (_STR, _NULL)
+            and id(node) not in loader.tagged
+        ):
+            return node.value  # a password that looks like a number, a date or a boolean
         try:
             return loader.construct_object(node, deep=True)
         except yaml.MarkedYAMLError:
@@ -222,6 +262,29 @@ class YamlDocument:
         if isinstance(value, (list, tuple)):
             return [self.plain(item, (*path, index)) for index, item in enumerate(value)]
         return copy.deepcopy(value)
+
+
+_STR = "tag:yaml.org,2002:str"
+_NULL = "tag:yaml.org,2002:null"
+
+
+def _secret_option(path: Path) -> bool:
+    """Whether ``path`` is a secret-like option inside a storage's ``configuration``."""
+    return (
+        len(path) >= 4
+        and path[0] == "storages"
+        and path[2] == "configuration"
+        and isinstance(path[-1], str)
+        and is_secret_key(path[-1])
+    )
+
+
+def _too_large(source: str, size: str) -> ConfigError:
+    return ConfigError(
+        f"the configuration is {size}; at most {MAX_BYTES:,} are read (a storage "
+        "configuration takes a few kilobytes: is this the right file?)",
+        file=source,
+    )
 
 
 def key_of(path: Path) -> str | None:
@@ -271,15 +334,24 @@ def read_text(source: str | os.PathLike[str] | IO[str]) -> tuple[str, str]:
     if not isinstance(source, (str, os.PathLike)):
         name = str(getattr(source, "name", "<stream>"))
         try:
-            text = source.read()
+            text = source.read(MAX_BYTES + 1)  # never more than the cap in memory
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read the configuration: {exc}", file=name) from None
+        if len(text) > MAX_BYTES:
+            raise _too_large(name, f"more than {MAX_BYTES:,} characters")
         return name, text
     name = os.fspath(source)
     try:
-        with open(name, encoding="utf-8") as handle:
-            return name, handle.read()
+        with open(name, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_BYTES:  # refused before a byte is read
+                raise _too_large(name, f"{size:,} bytes")
+            data = handle.read(MAX_BYTES + 1)  # a pipe or /proc file reports no size
     except OSError as exc:
         raise ConfigError(f"cannot read the configuration: {exc.strerror}", file=name) from None
+    if len(data) > MAX_BYTES:
+        raise _too_large(name, f"more than {MAX_BYTES:,} bytes")
+    try:
+        return name, data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError("the configuration is not UTF-8 text", file=name) from None
