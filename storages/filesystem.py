@@ -5,19 +5,27 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import tempfile
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
 from selinon_like import options
+from selinon_like.envelope import RecordError, expiry_of
 from selinon_like.keys import Key, encode_part
-from selinon_like.records import Kind, RecordStorage
+from selinon_like.records import PURGE_BATCH, Kind, RecordStorage
 from selinon_like.streams import DEFAULT_CHUNK_SIZE, Digest, DigestingReader
 
 __all__ = ["Filesystem"]
 
+log = logging.getLogger("selinon_like")
+
+# Bytes after the key line enough for any record header (18 + a 255-byte serializer name).
+_HEADER_BYTES = 512
+_WHAT = {"results": "result", "errors": "error record"}
 # Longest encoded name kept as is; longer parts are hashed (file names stop at 255 bytes).
 _MAX_NAME = 200
 
@@ -52,6 +60,14 @@ class Filesystem(RecordStorage):
     ``retrieve_stream`` reads it back in 8 MiB chunks. Streamed files hold the raw bytes after
     the header line and live with the results (``iter_keys`` lists them, ``delete`` removes
     them); read them with ``retrieve_stream``.
+
+    Expiry (``ttl``): the file of an expiring record gets its expiry time as its modification
+    time (set on the temporary file, before the rename). :meth:`purge_expired` walks the tree
+    and skips, on the directory listing's ``stat`` alone, every file whose modification time
+    is still ahead; the others it opens for their header's expiry. An expired file is removed
+    by renaming it aside and unlinking it only if it is still the file that was judged (same
+    inode): one a writer put in its place meanwhile is put back, or dropped if an even newer
+    one is already there — readers may miss that new record for the microseconds between.
 
     Configuration:
 
@@ -104,9 +120,11 @@ class Filesystem(RecordStorage):
         flow_name, task_name, task_id = key
         return self.root / kind / _name(flow_name) / _name(task_name) / _name(task_id)
 
-    def _write(self, path: Path, key: Key, chunks: Iterable[bytes]) -> str:
-        """Write header and chunks to a temporary file, then move it over ``path``; the
-        record id (the path under the root)."""
+    def _write(
+        self, path: Path, key: Key, chunks: Iterable[bytes], expires_at: float | None = None
+    ) -> str:
+        """Write header and chunks to a temporary file (modified at ``expires_at`` when
+        given), then move it over ``path``; the record id (the path under the root)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
@@ -117,6 +135,8 @@ class Filesystem(RecordStorage):
                 if self.fsync:
                     handle.flush()
                     os.fsync(handle.fileno())
+            if expires_at is not None:
+                os.utime(temp, (expires_at, expires_at))
             os.replace(temp, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -145,8 +165,8 @@ class Filesystem(RecordStorage):
         with handle:
             return handle.read()
 
-    def write(self, kind: Kind, key: Key, data: bytes) -> str:
-        return self._write(self._path(kind, key), key, (data,))
+    def write(self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None) -> str:
+        return self._write(self._path(kind, key), key, (data,), expires_at)
 
     def remove(self, kind: Kind, key: Key) -> bool:
         try:
@@ -169,6 +189,63 @@ class Filesystem(RecordStorage):
                     except FileNotFoundError:
                         continue  # deleted while we listed
                     yield flow, task, task_id
+
+    def purge(self, kind: Kind, now: float, dry_run: bool) -> Iterator[int]:
+        count = 0
+        for flow_dir in _dirs(self.root / kind):
+            for task_dir in _dirs(flow_dir):
+                for entry in _entries(task_dir):
+                    if entry.name.startswith(".") or not entry.is_file():
+                        continue
+                    try:
+                        if entry.stat().st_mtime > now:
+                            continue  # an expiring file not due yet: not even opened
+                    except FileNotFoundError:
+                        continue
+                    if self._purge_file(kind, entry.path, now, dry_run):
+                        count += 1
+                        if count >= PURGE_BATCH:
+                            yield count
+                            count = 0
+        if count:
+            yield count
+
+    def _purge_file(self, kind: Kind, path: str, now: float, dry_run: bool) -> bool:
+        """Remove the file at ``path`` if its record has expired at ``now``; whether it was
+        expired (and, unless ``dry_run``, removed)."""
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed below, before the rename
+        except FileNotFoundError:
+            return False
+        with handle:
+            key_line = handle.readline()
+            head = handle.read(_HEADER_BYTES)
+            judged = os.fstat(handle.fileno()).st_ino
+        try:
+            expires = expiry_of(head)
+        except RecordError as exc:
+            key = tuple(json.loads(key_line))
+            where = exc.located(self.storage_name, (key[0], key[1], key[2]), _WHAT[kind])
+            log.warning("%s: purge leaves it in place", where)
+            return False
+        if expires is None or expires > now:
+            return False
+        if dry_run:
+            return True
+        aside = os.path.join(os.path.dirname(path), f".purge-{uuid.uuid4().hex}")
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return False  # deleted meanwhile
+        try:
+            if os.stat(aside).st_ino == judged:
+                return True
+            # A writer replaced the file between our read and the rename: its record is new.
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, path)
+            return False
+        finally:
+            os.unlink(aside)
 
     # -- streams --------------------------------------------------------------------------
 
