@@ -65,7 +65,7 @@ def round_trip(spec: StorageSpec, connected: Callable[[], DataStorage]) -> Stora
     if "delete" not in spec.cls.capabilities():
         note = (
             f"read only: {spec.cls.__name__}.delete() is not implemented, so no scratch result "
-            "was written (it could not be removed)"
+            "was written"
         )
         return _probe(spec, connected, lambda storage: storage.ping(), note)
 
