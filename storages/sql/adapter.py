@@ -251,16 +251,17 @@ class SqlStorage(RecordStorage):
         )
 
     def _create_tables(self, engine: Engine) -> None:
-        metadata = self._results.metadata
-        try:
-            metadata.create_all(engine, checkfirst=True)
-        except Exception:
-            # Another process may have created them between the check and CREATE TABLE.
-            import sqlalchemy as sa
+        import sqlalchemy as sa
 
-            names = set(sa.inspect(engine).get_table_names())
-            if not {self._results.name, self._errors.name} <= names:
-                raise
+        with engine.connect() as conn:  # a server that cannot be reached fails here, once
+            try:
+                with conn.begin():
+                    self._results.metadata.create_all(conn, checkfirst=True)
+            except sa.exc.DBAPIError:
+                # Another process may have created them between the check and CREATE TABLE.
+                names = set(sa.inspect(conn).get_table_names())
+                if not {self._results.name, self._errors.name} <= names:
+                    raise
 
     def is_connected(self) -> bool:
         return self._executor is not None
@@ -348,7 +349,11 @@ class SqlStorage(RecordStorage):
                 found.update((digest, bytes(data)) for digest, data in cursor.fetchall())
         return [found.get(digest) for digest in digests]
 
-    def write_many(self, kind: Kind, items: Sequence[tuple[Key, bytes]]) -> list[str]:
+    def write_many(
+        self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
+    ) -> list[str]:
+        # expires_at is not kept in a column: a record's expiry is in its header, which every
+        # read checks (and purge reads).
         sql = self._sql[kind]
         rows = [make_row(key, sql.column, data) for key, data in items]
         # One row per key (the last one given wins): an upsert may touch a row only once.
