@@ -4,6 +4,8 @@
 ``str``, ``int`` of any size, finite ``float``, ``bool`` and ``None``. Anything else — a ``set``,
 ``bytes``, a dict with non-``str`` keys (JSON would silently turn ``1`` into ``"1"``), ``NaN`` —
 raises :class:`~selinon_like.errors.SerializationError` naming the type, and nothing is stored.
+A result nested more than 500 levels deep is refused the same way: every result ``json``
+accepts is one it can read back, from any caller's stack depth.
 
 ``pickle`` accepts any picklable object. It is an explicit opt-in: loading a pickle runs code,
 so never point a pickle storage at data someone else can write.
@@ -13,6 +15,10 @@ named in the YAML by dotted path (``mypkg.serial:MSGPACK`` or ``mypkg.serial.MSG
 module name (``marshal``) or a class (instantiated without arguments). ``loads`` is given the
 stored bytes; one that refuses bytes with a ``TypeError`` is given them decoded as UTF-8 (for a
 ``dumps`` that returns ``str``). Its errors become ``SerializationError``.
+
+Every serializer here, custom ones included, that runs out of stack (``RecursionError``) on a
+deep result or stored value tries again on a new thread, whose stack is empty: how deep the
+caller's own stack is never decides whether a result can be stored or read.
 """
 
 from __future__ import annotations
@@ -21,14 +27,16 @@ import decimal
 import json
 import math
 import pickle
+import threading
 import uuid
-from collections.abc import Iterable, Iterator
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from selinon_like.errors import ConfigError, SerializationError
 from selinon_like.importing import import_module, import_object
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "JsonSerializer",
     "PickleSerializer",
     "Serializer",
@@ -45,6 +53,13 @@ class Serializer(Protocol):
 
     def loads(self, data: bytes) -> Any: ...
 
+
+T = TypeVar("T")
+
+MAX_JSON_DEPTH = 500
+"""How deeply a result may nest lists and dicts to be stored as JSON. Python's decoder recurses
+once per level; 500 levels leave room for it on any thread's fresh stack (the default
+recursion limit is 1,000)."""
 
 _SCALARS = (str, int, float, bool, type(None))
 # Above this many bits an int may exceed Python's int/str conversion limit (4300 digits by
@@ -144,6 +159,59 @@ def _parse_int(text: str) -> int:
     return int(text) if len(text) < 4000 else int(decimal.Decimal(text))
 
 
+def _deeper_than(obj: Any, limit: int) -> bool:
+    """Whether lists and dicts nest more than ``limit`` levels in ``obj`` (free of cycles)."""
+    stack = [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        members = item.values() if isinstance(item, dict) else item
+        stack.extend((value, depth + 1) for value in members if isinstance(value, _CONTAINERS))
+    return False
+
+
+def _on_fresh_stack(fn: Callable[[Any], T], arg: Any) -> T:
+    """``fn(arg)`` on a new thread, from an empty stack; its result, or its exception."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, fn(arg)))
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="selinon-like-deep-value", daemon=True)
+    thread.start()
+    thread.join()
+    done, value = outcome[0]
+    if not done:
+        raise value
+    result: T = value
+    return result
+
+
+def _any_stack(fn: Callable[[Any], T], arg: Any) -> T:
+    """``fn(arg)``; when it runs out of stack, again from an empty one (a deep value met on a
+    deep caller's stack)."""
+    try:
+        return fn(arg)
+    except RecursionError:
+        return _on_fresh_stack(fn, arg)
+
+
+def _decode(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):
+            try:
+                return json.loads(data, parse_int=_parse_int)
+            except ValueError as again:
+                exc = again
+        raise SerializationError(f"stored data is not valid JSON: {exc}") from exc
+
+
 class JsonSerializer:
     """Compact UTF-8 JSON; strict about what comes back unchanged."""
 
@@ -151,7 +219,28 @@ class JsonSerializer:
 
     def dumps(self, obj: Any) -> bytes:
         try:
-            text = _ENCODER.encode(obj)
+            text = _any_stack(self._encode, obj)
+        except RecursionError as exc:
+            raise SerializationError(
+                "cannot serialize the result as JSON: it is nested too deeply"
+            ) from exc
+        # Fewer brackets than the limit cannot nest deeper: the exact walk is seldom needed.
+        if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _deeper_than(obj, MAX_JSON_DEPTH):
+            raise SerializationError(
+                f"cannot serialize the result as JSON: it nests lists and dicts more than "
+                f"{MAX_JSON_DEPTH} levels deep, more than can be read back everywhere"
+            )
+        _check_json_keys(obj)
+        try:
+            return text.encode("utf-8")
+        except UnicodeError as exc:  # a lone surrogate in a str
+            raise SerializationError(
+                f"cannot serialize the result as JSON: a str is not valid Unicode ({exc})"
+            ) from exc
+
+    def _encode(self, obj: Any) -> str:
+        try:
+            text: str = _ENCODER.encode(obj)
         except TypeError as exc:
             culprit = _first_non_json(obj)
             raise SerializationError(
@@ -160,17 +249,7 @@ class JsonSerializer:
             ) from exc
         except ValueError as exc:
             text = self._dumps_slow(obj, exc)
-        except RecursionError as exc:
-            raise SerializationError(
-                "cannot serialize the result as JSON: it is nested too deeply"
-            ) from exc
-        _check_json_keys(obj)
-        try:
-            return text.encode("utf-8")
-        except UnicodeError as exc:  # a lone surrogate in a str
-            raise SerializationError(
-                f"cannot serialize the result as JSON: a str is not valid Unicode ({exc})"
-            ) from exc
+        return text
 
     def _dumps_slow(self, obj: Any, exc: ValueError) -> str:
         """NaN/infinity, circular references, or ints too long for the fast path."""
@@ -198,19 +277,18 @@ class JsonSerializer:
 
     def loads(self, data: bytes) -> Any:
         try:
-            return json.loads(data)
-        except ValueError as exc:
-            if "integer string conversion" in str(exc):
-                try:
-                    return json.loads(data, parse_int=_parse_int)
-                except (ValueError, RecursionError) as again:
-                    exc = again  # type: ignore[assignment]
-            raise SerializationError(f"stored data is not valid JSON: {exc}") from exc
+            return _any_stack(_decode, data)
         except RecursionError as exc:
-            raise SerializationError(f"stored data is not valid JSON: {exc}") from exc
+            raise SerializationError(
+                f"stored data is not valid JSON: nested too deeply ({exc})"
+            ) from exc
 
     def __repr__(self) -> str:
         return "JsonSerializer()"
+
+
+def _pickle(obj: Any) -> bytes:
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class PickleSerializer:
@@ -220,7 +298,7 @@ class PickleSerializer:
 
     def dumps(self, obj: Any) -> bytes:
         try:
-            return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+            return _any_stack(_pickle, obj)
         except Exception as exc:
             raise SerializationError(
                 f"cannot pickle a value of type {type(obj).__name__}: {exc}"
@@ -228,7 +306,7 @@ class PickleSerializer:
 
     def loads(self, data: bytes) -> Any:
         try:
-            return pickle.loads(data)
+            return _any_stack(pickle.loads, data)
         except Exception as exc:
             raise SerializationError(f"stored data is not a valid pickle: {exc}") from exc
 
@@ -245,7 +323,7 @@ class SerializerAdapter:
 
     def dumps(self, obj: Any) -> bytes:
         try:
-            data = self.inner.dumps(obj)
+            data = _any_stack(self.inner.dumps, obj)
         except Exception as exc:
             raise SerializationError(
                 f"serializer {self.name!r} cannot serialize a value of type "
@@ -263,11 +341,11 @@ class SerializerAdapter:
     def loads(self, data: bytes) -> Any:
         try:
             try:
-                return self.inner.loads(data)
+                return _any_stack(self.inner.loads, data)
             except TypeError:
                 # A loads() written for the str its dumps() returned: give it text.
                 text = bytes(data).decode("utf-8")
-                return self.inner.loads(text)
+                return _any_stack(self.inner.loads, text)
         except Exception as exc:
             raise SerializationError(
                 f"serializer {self.name!r} cannot load stored data: {type(exc).__name__}: {exc}"
