@@ -68,6 +68,7 @@ __all__ = [
     "UnreadableRecord",
     "expiry_of",
     "has_header",
+    "header_length",
     "seen_stored",
     "watch_stored",
 ]
@@ -247,6 +248,12 @@ def _parse(data: bytes) -> tuple[int, int, bytes, int]:
     if zlib.crc32(memoryview(data)[:end]) != crc:
         raise CorruptRecord("its header fails its checksum")
     return codec, expires, bytes(data[_FIXED.size : end]), end + _CRC.size
+
+
+def header_length(data: bytes) -> int:
+    """How many bytes the header ``data`` starts with takes (where its payload starts);
+    ``data`` must start with one (:func:`has_header`) and hold at least its first 6 bytes."""
+    return _FIXED.size + data[5] + _CRC.size
 
 
 def expiry_of(data: bytes) -> float | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import functools
 import logging
+import math
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -13,11 +14,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from selinon_like import options
+from selinon_like.envelope import RecordError, expiry_of, has_header, header_length
 from selinon_like.errors import ConfigError
 from selinon_like.importing import missing_driver
 from selinon_like.keys import Key, pack_key, unpack_key
 from selinon_like.masking import mask_url, scrub
-from selinon_like.records import ERRORS, RESULTS, Kind, RecordStorage
+from selinon_like.records import ERRORS, PURGE_BATCH, RESULTS, Kind, RecordStorage
 
 __all__ = ["Redis"]
 
@@ -32,6 +34,21 @@ _CHUNK_BYTES = 16 * 1024 * 1024
 # A value larger than this goes to the socket from its own buffer, not copied into a request.
 _OWN_BUFFER = 64 * 1024
 _SENTINELS_EXAMPLE = "[[sentinel-1, 26379], [sentinel-2, 26379]]"
+# GETRANGE of this many bytes holds any record header (18 + a 255-byte serializer name).
+_HEADER_BYTES = 512
+# Deletes each key of KEYS whose stored value still starts with the matching ARGV: the header
+# purge judged expired. Run by Redis as one step, so no store can come between the check and
+# the delete.
+_DELETE_IF_HEADER = """
+local removed = 0
+for i, key in ipairs(KEYS) do
+  local header = ARGV[i]
+  if redis.call('GETRANGE', key, 0, #header - 1) == header then
+    removed = removed + redis.call('DEL', key)
+  end
+end
+return removed
+"""
 
 
 def _glob_escape(text: str) -> str:
@@ -107,12 +124,16 @@ class Redis(RecordStorage):
     error records, where the packed key is :func:`selinon_like.keys.pack_key` of the exact
     ``(flow_name, task_name, task_id)`` — length-prefixed, so ``("a:b", "c", "d")`` and
     ``("a", "b:c", "d")`` stay two keys. The record id returned by ``store`` is the Redis key.
-    Values are the serializer's bytes (JSON by default); error records are JSON.
+    Values are the stored records (:mod:`selinon_like.envelope`: the serializer's bytes, JSON by
+    default, behind a header when ``ttl``, ``compression`` or the serializer call for one).
     The adapter writes the primitives of :class:`~selinon_like.records.RecordStorage` (``GET``,
     ``SET``, ``DEL``, ``SCAN``); serialization and error records come from there. ``iter_keys``
     walks the prefix with ``SCAN`` (never ``KEYS``); ``store_many`` is one round trip (``MSET``
-    per 1,000 results, or ``SET … EX`` each with ``expire``, pipelined without ``MULTI``),
-    ``retrieve_many`` one ``MGET`` and ``delete_many`` one ``DEL`` per 1,000 keys.
+    per 1,000 results, or ``SET … PX``/``EX`` each with a ``ttl`` or ``expire``, pipelined
+    without ``MULTI``), ``retrieve_many`` one ``MGET`` and ``delete_many`` one ``DEL`` per
+    1,000 keys. A record with a ``ttl`` is stored with ``PX`` of its time left, so Redis frees
+    it itself; ``purge_expired`` removes what is left past its header's expiry (see
+    :meth:`purge`).
 
     Three topologies, one key layout (records move between them with ``selinon-like copy``):
 
@@ -187,8 +208,11 @@ class Redis(RecordStorage):
     ``key_prefix`` (str, default ``"selinon:"``)
         prepended to every key; give each application (or test run) its own.
     ``expire`` (int seconds, default none)
-        a time to live on every stored result and error record (``SET … EX``); none keeps
-        them until deleted.
+        a time to live on every stored result and error record (``SET … EX``), kept by
+        Redis alone; none keeps them until deleted. The storage-level ``ttl`` key (every
+        adapter's) is the better knob: it is written in each record too, so a record is never
+        returned past it, and it can differ for results and errors. A record with a ``ttl``
+        gets ``SET … PX`` of its remaining time instead of ``expire``.
     ``max_connections`` (int, default unlimited)
         caps the connection pool (with ``cluster``, each node's pool); a thread finding every
         connection busy waits for one (up to ``socket_timeout``) instead of failing.
@@ -323,6 +347,7 @@ class Redis(RecordStorage):
         self._injected: Any = None
         self._sentinel: Any = None
         self._connected = False
+        self._scripts = True  # False once the server refused EVAL: purge then uses WATCH
 
     @classmethod
     def from_client(cls, client: Any, **configuration: Any) -> Redis:
@@ -629,13 +654,21 @@ class Redis(RecordStorage):
         )
         return data
 
-    def write(self, kind: Kind, key: Key, data: bytes) -> str:
+    def write(self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None) -> str:
         name = self._prefixes[kind] + pack_key(*key)
-        if self.expire is None:
-            self._client.execute_command("SET", name, data)
-        else:
-            self._client.execute_command("SET", name, data, "EX", self.expire)
+        self._client.execute_command("SET", name, data, *self._expiry_args(expires_at))
         return name
+
+    def _expiry_args(self, expires_at: float | None) -> tuple[Any, ...]:
+        """The arguments a ``SET`` gets for a record expiring at ``expires_at``: ``PX`` of the
+        time left by the storage's clock (so a test's moved clock still gets the whole ttl
+        from Redis), else ``EX`` of the ``expire`` option, else none."""
+        if expires_at is not None:
+            left = math.ceil((expires_at - self.record_codec.clock()) * 1000)
+            return ("PX", max(1, left))
+        if self.expire is not None:
+            return ("EX", self.expire)
+        return ()
 
     def remove(self, kind: Kind, key: Key) -> bool:
         return bool(self._client.execute_command("DEL", self._prefixes[kind] + pack_key(*key)))
@@ -656,14 +689,17 @@ class Redis(RecordStorage):
                 values[index] = data
         return values
 
-    def write_many(self, kind: Kind, items: Sequence[tuple[Key, bytes]]) -> list[str]:
+    def write_many(
+        self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
+    ) -> list[str]:
         prefix = self._prefixes[kind]
         names = [prefix + pack_key(*key) for key, _data in items]
         values = [data for _key, data in items]
+        expiry = self._expiry_args(expires_at)
         commands: list[tuple[int, tuple[Any, ...]]] = []
         for slot, group in self._slot_groups(names):
-            if self.expire is not None:
-                commands += ((slot, ("SET", names[i], values[i], "EX", self.expire)) for i in group)
+            if expiry:  # MSET sets no expiry: a SET each, pipelined
+                commands += ((slot, ("SET", names[i], values[i], *expiry)) for i in group)
                 continue
             if len(group) == 1:  # the usual case on a cluster: a slot of its own
                 commands.append((slot, ("SET", names[group[0]], values[group[0]])))
@@ -689,6 +725,96 @@ class Redis(RecordStorage):
             for start in range(0, len(group), _CHUNK_KEYS)
         ]
         return sum(self._pipelined(commands))
+
+    def purge(self, kind: Kind, now: float, dry_run: bool) -> Iterator[int]:
+        """Records with a ``ttl`` carry a ``PX`` and Redis drops them itself; this removes
+        what Redis still holds past its header's expiry (written with an expiry Redis did not
+        get, or read by a clock ahead of the server's). ``SCAN`` of the kind's prefix, then
+        per :data:`~selinon_like.records.PURGE_BATCH` keys: one pipelined ``GETRANGE`` of
+        their headers, checked here, and one script per slot that deletes a key only if its
+        header is still the one judged expired (a record stored meanwhile has another
+        expiry, so another header)."""
+        prefix = self._prefixes[kind]
+        batch: list[str] = []
+        for raw in self._client.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
+            batch.append(raw.decode(self.encoding, self.errors) if isinstance(raw, bytes) else raw)
+            if len(batch) >= PURGE_BATCH:
+                yield self._purge_names(kind, batch, now, dry_run)
+                batch = []
+        if batch:
+            yield self._purge_names(kind, batch, now, dry_run)
+
+    def _purge_names(self, kind: Kind, names: list[str], now: float, dry_run: bool) -> int:
+        heads = self._pipelined(
+            [(self._slot(name), ("GETRANGE", name, 0, _HEADER_BYTES - 1)) for name in names]
+        )
+        expired: list[tuple[str, bytes]] = []
+        for name, head in zip(names, heads, strict=True):
+            if not head or not has_header(head):
+                continue
+            try:
+                expires = expiry_of(head)
+                header = head[: header_length(head)]
+            except RecordError as exc:
+                where = self._described(kind, name, exc)
+                log.warning("%s: purge leaves it in place", where)
+                continue
+            if expires is not None and expires <= now:
+                expired.append((name, header))
+        if dry_run or not expired:
+            return len(expired)
+        if not self._scripts:
+            return self._delete_if_header_watched(expired)
+        groups = self._slot_groups([name for name, _header in expired])
+        commands = [
+            (
+                slot,
+                (
+                    "EVAL",
+                    _DELETE_IF_HEADER,
+                    len(group),
+                    *[expired[i][0] for i in group],
+                    *[expired[i][1] for i in group],
+                ),
+            )
+            for slot, group in groups
+        ]
+        try:
+            return sum(self._pipelined(commands))
+        except Exception as exc:
+            if self.cluster or "unknown command" not in str(exc).lower():
+                raise
+            self._scripts = False  # a server without scripting (EVAL disabled or absent)
+            return self._delete_if_header_watched(expired)
+
+    def _delete_if_header_watched(self, expired: list[tuple[str, bytes]]) -> int:
+        """What the script does, for a server without scripting: per key, ``WATCH``, check
+        the header, and ``DEL`` in ``MULTI``/``EXEC``, which fails if the key changed."""
+        from redis.exceptions import WatchError
+
+        removed = 0
+        for name, header in expired:
+            with self._client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(name)
+                    if pipe.getrange(name, 0, len(header) - 1) != header:
+                        continue
+                    pipe.multi()
+                    pipe.delete(name)
+                    removed += int(pipe.execute()[0])
+                except WatchError:
+                    continue  # stored again meanwhile: a new record, not ours to remove
+        return removed
+
+    def _slot(self, name: str) -> int:
+        return int(self._client.keyslot(name)) if self.cluster else -1
+
+    def _described(self, kind: Kind, name: str, exc: RecordError) -> object:
+        try:
+            key = unpack_key(name[len(self._prefixes[kind]) :])
+        except ValueError:
+            return f"{self.storage_name}: {name!r}: {exc.reason}"
+        return exc.located(self.storage_name, key, "result" if kind == RESULTS else "error record")
 
     def _slot_groups(self, names: list[str]) -> list[tuple[int, Sequence[int]]]:
         """The positions of ``names`` that one multi-key command may take together, with
