@@ -42,12 +42,18 @@ from typing import Any
 import click
 
 from selinon_like import quickstart
-from selinon_like.errors import ConfigError, ResultNotFound, UnknownStorageError
+from selinon_like.errors import (
+    ConfigError,
+    ResultNotFound,
+    SerializationError,
+    UnknownStorageError,
+)
 from selinon_like.health import describe_error
 from selinon_like.keys import check_key
 from selinon_like.masking import mask_config
 from selinon_like.migrate import CopyInterrupted, CopyReport, copy_storage, count_items
 from selinon_like.pool import CONFIG_ENV, StoragePool
+from selinon_like.serializers import MAX_JSON_DEPTH
 
 __all__ = ["main"]
 
@@ -452,15 +458,25 @@ def put(
     replacing any result stored before."""
     _valid_key(flow_name, task_name, task_id)
     text = sys.stdin.read() if value == "-" else value
+    where = "stdin" if value == "-" else "VALUE"
     try:
         result = json.loads(text, parse_constant=_no_constants)
     except ValueError as exc:
-        where = "stdin" if value == "-" else "VALUE"
         raise click.UsageError(f"{where} is not valid JSON: {exc}{_quote_hint(text)}") from None
+    except RecursionError:
+        raise click.UsageError(
+            f"{where} is nested too deeply to be a result (at most {MAX_JSON_DEPTH} levels of "
+            "lists and objects)"
+        ) from None
     pool = _load(config)
     with pool, _reporting(pool):
         name = _pick_storage(pool, storage, task_name)
-        record_id = pool.get_connected_storage(name).store(flow_name, task_name, task_id, result)
+        try:
+            record_id = pool.get_connected_storage(name).store(
+                flow_name, task_name, task_id, result
+            )
+        except SerializationError as exc:  # the value given, not the storage, is wrong
+            raise click.UsageError(f"{where} cannot be stored: {exc}") from None
     if _in_process(pool, name):
         log.warning(
             "%s is a memory storage: the result lives in this process only and is gone now "
