@@ -197,3 +197,19 @@ def test_the_review_case_a_redis_password_of_null_is_sent(
     )
     pool = StoragePool.from_yaml(path)
     assert pool.config.storages["R"].configuration["password"] == "null"
+
+
+def test_the_production_example_never_puts_a_password_into_a_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The review: it expanded ${PGPASSWORD} into the URL unencoded, so a password holding "@"
+    # moved the host, and pieces of the password reached error messages.
+    monkeypatch.setenv("PGPASSWORD", "S3cr3t@XYZ")
+    monkeypatch.setenv("REDIS_PASSWORD", "p@ss/w0rd")
+    monkeypatch.setenv("ARTIFACT_BUCKET", "artifacts")
+    example = Path(__file__).resolve().parents[1] / "config" / "production.example.yml"
+    assert "${PGPASSWORD}" not in example.read_text()
+    config = StoragePool.from_yaml(example).config
+    url = config.storages["Archive"].configuration["connection_string"]
+    assert "XYZ" not in url and url.endswith("@localhost/app")
+    assert config.storages["Results"].configuration["password"] == "p@ss/w0rd"
