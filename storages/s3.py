@@ -533,7 +533,7 @@ class S3Storage(RecordStorage):
                 return decode_part(parts[0]), decode_part(parts[1]), decode_part(parts[2])
             except ValueError:
                 return None
-        if len(parts) == 2 and parts[1].startswith("~"):
+        if len(parts) == 2 and _is_hashed(parts[1]):
             key = self._stored_key(name)
             # The key must name this very object: a foreign or misplaced one is skipped.
             if key is not None and self._locate(kind, key)[0] == name:
@@ -559,8 +559,8 @@ class S3Storage(RecordStorage):
             end = data.find(b"\n")
             if end >= 0:
                 return _parse_header(data[:end])
-            if len(data) < size:
-                return None
+            if len(data) < size or not data.startswith(b'["'):
+                return None  # no header line, or not one of ours: read no further
             size *= 16
 
     # -- streams --------------------------------------------------------------------------
@@ -669,6 +669,14 @@ class S3Storage(RecordStorage):
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_hashed(token: str) -> bool:
+    """Whether ``token`` is ``~`` and a hex SHA-256, as an over-long key's name ends."""
+    return len(token) == _HASHED and token[0] == "~" and _HEX.issuperset(token[1:])
 
 
 def _header(key: Key) -> bytes:

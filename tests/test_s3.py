@@ -453,9 +453,11 @@ def test_iter_keys_skips_foreign_objects(s3: S3Storage) -> None:
         "results/readme.txt": b"x",
         "results/_f/_t/no-underscore": b"x",
         "results/_f/x/y/z": b"x",
-        "results/_f/~no-header": b"x" * 70_000,
-        "results/_f/~empty": b"",
-        "results/_f/~not-json": b"{oops\n",
+        "results/_f/~not-a-digest": b'["f", "t", "1"]\n1',
+        f"results/_f/~{'0' * 64}": b"x" * 70_000,  # no header line in the first ranged read
+        f"results/_f/~{'1' * 64}": b"",
+        f"results/_f/~{'2' * 64}": b"{oops\n",
+        f"results/_f/~{'3' * 64}": b'["f", "t"]\n1',
         f"results/_f/~{digest}": b'["f", "t", "1"]\n1',  # a short key never has this name
         "results/_g/~misplaced": b'["f", "t", "1"]\n1',
     }
