@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -13,13 +14,16 @@ from selinon_like.errors import ConfigError, StorageError
 from selinon_like.importing import missing_driver
 from selinon_like.keys import Key, key_digest
 from selinon_like.masking import mask_url, scrub
-from selinon_like.records import ERRORS, RESULTS, Kind, RecordStorage
+from selinon_like.records import ERRORS, PURGE_BATCH, RESULTS, Kind, RecordStorage
 
 __all__ = ["MongoDB"]
 
 _SCHEMES = ("mongodb", "mongodb+srv")
 _KEY_INDEX = [("flow_name", 1), ("task_name", 1), ("task_id", 1)]
 _INDEX_NAME = "selinon_like_key"
+# A record's expiry time, as a BSON date: what the TTL index and purge look at.
+_EXPIRY_FIELD = "expires_at"
+_EXPIRY_INDEX = "selinon_like_expiry"
 _KEY_FIELDS = {"_id": 0, "flow_name": 1, "task_name": 1, "task_id": 1}
 # The field holding the bytes of each kind of record (the first release's layout).
 _DATA_FIELD: dict[Kind, str] = {"results": "result", "errors": "record"}
@@ -44,6 +48,11 @@ _CLIENT_OPTIONS = (
 )
 
 
+def _date(seconds: float) -> _dt.datetime:
+    """Seconds since the epoch as the UTC datetime a BSON date holds."""
+    return _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc)
+
+
 class MongoDB(RecordStorage):
     """Results in a MongoDB collection, errors in a second one (pymongo).
 
@@ -65,7 +74,10 @@ class MongoDB(RecordStorage):
     larger one raises ``StorageError`` before writing anything. Error records (their bytes in
     ``record``; when those are plain JSON, as by default, ``exception_type`` and ``time`` too,
     as plain fields for queries) live in their own collection, so an error never shadows a
-    result. A collection written by Selinon's
+    result. With a ``ttl``, each document also holds ``expires_at`` (a date) and a TTL index
+    on it (created by ``connect()``) lets the server remove it once past; ``purge_expired``
+    removes what the server's monitor (once a minute) has not yet, by that index. A collection
+    written by Selinon's
     adapter (duplicate keys, BSON results) cannot be reused: point this one at a new collection.
 
     ``thread_safe`` is True: pymongo's ``MongoClient`` is a thread-safe connection pool, so the
@@ -266,6 +278,11 @@ class MongoDB(RecordStorage):
             # The first round trip: an unreachable server fails connect(), not a later call.
             for collection in (results, errors):
                 collection.create_index(_KEY_INDEX, unique=True, name=_INDEX_NAME)
+                # The server's TTL monitor removes a document once its expires_at is past
+                # (documents without the field, stored with no ttl, never).
+                collection.create_index(
+                    [(_EXPIRY_FIELD, 1)], expireAfterSeconds=0, name=_EXPIRY_INDEX
+                )
         except BaseException:
             if owned:
                 client.close()
@@ -320,7 +337,9 @@ class MongoDB(RecordStorage):
         return collection
 
     @staticmethod
-    def _document(kind: Kind, key: Key, data: bytes) -> dict[str, Any]:
+    def _document(
+        kind: Kind, key: Key, data: bytes, expires_at: float | None = None
+    ) -> dict[str, Any]:
         flow_name, task_name, task_id = key
         document: dict[str, Any] = {
             "_id": key_digest(flow_name, task_name, task_id),
@@ -339,6 +358,8 @@ class MongoDB(RecordStorage):
                 document["exception_type"] = record["exception_type"]
                 document["time"] = record["time"]
         document[_DATA_FIELD[kind]] = data
+        if expires_at is not None:
+            document[_EXPIRY_FIELD] = _date(expires_at)
         return document
 
     def _check_size(self, kind: Kind, document: dict[str, Any]) -> None:
@@ -372,10 +393,10 @@ class MongoDB(RecordStorage):
         document = self._collection(kind).find_one({"_id": key_digest(*key)}, {"_id": 0, field: 1})
         return None if document is None else bytes(document[field])
 
-    def write(self, kind: Kind, key: Key, data: bytes) -> str:
+    def write(self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None) -> str:
         from pymongo.errors import DuplicateKeyError
 
-        document = self._document(kind, key, data)
+        document = self._document(kind, key, data, expires_at)
         self._check_size(kind, document)
         collection = self._collection(kind)
         record_id = document["_id"]
@@ -387,10 +408,12 @@ class MongoDB(RecordStorage):
             collection.replace_one({"_id": record_id}, document, upsert=True)
         return str(record_id)
 
-    def write_many(self, kind: Kind, items: Sequence[tuple[Key, bytes]]) -> list[str]:
+    def write_many(
+        self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
+    ) -> list[str]:
         from pymongo.errors import BulkWriteError
 
-        documents = [self._document(kind, key, data) for key, data in items]
+        documents = [self._document(kind, key, data, expires_at) for key, data in items]
         for document in documents:
             self._check_size(kind, document)
         # An unordered bulk write may apply two writes of one key in any order: keep the last.
@@ -434,6 +457,24 @@ class MongoDB(RecordStorage):
             outcome = collection.delete_many({"_id": {"$in": ids[start : start + _BATCH]}})
             removed += outcome.deleted_count
         return int(removed)
+
+    def purge(self, kind: Kind, now: float, dry_run: bool) -> Iterator[int]:
+        """The documents whose ``expires_at`` is past, found by its index: ids of a batch,
+        then one ``delete_many`` of those ids that still match (a document stored again
+        meanwhile has a later ``expires_at``, or none, and stays)."""
+        collection = self._collection(kind)
+        due = {_EXPIRY_FIELD: {"$lte": _date(now)}}
+        if dry_run:
+            yield int(collection.count_documents(due))
+            return
+        while True:
+            ids = [doc["_id"] for doc in collection.find(due, {"_id": 1}).limit(PURGE_BATCH)]
+            if not ids:
+                return
+            outcome = collection.delete_many({"_id": {"$in": ids}, **due})
+            yield int(outcome.deleted_count)
+            if len(ids) < PURGE_BATCH:
+                return
 
     def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]:
         # flow_name is a str here (checked by the iter_keys wrapper): never a query operator.
