@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+# pytest-xdist workers: more than the cores, since most tests wait on servers and subprocesses.
+WORKERS ?= 4
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +18,10 @@ $(VENV)/.demo-installed: $(BIN)/python pyproject.toml
 
 $(VENV)/.test-installed: $(BIN)/python pyproject.toml
 	$(PIP) -e '.[test]'
+	touch $@
+
+$(VENV)/.docs-installed: $(BIN)/python pyproject.toml
+	$(PIP) -e '.[docs]'
 	touch $@
 
 $(VENV)/.bench-installed: $(BIN)/python pyproject.toml
@@ -32,11 +38,17 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## test: lint, then the whole suite with warnings as errors
+## test: lint, then the whole suite with warnings as errors: on $(WORKERS) pytest-xdist workers,
+## then the tests marked serial (timing-sensitive) alone
 test: lint pytest
 
 pytest: $(VENV)/.test-installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup -m "not serial"
+	$(BIN)/python -m pytest -m serial
+
+## docs: the documentation site (docs/, mkdocs.yml) into var/site, strictly (as CI does)
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 ## bench: the benchmark suite; writes benchmarks/RESULTS.md
 bench: $(VENV)/.bench-installed
