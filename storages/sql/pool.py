@@ -9,26 +9,36 @@ lock only when it has to open one or wait. A connection that failed is closed, n
 out again.
 
 Why not SQLAlchemy's ``QueuePool`` (``pool_use_lifo=True``, no pre-ping) or ``psycopg_pool``:
-measured with ``benchmarks/bench_sql_pool.py`` (same adapter, same statements, only the pool
-swapped; CPUs awake; 2026-12-02, a 2-core VM shared with other jobs, so the latencies are
-high and noisy, the checkout costs are not):
+measured with ``benchmarks/bench_sql_pool.py`` (the same adapter, statements and call path,
+only the pool swapped; CPUs awake; 2026-12-02 on this 2-core VM, which other jobs shared, so
+latencies vary between runs by ±50 %; the checkout cost and the order of the rows did not):
 
-==============================  ===========  =========  ===========  ========  ==========
-pool (PostgreSQL / MariaDB)     checkout µs  store µs   retrieve µs  8 thr     8 thr
-                                                                     store/s   retrieve/s
-==============================  ===========  =========  ===========  ========  ==========
-ours                            0.3 / 0.6    4749/7619  223 / 121    2005/2216 7019/5733
-QueuePool (5 + 10 overflow)     10.6 / 10.1  5049/6925  327 / 140    1493/326  2333/522
-QueuePool (15, no overflow)     8.5 / 10.2   5068/7479  254 / 137    1460/2025 2184/4377
-psycopg_pool (PostgreSQL)       3.4          4884       280          1032      5613
-==============================  ===========  =========  ===========  ========  ==========
+==================  ===========  ========  ===========  =========  ============
+PostgreSQL          checkout µs  store µs  retrieve µs  8 thr st/s  8 thr ret/s
+==================  ===========  ========  ===========  =========  ============
+ours                0.33         355       88           3383       5406
+QueuePool 5 + 10    10.5         385       108          2513       4827
+QueuePool 15 + 0    10.6         378       105          2746       3625
+psycopg_pool        5.5          381       105          1841       7490
+==================  ===========  ========  ===========  =========  ============
 
-A checkout and return costs QueuePool ~10 µs of CPU and psycopg_pool ~3 µs, against ~0.5 µs
-here: on a small retrieve (~45 µs with the CPUs awake) QueuePool alone would add ~20 %, past
-the 1.15 pool/raw target. And QueuePool closes an overflow connection the moment it is given
-back, so with more threads than ``pool_size`` (8 against the default 5) it reconnects on
-nearly every call: MariaDB ran 326 stores/s against 2216. Keeping surplus connections for
-``SURPLUS_IDLE`` seconds is what this module adds; about 100 lines, kept.
+==================  ===========  ========  ===========  =========  ============
+MariaDB             checkout µs  store µs  retrieve µs  8 thr st/s  8 thr ret/s
+==================  ===========  ========  ===========  =========  ============
+ours                0.63         808       206          1896       5281
+QueuePool 5 + 10    10.4         850       240          1086       2363
+QueuePool 15 + 0    10.1         828       240          1762       5022
+==================  ===========  ========  ===========  =========  ============
+
+A checkout and return costs QueuePool ~10 µs and psycopg_pool 3-5 µs of CPU, against under
+1 µs here; every call pays it, and in each of four runs a small retrieve took 13-47 % longer
+with either, which alone would take the pool/raw ratio past its 1.15 target. QueuePool also
+closes an overflow connection as soon as it is given back: with more threads than
+``pool_size`` (8 against the default 5) it reconnects again and again, and MariaDB stores from
+8 threads ran at 15-65 % of the rate here; sized to keep all 15 it does not, but then never
+closes one. The 8-thread figures are otherwise within the noise. psycopg_pool serves
+PostgreSQL only. What this module adds over a plain list is keeping surplus connections
+``SURPLUS_IDLE`` seconds and waiting for one with a deadline: about 100 lines, kept.
 """
 
 from __future__ import annotations
