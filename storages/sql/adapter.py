@@ -7,6 +7,7 @@ instance's connections (:mod:`~storages.sql.pool`), with each database's quirks 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -33,7 +34,9 @@ from storages.sql.statements import (
     BATCH_BYTES,
     BATCH_ROWS,
     PAGE,
+    PURGE_ROWS,
     TableSql,
+    add_expiry_column,
     batches,
     make_row,
     tables,
@@ -262,6 +265,8 @@ class SqlStorage(RecordStorage):
                 names = set(sa.inspect(conn).get_table_names())
                 if not {self._results.name, self._errors.name} <= names:
                     raise
+            for table in (self._results, self._errors):
+                add_expiry_column(conn, table)  # tables of the first release have none
 
     def is_connected(self) -> bool:
         return self._executor is not None
@@ -312,9 +317,9 @@ class SqlStorage(RecordStorage):
         found = self._calls.run(self._sql[kind].load, {"key_digest": key_digest(*key)})
         return None if found is None else bytes(found[0])
 
-    def write(self, kind: Kind, key: Key, data: bytes) -> str:
+    def write(self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None) -> str:
         sql = self._sql[kind]
-        row = make_row(key, sql.column, data)
+        row = make_row(key, sql.column, data, expires_at)
         if sql.upsert is None:  # update-then-insert: a transaction of its own
             self._write_rows(sql, [row])
         else:
@@ -338,6 +343,22 @@ class SqlStorage(RecordStorage):
                 return
             last = rows[-1][0]
 
+    def purge(self, kind: Kind, now: float, dry_run: bool) -> Iterator[int]:
+        """By the ``expires_at`` index: ``DELETE`` of at most ``PURGE_ROWS`` due rows per
+        statement (each its own transaction), until one deletes fewer."""
+        sql = self._sql[kind]
+        due = {"now": math.floor(now * 1000)}
+        if dry_run:
+            found = self._calls.run(sql.count_due(), due)
+            yield int(found[0])
+            return
+        purge = sql.purge()
+        while True:
+            removed = int(self._calls.run(purge, due, write=True))
+            yield removed
+            if removed < PURGE_ROWS:
+                return
+
     def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
         digests = [key_digest(*key) for key in keys]
         found: dict[str, bytes] = {}
@@ -352,10 +373,8 @@ class SqlStorage(RecordStorage):
     def write_many(
         self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
     ) -> list[str]:
-        # expires_at is not kept in a column: a record's expiry is in its header, which every
-        # read checks (and purge reads).
         sql = self._sql[kind]
-        rows = [make_row(key, sql.column, data) for key, data in items]
+        rows = [make_row(key, sql.column, data, expires_at) for key, data in items]
         # One row per key (the last one given wins): an upsert may touch a row only once.
         unique = {row["key_digest"]: row for row in rows}
         self._write_rows(sql, list(unique.values()))

@@ -345,6 +345,10 @@ class MySqlUpsert(Sql):
                 parts += (b"'", _quoted(value.encode("utf-8"), backslashes), b"'")
             elif isinstance(value, (bytes, bytearray, memoryview)):
                 parts += (b"_binary'", _quoted(bytes(value), backslashes), b"'")
+            elif value is None:
+                parts.append(b"NULL")
+            elif isinstance(value, int) and not isinstance(value, bool):
+                parts.append(b"%d" % value)  # expires_at: digits need no quoting
             else:
                 raise TypeError(f"no literal for a {type(value).__name__} value of {name!r}")
         parts.append(pieces[-1])

@@ -10,6 +10,7 @@ plain DBAPI cursors: no SQLAlchemy in the path of a ``store`` or ``retrieve``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,19 @@ from selinon_like.keys import Key, key_digest
 if TYPE_CHECKING:
     from sqlalchemy import Table
 
-__all__ = ["KEY_PARTS", "PAGE", "Sql", "TableSql", "batches", "make_row", "row_size", "tables"]
+__all__ = [
+    "EXPIRES_AT",
+    "KEY_PARTS",
+    "PAGE",
+    "PURGE_ROWS",
+    "Sql",
+    "TableSql",
+    "add_expiry_column",
+    "batches",
+    "make_row",
+    "row_size",
+    "tables",
+]
 
 KEY_PARTS = ("flow_name", "task_name", "task_id")
 # Bulk writes and IN-list reads send one statement per this many rows (or bytes of data).
@@ -27,14 +40,19 @@ BATCH_ROWS = 500
 BATCH_BYTES = 8 * 1024 * 1024
 STATEMENT_BYTES = 64 * 1024  # room for the SQL text around the values in a statement
 PAGE = 1000  # a key listing reads this many keys per statement
+PURGE_ROWS = 2000  # purge deletes at most this many expired rows per statement
+EXPIRES_AT = "expires_at"  # milliseconds since the epoch (as in the record's header), or NULL
 _BIND_CASTS = re.compile(r"(?<=\)s)::VARCHAR\b")  # after a %(name)s parameter
 
 
 def tables(table_name: str) -> tuple[Table, Table]:
     """The results table and ``<table_name>_errors``, each keyed by the SHA-256 of the key.
 
-    The digest is the primary key and the only index: an upsert touches one B-tree, and the
-    record id ``store`` returns is known without asking the database for it."""
+    The digest is the primary key: an upsert finds its row by it, and the record id ``store``
+    returns is known without asking the database for it. ``expires_at`` (milliseconds since
+    the epoch, NULL for a record that never expires) has an index of its own,
+    ``<table>_expiry``, by which purging finds expired rows; a table of the first release gets
+    both on connect (:func:`add_expiry_column`)."""
     import sqlalchemy as sa
     from sqlalchemy.dialects import mysql
 
@@ -64,6 +82,8 @@ def tables(table_name: str) -> tuple[Table, Table]:
             sa.Column(data, blob, nullable=False),
             timestamp("created_at"),
             timestamp("updated_at"),
+            sa.Column(EXPIRES_AT, sa.BigInteger, nullable=True),
+            sa.Index(f"{name}_expiry", EXPIRES_AT),
             mysql_engine="InnoDB",
             mysql_charset="utf8mb4",
             mysql_collate="utf8mb4_bin",
@@ -72,8 +92,45 @@ def tables(table_name: str) -> tuple[Table, Table]:
     return table(table_name, "result"), table(table_name + "_errors", "error")
 
 
-def make_row(key: Key, column: str, data: bytes) -> dict[str, Any]:
-    """The parameters of one row: the key, its digest and ``data`` under ``column``."""
+def add_expiry_column(connection: Any, table: Table) -> None:
+    """Give a table of the first release (no ``expires_at``) the column and its index.
+    Another process may be doing the same: its work is taken as done."""
+    import sqlalchemy as sa
+
+    def present() -> tuple[bool, bool]:
+        inspector = sa.inspect(connection)
+        columns = {found["name"] for found in inspector.get_columns(table.name)}
+        indexes = {found["name"] for found in inspector.get_indexes(table.name)}
+        connection.rollback()  # inspecting began a transaction: end it before any DDL
+        return EXPIRES_AT in columns, index.name in indexes
+
+    index = next(index for index in table.indexes if EXPIRES_AT in index.columns)
+    has_column, has_index = present()
+    if not has_column:
+        quote = connection.dialect.identifier_preparer.quote
+        column_type = sa.BigInteger().compile(dialect=connection.dialect)
+        try:
+            connection.exec_driver_sql(
+                f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(EXPIRES_AT)} {column_type}"
+            )
+            connection.commit()
+        except sa.exc.DBAPIError:
+            connection.rollback()
+            if not present()[0]:
+                raise
+    if not has_index:
+        try:
+            index.create(connection)
+            connection.commit()
+        except sa.exc.DBAPIError:
+            connection.rollback()
+            if not present()[1]:
+                raise
+
+
+def make_row(key: Key, column: str, data: bytes, expires_at: float | None = None) -> dict[str, Any]:
+    """The parameters of one row: the key, its digest, ``data`` under ``column`` and the
+    expiry time (seconds since the epoch, stored as milliseconds like the header's)."""
     flow_name, task_name, task_id = key
     return {
         "key_digest": key_digest(flow_name, task_name, task_id),
@@ -81,6 +138,7 @@ def make_row(key: Key, column: str, data: bytes) -> dict[str, Any]:
         "task_name": task_name,
         "task_id": task_id,
         column: data,
+        EXPIRES_AT: None if expires_at is None else math.ceil(expires_at * 1000),
     }
 
 
@@ -169,7 +227,8 @@ class TableSql:
         ``on_conflict`` (PostgreSQL, SQLite), ``mysql`` (ON DUPLICATE KEY) or ``generic``."""
         import sqlalchemy as sa
 
-        values: dict[str, Any] = {k: sa.bindparam(k) for k in ("key_digest", *KEY_PARTS, column)}
+        names = ("key_digest", *KEY_PARTS, column, EXPIRES_AT)
+        values: dict[str, Any] = {k: sa.bindparam(k) for k in names}
         by_digest = table.c.key_digest == sa.bindparam("key_digest")
         now = sa.func.now()
         upsert = None
@@ -180,7 +239,11 @@ class TableSql:
             insert = module.insert(table).values(values)
             on_conflict = insert.on_conflict_do_update(
                 index_elements=[table.c.key_digest],
-                set_={column: insert.excluded[column], "updated_at": now},
+                set_={
+                    column: insert.excluded[column],
+                    EXPIRES_AT: insert.excluded[EXPIRES_AT],
+                    "updated_at": now,
+                },
             )
             upsert = Sql.compile(on_conflict, dialect)
         elif upsert_style == "mysql":
@@ -188,7 +251,11 @@ class TableSql:
 
             my = mysql_insert(table).values(values)
             on_duplicate = my.on_duplicate_key_update(
-                {column: my.inserted[column], "updated_at": now}
+                {
+                    column: my.inserted[column],
+                    EXPIRES_AT: my.inserted[EXPIRES_AT],
+                    "updated_at": now,
+                }
             )
             upsert = Sql.compile(on_duplicate, dialect)
         update = sa.update(table).where(by_digest)
@@ -198,7 +265,14 @@ class TableSql:
             dialect=dialect,
             upsert=upsert,
             update=Sql.compile(
-                update.values({column: sa.bindparam(column), "updated_at": now}), dialect
+                update.values(
+                    {
+                        column: sa.bindparam(column),
+                        EXPIRES_AT: sa.bindparam(EXPIRES_AT),
+                        "updated_at": now,
+                    }
+                ),
+                dialect,
             ),
             insert=Sql.compile(sa.insert(table).values(values), dialect),
             load=Sql.compile(sa.select(table.c[column]).where(by_digest), dialect),
@@ -226,6 +300,41 @@ class TableSql:
             else:
                 query = sa.delete(table).where(where)
             stmt = self._cache[(what, count)] = Sql.compile(query, self.dialect)
+        return stmt
+
+    def purge(self) -> Sql:
+        """Delete at most :data:`PURGE_ROWS` rows whose ``expires_at`` is at or before
+        ``now`` (ms). The condition is in the DELETE's own WHERE, which the database checks on
+        the row it deletes: a row stored again meanwhile, with a later expiry, stays."""
+        stmt = self._cache.get("purge")
+        if stmt is None:
+            import sqlalchemy as sa
+
+            table = self.table
+            due = table.c[EXPIRES_AT] <= sa.bindparam("now")
+            query: Any
+            if self.dialect.name in ("mysql", "mariadb"):
+                # MySQL takes no LIMIT in an IN subquery, but a LIMIT on the DELETE itself.
+                query = sa.delete(table).where(due).with_dialect_options(mysql_limit=PURGE_ROWS)
+            else:
+                some = sa.select(table.c.key_digest).where(due).limit(PURGE_ROWS)
+                query = sa.delete(table).where(table.c.key_digest.in_(some), due)
+            stmt = self._cache["purge"] = Sql.compile(query, self.dialect)
+        return stmt
+
+    def count_due(self) -> Sql:
+        """``SELECT count(*)`` of the rows whose ``expires_at`` is at or before ``now``."""
+        stmt = self._cache.get("count_due")
+        if stmt is None:
+            import sqlalchemy as sa
+
+            table = self.table
+            query = (
+                sa.select(sa.func.count())
+                .select_from(table)
+                .where(table.c[EXPIRES_AT] <= sa.bindparam("now"))
+            )
+            stmt = self._cache["count_due"] = Sql.compile(query, self.dialect)
         return stmt
 
     def key_page(self, by_flow: bool) -> Sql:
