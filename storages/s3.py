@@ -472,7 +472,11 @@ class S3Storage(RecordStorage):
         found = dict(zip(unique, self._parallel(self._get, unique), strict=True))
         return [_unwrapped(found[name], header) for name, header in located]
 
-    def write_many(self, kind: Kind, items: Sequence[tuple[Key, bytes]]) -> list[str]:
+    def write_many(
+        self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
+    ) -> list[str]:
+        # ``expires_at`` is not needed: S3 cannot expire one object, and the expiry travels
+        # in the record's own header (checked on every read, found by purge_expired).
         # Every name is made before the first request.
         objects = []
         for key, data in items:
