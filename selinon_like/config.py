@@ -23,6 +23,8 @@ from typing import IO, Any
 
 from selinon_like import options
 from selinon_like.cache import CacheSpec
+from selinon_like.compression import NO_COMPRESSION, Compression
+from selinon_like.envelope import NO_EXPIRY, Expiry
 from selinon_like.errors import ConfigError
 from selinon_like.masking import mask_config, scrub, secret_values
 from selinon_like.registry import import_class, import_object
@@ -47,6 +49,8 @@ STORAGE_KEYS = (
     "classname",
     "configuration",
     "serializer",
+    "ttl",
+    "compression",
     "cache",
     "retry",
     "trace",
@@ -70,6 +74,8 @@ class StorageSpec:
     line: int | None = None
     tracers: list[Tracer] = field(default_factory=list)
     operation_timeout: float | None = None  # None: the adapter's default_operation_timeout()
+    ttl: Expiry = NO_EXPIRY
+    compression: Compression = NO_COMPRESSION
 
     def __repr__(self) -> str:
         return (
@@ -82,6 +88,7 @@ class StorageSpec:
         instance = self.cls(**copy.deepcopy(self.configuration))
         instance.storage_name = self.name
         instance.serializer = self.serializer
+        instance.set_record_format(ttl=self.ttl, compression=self.compression)
         instance.retry_policy = self.retry
         instance.operation_timeout = self.operation_timeout
         instance.cache = self.cache.build() if self.cache is not None else None
@@ -469,6 +476,15 @@ def _build(
         cache = CacheSpec.from_config(entry.get("cache"))
     except ConfigError as exc:
         problems.append(located(exc, exc.key))
+    ttl, compression = NO_EXPIRY, NO_COMPRESSION
+    try:
+        ttl = Expiry.from_config(entry.get("ttl"))
+    except ConfigError as exc:
+        problems.append(located(exc, exc.key))
+    try:
+        compression = Compression.from_config(entry.get("compression"))
+    except ConfigError as exc:
+        problems.append(located(exc, exc.key))
     operation_timeout: float | None = None
     try:
         operation_timeout = _operation_timeout(entry.get("operation_timeout"))
@@ -492,6 +508,7 @@ def _build(
         raise _combined(problems)  # each of those is None only after a problem was recorded
     spec = StorageSpec(name, cls, configuration, serializer, retry, cache, doc.line(path), tracers)
     spec.operation_timeout = operation_timeout
+    spec.ttl, spec.compression = ttl, compression
     try:
         instance = spec.build()
     except ConfigError as exc:
