@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import datetime as _dt
 import hashlib
 import itertools
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,7 +21,7 @@ from selinon_like.errors import ConfigError, StorageError
 from selinon_like.importing import missing_driver
 from selinon_like.keys import Key, decode_part, encode_part, key_digest
 from selinon_like.masking import mask_url, scrub
-from selinon_like.records import Kind, RecordStorage
+from selinon_like.records import ERRORS, RESULTS, Kind, RecordStorage
 from selinon_like.streams import DEFAULT_CHUNK_SIZE, Digest, DigestingReader
 
 if TYPE_CHECKING:
@@ -36,6 +38,8 @@ MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest part of a multipart upload (but the last)
 MAX_PARTS = 10_000  # S3's largest number of parts in one upload
 _DELETE_BATCH = 1000  # S3's most objects in one DeleteObjects request
+_EXPIRY_META = "expires-at"  # x-amz-meta-expires-at: ms since the epoch, as in the header
+_TTL_TAG = "selinon-like-ttl"  # whole days of an expiring object's ttl: a lifecycle rule's filter
 _READ_CHUNK = 1024 * 1024
 _HASHED = 1 + 64  # "~" and a hex SHA-256: the name of an over-long key or flow
 # Room an over-long key's name needs after the prefix: "results/", flow, "/", key.
@@ -61,6 +65,7 @@ class _RedactSecrets(logging.Filter):
         return True
 
 
+log = logging.getLogger("selinon_like")
 _REDACT = _RedactSecrets()
 for _name in ("botocore.auth", "botocore.endpoint", "botocore.parsers", "botocore.credentials"):
     logging.getLogger(_name).addFilter(_REDACT)
@@ -131,6 +136,19 @@ class S3Storage(RecordStorage):
     PUT); a failed upload is aborted, so the previous object stays as it was. Streamed objects
     hold the raw bytes: read them with ``retrieve_stream`` (1 MiB chunks).
 
+    Expiry (``ttl``): S3 cannot expire one object at a given time, so an expiring record's
+    object carries its expiry as metadata (``x-amz-meta-expires-at``, milliseconds since the
+    epoch, and the HTTP ``Expires`` header) and a tag ``selinon-like-ttl=<days>``.
+    ``purge_expired`` lists the kind's objects 1,000 at a time, reads their metadata with
+    overlapped HEAD requests and deletes the expired ones in one ``DeleteObjects`` whose every
+    object carries the ETag seen: an object stored again meanwhile no longer matches and stays
+    (a service that ignores that condition loses the guarantee; AWS and SeaweedFS honour it).
+    With ``lifecycle: true``, ``connect()`` also puts a lifecycle rule per kind on the bucket
+    (keeping the bucket's other rules) that has S3 itself delete the objects tagged with the
+    ttl's whole days, rounded up, that many days after their last write — never before their
+    expiry; without a ``ttl`` for a kind, its rule is removed. It needs the
+    ``s3:GetLifecycleConfiguration`` and ``s3:PutLifecycleConfiguration`` permissions.
+
     The client is one boto3 client, safe across threads (``thread_safe = True``). botocore's
     own retries are off: the storage's ``retry:`` policy retries transient errors (connection
     errors, timeouts, 5xx and ``SlowDown``), and ``store_stream`` retries a failed part.
@@ -171,6 +189,8 @@ class S3Storage(RecordStorage):
     ``part_size`` (bytes, default 8 MiB, at least 5 MiB)
         the part size of ``store_stream`` uploads (10,000 parts at most: 8 MiB parts carry
         up to 78 GiB).
+    ``lifecycle`` (bool, default ``false``)
+        keep a bucket lifecycle rule that deletes expired records (see Expiry above).
 
     Example::
 
@@ -207,6 +227,7 @@ class S3Storage(RecordStorage):
         read_timeout: float = 60.0,
         max_pool_connections: int = 10,
         part_size: int = DEFAULT_CHUNK_SIZE,
+        lifecycle: bool | str = False,
     ) -> None:
         self.bucket = options.as_str("bucket", bucket)
         self._credentials = {
@@ -271,6 +292,7 @@ class S3Storage(RecordStorage):
         self.part_size = options.as_int(
             "part_size", part_size, minimum=MIN_PART_SIZE, maximum=5 * 1024**3
         )
+        self.lifecycle = options.as_bool("lifecycle", lifecycle)
         self._client: S3Client | None = None
 
     # -- connection -----------------------------------------------------------------------
@@ -310,6 +332,8 @@ class S3Storage(RecordStorage):
         )
         try:
             self._check_bucket(client)
+            if self.lifecycle:
+                self._put_lifecycle(client)
         except BaseException:
             client.close()
             raise
@@ -343,6 +367,47 @@ class S3Storage(RecordStorage):
             # Another process creating it at the same moment is fine.
             if _error_code(exc)[0] != "BucketAlreadyOwnedByYou":
                 raise
+
+    def _lifecycle_rule_id(self, kind: Kind) -> str:
+        # Rule ids stop at 255 characters; a prefix may be 885 bytes.
+        return f"selinon-like-{_sha256(self.prefix + kind)[:24]}-{kind}"
+
+    def _put_lifecycle(self, client: S3Client) -> None:
+        """Replace this storage's rules in the bucket's lifecycle configuration, keeping the
+        other rules there."""
+        try:
+            rules = client.get_bucket_lifecycle_configuration(Bucket=self.bucket)["Rules"]
+        except Exception as exc:
+            if _error_code(exc)[0] != "NoSuchLifecycleConfiguration":
+                raise
+            rules = []
+        ours = {self._lifecycle_rule_id(kind): kind for kind in (RESULTS, ERRORS)}
+        kept: list[Any] = [rule for rule in rules if rule.get("ID") not in ours]
+        for rule_id, kind in ours.items():
+            days = _ttl_days(self.record_codec.ttl.of(kind))
+            if days is None:
+                continue
+            kept.append(
+                {
+                    "ID": rule_id,
+                    "Status": "Enabled",
+                    "Filter": {
+                        "And": {
+                            "Prefix": f"{self.prefix}{kind}/",
+                            "Tags": [{"Key": _TTL_TAG, "Value": str(days)}],
+                        }
+                    },
+                    "Expiration": {"Days": days},
+                }
+            )
+        if kept == rules:
+            return
+        if kept:
+            client.put_bucket_lifecycle_configuration(
+                Bucket=self.bucket, LifecycleConfiguration={"Rules": kept}
+            )
+        else:
+            client.delete_bucket_lifecycle(Bucket=self.bucket)
 
     def disconnect(self) -> None:
         client, self._client = self._client, None
@@ -409,9 +474,20 @@ class S3Storage(RecordStorage):
                 return f"{self.prefix}{kind}/{token}/"
         return f"{self.prefix}{kind}/~{_sha256(flow_name)}/"
 
-    def _put(self, name: str, data: bytes | bytearray) -> str:
+    def _put(self, name: str, data: bytes | bytearray, expires_at: float | None = None) -> str:
         # botocore takes a bytearray body (the stubs say bytes only); streams save a copy.
-        self.client.put_object(Bucket=self.bucket, Key=name, Body=data)  # type: ignore[arg-type]
+        if expires_at is None:
+            self.client.put_object(Bucket=self.bucket, Key=name, Body=data)  # type: ignore[arg-type]
+            return name
+        days = _ttl_days(expires_at - self.record_codec.clock())
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=name,
+            Body=data,  # type: ignore[arg-type]
+            Metadata={_EXPIRY_META: str(math.ceil(expires_at * 1000))},
+            Expires=_dt.datetime.fromtimestamp(expires_at, _dt.timezone.utc),
+            Tagging=f"{_TTL_TAG}={days}",
+        )
         return name
 
     def _get(self, name: str) -> bytes | None:
@@ -454,9 +530,9 @@ class S3Storage(RecordStorage):
         name, header = self._locate(kind, key)
         return _unwrapped(self._get(name), header)
 
-    def write(self, kind: Kind, key: Key, data: bytes) -> str:
+    def write(self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None) -> str:
         name, header = self._locate(kind, key)
-        return self._put(name, header + data if header else data)
+        return self._put(name, header + data if header else data, expires_at)
 
     def remove(self, kind: Kind, key: Key) -> bool:
         name = self.object_key(kind, *key)
@@ -475,8 +551,6 @@ class S3Storage(RecordStorage):
     def write_many(
         self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
     ) -> list[str]:
-        # ``expires_at`` is not needed: S3 cannot expire one object, and the expiry travels
-        # in the record's own header (checked on every read, found by purge_expired).
         # Every name is made before the first request.
         objects = []
         for key, data in items:
@@ -485,7 +559,7 @@ class S3Storage(RecordStorage):
         # A key given twice keeps its last result, as stores one after the other would: only
         # that one is sent, so two concurrent PUTs of one key never race.
         last = dict(objects)
-        self._parallel(lambda name: self._put(name, last[name]), list(last))
+        self._parallel(lambda name: self._put(name, last[name], expires_at), list(last))
         return [name for name, _data in objects]
 
     def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
@@ -509,6 +583,59 @@ class S3Storage(RecordStorage):
                     f"{first.get('Message', '')}".rstrip()
                 )
         return len(present)
+
+    def purge(self, kind: Kind, now: float, dry_run: bool) -> Iterator[int]:
+        """By the objects' expiry metadata, a page of 1,000 at a time: overlapped HEADs, then
+        one ``DeleteObjects`` of the expired ones, each on the condition of its ETag."""
+        due = math.floor(now * 1000)
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}{kind}/"):
+            names = [entry["Key"] for entry in page.get("Contents", [])]
+            heads = self._parallel(self._expiry_and_etag, names)
+            expired = [
+                (name, etag)
+                for name, (expires, etag) in zip(names, heads, strict=True)
+                if expires is not None and expires <= due
+            ]
+            if dry_run or not expired:
+                yield len(expired)
+                continue
+            response = self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={
+                    "Objects": [{"Key": name, "ETag": etag} for name, etag in expired],
+                    "Quiet": True,
+                },
+            )
+            errors = response.get("Errors", [])
+            failed = [error for error in errors if error.get("Code") != "PreconditionFailed"]
+            if failed:
+                first = failed[0]
+                raise StorageError(
+                    f"{self.storage_name}: {len(failed)} expired objects were not deleted; "
+                    f"the first, {first.get('Key', '')!r}: {first.get('Code', '')} "
+                    f"{first.get('Message', '')}".rstrip()
+                )
+            yield len(expired) - len(errors)  # PreconditionFailed: stored again meanwhile
+
+    def _expiry_and_etag(self, name: str) -> tuple[int | None, str]:
+        """The expiry (ms) in an object's metadata (None: none, or the object is gone) and
+        its ETag."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=name)
+        except Exception as exc:
+            if _is_missing(exc):
+                return None, ""
+            raise
+        value = head.get("Metadata", {}).get(_EXPIRY_META)
+        try:
+            expires = int(value) if value is not None else None
+        except ValueError:
+            log.warning(
+                "%s: %r has expiry metadata %r; purge leaves it", self.storage_name, name, value
+            )
+            expires = None
+        return expires, head["ETag"]
 
     def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]:
         """The keys of the objects under ``<prefix><kind>/`` (of one flow if given)."""
@@ -673,6 +800,11 @@ class S3Storage(RecordStorage):
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _ttl_days(seconds: float | None) -> int | None:
+    """A ttl in the whole days a lifecycle rule counts, rounded up (at least 1)."""
+    return None if seconds is None else max(1, math.ceil(seconds / 86400))
 
 
 _HEX = frozenset("0123456789abcdef")
