@@ -254,41 +254,6 @@ def test_a_pool_starts_with_the_instances_it_is_given() -> None:
         StoragePool(config, {"Memory": {}})  # type: ignore[dict-item]
 
 
-@pytest.mark.parametrize("adapter", ["memory", "filesystem"])
-def test_eight_threads_store_500_each_through_one_pool_storage(
-    adapter: str, tmp_path: Path
-) -> None:
-    configuration = {"path": str(tmp_path)} if adapter == "filesystem" else {}
-    pool = StoragePool.from_dict(
-        {"storages": [{"name": "S", "classname": adapter, "configuration": configuration}]}
-    )
-    errors: list[BaseException] = []
-
-    def work(worker: int) -> None:
-        try:
-            storage = pool.get_connected_storage("S")
-            for i in range(500):
-                storage.store(
-                    "flow", f"task{worker}", str(i), {"w": worker, "i": i, "pad": "x" * 50}
-                )
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    storage = pool.get_connected_storage("S")
-    intact = sum(
-        storage.retrieve("flow", f"task{w}", str(i)) == {"w": w, "i": i, "pad": "x" * 50}
-        for w in range(8)
-        for i in range(500)
-    )
-    assert intact == 4000
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_children_get_their_own_instances(tmp_path: Path) -> None:
     pool = StoragePool.from_dict(

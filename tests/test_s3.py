@@ -4,8 +4,6 @@ own guarantees: options, bucket handling, key layout, masking, bulk overlap, err
 from __future__ import annotations
 
 import contextlib
-import logging
-import socket
 import subprocess
 import sys
 import threading
@@ -22,10 +20,8 @@ from selinon_like import (
     ResultNotFound,
     StorageError,
     StoragePool,
-    StorageUnavailable,
 )
 from selinon_like.keys import Key, key_digest
-from selinon_like.retry import RetryPolicy
 from selinon_like.testing import StorageContract, connected
 from storages.s3 import MAX_KEY_BYTES, S3Storage
 
@@ -170,7 +166,7 @@ def http_storage(moto_endpoint: str) -> Iterator[S3Storage]:
     yield from connected(over_http(moto_endpoint))  # type: ignore[misc]
 
 
-# 8 threads x 50 stores in the contract classes; the pool test below does 8 x 500 over HTTP.
+# The kit's threads test at 8 x 50 operations: moto spends ~3 ms of CPU per request.
 class TestS3InProcess(StorageContract):
     concurrency_per_thread = 50
 
@@ -193,6 +189,7 @@ class TestS3OverHttp(StorageContract):
             endpoint_url=f"http://127.0.0.1:{unreachable_port}",
             aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=secret,
+            aws_session_token=secret,  # the other secret of a configuration: hidden the same
             region_name="us-east-1",
             connect_timeout=1,
             read_timeout=1,
@@ -202,69 +199,6 @@ class TestS3OverHttp(StorageContract):
 @pytest.fixture
 def s3(moto_endpoint: str) -> Iterator[S3Storage]:
     yield from connected(over_http(moto_endpoint))  # type: ignore[misc]
-
-
-# -- through the pool, many threads, one instance ----------------------------------------------
-
-
-@pytest.mark.slow
-def test_pool_8_threads_x_500_stores_all_intact(moto_endpoint: str) -> None:
-    prefix = f"pool-{uuid.uuid4().hex}/"
-    pool = StoragePool.from_dict(
-        {
-            "storages": [
-                {
-                    "name": "Artifacts",
-                    "import": "storages.s3",
-                    "classname": "S3Storage",
-                    "configuration": {
-                        "bucket": BUCKET,
-                        "endpoint_url": moto_endpoint,
-                        "aws_access_key_id": ACCESS_KEY,
-                        "aws_secret_access_key": SECRET_KEY,
-                        "region_name": "us-east-1",
-                        "create_bucket": "true",
-                        "prefix": prefix,
-                    },
-                }
-            ]
-        }
-    )
-    threads_n, per_thread = 8, 500
-    barrier = threading.Barrier(threads_n)
-    instances: list[Any] = []
-    failures: list[BaseException] = []
-
-    def work(worker: int) -> None:
-        try:
-            barrier.wait()
-            storage = pool.get_connected_storage("Artifacts")
-            instances.append(storage)
-            for i in range(per_thread):
-                storage.store("flow", f"w{worker}", str(i), {"w": worker, "i": i, "pad": "x" * i})
-        except BaseException as exc:
-            failures.append(exc)
-
-    try:
-        threads = [threading.Thread(target=work, args=(w,)) for w in range(threads_n)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert failures == []
-        assert len({id(instance) for instance in instances}) == 1
-        storage = instances[0]
-        keys = [("flow", f"w{w}", str(i)) for w in range(threads_n) for i in range(per_thread)]
-        found = storage.retrieve_many(keys)
-        intact = sum(
-            1
-            for (_flow, task, task_id), result in found.items()
-            if result == {"w": int(task[1:]), "i": int(task_id), "pad": "x" * int(task_id)}
-        )
-        assert intact == threads_n * per_thread
-        assert set(storage.iter_keys("flow")) == set(keys)
-    finally:
-        pool.disconnect_all()
 
 
 # -- keys and layout ---------------------------------------------------------------------------
@@ -706,9 +640,9 @@ def test_profile_name_reads_the_shared_credentials_file(
         over_http(moto_endpoint, profile_name="absent", **options).connect()
 
 
-def test_secrets_never_appear_in_repr_errors_or_logs(
-    moto_endpoint: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_secrets_never_appear_in_repr_config_errors_or_health(moto_endpoint: str) -> None:
+    """Errors and retry log lines against an unreachable endpoint: the kit's resilience suite
+    checks them in TestS3OverHttp, with the secret key and the session token set."""
     token = "SessionToken-Very-Secret-1234"
     storage = over_http(moto_endpoint, aws_session_token=token)
     text = repr(storage)
@@ -718,23 +652,6 @@ def test_secrets_never_appear_in_repr_errors_or_logs(
     with pytest.raises(ConfigError) as config_info:
         S3Storage(bucket="b", aws_access_key_id="AKIA", aws_secret_access_key=98765432)
     assert "98765432" not in str(config_info.value)
-
-    # An unreachable endpoint: the retries are logged and the error is raised.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    unreachable = over_http(
-        f"http://127.0.0.1:{closed_port}", aws_session_token=token, connect_timeout=1
-    )
-    unreachable.retry_policy = RetryPolicy(attempts=2, backoff=0.01)
-    with (
-        caplog.at_level(logging.DEBUG, logger="selinon_like"),
-        pytest.raises(StorageUnavailable) as info,
-    ):
-        unreachable.connect()
-    assert "retry 1 of 1" in caplog.text
-    for secret in (SECRET_KEY, token, ACCESS_KEY):
-        assert secret not in str(info.value) and secret not in caplog.text
 
     pool = StoragePool.from_dict(
         {
