@@ -371,7 +371,7 @@ class MongoDB(RecordStorage):
         bound = _FRAMING + sum(
             len(value) if isinstance(value, bytes) else 4 * len(value)
             for value in document.values()
-            if value is not None
+            if isinstance(value, (bytes, str))  # a date (expires_at) is 8 bytes: in _FRAMING
         )
         if bound <= _MAX_DOCUMENT:
             return
