@@ -29,12 +29,6 @@ def silent_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-def _redis(port: int) -> DataStorage:
-    from storages.redis import Redis
-
-    return Redis(url=f"redis://127.0.0.1:{port}/0", socket_timeout=0.5, socket_connect_timeout=0.5)
-
-
 def _postgresql(port: int) -> DataStorage:
     from storages.postgresql import PostgreSQL
 
@@ -55,38 +49,11 @@ def _mysql(port: int) -> DataStorage:
     )
 
 
-def _s3(port: int) -> DataStorage:
-    from storages.s3 import S3Storage
-
-    return S3Storage(
-        bucket="silent",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-        connect_timeout=0.5,
-        read_timeout=0.5,
-    )
-
-
-def _mongodb(port: int) -> DataStorage:
-    from storages.mongodb import MongoDB
-
-    return MongoDB(
-        url=f"mongodb://127.0.0.1:{port}/?directConnection=true",
-        db_name="silent",
-        server_selection_timeout_ms=500,
-        connect_timeout_ms=500,
-        socket_timeout_ms=500,
-    )
-
-
+# Redis, MongoDB and S3: the kit's resilience suite (a refused and a silent port) in their
+# contract classes.
 FACTORIES: dict[str, Callable[[int], DataStorage]] = {
-    "redis": _redis,
     "postgresql": _postgresql,
     "mysql": _mysql,
-    "s3": _s3,
-    "mongodb": _mongodb,
 }
 
 
