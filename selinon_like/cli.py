@@ -9,6 +9,7 @@ Commands (CONFIG is a YAML file; a result is named by FLOW TASK TASK_ID)::
     delete CONFIG FLOW TASK TASK_ID       delete a result
     ls CONFIG                             list result keys (--flow, --task)
     copy SRC_CONFIG:STORAGE DST_CONFIG:STORAGE   migrate results and error records
+    purge CONFIG                          remove records past their ttl (--dry-run counts)
     demo [--config PATH]                  the quickstart steps on a configuration
 
 ``--storage NAME`` picks the storage of get/put/delete/ls. Without it, get/put/delete use the
@@ -34,6 +35,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -569,6 +571,78 @@ def list_keys(
             [[row["storage"], row["flow_name"], row["task_name"], row["task_id"]] for row in found],
         )
     if failed:
+        sys.exit(EXIT_FAILED)
+
+
+# -- purge ------------------------------------------------------------------------------------
+
+
+@main.command(cls=_ConfigCommand, epilog=_CONFIG_EPILOG)
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option(
+    "--storage", "-s", metavar="NAME", help="Only this storage (default: every one that can)."
+)
+@click.option("--dry-run", is_flag=True, help="Count the expired records; remove nothing.")
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@_verbosity_options
+def purge(
+    config: str, storage: str | None, dry_run: bool, no_progress: bool, as_json: bool
+) -> None:
+    """Remove the results and error records past their ttl, storage by storage, in bounded
+    batches; safe while workers store and read (an unexpired record is never removed).
+
+    A storage whose adapter has no purge_expired() is listed as such (an error when named
+    with --storage). Exits 1 when a storage failed."""
+    pool = _load(config)
+    names = [_pick_storage(pool, storage, None)] if storage is not None else pool.names()
+    rows: list[dict[str, Any]] = []
+    with pool, contextlib.ExitStack() as stack:
+        bar = None if no_progress else stack.enter_context(_progress(None, "purge"))
+        for name in names:
+            row: dict[str, Any] = {"storage": name, "adapter": _adapter(pool, name)}
+            rows.append(row)
+            if "purge_expired" not in pool.config.storages[name].cls.capabilities():
+                row.update(removed=None, seconds=None, ok=storage is None)
+                row["error"] = "the adapter has no purge_expired()"
+                continue
+            if bar is not None:
+                bar.update(bar.task_ids[0], description=f"purge {name}")
+
+            def advance(count: int) -> None:
+                if bar is not None:
+                    bar.advance(bar.task_ids[0], count)
+
+            started = time.perf_counter()
+            try:
+                target = pool.get_connected_storage(name)
+                removed = target.purge_expired(dry_run=dry_run, progress=advance)
+            except Exception as exc:
+                row.update(removed=None, ok=False, error=_describe(exc, pool))
+            else:
+                row.update(removed=removed, ok=True, error=None)
+            row["seconds"] = round(time.perf_counter() - started, 3)
+    if as_json:
+        click.echo(_to_json({"dry_run": dry_run, "storages": rows}, False))
+    else:
+        what = "expired" if dry_run else "removed"
+        _table(
+            f"selinon-like purge {config}{' (dry run: nothing removed)' if dry_run else ''}",
+            ["storage", "adapter", what, "time", "status"],
+            [
+                [
+                    row["storage"],
+                    row["adapter"],
+                    "-" if row["removed"] is None else f"{row['removed']:,}",
+                    "-" if row["seconds"] is None else f"{row['seconds']:.2f} s",
+                    "ok"
+                    if row["ok"] and not row["error"]
+                    else (f"skipped: {row['error']}" if row["ok"] else f"FAILED: {row['error']}"),
+                ]
+                for row in rows
+            ],
+        )
+    if not all(row["ok"] for row in rows):
         sys.exit(EXIT_FAILED)
 
 
