@@ -85,9 +85,12 @@ class SqlStorage(RecordStorage):
     ``retry`` policy on a new connection. Dropped connections, timeouts and lock waits are
     transient: retried, then :class:`~selinon_like.StorageUnavailable`. No call waits for the
     server longer than ``statement_timeout`` + ``connect_timeout`` (300 s + ``connect_timeout``
-    when ``statement_timeout`` is unset): PyMySQL's socket timeouts, and on PostgreSQL, whose
-    driver has none, a watchdog that shuts the socket of an overdue call. A forked child never
-    uses or closes its parent's connections.
+    when ``statement_timeout`` is unset), nor past the call's deadline (the storage's
+    ``operation_timeout``, by default ``connect_timeout`` + that wait: one attempt with its
+    connection): PyMySQL's socket timeouts (at most ``operation_timeout``), and on PostgreSQL,
+    whose driver has none, a watchdog that shuts the socket of an overdue call; a connection
+    opened during a call waits at most what the deadline leaves (libpq: 2 s at least). A
+    forked child never uses or closes its parent's connections.
 
     URLs: ``postgresql://`` and ``postgres://`` mean ``postgresql+psycopg://`` (extra
     ``postgresql``), ``mysql://`` means ``mysql+pymysql://`` (extra ``mysql``); any other
@@ -190,8 +193,15 @@ class SqlStorage(RecordStorage):
 
     @property
     def io_timeout(self) -> float:
-        """Seconds a call may wait for the server before the client gives up."""
-        return (self.statement_timeout or _IO_TIMEOUT) + self.connect_timeout
+        """Seconds a call may wait for the server before the client gives up: statement_timeout
+        (else 300 s) + connect_timeout, at most the operation_timeout."""
+        wait = (self.statement_timeout or _IO_TIMEOUT) + self.connect_timeout
+        return min(wait, self.operation_timeout)
+
+    def default_operation_timeout(self) -> float:
+        """``connect_timeout`` + ``statement_timeout`` (else 300 s) + ``connect_timeout``: a
+        new connection, then the longest wait for the server."""
+        return self.connect_timeout + (self.statement_timeout or _IO_TIMEOUT) + self.connect_timeout
 
     def _new_engine(self) -> tuple[URL, Engine]:
         """An engine for the configured URL; a URL SQLAlchemy cannot use is a ConfigError."""
@@ -432,7 +442,8 @@ class SQLite(SqlStorage):
         connections kept open, and extra ones under load (file databases).
     ``connect_timeout`` (float, default ``10``)
         seconds a writer waits for its turn (behind the instance's other writers, or another
-        process's: SQLite's busy timeout).
+        process's: SQLite's busy timeout). The default ``operation_timeout`` is three times
+        this: the queue, the busy timeout and the statement.
     ``echo`` (bool, default ``false``)
         log every SQL statement.
     ``encoding`` (str, default none)
@@ -472,6 +483,10 @@ class SQLite(SqlStorage):
             max_overflow=max_overflow,
             connect_timeout=connect_timeout,
         )
+
+    def default_operation_timeout(self) -> float:
+        """Three times ``connect_timeout``: the write queue, the busy timeout, the statement."""
+        return 3 * self.connect_timeout
 
     def _url(self) -> URL:
         if self.path is None:

@@ -3,7 +3,8 @@
 :meth:`Executor.run` sends one statement as a call of its own (every store, retrieve and
 delete: one round trip on an autocommit connection); :meth:`Executor.cursor` lends a cursor
 for a call of several statements, in one transaction if asked. Both bound the call with the
-watchdog where the driver has no read timeout, queue SQLite writers, roll back on failure,
+watchdog where the driver has no read timeout (at the call's deadline when that comes first),
+queue SQLite writers, roll back on failure,
 close a connection the server dropped (and every idle one with it), and raise driver errors
 as SQLAlchemy's ``DBAPIError`` subclasses, which ``SqlStorage.is_transient`` reads. In a
 forked child the parent's connections are forgotten, never used or closed.
@@ -15,9 +16,11 @@ import contextlib
 import dataclasses
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from selinon_like import deadline
 from selinon_like.watchdog import WATCHDOG
 from storages.sql.pool import Connections
 
@@ -46,6 +49,7 @@ class Executor:
     write_wait: float
     new_database: Callable[[Engine], None]
     connections: Connections = dataclasses.field(init=False)
+    _socket_timeouts: bool = dataclasses.field(init=False)
     writer: threading.Lock | None = dataclasses.field(init=False)
     _pid: int = dataclasses.field(init=False)
 
@@ -55,6 +59,12 @@ class Executor:
         self._pid = os.getpid()
         self.connections = self._new_connections()
         self.writer = threading.Lock() if self.quirks.write_queue else None
+        # PyMySQL's read and write timeouts, set per call to what the deadline leaves.
+        self._socket_timeouts = self.sa_engine.dialect.driver == "pymysql"
+        if self.sa_engine.dialect.driver in _CONNECT_TIMEOUTS:
+            from sqlalchemy import event
+
+            event.listen(self.sa_engine, "do_connect", _connect_by_the_deadline)
 
     def _new_connections(self) -> Connections:
         detach = not self.quirks.memory  # StaticPool's one connection stays with it
@@ -95,12 +105,21 @@ class Executor:
             self._reraise(exc, broken=True)
         token = None
         if self.quirks.watched:
-            token = WATCHDOG.watch(connection.fileno(), self.io_timeout)
+            seconds = deadline.remaining(self.io_timeout)
+            token = WATCHDOG.watch(connection.fileno(), seconds)
+        elif self._socket_timeouts:
+            _set_pymysql_timeouts(connection.dbapi_connection, self.io_timeout)
         return connections, connection, cursor, token
+
+    def _writer(self, write: bool) -> threading.Lock | None:
+        """The write queue a call takes (``None`` for a read or where there is none); in a
+        forked child the one replacing the lock inherited across the fork."""
+        self.engine  # noqa: B018 - a forked child gets its own lock (and connections) first
+        return self.writer if write else None
 
     def _wait_turn(self, writer: threading.Lock) -> None:
         """Take ``writer``, the SQLite file's write queue of this instance."""
-        if not writer.acquire(timeout=self.write_wait):
+        if not writer.acquire(timeout=deadline.remaining(self.write_wait)):
             raise TimeoutError(
                 f"{self.name}: other threads kept writing for {self.write_wait:g} s "
                 "(connect_timeout)"
@@ -114,7 +133,7 @@ class Executor:
         its own transaction, one round trip; ``transaction=True`` wraps the call in BEGIN …
         COMMIT. Other drivers commit at the end of every call. A transaction writes: on
         SQLite it waits its turn first."""
-        writer = self.writer if transaction else None
+        writer = self._writer(transaction)
         if writer is not None:
             self._wait_turn(writer)
         try:
@@ -141,7 +160,7 @@ class Executor:
         """One statement as its own call: the first row it returns, or for a statement that
         returns none, the number of rows it changed. What :meth:`cursor` does, without a
         generator: the code path of every store, retrieve and delete."""
-        writer = self.writer if write else None
+        writer = self._writer(write)
         if writer is not None:
             self._wait_turn(writer)
         try:
@@ -178,8 +197,7 @@ class Executor:
             if token is not None and WATCHDOG.release(token):
                 token, broken = None, True
                 raise TimeoutError(
-                    f"{self.name}: no answer from the database within "
-                    f"{self.io_timeout:g} s (statement_timeout + connect_timeout)"
+                    f"{self.name}: no answer from the database {_within(self)}"
                 ) from exc
             self._reraise(exc, broken)
         finally:
@@ -224,3 +242,44 @@ class Executor:
             connection_invalidated=broken,
             dialect=dialect,
         ) from exc
+
+
+# The drivers whose connect() takes a timeout, and the least each accepts (libpq: 2 s).
+_CONNECT_TIMEOUTS = {"psycopg": 2, "psycopg2": 2, "pymysql": 0}
+
+
+def _connect_by_the_deadline(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+    """SQLAlchemy's ``do_connect``: a connection opened during a call waits for the server no
+    longer than the call's deadline leaves (at least the driver's least timeout). Returns the
+    new connection, or None to let SQLAlchemy connect as configured (outside a call, or when
+    the configured timeout is the shorter)."""
+    left = deadline.remaining()
+    configured = cparams.get("connect_timeout")
+    if left is None or configured is None:
+        return None
+    least = _CONNECT_TIMEOUTS[dialect.driver]
+    # libpq counts whole seconds: rounding down keeps within the deadline.
+    seconds = max(least, int(left)) if least else left
+    if seconds >= float(configured):
+        return None
+    bounded = {**cparams, "connect_timeout": seconds}
+    if dialect.driver == "pymysql":  # its handshake waits read_timeout, not connect_timeout
+        for name in ("read_timeout", "write_timeout"):
+            bounded[name] = min(left, float(cparams.get(name) or left))
+    return dialect.connect(*cargs, **bounded)
+
+
+def _set_pymysql_timeouts(connection: Any, longest: float) -> None:
+    """Let a PyMySQL connection wait for the server no longer than the call's deadline leaves
+    (at most ``longest``). PyMySQL has no public way to change a connection's timeouts: it
+    reads these two attributes before each socket read and write (a test checks they exist)."""
+    seconds = deadline.remaining(longest)
+    connection._read_timeout = connection._write_timeout = seconds
+
+
+def _within(executor: Executor) -> str:
+    """How long the watchdog waited, for the message of a call it cut."""
+    end = deadline.current()
+    if end is not None and end <= time.monotonic() + 0.05:
+        return "before the call's deadline (operation_timeout)"
+    return f"within {executor.io_timeout:g} s (statement_timeout + connect_timeout)"
