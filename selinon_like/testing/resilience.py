@@ -252,8 +252,11 @@ class ResilienceContract(ContractBase):
         texts.append(caplog.text)
         texts += [record.getMessage() for record in caplog.records]
         if any(isinstance(exc, StorageUnavailable) for exc in raised):
-            # a transient failure was retried: its (scrubbed) driver message was logged
-            assert "retry 1 of 1" in caplog.text
+            # a transient failure was retried, its (scrubbed) driver message logged, unless
+            # its first attempt left too little of the operation_timeout for another
+            assert "retry 1 of 1" in caplog.text or any(
+                "operation_timeout" in str(exc) for exc in raised
+            )
         for text in texts:
             assert secret not in text, f"the secret leaked in {text[:300]!r}"
 
