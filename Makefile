@@ -38,13 +38,13 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## test: lint, then the whole suite with warnings as errors: on $(WORKERS) pytest-xdist workers,
-## then the tests marked serial (timing-sensitive) alone
+## test: lint, then the whole suite with warnings as errors on $(WORKERS) pytest-xdist workers:
+## first all but the tests marked timing, then those, away from the CPU-heavy rest (conftest.py)
 test: lint pytest
 
 pytest: $(VENV)/.test-installed
-	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup -m "not serial"
-	$(BIN)/python -m pytest -m serial
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup -m "not timing"
+	$(BIN)/python -m pytest -n $(WORKERS) -m timing
 
 ## docs: the documentation site (docs/, mkdocs.yml) into var/site, strictly (as CI does)
 docs: $(VENV)/.docs-installed

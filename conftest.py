@@ -2,7 +2,7 @@
 one-line summary of skips.
 
 ``make test`` runs the suite on several pytest-xdist workers (``--dist loadgroup``), then the
-tests marked ``serial`` alone:
+tests marked ``timing`` in a pass of their own:
 
 * Session and module fixtures run once per worker: each worker starts the private servers its
   tests ask for (MongoDB-compatible, S3, moto: a few seconds each), on ports and in
@@ -11,7 +11,10 @@ tests marked ``serial`` alone:
 * Shared services (PostgreSQL, MariaDB, Redis on their usual ports) need no grouping: every
   test works under names of its own (random table names, key prefixes, queues, databases), so
   workers never meet.
-* ``serial`` marks what must not run beside other tests: see ``_SERIAL``.
+* ``timing`` marks tests that assert wall-clock bounds (a call on a stopped server ends within
+  its deadline plus 10 %) and must not run beside the CPU-heavy rest of the suite: see
+  ``_TIMING``. They run after it, beside each other only: they mostly wait on sockets and
+  sleeps, each on private servers of its own.
 """
 
 from __future__ import annotations
@@ -29,18 +32,18 @@ _SERVER_GROUPS = {
 }
 _MODULE_GROUPS = {"test_redis_topologies.py": "redis-private"}
 
-# Tests that must not run beside others, by node id prefix, and why. The serial pass of
-# `make test` runs them alone (`pytest -m serial`); the parallel pass leaves them out.
-_SERIAL: dict[str, str] = {
-    "tests/faults/": "fault injection: SIGSTOPs and restarts servers under deadlines",
+# Tests that must not run beside the rest, by node id prefix, and why. The second pass of
+# `make test` runs them (`pytest -m timing`); the first leaves them out.
+_TIMING: dict[str, str] = {
+    "tests/faults/": "fault injection: stops and restarts servers, asserts calls end in time",
 }
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if any(item.nodeid.startswith(prefix) for prefix in _SERIAL):
-            item.add_marker(pytest.mark.serial)
+        if any(item.nodeid.startswith(prefix) for prefix in _TIMING):
+            item.add_marker(pytest.mark.timing)
     if not config.pluginmanager.hasplugin("xdist"):
         return
     for item in items:
