@@ -220,7 +220,7 @@ def test_prefork_worker_stores_every_result_and_error(
     assert worker.process.pid not in pids
     assert len(children) == 2 and pids <= children, (pids, children)
     log = worker.log.read_text(errors="replace")
-    assert "INFO/MainProcess] storage Results (Filesystem) ok" in log
+    assert "INFO/MainProcess] storage Results (storages.filesystem.Filesystem) ok" in log
 
     _stop(worker.process)
     assert worker.process.returncode == 0, worker.log_tail()
