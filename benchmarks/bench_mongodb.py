@@ -145,7 +145,7 @@ def run(label: str, storage: MongoDB, raw_collection: Any, *, fake: bool = False
 
 
 @contextlib.contextmanager
-def _server() -> Iterator[tuple[str, str]]:
+def mongodb_server() -> Iterator[tuple[str, str]]:
     """``(label, url)`` of the server to measure: SELINON_LIKE_MONGODB_URL's, else a private
     SecantusDB stopped on exit."""
     url = os.environ.get("SELINON_LIKE_MONGODB_URL")
@@ -165,7 +165,7 @@ def main() -> None:
     from tests.mongomock_client import mongomock_client
 
     suffix = uuid.uuid4().hex[:8]
-    with _server() as (label, url):
+    with mongodb_server() as (label, url):
         client: Any = pymongo.MongoClient(url)
         try:
             run(

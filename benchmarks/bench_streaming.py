@@ -1,8 +1,9 @@
 """Streaming benchmark: 256 MB through ``store_stream`` and back through ``retrieve_stream``.
 
-For the Filesystem adapter and the S3 adapter (on moto's S3 server over HTTP, in a child
-process so that the server's copy of the 256 MB is not counted), each measured in a fresh
-child process of its own:
+For the Filesystem adapter and the S3 adapter (on an S3 server in a process of its own, so
+that the server's copy of the 256 MB is not counted: ``python -m benchmarks`` uses a private
+SeaweedFS, this script alone moto's server), each measured in a fresh child process of its
+own:
 
 * peak RSS growth: ``ru_maxrss`` after the round trip minus ``ru_maxrss`` before it (after
   imports, connect and a 1 MiB warm-up stream), i.e. what streaming 256 MB added to the
@@ -78,12 +79,18 @@ def maxrss() -> int:
 
 
 def child(backend: str, target: str) -> None:
-    """One measurement in this fresh process; prints one JSON line."""
+    """One measurement in this fresh process; prints one JSON line. ``target`` is the
+    Filesystem's directory, moto's endpoint, or ``-``: S3Storage options as JSON on stdin
+    (credentials stay off the command line)."""
     storage: DataStorage
     if backend == "filesystem":
         from storages.filesystem import Filesystem
 
         storage = Filesystem(path=target)
+    elif target == "-":
+        from storages.s3 import S3Storage
+
+        storage = S3Storage(**json.loads(sys.stdin.read()))
     else:
         storage = storage_for(target)
     storage.connect()
@@ -100,9 +107,12 @@ def child(backend: str, target: str) -> None:
     print(json.dumps({**first, "rss_growth": growth, "heap_peak": heap_peak, "again": second}))
 
 
-def measure(backend: str, target: str) -> dict[str, Any]:
+def measure(backend: str, target: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run :func:`child` in a fresh process: ``target`` as there, or ``options`` (with
+    ``target`` ``-``) the S3Storage options of another S3 server."""
     out = subprocess.run(
         [sys.executable, __file__, "--child", backend, target],
+        input=json.dumps(options) if options is not None else "",
         check=True,
         capture_output=True,
         text=True,

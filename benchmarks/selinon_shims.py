@@ -79,14 +79,24 @@ def selinon_sql(url: str, table: str, shim: bool) -> _Call:
     return _Call(adapter.PostgreSQL(url))
 
 
-def selinon_mongodb() -> _Call:
+def selinon_mongodb(url: str, db_name: str) -> _Call:
+    """As shipped, on the server at ``url`` (Selinon takes a host and a port, not a URL)."""
+    from urllib.parse import urlsplit
+
+    from selinon.storages.mongodb import MongoDB
+
+    parts = urlsplit(url)
+    return _Call(MongoDB(db_name + "_selinon", "results", parts.hostname, parts.port or 27017))
+
+
+def selinon_mongodb_needs_a_server() -> _Call:
     raise RuntimeError(
-        "Selinon 1.4's MongoDB adapter builds MongoClient(host, port) itself: it needs a real "
-        "MongoDB server, none here (would wait 30 s for server selection)"
+        "Selinon 1.4's MongoDB adapter builds MongoClient(host, port) itself: as shipped it "
+        "cannot use mongomock"
     )
 
 
-def selinon_mongodb_shimmed() -> _Call:
+def selinon_mongomock() -> _Call:
     import mongomock
     from selinon.storages import mongodb
 

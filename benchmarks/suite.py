@@ -361,110 +361,272 @@ def redis_service() -> Iterator[Service]:
 
 
 @contextlib.contextmanager
+def redis_cluster() -> Iterator[Service]:
+    """A private 6-node Redis Cluster (3 primaries, 3 replicas; ``tests.servers``), started
+    here and stopped on exit. Raw is redis-py's ``RedisCluster`` (store_many: its pipeline,
+    which groups the commands by node); ours is the Redis adapter with ``cluster: true``. The
+    keys carry no hash tag, so a store_many of 1,000 spreads over the three primaries."""
+    from tests.servers import start_redis_cluster
+
+    service = Service("Redis Cluster (3 primaries, 3 replicas)")
+    service.failures.append(
+        "Selinon 1.4 and Celery 5 have no Redis Cluster result backend: raw and ours only"
+    )
+    prefix = f"bench-{uuid.uuid4().hex[:8]}:"
+    with start_redis_cluster() as cluster:
+        raw: Any = cluster.client()  # redis-py's cluster pipeline() is untyped
+
+        def raw_many(items: list[tuple[str, Any]]) -> None:
+            pipe = raw.pipeline()
+            for k, r in items:
+                pipe.set(prefix + "raw:" + k, json.dumps(r).encode())
+            pipe.execute()
+
+        service.systems.append(
+            System(
+                "raw RedisCluster",
+                lambda k, r: raw.set(prefix + "raw:" + k, json.dumps(r).encode()),
+                lambda k: json.loads(raw.get(prefix + "raw:" + k)),
+                raw_many,
+            )
+        )
+        host, port = cluster.startup_nodes[0]  # any node: the adapter discovers the others
+        conf = {"cluster": True, "host": host, "port": port, "key_prefix": prefix}
+        direct, pool = _pool("storages.redis", "Redis", conf)
+        service.systems += _adapter_systems(direct, pool)
+        try:
+            yield service
+        finally:
+            pool.disconnect_all()
+            direct.disconnect()
+            raw.close()
+
+
+@contextlib.contextmanager
 def mongodb() -> Iterator[Service]:
+    """MongoDB on a server: the one SELINON_LIKE_MONGODB_URL names, else a private SecantusDB
+    (``tests.servers``, a MongoDB-wire-compatible server on WiredTiger) started here and
+    stopped on exit. Raw pymongo upserts ``{_id: key, v: JSON bytes}`` (store_many: one
+    unordered ``bulk_write`` of such upserts) and reads by ``_id``; ours also keeps the key's
+    three fields under a unique index (one document per key whoever writes the collection)."""
+    import pymongo
+
+    from benchmarks import selinon_shims
+    from benchmarks.bench_mongodb import mongodb_server
+
+    db = f"bench_{uuid.uuid4().hex[:8]}"
+    elsewhere = "SELINON_LIKE_MONGODB_URL" in os.environ
+    with mongodb_server() as (_label, url):
+        service = Service(f"MongoDB ({'SELINON_LIKE_MONGODB_URL' if elsewhere else 'SecantusDB'})")
+        client: Any = pymongo.MongoClient(url)
+        coll = client[db]["raw"]
+
+        def raw_store(k: str, r: Any) -> None:
+            coll.replace_one({"_id": k}, {"_id": k, "v": json.dumps(r).encode()}, upsert=True)
+
+        def raw_many(items: list[tuple[str, Any]]) -> None:
+            requests = [
+                pymongo.ReplaceOne({"_id": k}, {"_id": k, "v": json.dumps(r).encode()}, upsert=True)
+                for k, r in items
+            ]
+            coll.bulk_write(requests, ordered=False)
+
+        service.systems.append(
+            System(
+                "raw pymongo",
+                raw_store,
+                lambda k: json.loads(coll.find_one({"_id": k}, {"_id": 0, "v": 1})["v"]),
+                raw_many,
+            )
+        )
+        direct, pool = _pool("storages.mongodb", "MongoDB", {"url": url, "db_name": db})
+        service.systems += _adapter_systems(direct, pool)
+        _selinon(service, lambda: selinon_shims.selinon_mongodb(url, db), None)
+        try:
+            service.systems.append(_celery_system(_celery(_with_database(url, db + "_celery"))))
+        except Exception as exc:
+            service.failures.append(f"celery mongodb backend: {exc!r}"[:200])
+        try:
+            yield service
+        finally:
+            service.close()
+            pool.disconnect_all()
+            direct.disconnect()
+            for name in client.list_database_names():
+                if name.startswith(db):
+                    client.drop_database(name)
+            client.close()
+
+
+def _with_database(url: str, database: str) -> str:
+    """``url`` (``mongodb://host:port/...``) naming ``database`` as its path."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, ""))
+
+
+@contextlib.contextmanager
+def mongodb_fake() -> Iterator[Service]:
+    """MongoDB on mongomock, an in-process fake (labelled so): it runs every query, and our
+    unique key index's check, as a scan of the collection, so its figures show CPU costs in
+    this process, not a server's. Our adapter gets the client through ``from_client``."""
     import mongomock
 
     from benchmarks import selinon_shims
+    from storages.mongodb import MongoDB
 
-    # mongomock runs every query, and its unique index check, as a scan of the collection:
-    # one bulk round only, and every system writes a collection of its own, so that none
+    # The tests' mongomock client carries the shim mongomock needs for bulk_write.
+    from tests.mongomock_client import mongomock_client
+
+    # One bulk round only, and every system writes a collection of its own, so that none
     # scans more documents than another.
-    service = Service("MongoDB (mongomock, not a server)", bulk_rounds=1, idle_pass=False)
-    coll = mongomock.MongoClient()["bench"]["raw"]
+    service = Service("MongoDB on mongomock (fake)", bulk_rounds=1, idle_pass=False)
+    coll: Any = mongomock.MongoClient()["bench"]["raw"]
     service.systems.append(
         System(
             "raw mongomock",
             lambda k, r: coll.replace_one({"_id": k}, {"_id": k, "r": r}, upsert=True),
-            lambda k: coll.find_one({"_id": k})["r"],  # type: ignore[index]
+            lambda k: coll.find_one({"_id": k})["r"],
             lambda items: coll.insert_many([{"_id": k, "r": r} for k, r in items]),
         )
     )
     db = f"bench_{uuid.uuid4().hex[:8]}"
-    direct, pool = _pool(
-        "storages.mongodb",
-        "MongoDB",
-        {"url": "mongomock://b", "db_name": db},
-        {"url": "mongomock://b", "db_name": db + "_direct"},
-    )
+    entry: dict[str, Any] = {"name": "Bench", "import": "storages.mongodb", "classname": "MongoDB"}
+    entry["configuration"] = {"db_name": db}
+    # A configuration cannot bring a client: the pool starts with an instance given to it.
+    config = StoragePool.from_dict({"storages": [entry]}).config
+    pool = StoragePool(config, {"Bench": MongoDB.from_client(mongomock_client(), db_name=db)})
+    direct = MongoDB.from_client(mongomock_client(), db_name=db + "_direct")
+    direct.connect()
     service.systems += _adapter_systems(direct, pool)
-    _selinon(service, selinon_shims.selinon_mongodb, selinon_shims.selinon_mongodb_shimmed)
+    _selinon(service, selinon_shims.selinon_mongodb_needs_a_server, selinon_shims.selinon_mongomock)
     try:
         service.systems.append(_celery_system(selinon_shims.celery_mongomock()))
     except Exception as exc:
         service.failures.append(f"celery mongodb backend on mongomock: {exc!r}"[:200])
-    yield service
-    pool.disconnect_all()
+    try:
+        yield service
+    finally:
+        pool.disconnect_all()
+        direct.disconnect()
 
 
 @contextlib.contextmanager
-def s3(latency: float = 0.0) -> Iterator[Service]:
-    """S3 on moto's HTTP server. With ``latency`` (seconds slept by the server before each
-    answer, as a real S3's 10-50 ms of network and service time) only store_many is
-    measured: bare moto spends ~3 ms of CPU per request in one process, so overlapping
-    requests cannot pay off there, while they do against a service that waits."""
+def s3() -> Iterator[Service]:
+    """S3 on a private SeaweedFS (``weed mini``, its S3 gateway; ``tests.servers``) started
+    here and stopped on exit. Each system writes a bucket of its own."""
     import boto3
 
     from benchmarks import selinon_shims
+    from tests.servers import start_s3
 
-    name = "S3 (moto HTTP server)"
-    if latency:
-        name = f"S3 (moto HTTP server + {latency * 1e3:.0f} ms latency)"
-    # moto is slow: once
-    service = Service(name, bulk_only=bool(latency), bulk_rounds=1, idle_pass=not latency)
-    creds = {
-        "aws_access_key_id": "AKIABENCHMARK",
-        "aws_secret_access_key": "benchmark-secret",
-        "region_name": "us-east-1",
-    }
-    with moto_server(latency) as (endpoint, _pid):
-        client = boto3.client("s3", endpoint_url=endpoint, **creds)
-        bucket = "bench-raw"
-        client.create_bucket(Bucket=bucket)
+    service = Service("S3 (SeaweedFS)")
+    with start_s3() as server:
+        creds = {
+            "aws_access_key_id": server.access_key,
+            "aws_secret_access_key": server.secret_key,
+            "region_name": server.region,
+        }
+        endpoint = server.endpoint_url
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=server.access_key,
+            aws_secret_access_key=server.secret_key,
+            region_name=server.region,
+        )
+        bucket = server.new_bucket("bench-raw")
+
+        def raw_store(k: str, r: Any) -> None:
+            client.put_object(Bucket=bucket, Key=k, Body=json.dumps(r).encode())
+
         service.systems.append(
             System(
                 "raw boto3",
-                lambda k, r: client.put_object(Bucket=bucket, Key=k, Body=json.dumps(r).encode()),
+                raw_store,
                 lambda k: json.loads(client.get_object(Bucket=bucket, Key=k)["Body"].read()),
             )
         )
-        conf = {
-            "bucket": "selinon-like-bench",
-            "endpoint_url": endpoint,
-            "create_bucket": True,
-            **creds,
-        }
+        conf = {"bucket": server.new_bucket("bench"), **server.client_options()}
         direct, pool = _pool("storages.s3", "S3Storage", conf)
         service.systems += _adapter_systems(direct, pool)
-        if service.bulk_only:
-            try:
-                yield service
-            finally:
-                pool.disconnect_all()
-            return
         _selinon(
             service,
             lambda: selinon_shims.selinon_s3(endpoint, creds, shim=False),
             lambda: selinon_shims.selinon_s3(endpoint, creds, shim=True),
         )
         try:
-            os.environ.setdefault("AWS_ACCESS_KEY_ID", creds["aws_access_key_id"])
-            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", creds["aws_secret_access_key"])
-            client.create_bucket(Bucket="bench-celery")
-            backend = _celery(
-                "s3://",
-                s3_bucket="bench-celery",
-                s3_endpoint_url=endpoint,
-                s3_region="us-east-1",
-                s3_access_key_id=creds["aws_access_key_id"],
-                s3_secret_access_key=creds["aws_secret_access_key"],
-            )
-            service.systems.append(_celery_system(backend))
+            service.systems.append(_celery_system(_celery_s3(endpoint, creds, server.new_bucket)))
         except Exception as exc:
             service.failures.append(f"celery s3 backend: {exc!r}"[:200])
         try:
             yield service
         finally:
+            service.close()
             pool.disconnect_all()
+            direct.disconnect()
+            client.close()
+
+
+def _celery_s3(endpoint: str, creds: dict[str, str], new_bucket: Callable[[str], str]) -> Any:
+    return _celery(
+        "s3://",
+        s3_bucket=new_bucket("bench-celery"),
+        s3_endpoint_url=endpoint,
+        s3_region=creds["region_name"],
+        s3_access_key_id=creds["aws_access_key_id"],
+        s3_secret_access_key=creds["aws_secret_access_key"],
+    )
+
+
+@contextlib.contextmanager
+def s3_fake_latency(latency: float = 0.01) -> Iterator[Service]:
+    """store_many only, on moto's S3 server (a fake, labelled so) sleeping ``latency`` seconds
+    before each answer, as a remote S3's 10-50 ms of network and service time: what
+    overlapping the requests of a store_many gains where a request waits rather than
+    computes. On loopback SeaweedFS answers in about a millisecond, so this case needs the
+    injected wait."""
+    import boto3
+
+    service = Service(
+        f"S3 on moto + {latency * 1e3:.0f} ms latency (fake)",
+        bulk_only=True,
+        bulk_rounds=1,
+        idle_pass=False,
+    )
+    creds = {
+        "aws_access_key_id": "AKIABENCHMARK",
+        "aws_secret_access_key": "benchmark-secret",
+        "region_name": "us-east-1",
+    }
+    with moto_server(latency) as (endpoint, _pid):
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=creds["aws_access_key_id"],
+            aws_secret_access_key=creds["aws_secret_access_key"],
+            region_name=creds["region_name"],
+        )
+        client.create_bucket(Bucket="bench-raw")
+        service.systems.append(
+            System(
+                "raw boto3",
+                lambda k, r: client.put_object(
+                    Bucket="bench-raw", Key=k, Body=json.dumps(r).encode()
+                ),
+                lambda k: json.loads(client.get_object(Bucket="bench-raw", Key=k)["Body"].read()),
+            )
+        )
+        conf = {"bucket": "selinon-like-bench", "endpoint_url": endpoint, "create_bucket": True}
+        direct, pool = _pool("storages.s3", "S3Storage", {**conf, **creds})
+        service.systems += _adapter_systems(direct, pool)
+        try:
+            yield service
+        finally:
+            pool.disconnect_all()
+            direct.disconnect()
+            client.close()
 
 
 SERVICES: dict[str, Callable[[], contextlib.AbstractContextManager[Service]]] = {
@@ -473,7 +635,9 @@ SERVICES: dict[str, Callable[[], contextlib.AbstractContextManager[Service]]] = 
     "postgresql": lambda: sql("postgresql"),
     "mariadb": lambda: sql("mysql"),
     "redis": redis_service,
+    "redis-cluster": redis_cluster,
     "mongodb": mongodb,
+    "mongodb-fake": mongodb_fake,
     "s3": s3,
-    "s3-latency": lambda: s3(latency=0.01),
+    "s3-fake-latency": s3_fake_latency,
 }
