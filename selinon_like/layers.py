@@ -4,7 +4,9 @@
    a bad key is a ``TypeError``/``ValueError`` that never reaches the service, the cache or
    the statistics.
 2. :func:`cached` — a ``retrieve`` may be served from the storage's read cache (a hit costs no
-   lock and no I/O); a write refreshes or evicts what it changed.
+   lock and no I/O); a write refreshes or evicts what it changed. The cache keeps a record as
+   stored (the codec reports its bytes: compressed, with its expiry), not the value serialized
+   again.
 3. :func:`observed` — the trace/stats observer sees the operation once, with its duration and
    outcome (the error it raised, already translated).
 4. :func:`translated` — a driver exception becomes :class:`StorageError`, or
