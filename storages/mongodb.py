@@ -45,6 +45,7 @@ _CLIENT_OPTIONS = (
     "server_selection_timeout_ms",
     "connect_timeout_ms",
     "socket_timeout_ms",
+    "journal",
 )
 
 
@@ -111,6 +112,15 @@ class MongoDB(RecordStorage):
         TCP connect timeout.
     ``socket_timeout_ms`` (int, default ``30000``)
         how long a sent request waits for its reply (pymongo: forever).
+    ``journal`` (bool, default ``true``)
+        a write is acknowledged once in the server's journal (write concern ``j: true``), so
+        an acknowledged result survives a crash of the server; ``false`` trades that for
+        latency (a killed server then loses its last writes).
+
+    Every pymongo operation is bounded by the storage's ``operation_timeout`` (pymongo's
+    ``timeoutMS``: server selection, connection and reply included; default: server selection
+    + socket timeout, i.e. 35 s), and a retry starts only while the time left holds another
+    attempt as long as the last.
     ``errors_collection_name`` (str, default ``"<collection_name>_errors"``)
         the collection of error records; must differ from ``collection_name``.
 
@@ -145,6 +155,7 @@ class MongoDB(RecordStorage):
         connect_timeout_ms: int = 5000,
         socket_timeout_ms: int = 30000,
         errors_collection_name: str | None = None,
+        journal: bool = True,
     ) -> None:
         url_db = None
         if url is not None:
@@ -197,6 +208,7 @@ class MongoDB(RecordStorage):
             "connect_timeout_ms", connect_timeout_ms, minimum=1
         )
         self.socket_timeout_ms = options.as_int("socket_timeout_ms", socket_timeout_ms, minimum=1)
+        self.journal = options.as_bool("journal", journal)
         # A percent-encoded URL password may reach a message decoded: mask both spellings.
         self._secrets = sorted(
             {*self._secrets, *(unquote(secret) for secret in self._secrets)},
@@ -238,6 +250,9 @@ class MongoDB(RecordStorage):
             "serverSelectionTimeoutMS": self.server_selection_timeout_ms,
             "connectTimeoutMS": self.connect_timeout_ms,
             "socketTimeoutMS": self.socket_timeout_ms,
+            # pymongo's own bound of each operation: the call's, which our retries share.
+            "timeoutMS": round(self.operation_timeout * 1000),
+            "journal": self.journal,
             "appname": "selinon_like",
         }
         if self._url is not None:
@@ -251,6 +266,11 @@ class MongoDB(RecordStorage):
         if self.tls is not None:
             settings["tls"] = self.tls
         return settings
+
+    def default_operation_timeout(self) -> float:
+        """``server_selection_timeout_ms`` + ``socket_timeout_ms`` (in seconds): finding the
+        server (connecting included), then waiting for its reply."""
+        return (self.server_selection_timeout_ms + self.socket_timeout_ms) / 1000
 
     def connect(self) -> None:
         if self._client is not None:

@@ -196,7 +196,9 @@ class Redis(RecordStorage):
     ``socket_timeout`` (float seconds, default ``10``), ``socket_connect_timeout`` (float
     seconds, default ``5``)
         finite, so a dead server never hangs a worker; they apply to every node and every
-        sentinel too.
+        sentinel too. Neither is used longer than the storage's ``operation_timeout``
+        (default: their sum, a connection and a command), which bounds a whole call: a retry
+        starts only while the time left holds another wait as long as the last.
     ``ssl`` (bool, default ``false``)
         TLS over TCP (implied by a ``rediss://`` URL); with ``sentinels``, to the sentinels
         and to the master alike.
@@ -496,19 +498,31 @@ class Redis(RecordStorage):
     def _connection_kwargs(self) -> dict[str, Any]:
         """What every connection to a data node takes (a single server, every cluster node,
         the master the sentinels name)."""
+        socket_timeout, connect_timeout = self._socket_timeouts()
         kwargs: dict[str, Any] = {
             "username": self.username,
             "password": self.password,
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": self.socket_connect_timeout,
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
             "encoding": self.encoding,
             "encoding_errors": self.errors,
             "decode_responses": False,
         }
         kwargs.update(self._tls_kwargs())
         if self.max_connections is not None:
-            kwargs.update(max_connections=self.max_connections, timeout=self.socket_timeout)
+            kwargs.update(max_connections=self.max_connections, timeout=socket_timeout)
         return kwargs
+
+    def _socket_timeouts(self) -> tuple[float, float]:
+        """``socket_timeout`` and ``socket_connect_timeout``, neither past the
+        ``operation_timeout``: redis-py fixes them when it opens a connection, so no single
+        wait for the server may outlast a call."""
+        limit = self.operation_timeout
+        return min(self.socket_timeout, limit), min(self.socket_connect_timeout, limit)
+
+    def default_operation_timeout(self) -> float:
+        """``socket_connect_timeout`` + ``socket_timeout``: a connection, then a command."""
+        return self.socket_connect_timeout + self.socket_timeout
 
     def _tls_kwargs(self) -> dict[str, Any]:
         if not self._tls:
@@ -563,11 +577,12 @@ class Redis(RecordStorage):
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
+        socket_timeout, connect_timeout = self._socket_timeouts()
         sentinel_kwargs: dict[str, Any] = {
             "username": self.sentinel_username,
             "password": self.sentinel_password,
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": self.socket_connect_timeout,
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
             # A sentinel client retries 10 times by default: one dead sentinel would then
             # hold every connection attempt for seconds before the next one is asked.
             "retry": Retry(NoBackoff(), 0),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import contextvars
 import datetime as _dt
 import hashlib
 import itertools
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from selinon_like import options
+from selinon_like import deadline, options
 from selinon_like.errors import ConfigError, StorageError
 from selinon_like.importing import missing_driver
 from selinon_like.keys import Key, decode_part, encode_part, key_digest
@@ -183,7 +184,9 @@ class S3Storage(RecordStorage):
     ``addressing_style`` (``auto``, ``path`` or ``virtual``; default ``auto``)
         how the bucket is put in URLs; many S3-compatible services want ``path``.
     ``connect_timeout`` (seconds, default ``10``), ``read_timeout`` (seconds, default ``60``)
-        socket timeouts of every request.
+        socket timeouts of every request, neither longer than the storage's
+        ``operation_timeout`` (default: their sum); within a call a request waits for its
+        reply no longer than the call's deadline leaves.
     ``max_pool_connections`` (int, default ``10``)
         HTTP connections kept open, and threads of ``store_many``/``retrieve_many``.
     ``part_size`` (bytes, default 8 MiB, at least 5 MiB)
@@ -323,13 +326,14 @@ class S3Storage(RecordStorage):
             endpoint_url=self.endpoint_url,
             use_ssl=self.use_ssl,
             config=Config(
-                connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout,
+                connect_timeout=min(self.connect_timeout, self.operation_timeout),
+                read_timeout=min(self.read_timeout, self.operation_timeout),
                 max_pool_connections=self.max_pool_connections,
                 retries={"total_max_attempts": 1, "mode": "standard"},
                 s3={"addressing_style": self.addressing_style},  # type: ignore[arg-type]
             ),
         )
+        client.meta.events.register("before-call.s3", self._bound_request)
         try:
             self._check_bucket(client)
             if self.lifecycle:
@@ -338,6 +342,26 @@ class S3Storage(RecordStorage):
             client.close()
             raise
         self._client = client
+
+    def _bound_request(
+        self, context: dict[str, Any], params: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        """botocore's ``before-call``: within a call, a request waits for its reply no longer
+        than the call's deadline leaves (botocore reads ``read_timeout`` from the request's
+        context; the client's own applies otherwise). Its body, already in memory, goes
+        without ``Expect: 100-continue``: botocore would first wait up to 1 s for the interim
+        answer, on top of the read timeout."""
+        left = deadline.remaining()
+        if left is None:
+            return
+        if params is not None:
+            params.get("headers", {}).pop("Expect", None)
+        if left < self.read_timeout:
+            context["read_timeout"] = left
+
+    def default_operation_timeout(self) -> float:
+        """``connect_timeout`` + ``read_timeout``: a connection, then a request's reply."""
+        return self.connect_timeout + self.read_timeout
 
     def _check_bucket(self, client: S3Client) -> None:
         try:
@@ -516,7 +540,8 @@ class S3Storage(RecordStorage):
             return [call(arg) for arg in args]
         workers = min(self.max_pool_connections, len(args))
         with concurrent.futures.ThreadPoolExecutor(workers, "selinon-s3") as executor:
-            futures = [executor.submit(call, arg) for arg in args]
+            # Each task runs in a copy of this context: the call's deadline goes with it.
+            futures = [executor.submit(contextvars.copy_context().run, call, arg) for arg in args]
             try:
                 return [future.result() for future in futures]
             except BaseException:
