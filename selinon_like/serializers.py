@@ -5,7 +5,10 @@
 ``bytes``, a dict with non-``str`` keys (JSON would silently turn ``1`` into ``"1"``), ``NaN`` —
 raises :class:`~selinon_like.errors.SerializationError` naming the type, and nothing is stored.
 A result nested more than 500 levels deep is refused the same way: every result ``json``
-accepts is one it can read back, from any caller's stack depth.
+accepts is one it can read back, from any caller's stack depth. Being strict costs little: the
+C encoder does the encoding and refuses sets, NaN and the like; the keys and the depth are
+checked after it, in C a nesting level at a time for a large result (benchmarks/bench_json.py
+times it against ``json.dumps``).
 
 ``pickle`` accepts any picklable object. It is an explicit opt-in: loading a pickle runs code,
 so never point a pickle storage at data someone else can write.
@@ -24,12 +27,15 @@ caller's own stack is never decides whether a result can be stored or read.
 from __future__ import annotations
 
 import decimal
+import gc
 import json
+import json.encoder
 import math
 import pickle
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from itertools import compress
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from selinon_like.errors import ConfigError, SerializationError
@@ -70,6 +76,28 @@ _BIG_INT_BITS = 4000
 # One encoder for every call: json.dumps with options builds a new one each time.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
+
+def _not_json(obj: Any) -> Any:
+    raise TypeError(f"{type(obj).__name__} is not JSON")
+
+
+def _c_encoder() -> Callable[[Any, int], list[str] | tuple[str, ...]] | None:
+    """The C encoder json.dumps builds on every call, built once here (that build and the
+    Python layers around it are most of what a small result costs json.dumps). It is given
+    no markers dict, so it keeps no state between calls and threads can share it; a cycle
+    then ends in RecursionError, which :meth:`JsonSerializer.dumps` tells apart."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    escape = getattr(json.encoder, "c_encode_basestring", None)
+    if make is None or escape is None:  # a Python without the _json accelerator
+        return None
+    encoder: Callable[[Any, int], list[str] | tuple[str, ...]] = make(
+        None, _not_json, escape, None, ":", ",", False, False, False
+    )
+    return encoder
+
+
+_C_ENCODER = _c_encoder()
+
 _NO_KEY = object()  # marks a value that is not under a dict key (None is a valid key)
 
 
@@ -99,9 +127,11 @@ _SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
 def _check_json_keys(obj: Any) -> None:
     """Refuse dict keys that JSON would convert instead of round-tripping.
 
-    Runs on every store after ``json`` accepted ``obj`` (so it has no cycles). It visits
-    containers only, and looks at a container's members in C first (``map(type, …)``): a
-    dict whose keys are all ``str`` or a list of scalars costs no Python loop."""
+    The exact walk behind :func:`_check_tree`, for what its quick check cannot decide (a
+    subclass of dict or list, a str subclass as a key), after ``json`` accepted ``obj`` (so
+    it has no cycles). It visits containers only, and looks at a container's members in C
+    first (``map(type, …)``): a dict whose keys are all ``str`` or a list of scalars costs no
+    Python loop."""
     if not isinstance(obj, _CONTAINERS):
         return
     stack = [obj]
@@ -116,6 +146,151 @@ def _check_json_keys(obj: Any) -> None:
             members = item.values()
         if not _SCALAR_TYPES.issuperset(map(type, members)):
             stack.extend(value for value in members if isinstance(value, _CONTAINERS))
+
+
+class _NeedsWalk(Exception):
+    """The quick check cannot decide: a subclass of a JSON type, or a dict with a key that is
+    not a plain ``str``. The exact walk decides."""
+
+
+# What gc.get_referents gives for the JSON containers on this interpreter: the members of a
+# list or tuple, the values of a dict whose keys are all plain str and, for any other dict,
+# its keys as well. The quick check relies on it and checks it once here.
+_REFERENTS_AS_EXPECTED = (
+    gc.get_referents({"k": 0}) == [0]
+    and sorted(gc.get_referents({1: 0})) == [0, 1]
+    and sorted(gc.get_referents([2, 1])) == [1, 2]
+    and gc.get_referents((3,)) == [3]
+)
+# Whether a value of this exact type is a container (True) or a scalar (False); a type not
+# here is one the quick check leaves to the exact walk.
+_KINDS: dict[type, bool] = {
+    str: False,
+    int: False,
+    float: False,
+    bool: False,
+    type(None): False,
+    dict: True,
+    list: True,
+    tuple: True,
+}
+_kind = _KINDS.__getitem__
+
+
+def _check_tree(obj: Any, size: int) -> None:
+    """Refuse non-``str`` dict keys and nesting deeper than :data:`MAX_JSON_DEPTH`.
+
+    Runs on every store after the C encoder accepted ``obj`` (so it has no cycles), one
+    nesting level at a time with every step in C: ``gc.get_referents`` gives a level's
+    members (for a dict with keys that are all plain ``str``, its values only; for any other
+    dict, keys too, so more members than the containers' lengths add up to), and
+    ``compress`` keeps the containers for the next level. A 1 MB result of 11,000 small
+    dicts costs a few milliseconds, not a Python loop over 22,000 containers. When the quick
+    check cannot decide (see :class:`_NeedsWalk`), the exact walk does.
+
+    ``size`` is the length of the encoded text: a text of at most ``2 * MAX_JSON_DEPTH``
+    characters cannot nest deeper than the limit (each level takes two brackets), and such a
+    small result is checked container by container, cheaper than level by level when there
+    are only a few."""
+    try:
+        if size <= 2 * MAX_JSON_DEPTH:
+            _check_small(obj)
+        else:
+            _check_levels(obj)
+    except _NeedsWalk:
+        _check_json_keys(obj)
+        if _deeper_than(obj, MAX_JSON_DEPTH):
+            _too_deep()
+
+
+def _check_small(obj: Any) -> None:
+    # A plain loop: on a few members it costs less than the C passes of _check_levels.
+    kind = type(obj)
+    if kind is not dict and kind is not list and kind is not tuple:
+        if kind in _KINDS:
+            return
+        raise _NeedsWalk
+    stack = [obj]
+    push = stack.append
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            for key, value in item.items():
+                if type(key) is not str:
+                    raise _NeedsWalk
+                kind = type(value)
+                if kind is dict or kind is list or kind is tuple:
+                    push(value)
+                elif kind not in _KINDS:
+                    raise _NeedsWalk
+        else:
+            for value in item:
+                kind = type(value)
+                if kind is dict or kind is list or kind is tuple:
+                    push(value)
+                elif kind not in _KINDS:
+                    raise _NeedsWalk
+
+
+def _check_levels(obj: Any) -> None:
+    kind = _KINDS.get(type(obj))
+    if not kind:
+        if kind is None and isinstance(obj, _CONTAINERS):
+            raise _NeedsWalk
+        return  # a scalar; anything else the encoder has refused already
+    if not _REFERENTS_AS_EXPECTED:
+        raise _NeedsWalk
+    level: list[Any] = [obj]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            _too_deep()
+        members = gc.get_referents(*level)
+        if len(members) != sum(map(len, level)):
+            raise _NeedsWalk  # a dict keeps keys that are not plain str
+        try:
+            level = list(compress(members, map(_kind, map(type, members))))
+        except KeyError:
+            raise _NeedsWalk from None
+
+
+def _too_deep() -> None:
+    raise SerializationError(
+        f"cannot serialize the result as JSON: it nests lists and dicts more than "
+        f"{MAX_JSON_DEPTH} levels deep, more than can be read back everywhere"
+    )
+
+
+def _has_cycle(obj: Any) -> bool:
+    """Whether a list, tuple or dict in ``obj`` contains itself (an iterative walk that keeps
+    the containers on the current path)."""
+    path: set[int] = set()
+    done: set[int] = set()
+    stack: list[tuple[Any, Iterator[Any]]] = []
+
+    def members(item: Any) -> Iterator[Any]:
+        return iter(item.values() if isinstance(item, dict) else item)
+
+    if not isinstance(obj, _CONTAINERS):
+        return False
+    path.add(id(obj))
+    stack.append((obj, members(obj)))
+    while stack:
+        item, rest = stack[-1]
+        for value in rest:
+            if isinstance(value, _CONTAINERS):
+                if id(value) in path:
+                    return True
+                if id(value) not in done:
+                    path.add(id(value))
+                    stack.append((value, members(value)))
+                    break
+        else:
+            stack.pop()
+            path.discard(id(item))
+            done.add(id(item))
+    return False
 
 
 def _bad_key(key: Any) -> None:
@@ -218,19 +393,17 @@ class JsonSerializer:
     name = "json"
 
     def dumps(self, obj: Any) -> bytes:
-        try:
-            text = _any_stack(self._encode, obj)
-        except RecursionError as exc:
-            raise SerializationError(
-                "cannot serialize the result as JSON: it is nested too deeply"
-            ) from exc
-        # Fewer brackets than the limit cannot nest deeper: the exact walk is seldom needed.
-        if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _deeper_than(obj, MAX_JSON_DEPTH):
-            raise SerializationError(
-                f"cannot serialize the result as JSON: it nests lists and dicts more than "
-                f"{MAX_JSON_DEPTH} levels deep, more than can be read back everywhere"
-            )
-        _check_json_keys(obj)
+        text = None
+        if _C_ENCODER is not None:  # the common case, with no layers around the C encoder
+            try:
+                chunks = _C_ENCODER(obj, 0)
+            except (TypeError, ValueError, RecursionError):
+                pass  # encoded again below, where the problem is named or the stack is fresh
+            else:
+                text = chunks[0] if len(chunks) == 1 else "".join(chunks)
+        if text is None:
+            text = self._encode_anyhow(obj)
+        _check_tree(obj, len(text))
         try:
             return text.encode("utf-8")
         except UnicodeError as exc:  # a lone surrogate in a str
@@ -238,9 +411,27 @@ class JsonSerializer:
                 f"cannot serialize the result as JSON: a str is not valid Unicode ({exc})"
             ) from exc
 
+    def _encode_anyhow(self, obj: Any) -> str:
+        """The encoded text, from a fresh stack if need be, or the error naming the problem."""
+        try:
+            return _any_stack(self._encode, obj)
+        except RecursionError as exc:
+            if _has_cycle(obj):
+                raise SerializationError(
+                    "cannot serialize the result as JSON: Circular reference detected "
+                    "(a list or dict contains itself)"
+                ) from exc
+            raise SerializationError(
+                "cannot serialize the result as JSON: it is nested too deeply"
+            ) from exc
+
     def _encode(self, obj: Any) -> str:
         try:
-            text: str = _ENCODER.encode(obj)
+            if _C_ENCODER is None:
+                text: str = _ENCODER.encode(obj)
+            else:
+                chunks = _C_ENCODER(obj, 0)
+                text = chunks[0] if len(chunks) == 1 else "".join(chunks)
         except TypeError as exc:
             culprit = _first_non_json(obj)
             raise SerializationError(

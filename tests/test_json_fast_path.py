@@ -1,0 +1,118 @@
+"""The default JSON serializer's quick checks (SPEC §9: at most 1.2x json.dumps): the C
+encoder built once, non-str keys and depth found level by level for a large result and by a
+plain loop for a small one, the exact walk wherever the quick check cannot decide. Every
+refusal and every exact round trip of the slow walk holds on both paths."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import pytest
+
+from benchmarks.bench_json import SHAPES
+from selinon_like import SerializationError, serializers
+from selinon_like.serializers import JSON, MAX_JSON_DEPTH
+
+
+class Name(str):
+    """A str subclass: a key JSON writes as the string it is."""
+
+
+def table(rows: int = 2_000) -> list[dict[str, Any]]:
+    return [
+        {"id": i, "name": f"row{i}", "score": i * 0.5, "ok": i % 2 == 0, "tags": ["a", ("b",)]}
+        for i in range(rows)
+    ]
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("key", [1, True, None, 1.5, -7])
+@pytest.mark.parametrize("where", ["last row", "inside a tuple", "three levels down"])
+def test_a_bad_key_anywhere_in_a_large_result_is_refused(key: Any, where: str) -> None:
+    value: Any = table()
+    if where == "last row":
+        value[-1][key] = "x"
+    elif where == "inside a tuple":
+        value[500]["tags"] = ("a", {key: 1})
+    else:
+        value.append({"deeper": [{"deepest": {key: 1}}]})
+    with pytest.raises(SerializationError, match=type(key).__name__):
+        JSON.dumps(value)
+
+
+@pytest.mark.parametrize("small", [True, False], ids=["small", "large"])
+def test_what_json_writes_unchanged_is_accepted_on_both_paths(small: bool) -> None:
+    padding = [] if small else table(500)
+    renamed = {Name("key"): 1}
+    emptied: dict[Any, Any] = {"k": 1, 2: 2}  # once held an int key: not a str-only table
+    del emptied[2]
+    shared = {"same": [1, 2]}
+    value = [renamed, emptied, shared, shared, (1, (2,)), OrderedDict(a=1), padding]
+    assert JSON.loads(JSON.dumps(value)) == [
+        {"key": 1},
+        {"k": 1},
+        {"same": [1, 2]},
+        {"same": [1, 2]},
+        [1, [2]],
+        {"a": 1},
+        [dict(row, tags=["a", ["b"]]) for row in padding],
+    ]
+
+
+@pytest.mark.parametrize("small", [True, False], ids=["small", "large"])
+def test_a_dict_subclass_with_a_non_str_key_is_refused_on_both_paths(small: bool) -> None:
+    value = [OrderedDict([("fine", 1), (4, "no")]), [] if small else table(500)]
+    with pytest.raises(SerializationError, match="int"):
+        JSON.dumps(value)
+
+
+def test_depth_is_exact_in_a_large_result() -> None:
+    padding = ["x" * 100] * 50  # the text is far past 2 * MAX_JSON_DEPTH: checked by levels
+    deepest = [nested(MAX_JSON_DEPTH - 1), padding]
+    assert JSON.loads(JSON.dumps(deepest)) == deepest
+    with pytest.raises(SerializationError, match=f"more than {MAX_JSON_DEPTH} levels"):
+        JSON.dumps([nested(MAX_JSON_DEPTH), padding])
+
+
+def test_a_large_cycle_is_named_circular() -> None:
+    value: list[Any] = table(200)
+    value[100]["back"] = value
+    with pytest.raises(SerializationError, match="Circular"):
+        JSON.dumps(value)
+
+
+def test_a_large_table_is_checked_by_levels_not_by_the_exact_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_walk(obj: Any) -> None:
+        raise AssertionError("the exact walk ran")
+
+    monkeypatch.setattr(serializers, "_check_json_keys", no_walk)
+    monkeypatch.setattr(serializers, "_deeper_than", no_walk)
+    for value in SHAPES.values():
+        assert JSON.loads(JSON.dumps(value)) == value
+
+
+def test_threads_share_the_encoder() -> None:
+    value = table(3_000)
+    expected = JSON.dumps(value)
+    results: list[bytes] = []
+
+    def work() -> None:
+        for _ in range(5):
+            results.append(JSON.dumps(value))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [expected] * 20
