@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_streaming
+from benchmarks import bench_expiry, bench_streaming
 from benchmarks.common import AwakeCpus, Timing, interleaved
 from benchmarks.suite import SERVICES, Service, System
 from tests.servers import start_s3
@@ -358,6 +358,11 @@ def _run(args: argparse.Namespace, cpus: AwakeCpus) -> None:
             failures.append(f"{key}: service skipped: {exc!r}"[:300])
             print(f"   skipped: {exc!r}", flush=True)
     stream = [] if args.quick or args.only else streaming()
+    expiry_only = [key for key in args.only or [] if key in bench_expiry.SERVICES] or None
+    packed, purged, expiry_skipped = (
+        ([], [], []) if args.only and not expiry_only else bench_expiry.run(args.quick, expiry_only)
+    )
+    failures += [f"bench_expiry: {line}" for line in expiry_skipped]
     elapsed = time.perf_counter() - began
     ratios = _ratios(rows)
     _chart(ratios, args.output / "ratios.png")
@@ -389,6 +394,17 @@ def _run(args: argparse.Namespace, cpus: AwakeCpus) -> None:
         "## Streaming 256 MB",
         "",
         _md(stream),
+        "## Compression of a ~1 MB result of task records (bench_expiry.py)",
+        "",
+        "Each codec at its default level and threshold, on its own instance of the storage,",
+        "taking turns call by call; bytes stored include the record header.",
+        "",
+        _md(packed),
+        "## purge_expired throughput (bench_expiry.py)",
+        "",
+        "Records stored with a one-hour ttl and one without; one purge by a clock two hours ahead.",
+        "",
+        _md(purged),
         "## All measurements (µs; ops/s; intact = read back equal / expected)",
         "",
         _md(rows),
