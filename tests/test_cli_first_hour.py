@@ -327,6 +327,7 @@ def test_every_command_speaks_json(files: Path, tmp_path: Path) -> None:
         "ls": ["ls", config],
         "copy": ["copy", f"{config}:Files", f"{config}:Memory", "--no-progress"],
         "delete": ["delete", config, "f", "fetch", "1"],
+        "purge": ["purge", config, "--no-progress"],
         "demo": ["demo", "--config", config],
     }.items():
         result = cli(*args, "--json", env={"SELINON_LIKE_DATA": str(tmp_path / "data")})
