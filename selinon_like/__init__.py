@@ -11,6 +11,7 @@ from selinon_like.error_records import make_error_record
 from selinon_like.errors import (
     ConfigError,
     ResultNotFound,
+    ResultTooLarge,
     SelinonLikeError,
     SerializationError,
     StorageError,
@@ -31,6 +32,7 @@ __all__ = [
     "Digest",
     "Key",
     "ResultNotFound",
+    "ResultTooLarge",
     "RetryPolicy",
     "SelinonLikeError",
     "SerializationError",

@@ -51,6 +51,7 @@ STORAGE_KEYS = (
     "serializer",
     "ttl",
     "compression",
+    "max_result_bytes",
     "cache",
     "retry",
     "trace",
@@ -76,6 +77,7 @@ class StorageSpec:
     operation_timeout: float | None = None  # None: the adapter's default_operation_timeout()
     ttl: Expiry = NO_EXPIRY
     compression: Compression = NO_COMPRESSION
+    max_result_bytes: int | None = None  # None: no ceiling on one serialized result
 
     def __repr__(self) -> str:
         return (
@@ -88,7 +90,9 @@ class StorageSpec:
         instance = self.cls(**copy.deepcopy(self.configuration))
         instance.storage_name = self.name
         instance.serializer = self.serializer
-        instance.set_record_format(ttl=self.ttl, compression=self.compression)
+        instance.set_record_format(
+            ttl=self.ttl, compression=self.compression, max_result_bytes=self.max_result_bytes
+        )
         instance.retry_policy = self.retry
         instance.operation_timeout = self.operation_timeout
         instance.cache = self.cache.build() if self.cache is not None else None
@@ -485,6 +489,14 @@ def _build(
         compression = Compression.from_config(entry.get("compression"))
     except ConfigError as exc:
         problems.append(located(exc, exc.key))
+    max_result_bytes: int | None = None
+    if entry.get("max_result_bytes") is not None:
+        try:
+            max_result_bytes = options.as_int(
+                "max_result_bytes", entry["max_result_bytes"], minimum=1
+            )
+        except ConfigError as exc:
+            problems.append(located(exc, "max_result_bytes"))
     operation_timeout: float | None = None
     try:
         operation_timeout = _operation_timeout(entry.get("operation_timeout"))
@@ -509,6 +521,7 @@ def _build(
     spec = StorageSpec(name, cls, configuration, serializer, retry, cache, doc.line(path), tracers)
     spec.operation_timeout = operation_timeout
     spec.ttl, spec.compression = ttl, compression
+    spec.max_result_bytes = max_result_bytes
     try:
         instance = spec.build()
     except ConfigError as exc:

@@ -47,6 +47,7 @@ from selinon_like.compression import NO_COMPRESSION, Compression, codec_name, de
 from selinon_like.errors import (
     ConfigError,
     ResultNotFound,
+    ResultTooLarge,
     SelinonLikeError,
     SerializationError,
     StorageError,
@@ -312,6 +313,8 @@ class RecordCodec:
     ttl: Expiry = NO_EXPIRY
     clock: Callable[[], float] = time.time
     watch: bool = False
+    # The ceiling on one serialized result (the YAML's max_result_bytes); None: no ceiling.
+    max_result_bytes: int | None = None
     _name: bytes = field(init=False, repr=False)
     _plain: bool = field(init=False, repr=False)
 
@@ -347,10 +350,18 @@ class RecordCodec:
             _report(data)
         return data
 
+    def serialize(self, obj: Any) -> bytes:
+        """A result serialized, not sealed; :class:`ResultTooLarge` past
+        ``max_result_bytes`` (before any I/O: every store serializes first)."""
+        payload = self.serializer.dumps(obj)
+        if self.max_result_bytes is not None and len(payload) > self.max_result_bytes:
+            raise ResultTooLarge(len(payload), self.max_result_bytes)
+        return payload
+
     def dump(self, obj: Any, expires_at: float | None) -> bytes:
         """A result serialized and sealed, to expire at ``expires_at`` (see
         :meth:`expires_at`)."""
-        payload = self.serializer.dumps(obj)
+        payload = self.serialize(obj)
         if self._plain and expires_at is None:
             if self.watch:
                 _report(payload)

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ResultNotFound",
+    "ResultTooLarge",
     "SelinonLikeError",
     "SerializationError",
     "StorageError",
@@ -103,3 +104,22 @@ class StorageUnavailable(StorageError):
 
 class SerializationError(StorageError):
     """A result could not be serialized (or a stored one deserialized); nothing was stored."""
+
+
+class ResultTooLarge(StorageError):
+    """A serialized result is larger than the storage's ``max_result_bytes``; raised before
+    any I/O, so nothing was stored and the previous result is still there.
+
+    ``size`` is the serialized result's length in bytes, ``limit`` the storage's ceiling."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"the result is {size:,} bytes serialized, over this storage's max_result_bytes "
+            f"of {limit:,}; nothing was stored (raise max_result_bytes, or store it with "
+            "store_stream)"
+        )
+
+    def __reduce__(self) -> tuple[type[ResultTooLarge], tuple[int, int]]:
+        return (type(self), (self.size, self.limit))  # picklable, as other errors are

@@ -178,12 +178,25 @@ class DataStorage(abc.ABC):
         ttl: Expiry = _UNCHANGED,
         compression: Compression = _UNCHANGED,
         clock: Callable[[], float] = _UNCHANGED,
+        max_result_bytes: int | None = _UNCHANGED,
     ) -> None:
-        """Set how long records live (``ttl``), how results are compressed, and the clock
-        (seconds since the epoch) expiry is computed and checked with; settings not given
-        stay as they are. The pool calls it from the YAML's ``ttl`` and ``compression``;
-        tests give a clock they can move."""
+        """Set how long records live (``ttl``), how results are compressed, the clock
+        (seconds since the epoch) expiry is computed and checked with, and the ceiling on one
+        serialized result (``max_result_bytes``, None for none); settings not given stay as
+        they are. The pool calls it from the YAML's ``ttl``, ``compression`` and
+        ``max_result_bytes``; tests give a clock they can move."""
         changes: dict[str, Any] = {}
+        if max_result_bytes is not _UNCHANGED:
+            if max_result_bytes is not None and (
+                isinstance(max_result_bytes, bool)
+                or not isinstance(max_result_bytes, int)
+                or max_result_bytes < 1
+            ):
+                raise ValueError(
+                    f"max_result_bytes must be a whole number of bytes above 0 or None, "
+                    f"not {max_result_bytes!r}"
+                )
+            changes["max_result_bytes"] = max_result_bytes
         if ttl is not _UNCHANGED:
             if not isinstance(ttl, Expiry):
                 raise TypeError(f"ttl must be an Expiry, not {type(ttl).__name__}")
@@ -311,9 +324,9 @@ class DataStorage(abc.ABC):
         trip (or a few batched ones) where the service allows. Every result is serialized
         first, so one the serializer refuses stores nothing."""
         items = list(items)
-        dumps = self._op_codec.serializer.dumps  # a check only: no compression, no header
+        serialize = self._op_codec.serialize  # a check only (refusals, max_result_bytes)
         for _flow, _task, _task_id, result in items:
-            dumps(result)
+            serialize(result)
         return [self.store(flow, task, task_id, result) for flow, task, task_id, result in items]
 
     def retrieve_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
