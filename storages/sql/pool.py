@@ -13,22 +13,14 @@ measured with ``benchmarks/bench_sql_pool.py`` (the same adapter, statements and
 only the pool swapped; CPUs awake; 2026-12-02 on this 2-core VM, which other jobs shared, so
 latencies vary between runs by ±50 %; the checkout cost and the order of the rows did not):
 
-==================  ===========  ========  ===========  =========  ============
-PostgreSQL          checkout µs  store µs  retrieve µs  8 thr st/s  8 thr ret/s
-==================  ===========  ========  ===========  =========  ============
-ours                0.33         355       88           3383       5406
-QueuePool 5 + 10    10.5         385       108          2513       4827
-QueuePool 15 + 0    10.6         378       105          2746       3625
-psycopg_pool        5.5          381       105          1841       7490
-==================  ===========  ========  ===========  =========  ============
-
-==================  ===========  ========  ===========  =========  ============
-MariaDB             checkout µs  store µs  retrieve µs  8 thr st/s  8 thr ret/s
-==================  ===========  ========  ===========  =========  ============
-ours                0.63         808       206          1896       5281
-QueuePool 5 + 10    10.4         850       240          1086       2363
-QueuePool 15 + 0    10.1         828       240          1762       5022
-==================  ===========  ========  ===========  =========  ============
+=============================  ===========  =========  ===========  ===========  ===========
+pool, on PostgreSQL / MariaDB  checkout µs  store µs   retrieve µs  8 thr st/s   8 thr ret/s
+=============================  ===========  =========  ===========  ===========  ===========
+ours                           0.33 / 0.63  355 / 808  88 / 206     3383 / 1896  5406 / 5281
+QueuePool 5 + 10               10.5 / 10.4  385 / 850  108 / 240    2513 / 1086  4827 / 2363
+QueuePool 15 + 0               10.6 / 10.1  378 / 828  105 / 240    2746 / 1762  3625 / 5022
+psycopg_pool (PostgreSQL)      5.5          381        105          1841         7490
+=============================  ===========  =========  ===========  ===========  ===========
 
 A checkout and return costs QueuePool ~10 µs and psycopg_pool 3-5 µs of CPU, against under
 1 µs here; every call pays it, and in each of four runs a small retrieve took 13-47 % longer
