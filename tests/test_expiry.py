@@ -514,10 +514,10 @@ def test_filesystem_purge_puts_back_a_record_stored_between_its_read_and_its_ren
     writer.connect()
     rename = os.rename
 
-    def store_first(source: str, destination: str) -> None:
+    def store_first(source: str, destination: str, **dir_fds: int) -> None:
         if source.endswith("_raced"):  # a writer gets in just before purge's rename
             writer.store("f", "t", "raced", "new")
-        rename(source, destination)
+        rename(source, destination, **dir_fds)
 
     monkeypatch.setattr(os, "rename", store_first)
     assert storage.purge_expired() == 1

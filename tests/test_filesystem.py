@@ -65,7 +65,7 @@ def test_a_failed_write_keeps_the_old_result_and_leaves_no_temp(
 ) -> None:
     fs.store("f", "t", "1", {"old": 1})
 
-    def broken_replace(src: str, dst: str) -> None:
+    def broken_replace(src: str, dst: str, **dir_fds: int) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", broken_replace)
