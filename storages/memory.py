@@ -25,6 +25,9 @@ class InMemoryStorage(RecordStorage):
     With a ``ttl``, the expiry time of every expiring record is also kept in a dict beside the
     records, so :meth:`purge_expired` looks at those alone, never decoding a record.
 
+    Its ``operation_timeout`` defaults to 60 s, like any adapter without timeouts of its own;
+    a call here waits on no I/O.
+
     Configuration:
 
     ``echo`` (bool, default ``false``)
