@@ -343,8 +343,10 @@ class RecordCodec:
         if codec == 0 and expires_at is None and name == b"json":
             data = payload  # the first release's form
         else:
+            # A real expiry stays below NEVER and at or above the epoch, whatever the clock.
             expires = NEVER if expires_at is None else math.ceil(expires_at * 1000)
-            head = _FIXED.pack(_PREFIX, codec, len(name), min(expires, NEVER)) + name
+            expires = expires if expires_at is None else min(max(expires, 0), NEVER - 1)
+            head = _FIXED.pack(_PREFIX, codec, len(name), expires) + name
             data = b"".join((head, _CRC.pack(zlib.crc32(head)), body))
         if self.watch:
             _report(data)
