@@ -1,5 +1,9 @@
 """Private servers for the fault-injection tests: each on a free loopback port, stopped and
-restarted by its PID so that the shared servers of the machine are never touched."""
+restarted by its PID so that the shared servers of the machine are never touched.
+
+Each fixture yields a :class:`PrivateServer`: ``stop()`` kills it (SIGKILL, or PostgreSQL's
+immediate shutdown: no clean exit), ``start()`` brings it back on the same port and data, and
+``pids()`` lists its processes, for the tests that SIGSTOP a server to make it hang."""
 
 from __future__ import annotations
 
@@ -9,14 +13,15 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import ServerProcess, start_mongodb, start_s3
 
 
 def free_port() -> int:
@@ -46,6 +51,7 @@ class PrivateServer:
     _start: Callable[[], None]
     _stop: Callable[[], None]
     extra: dict[str, Any] = field(default_factory=dict)
+    _pids: Callable[[], list[int]] | None = None
 
     def start(self) -> None:
         self._start()
@@ -56,6 +62,31 @@ class PrivateServer:
 
     def stop(self) -> None:
         self._stop()
+
+    def pids(self) -> list[int]:
+        """Every process of the server (a process tree, PostgreSQL's backends included)."""
+        if self._pids is None:
+            raise NotImplementedError(f"{self.name}: no process list")
+        return self._pids()
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    found = [pid]
+    for child in _children(pid):
+        found += process_tree(child)
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    listed = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return [int(child) for child in listed]
+
+
+def _popen_pids(procs: list[subprocess.Popen[bytes]]) -> Callable[[], list[int]]:
+    return lambda: process_tree(procs[-1].pid)
 
 
 @pytest.fixture
@@ -96,7 +127,9 @@ def redis_server(tmp_path: Any) -> Iterator[PrivateServer]:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
-    server = PrivateServer("redis", port, f"redis://127.0.0.1:{port}/0", start, stop)
+    server = PrivateServer(
+        "redis", port, f"redis://127.0.0.1:{port}/0", start, stop, _pids=_popen_pids(procs)
+    )
     server.start()
     yield server
     if procs[-1].poll() is None:
@@ -146,8 +179,12 @@ def postgresql_server() -> Iterator[PrivateServer]:
             time.sleep(0.05)
         raise RuntimeError("PostgreSQL did not stop")
 
+    def pids() -> list[int]:
+        with open(os.path.join(data, "postmaster.pid")) as pid_file:
+            return process_tree(int(pid_file.readline()))
+
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    server = PrivateServer("postgresql", port, url, start, stop, extra={"data": data})
+    server = PrivateServer("postgresql", port, url, start, stop, extra={"data": data}, _pids=pids)
     server.start()
     yield server
     with contextlib.suppress(FileNotFoundError, ProcessLookupError):
@@ -156,14 +193,48 @@ def postgresql_server() -> Iterator[PrivateServer]:
 
 
 @pytest.fixture
-def moto_server() -> Iterator[PrivateServer]:
+def mariadb_server() -> Iterator[PrivateServer]:
+    """A private MariaDB (InnoDB, durable commits) in its own data directory; ``--no-defaults``
+    so that nothing of the machine's own server's configuration applies."""
+    server_binary, install = shutil.which("mariadbd"), shutil.which("mariadb-install-db")
+    if server_binary is None or install is None:
+        pytest.fail("mariadbd/mariadb-install-db are not on PATH")
+    root = Path(tempfile.mkdtemp(prefix="selinon-faults-mariadb-"))
+    data = root / "data"
+    subprocess.run(
+        [
+            install,
+            "--no-defaults",
+            f"--datadir={data}",
+            "--user=root",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            "--skip-name-resolve",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+    )
     port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
 
     def start() -> None:
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                [
+                    server_binary,
+                    "--no-defaults",
+                    f"--datadir={data}",
+                    f"--port={port}",
+                    "--bind-address=127.0.0.1",
+                    f"--socket={root / 'sock'}",
+                    f"--pid-file={root / 'pid'}",
+                    f"--log-error={root / 'error.log'}",
+                    "--user=root",
+                    "--skip-name-resolve",
+                    "--innodb-buffer-pool-size=32M",
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -174,8 +245,104 @@ def moto_server() -> Iterator[PrivateServer]:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
-    server = PrivateServer("s3", port, f"http://127.0.0.1:{port}", start, stop)
-    server.start()
-    yield server
-    if procs[-1].poll() is None:
-        stop()
+    url = f"mysql+pymysql://root@127.0.0.1:{port}/test"
+    server = PrivateServer("mariadb", port, url, start, stop, _pids=_popen_pids(procs))
+    try:
+        server.start()
+        _create_mariadb_database(port)
+        yield server
+    finally:
+        if procs and procs[-1].poll() is None:
+            stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _create_mariadb_database(port: int) -> None:
+    import pymysql
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            connection = pymysql.connect(host="127.0.0.1", port=port, user="root")
+            break
+        except pymysql.err.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE DATABASE IF NOT EXISTS test")
+    finally:
+        connection.close()
+
+
+def _restartable(
+    name: str, process: ServerProcess, port: int, url: str, ready: Callable[[], object]
+) -> PrivateServer:
+    """A server of tests/servers as a PrivateServer: killed by PID, started again with the same
+    command (same port, same data directory)."""
+
+    def stop() -> None:
+        process.signal(signal.SIGKILL)
+        process.wait_exit(10)
+
+    def start() -> None:
+        process.start()
+        process.wait_ready(ready, timeout=60)
+
+    return PrivateServer(name, port, url, start, stop, _pids=lambda: process_tree(_pid(process)))
+
+
+def _pid(process: ServerProcess) -> int:
+    if process.pid is None:
+        raise RuntimeError(f"{process.name} was never started")
+    return process.pid
+
+
+@pytest.fixture
+def mongodb_private() -> Iterator[PrivateServer]:
+    """A private SecantusDB (the MongoDB wire protocol on WiredTiger) of its own, not the
+    session's shared one: these tests kill it."""
+    import pymongo
+
+    mongo = start_mongodb()
+
+    def ping() -> None:
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+            mongo.url, serverSelectionTimeoutMS=500, connectTimeoutMS=500
+        )
+        try:
+            client.admin.command("ping")
+        finally:
+            client.close()
+
+    try:
+        yield _restartable("mongodb", mongo.process, mongo.port, mongo.url, ping)
+    finally:
+        mongo.stop()
+
+
+@pytest.fixture
+def seaweedfs_s3() -> Iterator[PrivateServer]:
+    """A private SeaweedFS ``weed mini`` S3 gateway of its own with a bucket ``faults``;
+    ``extra["options"]`` holds the S3Storage options reaching it."""
+    s3 = start_s3()
+
+    def ready() -> None:
+        client = s3.client()
+        try:
+            client.head_bucket(Bucket="faults")
+        finally:
+            client.close()
+
+    try:
+        client = s3.client()
+        try:
+            client.create_bucket(Bucket="faults")
+        finally:
+            client.close()
+        server = _restartable("s3", s3.process, s3.port, s3.endpoint_url, ready)
+        server.extra["options"] = {**s3.client_options(), "bucket": "faults"}
+        yield server
+    finally:
+        s3.stop()
