@@ -32,6 +32,13 @@ allows. ``delete``, ``delete_many``, ``iter_keys`` and ``iter_error_keys`` are o
 adapter writes ``remove`` / ``scan``, ``purge_expired`` when it writes both or its own ``purge``
 (see :meth:`RecordStorage.capabilities`).
 
+Size and streams. A service that caps one value declares it with the class attribute
+``max_value_bytes``; a record longer than that is written as chunk records and a manifest
+written last, and ``store_stream``/``retrieve_stream`` work on every adapter that writes
+``remove``, on the same chunks (:mod:`selinon_like.chunks`: a reader sees the old or the new
+record, never a mix; orphaned chunks are reclaimed by a later store of the key and by
+``purge_expired``). Nothing is asked of the adapter beyond its primitives.
+
 Expiry. Every record's expiry time is in its header, and reading checks it: an expired record
 is never returned, whatever the service did with it. An adapter whose service can expire
 values itself adds a keyword parameter ``expires_at`` to ``write`` (and ``write_many``):
@@ -52,6 +59,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
+from selinon_like import chunks as chunking
 from selinon_like.envelope import RecordError, RecordExpired, expiry_of
 from selinon_like.error_records import (
     ErrorRecord,
@@ -62,6 +70,7 @@ from selinon_like.error_records import (
 )
 from selinon_like.keys import Key
 from selinon_like.storage import DataStorage
+from selinon_like.streams import DEFAULT_CHUNK_SIZE, Digest
 
 __all__ = ["ERRORS", "PURGE_BATCH", "RESULTS", "Kind", "RecordStorage"]
 
@@ -88,6 +97,16 @@ class RecordStorage(DataStorage):
     # Whether the adapter's write / write_many take ``expires_at`` (set per class).
     _native_expiry: ClassVar[bool] = False
     _native_expiry_many: ClassVar[bool] = False
+
+    max_value_bytes: int | None = None
+    """The largest value the service takes in one write (a MongoDB document, a MariaDB
+    packet, a Redis string), or None for no ceiling. A record longer than this is stored as
+    chunks and a manifest (:mod:`selinon_like.chunks`), and streams come in chunks of at most
+    this size. A class attribute; an instance may set its own (after reading the server's
+    limit, say)."""
+    orphan_age: float = chunking.ORPHAN_AGE
+    """Seconds after which chunks no manifest names are reclaimed (see
+    :mod:`selinon_like.chunks`)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -200,6 +219,9 @@ class RecordStorage(DataStorage):
         scans = cls.scan is not RecordStorage.scan
         if removes:
             offered.update(("delete", "delete_many"))
+        elif cls.store_stream is RecordStorage.store_stream:
+            # a failed stream's chunks could not be cleaned up
+            offered.difference_update(("store_stream", "retrieve_stream"))
         if scans:
             offered.update(("iter_keys", "iter_error_keys"))
         else:
@@ -214,6 +236,8 @@ class RecordStorage(DataStorage):
 
     def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
         data = self.read(RESULTS, (flow_name, task_name, task_id))
+        if data is not None and chunking.is_manifest(data):
+            data = chunking.read_chunked(self, RESULTS, (flow_name, task_name, task_id), data)
         if data is None:
             raise self.not_found(flow_name, task_name, task_id)
         return self._op_codec.load(data)  # an expired record: located by the wrapper
@@ -222,10 +246,33 @@ class RecordStorage(DataStorage):
         codec = self._op_codec
         expires_at = codec.expires_at(RESULTS)
         data = codec.dump(result, expires_at)
+        if self.max_value_bytes is not None and len(data) > self.max_value_bytes:
+            key = (flow_name, task_name, task_id)
+            return self._store_chunked(key, data, expires_at)
         if self._native_expiry:
             write: Any = self.write
             return str(write(RESULTS, (flow_name, task_name, task_id), data, expires_at=expires_at))
         return self.write(RESULTS, (flow_name, task_name, task_id), data)
+
+    def _store_chunked(self, key: Key, data: bytes, expires_at: float | None) -> str:
+        size = self.chunk_bytes(stream=False)
+        view = memoryview(data)  # slices of it copy nothing
+        pieces = [view[start : start + size] for start in range(0, len(data), size)]
+        record_id, _digest = chunking.store_chunked(
+            self, RESULTS, key, pieces, expires_at, stream=False, expected=len(pieces)
+        )
+        return record_id
+
+    def chunk_bytes(self, stream: bool) -> int:
+        """The size of the pieces a chunked record (``stream=False``) or a stream is written
+        in: under ``max_value_bytes`` with room for a header, and for a stream at most
+        :data:`~selinon_like.streams.DEFAULT_CHUNK_SIZE` (a few in memory at once)."""
+        ceiling = self.max_value_bytes
+        size = DEFAULT_CHUNK_SIZE if ceiling is None else max(ceiling - chunking.HEAD_ROOM, 1)
+        return min(size, DEFAULT_CHUNK_SIZE) if stream else size
+
+    def _removes(self) -> bool:
+        return type(self).remove is not RecordStorage.remove
 
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
         if not self.remove(RESULTS, (flow_name, task_name, task_id)):
@@ -240,6 +287,16 @@ class RecordStorage(DataStorage):
             ((flow, task, task_id), dump(result, expires_at))
             for flow, task, task_id, result in items
         ]
+        ceiling = self.max_value_bytes
+        if ceiling is not None and any(len(data) > ceiling for _key, data in encoded):
+            small = [(key, data) for key, data in encoded if len(data) <= ceiling]
+            small_ids = iter(self._write_many(RESULTS, small, expires_at) if small else [])
+            return [
+                self._store_chunked(key, data, expires_at)
+                if len(data) > ceiling
+                else next(small_ids)
+                for key, data in encoded
+            ]
         return self._write_many(RESULTS, encoded, expires_at) if encoded else []
 
     def _write_many(
@@ -258,6 +315,13 @@ class RecordStorage(DataStorage):
         load = self._op_codec.load
         found: dict[Key, Any] = {}
         for key, data in zip(keys, self.read_many(RESULTS, keys), strict=True):
+            if data is not None and chunking.is_manifest(data):
+                try:
+                    data = chunking.read_chunked(self, RESULTS, key, data)
+                except RecordExpired:
+                    continue
+                except RecordError as exc:
+                    raise exc.located(self.storage_name, key) from exc.__cause__
             if data is None:
                 continue
             try:
@@ -288,7 +352,30 @@ class RecordStorage(DataStorage):
                 total += count
                 if progress is not None and count:
                     progress(count)
+        if not dry_run and self._removes() and type(self).scan is not RecordStorage.scan:
+            # Chunks no manifest names any more (a crashed writer's, a replaced or deleted
+            # chunked result's): found through the chunk indexes, which needs a full scan.
+            chunking.reclaim_orphans(self, RESULTS, now)
         return total
+
+    def store_stream(
+        self, flow_name: str, task_name: str, task_id: str, chunks: Iterable[bytes]
+    ) -> Digest:
+        """Store a blob given in chunks as chunk records and a manifest
+        (:mod:`selinon_like.chunks`), a few chunks in memory at a time; its :class:`Digest`.
+        A stream that fails midway leaves the previous result in place."""
+        expires_at = self._op_codec.expires_at(RESULTS)
+        key = (flow_name, task_name, task_id)
+        _record_id, digest = chunking.store_chunked(
+            self, RESULTS, key, chunks, expires_at, stream=True
+        )
+        return digest
+
+    def retrieve_stream(self, flow_name: str, task_name: str, task_id: str) -> Iterator[bytes]:
+        """The chunks of a blob stored with :meth:`store_stream`, read a few at a time and
+        checked against the manifest's size and SHA-256 at the end;
+        :class:`~selinon_like.errors.ResultNotFound` at the call when there is none."""
+        return chunking.stream_chunks(self, RESULTS, (flow_name, task_name, task_id))
 
     def store_error(
         self,
@@ -327,6 +414,7 @@ class RecordStorage(DataStorage):
 
 
 def _of_flow(keys: Iterator[Key], flow_name: str | None) -> Iterator[Key]:
+    # Chunks and chunk indexes (selinon_like.chunks) are never shown.
     if flow_name is None:
-        return keys
-    return (key for key in keys if key[0] == flow_name)
+        return (key for key in keys if not chunking.is_internal(key))
+    return (key for key in keys if key[0] == flow_name and not chunking.is_internal(key))

@@ -139,6 +139,8 @@ class MongoDB(RecordStorage):
     """
 
     thread_safe = True  # pymongo's MongoClient is a thread-safe connection pool
+    # A document stops at 16 MiB, key fields included: larger records go in chunks.
+    max_value_bytes: int | None = 15 * 1024 * 1024
 
     def __init__(
         self,

@@ -50,3 +50,6 @@ class MySQL(SqlStorage):
     """
 
     schemes = ("mysql", "mariadb")
+    # Larger records go in chunks: a 7 MiB chunk stays under MariaDB's default 16 MiB
+    # max_allowed_packet even when every byte of it needs escaping (or goes hex-encoded).
+    max_value_bytes: int | None = 7 * 1024 * 1024

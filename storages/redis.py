@@ -302,6 +302,8 @@ class Redis(RecordStorage):
     """
 
     thread_safe = True  # redis-py's pools hand each thread its own connection
+    # A Redis string stops at 512 MiB (proto-max-bulk-len): larger records go in chunks.
+    max_value_bytes: int | None = 512 * 1024 * 1024
 
     def __init__(
         self,

@@ -11,10 +11,9 @@ from selinon_like import DataStorage
 from selinon_like.registry import BUILTIN, ENTRY_POINT_GROUP, import_object
 from selinon_like.storage import OPTIONAL_OPERATIONS
 
-# Every built-in adapter offers every optional operation but streaming, which suits only some.
-STREAMS = frozenset({"store_stream", "retrieve_stream"})
-BUILT_IN_EXTRAS = frozenset(OPTIONAL_OPERATIONS) - STREAMS
-STREAMING = {"filesystem", "s3"}
+# Every built-in adapter offers every optional operation, streams included (SPEC §9: the
+# record layer writes them as chunks where the adapter has no native stream).
+BUILT_IN_EXTRAS = frozenset(OPTIONAL_OPERATIONS)
 
 
 def test_every_builtin_is_registered_as_an_entry_point() -> None:
@@ -30,7 +29,7 @@ def test_builtin_adapter_has_the_whole_interface(name: str) -> None:
     # capabilities() is what the contract kit runs: what the class really implements (a
     # RecordStorage adapter offers delete only with remove(), listing only with scan()).
     offered = cls.capabilities()
-    expected = BUILT_IN_EXTRAS | (STREAMS if name in STREAMING else frozenset())
+    expected = BUILT_IN_EXTRAS
     assert offered == expected, (
         f"{cls.__name__}: missing {sorted(expected - offered)}, unexpected "
         f"{sorted(offered - expected)}"

@@ -37,7 +37,6 @@ from selinon_like import (
     RetryPolicy,
     StorageError,
     StoragePool,
-    StorageUnavailable,
 )
 from selinon_like.keys import key_digest
 from selinon_like.serializers import PICKLE
@@ -659,38 +658,37 @@ def _oversized() -> str:
     return "x" * (_MIB_16 + 1)  # its JSON alone passes 16 MiB
 
 
-def test_a_result_over_16_mib_is_refused_before_any_write(mongo: MongoDB, spy: mock.Mock) -> None:
-    mongo.retry_policy = RetryPolicy(attempts=3, backoff=0.01)
+def test_a_result_over_16_mib_is_stored_in_chunks(mongo: MongoDB) -> None:
+    # SPEC §9: past the adapter's max_value_bytes the record layer writes chunk documents and
+    # a manifest (selinon_like.chunks), so no document reaches the 16 MiB cap.
     mongo.store("f", "t", "1", "before")
-    spy.reset_mock()
-    with pytest.raises(StorageError) as info:
-        mongo.store("f", "t", "1", _oversized())
-    assert not isinstance(info.value, StorageUnavailable)  # not retried: it cannot succeed
-    message = str(info.value)
-    assert "16,777,360 bytes" in message and "16 MiB" in message and len(message) < 300
-    assert spy.method_calls == []
-    assert mongo.retrieve("f", "t", "1") == "before"
+    mongo.store("f", "t", "1", _oversized())
+    assert mongo.retrieve("f", "t", "1") == _oversized()
+    largest = max(len(doc["result"]) for doc in mongo._results.find({}, {"result": 1}))
+    assert largest <= 15 * 1024 * 1024  # MongoDB.max_value_bytes
+    assert list(mongo.iter_keys()) == [("f", "t", "1")]
 
 
-def test_store_many_with_a_result_over_16_mib_stores_nothing(
-    mongo: MongoDB, spy: mock.Mock
-) -> None:
+def test_store_many_with_a_result_over_16_mib_stores_it_in_chunks(mongo: MongoDB) -> None:
     items = [("f", "t", "small", 1), ("f", "t", "big", _oversized()), ("f", "t", "after", 2)]
-    with pytest.raises(StorageError, match="16 MiB"):
-        mongo.store_many(items)
-    assert spy.method_calls == []
-    assert mongo._results.count_documents({}) == 0
+    mongo.store_many(items)
+    assert mongo.retrieve_many([key[:3] for key in items]) == {
+        ("f", "t", "small"): 1,
+        ("f", "t", "big"): _oversized(),
+        ("f", "t", "after"): 2,
+    }
 
 
 def test_a_document_near_the_cap_is_measured_exactly(mongo: MongoDB) -> None:
-    # Long key parts make the quick upper bound pass 16 MiB while the document itself fits.
+    # The adapter's own check, under the record layer's chunking: long key parts make the
+    # quick upper bound pass 16 MiB while the document itself fits.
     task_id = "i" * 1000
-    result = "y" * (_MIB_16 - 2500)
-    mongo.store("f", "t", task_id, result)
-    assert mongo.retrieve("f", "t", task_id) == result
+    record = b'"' + b"y" * (_MIB_16 - 2500) + b'"'
+    mongo.write("results", ("f", "t", task_id), record)
+    assert mongo.read("results", ("f", "t", task_id)) == record
     with pytest.raises(StorageError, match="16 MiB"):
-        mongo.store("f", "t", task_id, result + "y" * 1500)
-    assert mongo.retrieve("f", "t", task_id) == result
+        mongo.write("results", ("f", "t", task_id), record + b"y" * 1500)
+    assert mongo.read("results", ("f", "t", task_id)) == record
 
 
 @pytest.mark.mongodb
