@@ -13,8 +13,8 @@ tests marked ``timing`` in a pass of their own:
   workers never meet.
 * ``timing`` marks tests that assert wall-clock bounds (a call on a stopped server ends within
   its deadline plus 10 %) and must not run beside the CPU-heavy rest of the suite: see
-  ``_TIMING``. They run after it, beside each other only: they mostly wait on sockets and
-  sleeps, each on private servers of its own.
+  ``_TIMING``. They run after it, two at a time and beside nothing else: they mostly wait on
+  sockets and sleeps, each on private servers of its own.
 """
 
 from __future__ import annotations
