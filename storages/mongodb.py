@@ -71,8 +71,10 @@ class MongoDB(RecordStorage):
     every result comes back exactly — dict keys starting with ``$`` or containing ``.``,
     integers beyond 64 bits, deep nesting, and whatever the pickle or a custom serializer
     produce — but MongoDB cannot query inside results (filter on the key fields only). A
-    document holds at most 16 MiB, so neither can a result: ``store`` or ``store_many`` of a
-    larger one raises ``StorageError`` before writing anything. Error records (their bytes in
+    document holds at most 16 MiB: a result over ``max_value_bytes`` (15 MiB) is stored by the
+    record layer as chunk documents and a manifest (:mod:`selinon_like.chunks`), and a
+    document that would still pass 16 MiB (huge key parts) raises ``StorageError`` before
+    anything is written. Error records (their bytes in
     ``record``; when those are plain JSON, as by default, ``exception_type`` and ``time`` too,
     as plain fields for queries) live in their own collection, so an error never shadows a
     result. With a ``ttl``, each document also holds ``expires_at`` (a date) and a TTL index
@@ -117,10 +119,12 @@ class MongoDB(RecordStorage):
         an acknowledged result survives a crash of the server; ``false`` trades that for
         latency (a killed server then loses its last writes).
 
-    Every pymongo operation is bounded by the storage's ``operation_timeout`` (pymongo's
-    ``timeoutMS``: server selection, connection and reply included; default: server selection
-    + socket timeout, i.e. 35 s), and a retry starts only while the time left holds another
-    attempt as long as the last.
+    None of the three timeouts is used longer than the storage's ``operation_timeout``
+    (default: server selection + socket timeout, 35 s), and pymongo's own retries are off: the
+    storage's ``retry`` policy retries, only while the time left holds another attempt as long
+    as the last, so no call outlasts ``operation_timeout``. (pymongo's ``timeoutMS`` is not
+    used: under it a server selection waits the whole budget, whatever
+    ``server_selection_timeout_ms`` says.)
     ``errors_collection_name`` (str, default ``"<collection_name>_errors"``)
         the collection of error records; must differ from ``collection_name``.
 
@@ -248,12 +252,15 @@ class MongoDB(RecordStorage):
     # -- connection -----------------------------------------------------------------------
 
     def _client_options(self) -> dict[str, Any]:
+        limit = round(self.operation_timeout * 1000)  # no single wait outlasts a call
         settings: dict[str, Any] = {
-            "serverSelectionTimeoutMS": self.server_selection_timeout_ms,
-            "connectTimeoutMS": self.connect_timeout_ms,
-            "socketTimeoutMS": self.socket_timeout_ms,
-            # pymongo's own bound of each operation: the call's, which our retries share.
-            "timeoutMS": round(self.operation_timeout * 1000),
+            "serverSelectionTimeoutMS": min(self.server_selection_timeout_ms, limit),
+            "connectTimeoutMS": min(self.connect_timeout_ms, limit),
+            "socketTimeoutMS": min(self.socket_timeout_ms, limit),
+            # One retry policy, ours, under the call's deadline (a pymongo retry would add a
+            # server selection and another socket timeout to a hung call).
+            "retryWrites": False,
+            "retryReads": False,
             "journal": self.journal,
             "appname": "selinon_like",
         }

@@ -16,13 +16,14 @@ class MySQL(SqlStorage):
     ``A`` is not ``a``), results go to ``LONGBLOB`` columns (up to 4 GB), ``store`` is an
     ``INSERT … ON DUPLICATE KEY UPDATE`` whose values are written into the statement as
     escaped literals (``_binary'…'`` for the result, not PyMySQL's ``X'…'`` of twice its
-    size), so a statement is about as large as its result and the server's
-    ``max_allowed_packet`` is the limit: MariaDB's default 16 MiB takes a 15 MiB result (a
-    single quote, backslash or NUL byte takes two bytes: random bytes grow ~1 %); set
-    ``max_allowed_packet = 256M`` in the server configuration for larger ones. A result that
-    does not fit fails at once, before it is sent, with a :class:`~selinon_like.StorageError`
-    saying so. With an ``encoding`` other than UTF-8 results go hex-encoded and the limit is
-    half. Everything else is as in :class:`~storages.sql.SqlStorage`.
+    size), so a statement is about as large as its result (a single quote, backslash or NUL
+    byte takes two bytes: random bytes grow ~1 %). A result over ``max_value_bytes`` (7 MiB)
+    is stored by the record layer as chunk rows and a manifest (:mod:`selinon_like.chunks`),
+    so results of any size fit the server's ``max_allowed_packet`` at MariaDB's default of
+    16 MiB, even hex-encoded; a statement that would still not fit fails at once, before it
+    is sent, with a :class:`~selinon_like.StorageError` saying so. With an ``encoding`` other
+    than UTF-8 results go hex-encoded. Everything else is as in
+    :class:`~storages.sql.SqlStorage`.
 
     Configuration (``echo``, ``table_name``, ``pool_size`` and ``max_overflow`` as in
     :class:`~storages.sql.SqlStorage`):
