@@ -20,14 +20,18 @@
    attempt as long as the last one; past it the call raises :class:`StorageUnavailable`.
    Streams (``store_stream``, ``retrieve_stream``) are neither retried nor bounded as a whole:
    each of their driver requests is, by the adapter's own timeouts.
-6. :func:`locked` — an adapter with ``thread_safe = False`` runs each attempt under the
+6. :func:`bounded` — each attempt runs inside the adapter's ``bound_attempt(seconds)``, given
+   what is left of the deadline (None for a stream), for a driver that bounds a whole
+   operation itself (pymongo); only for an adapter that overrides it.
+7. :func:`locked` — an adapter with ``thread_safe = False`` runs each attempt under the
    instance's ``RLock``; the lock is not held while a retry waits. (``connect`` and
    ``disconnect`` are always locked, by the storage's wrapper.)
 
 Then the adapter's own method runs. Each layer is a function taking the next handler and
 returning its own, so each can be tested alone. :func:`chain` composes, once per combination,
 the layers a storage needs: no cache layer without a cache, no observer layer without an
-observer, no lock layer for a thread-safe adapter — a layer that would only pass the call on
+observer, no lock layer for a thread-safe adapter, no attempt bound for an adapter without
+one — a layer that would only pass the call on
 still costs a call on every operation. A call made from inside an operation on the same
 instance and thread (an adapter's ``store`` calling ``super().store()``, a default
 ``store_many`` calling ``store``) is part of the outer operation: :func:`nested_chain` runs it
@@ -41,9 +45,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
-from selinon_like.deadline import DEADLINE
+from selinon_like.deadline import DEADLINE, remaining
 from selinon_like.envelope import seen_stored, watch_stored
 from selinon_like.errors import (
     ConfigError,
@@ -65,6 +70,7 @@ __all__ = [
     "LAYERS",
     "Call",
     "Handler",
+    "bounded",
     "chain",
     "checked",
     "guarded_iter",
@@ -101,6 +107,8 @@ class Operated(Protocol):
     def thread_safe(self) -> bool: ...
 
     def default_operation_timeout(self) -> float: ...
+
+    def bound_attempt(self, seconds: float | None) -> AbstractContextManager[object]: ...
 
     def is_transient(self, exc: BaseException) -> bool: ...
 
@@ -359,6 +367,14 @@ def _out_of_time(
     )
 
 
+def bounded(inner: Handler) -> Handler:
+    def handle(call: Call) -> Any:
+        with call.storage.bound_attempt(remaining()):
+            return inner(call)
+
+    return handle
+
+
 def locked(inner: Handler) -> Handler:
     def handle(call: Call) -> Any:
         with call.storage._lock:
@@ -370,7 +386,7 @@ def locked(inner: Handler) -> Handler:
 invoke: Handler = Call.invoke
 
 
-LAYERS: tuple[Layer, ...] = (checked, cached, observed, translated, retried, locked)
+LAYERS: tuple[Layer, ...] = (checked, cached, observed, translated, retried, bounded, locked)
 
 
 def compose(layers: Sequence[Layer], core: Handler = invoke) -> Handler:
@@ -382,10 +398,16 @@ def compose(layers: Sequence[Layer], core: Handler = invoke) -> Handler:
 
 
 @functools.cache
-def chain(cache: bool, observer: bool, lock: bool) -> Handler:
+def chain(cache: bool, observer: bool, lock: bool, bound: bool = False) -> Handler:
     """:data:`LAYERS` without :func:`cached` (``cache`` false), :func:`observed`
-    (``observer`` false) or :func:`locked` (``lock`` false)."""
-    skip: dict[Layer, bool] = {cached: not cache, observed: not observer, locked: not lock}
+    (``observer`` false), :func:`bounded` (``bound`` false) or :func:`locked` (``lock``
+    false)."""
+    skip: dict[Layer, bool] = {
+        cached: not cache,
+        observed: not observer,
+        bounded: not bound,
+        locked: not lock,
+    }
     return compose([layer for layer in LAYERS if not skip.get(layer, False)])
 
 

@@ -259,9 +259,18 @@ class DataStorage(abc.ABC):
         it; this default (60 s) is for those with none (memory, files)."""
         return DEFAULT_OPERATION_TIMEOUT
 
+    def bound_attempt(self, seconds: float | None) -> contextlib.AbstractContextManager[object]:
+        """A context each attempt of an operation runs in, given the seconds left of the call's
+        deadline (None for a stream, which has none). An adapter whose driver bounds a whole
+        operation itself (pymongo's ``timeout``) returns that driver's context; most adapters
+        give the time left to their drivers as timeouts instead and leave this alone."""
+        return contextlib.nullcontext()
+
     def _rechain(self) -> None:
         lock = not self.thread_safe
-        self._op_chain = chain(self._op_cache is not None, self._op_observer is not None, lock)
+        bound = type(self).bound_attempt is not DataStorage.bound_attempt
+        cache, observer = self._op_cache is not None, self._op_observer is not None
+        self._op_chain = chain(cache, observer, lock, bound)
         self._op_nested = nested_chain(lock)
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import sys
@@ -119,12 +120,12 @@ class MongoDB(RecordStorage):
         an acknowledged result survives a crash of the server; ``false`` trades that for
         latency (a killed server then loses its last writes).
 
-    None of the three timeouts is used longer than the storage's ``operation_timeout``
-    (default: server selection + socket timeout, 35 s), and pymongo's own retries are off: the
-    storage's ``retry`` policy retries, only while the time left holds another attempt as long
-    as the last, so no call outlasts ``operation_timeout``. (pymongo's ``timeoutMS`` is not
-    used: under it a server selection waits the whole budget, whatever
-    ``server_selection_timeout_ms`` says.)
+    A call lasts at most the storage's ``operation_timeout`` (default: server selection +
+    socket timeout, 35 s): each attempt runs under ``pymongo.timeout`` with what is left of
+    it (selection, connection and reply included), waiting for a server no longer than
+    ``server_selection_timeout_ms`` while none is known to answer; pymongo's own retries are
+    off (the storage's ``retry`` policy retries, within the deadline), and none of the three
+    timeouts is longer than ``operation_timeout``.
     ``errors_collection_name`` (str, default ``"<collection_name>_errors"``)
         the collection of error records; must differ from ``collection_name``.
 
@@ -275,6 +276,20 @@ class MongoDB(RecordStorage):
         if self.tls is not None:
             settings["tls"] = self.tls
         return settings
+
+    def bound_attempt(self, seconds: float | None) -> contextlib.AbstractContextManager[object]:
+        """pymongo bounds an attempt as a whole (server selection, connection and reply) by
+        what is left of the call's deadline (``pymongo.timeout``). While no server is known to
+        answer, an attempt waits for one no longer than ``server_selection_timeout_ms``, as
+        without a deadline: under pymongo's timeout a selection would wait the whole budget."""
+        pymongo = sys.modules.get("pymongo")
+        if seconds is None or pymongo is None or self._injected is not None:
+            return contextlib.nullcontext()
+        client = self._client
+        if client is None or not client.topology_description.known_servers:
+            seconds = min(seconds, self.server_selection_timeout_ms / 1000)
+        timeout: contextlib.AbstractContextManager[object] = pymongo.timeout(seconds)
+        return timeout
 
     def default_operation_timeout(self) -> float:
         """``server_selection_timeout_ms`` + ``socket_timeout_ms`` (in seconds): finding the

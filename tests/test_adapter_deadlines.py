@@ -35,9 +35,12 @@ def test_mongodb_default_and_client_options() -> None:
     )
     assert storage.operation_timeout == 10
     options: dict[str, Any] = storage._client_options()
-    assert options["timeoutMS"] == 10_000 and options["journal"] is True
+    assert options["socketTimeoutMS"] == 6000 and options["journal"] is True
+    assert options["retryWrites"] is options["retryReads"] is False  # ours, under the deadline
+    assert "timeoutMS" not in options  # it would make server selection wait the whole budget
     storage.operation_timeout = 2.5
-    assert storage._client_options()["timeoutMS"] == 2500
+    options = storage._client_options()
+    assert (options["serverSelectionTimeoutMS"], options["socketTimeoutMS"]) == (2500, 2500)
 
 
 def test_s3_default_and_per_request_read_timeout() -> None:
@@ -55,3 +58,29 @@ def test_s3_default_and_per_request_read_timeout() -> None:
     assert 0 < context["read_timeout"] <= 1.5
     # botocore would wait up to 1 s for "100 Continue" before its read timeout even starts
     assert "Expect" not in params["headers"]
+
+
+def test_mongodb_attempts_run_under_pymongo_timeout_and_still_fail_fast() -> None:
+    pytest.importorskip("pymongo")
+    import socket
+    import time
+
+    from selinon_like import StorageUnavailable
+    from selinon_like.retry import NO_RETRY
+    from storages.mongodb import MongoDB
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    storage = MongoDB(
+        url=f"mongodb://127.0.0.1:{port}/?directConnection=true",
+        db_name="d",
+        server_selection_timeout_ms=300,
+    )
+    storage.operation_timeout = 20
+    storage.retry_policy = NO_RETRY
+    began = time.monotonic()
+    with pytest.raises(StorageUnavailable):
+        storage.connect()  # no server known: selection waits 0.3 s, not the 20 s left
+    assert time.monotonic() - began < 5
+    assert storage.bound_attempt(None).__class__.__name__ == "nullcontext"

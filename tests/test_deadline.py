@@ -170,3 +170,30 @@ def test_a_non_transient_error_is_raised_at_once() -> None:
     with pytest.raises(StorageError) as info:
         storage.store("f", "t", "1", 1)
     assert not isinstance(info.value, StorageUnavailable) and len(storage.seen) == 1
+
+
+def test_an_adapter_bounding_whole_attempts_gets_the_time_left_of_each() -> None:
+    import contextlib
+    from collections.abc import Iterator
+
+    seen: list[float | None] = []
+
+    class Bounding(Slow):
+        @contextlib.contextmanager
+        def _bound(self, seconds: float | None) -> Iterator[None]:
+            seen.append(seconds)
+            yield
+
+        def bound_attempt(self, seconds: float | None) -> contextlib.AbstractContextManager[object]:
+            return self._bound(seconds)
+
+    storage = Bounding(attempt=0.0, failures=1)
+    storage.retry_policy = RetryPolicy(attempts=2, backoff=0.0, jitter=False)
+    storage.operation_timeout = 4.0
+    assert storage.retrieve("f", "t", "1") == "ok"
+    assert len(seen) == 2 and all(s is not None and 3.5 < s <= 4.0 for s in seen)
+    # The layer is composed in only for an adapter that overrides bound_attempt.
+    from selinon_like.layers import chain
+
+    assert storage._op_chain is chain(False, False, False, True)
+    assert Slow()._op_chain is chain(False, False, False, False)

@@ -729,7 +729,8 @@ def test_pymongo_gets_the_options_and_finite_timeouts(monkeypatch: pytest.Monkey
             "serverSelectionTimeoutMS": 5000,
             "connectTimeoutMS": 5000,
             "socketTimeoutMS": 30000,
-            "timeoutMS": 35000,  # the operation_timeout: selection + socket timeout
+            "retryWrites": False,  # the storage's retry policy retries, under its deadline
+            "retryReads": False,
             "journal": True,
             "appname": "selinon_like",
         }
