@@ -1,9 +1,12 @@
 """Streaming benchmark: 256 MB through ``store_stream`` and back through ``retrieve_stream``.
 
-For the Filesystem adapter and the S3 adapter (on an S3 server in a process of its own, so
-that the server's copy of the 256 MB is not counted: ``python -m benchmarks`` uses a private
-SeaweedFS, this script alone moto's server), each measured in a fresh child process of its
-own:
+For every built-in adapter — Filesystem and S3 (their own streams: a file, a multipart upload;
+S3 on a server in a process of its own, so that the server's copy of the 256 MB is not
+counted: ``python -m benchmarks`` uses a private SeaweedFS, this script alone moto's server),
+and memory, SQLite, PostgreSQL, MariaDB, Redis and MongoDB (the record layer's chunks,
+:mod:`selinon_like.chunks`) — each measured in a fresh child process of its own (memory keeps
+the stream in the process, so its growth is the stream itself; a service that does not answer
+is left out, saying so):
 
 * peak RSS growth: ``ru_maxrss`` after the round trip minus ``ru_maxrss`` before it (after
   imports, connect and a 1 MiB warm-up stream), i.e. what streaming 256 MB added to the
@@ -15,7 +18,8 @@ own:
 The producer makes 1 MiB chunks as they are consumed (never the whole 256 MB); the consumer
 hashes and drops each chunk. The budget is 64 MB of growth.
 
-Run from the repository root: ``.venv/bin/python benchmarks/bench_streaming.py``.
+Run from the repository root: ``.venv/bin/python benchmarks/bench_streaming.py [ADAPTER...]``
+(names as in :data:`RECORD_ADAPTERS`, ``filesystem``, ``s3``; all of them by default).
 """
 
 from __future__ import annotations
@@ -78,15 +82,74 @@ def maxrss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kilobytes
 
 
+RECORD_ADAPTERS = ("memory", "sqlite", "postgresql", "mariadb", "redis", "mongodb")
+POSTGRESQL_URL = os.environ.get(
+    "SELINON_LIKE_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+MYSQL_URL = os.environ.get("SELINON_LIKE_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+REDIS_URL = os.environ.get("SELINON_LIKE_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def record_storage(backend: str, target: str) -> DataStorage:
+    """A storage on the record layer's streams; ``target``: a directory (SQLite) or a URL."""
+    suffix = os.urandom(5).hex()
+    if backend == "memory":
+        from storages.memory import InMemoryStorage
+
+        return InMemoryStorage()
+    if backend == "sqlite":
+        from storages.sql import SQLite
+
+        return SQLite(connection_string=f"sqlite:///{target}/stream.db")
+    if backend == "postgresql":
+        from storages.postgresql import PostgreSQL
+
+        return PostgreSQL(connection_string=target, table_name=f"bench_stream_{suffix}")
+    if backend == "mariadb":
+        from storages.mysql import MySQL
+
+        return MySQL(connection_string=target, table_name=f"bench_stream_{suffix}")
+    if backend == "redis":
+        from storages.redis import Redis
+
+        return Redis(url=target, key_prefix=f"bench-stream-{suffix}:")
+    from storages.mongodb import MongoDB
+
+    return MongoDB(url=target, db_name="bench", collection_name=f"stream_{suffix}")
+
+
+def _drop_tables(storage: DataStorage) -> None:
+    """Leave no benchmark table, key or collection behind."""
+    name = type(storage).__name__
+    if name in ("PostgreSQL", "MySQL"):
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(storage.connection_string)  # type: ignore[attr-defined]
+        try:
+            with engine.begin() as conn:
+                for table in (storage.table_name, storage.table_name + "_errors"):  # type: ignore[attr-defined]
+                    conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        finally:
+            engine.dispose()
+    elif name == "MongoDB":
+        storage._results.drop()  # type: ignore[attr-defined]
+        storage._errors.drop()  # type: ignore[attr-defined]
+    elif name == "Redis":
+        storage.orphan_age = 0.0  # type: ignore[attr-defined]
+        storage.purge_expired()  # the deleted stream's chunks
+
+
 def child(backend: str, target: str) -> None:
     """One measurement in this fresh process; prints one JSON line. ``target`` is the
-    Filesystem's directory, moto's endpoint, or ``-``: S3Storage options as JSON on stdin
-    (credentials stay off the command line)."""
+    Filesystem's or SQLite's directory, a service's URL, moto's endpoint, or ``-``: S3Storage
+    options as JSON on stdin (credentials stay off the command line)."""
     storage: DataStorage
     if backend == "filesystem":
         from storages.filesystem import Filesystem
 
         storage = Filesystem(path=target)
+    elif backend in RECORD_ADAPTERS:
+        storage = record_storage(backend, target)
     elif target == "-":
         from storages.s3 import S3Storage
 
@@ -103,6 +166,9 @@ def child(backend: str, target: str) -> None:
     _current, heap_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     storage.delete("bench", "stream", "big")
+    storage.delete("bench", "stream", "warm-up")
+    if backend in RECORD_ADAPTERS:
+        _drop_tables(storage)
     storage.disconnect()
     print(json.dumps({**first, "rss_growth": growth, "heap_peak": heap_peak, "again": second}))
 
@@ -121,12 +187,37 @@ def measure(backend: str, target: str, options: dict[str, Any] | None = None) ->
     return result
 
 
-def main() -> None:
-    rows: list[tuple[str, dict[str, Any]]] = []
+def _measured(name: str, backend: str, target: str) -> tuple[str, dict[str, Any]] | None:
+    try:
+        return name, measure(backend, target)
+    except subprocess.CalledProcessError as exc:
+        print(f"  {name}: left out ({(exc.stderr or '').strip().splitlines()[-1:]})")
+        return None
+
+
+def main(only: list[str]) -> None:
+    wanted = set(only) or {"filesystem", "s3", *RECORD_ADAPTERS}
+    found: list[tuple[str, dict[str, Any]] | None] = []
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as directory:
-        rows.append(("Filesystem", measure("filesystem", directory)))
-    with moto_server() as (endpoint, _pid):
-        rows.append(("S3 (moto server, 8 MiB parts)", measure("s3", endpoint)))
+        if "filesystem" in wanted:
+            found.append(_measured("Filesystem", "filesystem", directory))
+        if "memory" in wanted:
+            found.append(_measured("memory (chunks)", "memory", "-"))
+        if "sqlite" in wanted:
+            found.append(_measured("SQLite file (chunks)", "sqlite", directory))
+    urls = {"postgresql": POSTGRESQL_URL, "mariadb": MYSQL_URL, "redis": REDIS_URL}
+    for backend, url in urls.items():
+        if backend in wanted:
+            found.append(_measured(f"{backend} (chunks)", backend, url))
+    if "mongodb" in wanted:
+        from benchmarks.bench_mongodb import mongodb_server
+
+        with mongodb_server() as (_label, url):
+            found.append(_measured("MongoDB (chunks)", "mongodb", url))
+    if "s3" in wanted:
+        with moto_server() as (endpoint, _pid):
+            found.append(_measured("S3 (moto server, 8 MiB parts)", "s3", endpoint))
+    rows = [row for row in found if row is not None]
     print(f"\n{TOTAL // MiB} MB through store_stream and back through retrieve_stream")
     print(
         f"  {'adapter':<30} {'store MB/s':>10} {'read MB/s':>10} {'RSS growth':>11}"
@@ -148,4 +239,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         child(sys.argv[2], sys.argv[3])
     else:
-        main()
+        main(sys.argv[1:])

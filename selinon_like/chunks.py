@@ -54,6 +54,7 @@ __all__ = [
     "HEAD_ROOM",
     "INTERNAL_PREFIX",
     "ORPHAN_AGE",
+    "STREAM_CHUNK_BYTES",
     "is_internal",
     "is_manifest",
     "read_chunked",
@@ -71,7 +72,11 @@ ORPHAN_AGE = 3600.0
 for a dead writer's (``RecordStorage.orphan_age`` defaults to it)."""
 HEAD_ROOM = 64
 """Bytes kept below ``max_value_bytes`` for a chunk record's header."""
-_READ_BATCH = 4  # chunks read per read_many: a few chunks in memory at once
+STREAM_CHUNK_BYTES = 4 * 1024 * 1024
+"""The size of a stream's chunk records (at most): a writer holds about three of them at a
+time (the buffer, the piece, its sealed record) and a reader two, plus what the driver
+copies."""
+_READ_BATCH = 2  # chunks read per read_many: two chunks in memory at once, at most
 _GROW = 16  # a stream's index entry allows this many more chunks at a time
 _RETRIES = 3  # reads that start again from the manifest after its chunks were replaced
 
@@ -255,8 +260,10 @@ def _pieces(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
     for chunk in chunks:
         buffer += chunk
         while len(buffer) >= size:
-            yield bytes(buffer[:size])
+            with memoryview(buffer) as view:  # one copy: no bytearray slice in between
+                piece = bytes(view[:size])
             del buffer[:size]
+            yield piece
     if buffer:
         yield bytes(buffer)
 

@@ -266,10 +266,10 @@ class RecordStorage(DataStorage):
     def chunk_bytes(self, stream: bool) -> int:
         """The size of the pieces a chunked record (``stream=False``) or a stream is written
         in: under ``max_value_bytes`` with room for a header, and for a stream at most
-        :data:`~selinon_like.streams.DEFAULT_CHUNK_SIZE` (a few in memory at once)."""
+        :data:`~selinon_like.chunks.STREAM_CHUNK_BYTES` (a few in memory at once)."""
         ceiling = self.max_value_bytes
         size = DEFAULT_CHUNK_SIZE if ceiling is None else max(ceiling - chunking.HEAD_ROOM, 1)
-        return min(size, DEFAULT_CHUNK_SIZE) if stream else size
+        return min(size, chunking.STREAM_CHUNK_BYTES) if stream else size
 
     def _removes(self) -> bool:
         return type(self).remove is not RecordStorage.remove
