@@ -1,9 +1,10 @@
 """``python -m benchmarks [--quick] [--only SERVICE]``: the suite; writes RESULTS.md and ratios.png.
 
 Per service (benchmarks/suite.py): raw driver, adapter, pool, Selinon 1.4, Celery backend.
-Small (~200 B) and ~1 MB store/retrieve on 1 thread (raw, adapter and pool taking turns call
+Small (~200 B), ~1 MB (one long string) and a ~1 MB table (~11,000 small dicts)
+store/retrieve on 1 thread (raw, adapter and pool taking turns call
 by call, Selinon and Celery in blocks after), 8 threads sharing one instance (throughput),
-store_many of 1,000 vs 1,000 stores, and streaming 256 MB (filesystem, S3). Every stored
+store_many of 1,000 vs 1,000 stores, and streaming 256 MB (every adapter). Every stored
 value is read back and compared. Ratios come from this run only.
 
 The servers a service needs of its own (a MongoDB-compatible server, an S3 server, a Redis
@@ -16,6 +17,7 @@ import argparse
 import contextlib
 import platform
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -35,6 +37,12 @@ from tests.servers import start_s3
 HERE = Path(__file__).resolve().parent
 SMALL = {"status": "ok", "task": "Task1", "value": 42, "items": list(range(30)), "name": "x" * 40}
 BIG = {"blob": "y" * (1024 * 1024 - 20)}
+# A typical table-shaped task result: ~1 MB of JSON in ~11,000 small dicts. It costs the
+# serializer far more than BIG (one long string) of the same size (SPEC §9).
+TABLE = [
+    {"id": i, "name": f"row{i}", "score": i * 0.5, "ok": i % 2 == 0, "tags": ["a", "b"]}
+    for i in range(11_000)
+]
 
 
 def _intact(system: System, keys: list[str], payload: Any) -> tuple[int, int]:
@@ -219,6 +227,19 @@ def streaming() -> list[dict[str, Any]]:
     out = []
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as directory:
         out.append(("Filesystem", bench_streaming.measure("filesystem", directory)))
+        # The record layer's chunks (selinon_like/chunks.py) on the other adapters.
+        out.append(("SQLite file (chunks)", bench_streaming.measure("sqlite", directory)))
+    for backend, url in (
+        ("postgresql", bench_streaming.POSTGRESQL_URL),
+        ("mariadb", bench_streaming.MYSQL_URL),
+        ("redis", bench_streaming.REDIS_URL),
+    ):
+        with contextlib.suppress(subprocess.CalledProcessError):  # a service not running
+            out.append((f"{backend} (chunks)", bench_streaming.measure(backend, url)))
+    from benchmarks.bench_mongodb import mongodb_server
+
+    with mongodb_server() as (_label, url):
+        out.append(("MongoDB (chunks)", bench_streaming.measure("mongodb", url)))
     with start_s3() as server:
         options = {**server.client_options(), "bucket": server.new_bucket("bench-stream")}
         out.append(("S3 (SeaweedFS)", bench_streaming.measure("s3", "-", options)))
@@ -352,6 +373,7 @@ def _run(args: argparse.Namespace, cpus: AwakeCpus) -> None:
                 if not service.bulk_only:
                     rows += single(service, SMALL, "small", small_n)
                     rows += single(service, BIG, "1MB", big_n)
+                    rows += single(service, TABLE, "1MB-table", big_n)
                     rows += threaded(service, thread_n)
                 bulks += bulk(service, bulk_n, cpus)
         except Exception as exc:
