@@ -99,8 +99,13 @@ _FORMATS = {name: _Format(name) for name in (MANIFEST, CHUNK, INDEX)}
 
 def _codec(codec: RecordCodec, name: bytes) -> RecordCodec:
     # No compression: a result's record is compressed already, a stream is the caller's.
+    # Not watched: the read cache keeps the whole record, which the storage's codec reports.
     return dataclasses.replace(
-        codec, serializer=_FORMATS[name], compression=NO_COMPRESSION, max_result_bytes=None
+        codec,
+        serializer=_FORMATS[name],
+        compression=NO_COMPRESSION,
+        max_result_bytes=None,
+        watch=False,
     )
 
 

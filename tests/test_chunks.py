@@ -285,3 +285,27 @@ def test_a_store_killed_midway_leaves_the_previous_result(tmp_path: Path) -> Non
     assert {key for key in storage.scan(RESULTS, None)} == before
     assert storage.retrieve("f", "t", "id") == big("old", 30_000)
     storage.disconnect()
+
+
+def test_a_read_cache_keeps_the_whole_chunked_record(tmp_path: Path) -> None:
+    from selinon_like import StoragePool
+
+    pool = StoragePool.from_dict(
+        {
+            "storages": [
+                {
+                    "name": "Small",
+                    "import": "test_chunks",
+                    "classname": "SmallValues",
+                    "cache": {"max_size": 10},
+                }
+            ]
+        }
+    )
+    storage = pool.get_connected_storage("Small")
+    storage.store("f", "t", "id", big("cached"))
+    assert storage.retrieve("f", "t", "id") == big("cached")
+    assert storage.retrieve("f", "t", "id") == big("cached")  # from the cache
+    storage.store("f", "t", "id", big("again"))
+    assert storage.retrieve("f", "t", "id") == big("again")
+    pool.disconnect_all()
