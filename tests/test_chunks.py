@@ -9,18 +9,20 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from conftest import REDIS_URL, require_service
 
 from selinon_like import ResultNotFound, StorageError
 from selinon_like.chunks import INTERNAL_PREFIX
 from selinon_like.compression import Compression
 from selinon_like.envelope import Expiry
 from selinon_like.keys import Key
-from selinon_like.records import RESULTS, Kind
+from selinon_like.records import RESULTS, Kind, RecordStorage
 from selinon_like.retry import NO_RETRY
 from selinon_like.testing import StreamingContract
 from selinon_like.testing.expiry import MovableClock
@@ -242,48 +244,80 @@ class TestStreamingOnChunkedMemory(StreamingContract):
         instance.disconnect()
 
 
-# -- a writer killed midway: SQLite in a file, a child process SIGKILLed ------------------------
+# -- a writer killed midway: a child process SIGKILLed, on SQLite in a file and on Redis -------
 
 
-class KilledMidway(SQLite):
-    max_value_bytes = 4_096
-    kill_at_chunk = -1
+def _kill_at(storage: RecordStorage, index: int) -> None:
+    """Make ``storage`` SIGKILL its own process as it writes chunk ``index``."""
+    write = storage.write
 
-    def write(self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None) -> str:
-        if key[2].startswith(INTERNAL_PREFIX + "chunk:") and key[2].endswith(
-            f":{self.kill_at_chunk}"
-        ):
+    def dying(kind: Kind, key: Key, data: bytes, expires_at: float | None = None) -> str:
+        if key[2].startswith(INTERNAL_PREFIX + "chunk:") and key[2].endswith(f":{index}"):
             os.kill(os.getpid(), signal.SIGKILL)
-        return super().write(kind, key, data, expires_at)
+        return write(kind, key, data, expires_at)  # type: ignore[call-arg]
+
+    storage.write = dying  # type: ignore[method-assign]
 
 
-def _store_and_die(url: str) -> None:
-    storage = KilledMidway(connection_string=url)
-    storage.kill_at_chunk = 6
+def _small_valued(backend: str, target: str) -> RecordStorage:
+    instance: RecordStorage
+    if backend == "sqlite":
+        instance = SQLite(connection_string=target)
+    else:
+        from storages.redis import Redis
+
+        instance = Redis(url=REDIS_URL, key_prefix=target)
+    instance.max_value_bytes = 4_096
+    return instance
+
+
+def _store_and_die(backend: str, target: str) -> None:
+    storage = _small_valued(backend, target)
+    _kill_at(storage, 6)
     storage.connect()
     storage.store("f", "t", "id", big("new", 60_000))
 
 
-def test_a_store_killed_midway_leaves_the_previous_result(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'results.db'}"
-    storage = KilledMidway(connection_string=url)
+def _redis_up() -> None:
+    import redis
+
+    with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3) as client:
+        client.ping()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_a_store_killed_midway_leaves_the_previous_result(tmp_path: Path, backend: str) -> None:
+    if backend == "redis":
+        require_service("Redis", _redis_up)
+    target = (
+        f"sqlite:///{tmp_path / 'results.db'}"
+        if backend == "sqlite"
+        else f"sl-killed-{uuid.uuid4().hex}:"
+    )
+    storage = _small_valued(backend, target)
     storage.connect()
     clock = MovableClock()
     storage.set_record_format(clock=clock)
     storage.store("f", "t", "id", big("old", 30_000))
-    before = {key for key in storage.scan(RESULTS, None)}
-    child = multiprocessing.get_context("spawn").Process(target=_store_and_die, args=(url,))
+    before = set(storage.scan(RESULTS, None))
+    child = multiprocessing.get_context("spawn").Process(
+        target=_store_and_die, args=(backend, target)
+    )
     child.start()
     child.join(60)
     assert child.exitcode == -signal.SIGKILL
     assert storage.retrieve("f", "t", "id") == big("old", 30_000)
     assert list(storage.iter_keys()) == [("f", "t", "id")]
-    orphans = {key for key in storage.scan(RESULTS, None)} - before
+    orphans = set(storage.scan(RESULTS, None)) - before
     assert len([key for key in orphans if ":chunk:" in key[2]]) == 6
     clock.now += storage.orphan_age + 600  # the child started after the clock: some margin
     storage.purge_expired()
-    assert {key for key in storage.scan(RESULTS, None)} == before
+    assert set(storage.scan(RESULTS, None)) == before
     assert storage.retrieve("f", "t", "id") == big("old", 30_000)
+    storage.delete("f", "t", "id")
+    storage.orphan_age = 0.0
+    storage.purge_expired()  # nothing of this test left on a shared server
+    assert list(storage.scan(RESULTS, None)) == []
     storage.disconnect()
 
 
