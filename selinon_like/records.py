@@ -352,11 +352,17 @@ class RecordStorage(DataStorage):
                 total += count
                 if progress is not None and count:
                     progress(count)
-        if not dry_run and self._removes() and type(self).scan is not RecordStorage.scan:
+        if not dry_run and self._may_hold_chunks() and type(self).scan is not RecordStorage.scan:
             # Chunks no manifest names any more (a crashed writer's, a replaced or deleted
             # chunked result's): found through the chunk indexes, which needs a full scan.
             chunking.reclaim_orphans(self, RESULTS, now)
         return total
+
+    def _may_hold_chunks(self) -> bool:
+        """Whether this adapter may hold the record layer's chunks (not one with its own
+        streams and no ceiling, as Filesystem and S3): only then does purge look for them."""
+        own_streams = type(self).store_stream is not RecordStorage.store_stream
+        return self._removes() and (self.max_value_bytes is not None or not own_streams)
 
     def store_stream(
         self, flow_name: str, task_name: str, task_id: str, chunks: Iterable[bytes]
