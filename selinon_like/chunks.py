@@ -39,16 +39,42 @@ import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, ClassVar, Protocol, cast
 
 from selinon_like.compression import NO_COMPRESSION
 from selinon_like.envelope import CorruptRecord, RecordCodec, has_header
-from selinon_like.errors import StorageError
-from selinon_like.keys import Key
+from selinon_like.errors import ResultNotFound, StorageError
+from selinon_like.keys import Key, Kind
 from selinon_like.streams import Digest, DigestingReader
 
-if TYPE_CHECKING:
-    from selinon_like.records import Kind, RecordStorage
+
+class RecordStorage(Protocol):
+    """What chunking uses of a :class:`selinon_like.records.RecordStorage` (a protocol, so
+    that this module, which ``records`` builds on, does not import it)."""
+
+    storage_name: str
+    orphan_age: float
+    _op_codec: RecordCodec
+    _native_expiry: ClassVar[bool]
+
+    def read(self, kind: Kind, key: Key) -> bytes | None: ...
+
+    def write(self, kind: Kind, key: Key, data: bytes) -> str: ...
+
+    def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]: ...
+
+    def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int: ...
+
+    def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]: ...
+
+    def chunk_bytes(self, stream: bool) -> int: ...
+
+    def _removes(self) -> bool: ...
+
+    def not_found(
+        self, flow_name: str, task_name: str, task_id: str, what: str = "result"
+    ) -> ResultNotFound: ...
+
 
 __all__ = [
     "HEAD_ROOM",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
+from typing import Literal
 
 __all__ = [
     "Key",
@@ -27,6 +28,8 @@ __all__ = [
 ]
 
 Key = tuple[str, str, str]
+# The two kinds of record a storage keeps apart (see selinon_like.records).
+Kind = Literal["results", "errors"]
 
 _NAMES = ("flow_name", "task_name", "task_id")
 

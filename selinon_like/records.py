@@ -57,7 +57,7 @@ import abc
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from selinon_like import chunks as chunking
 from selinon_like.envelope import RecordError, RecordExpired, expiry_of
@@ -68,7 +68,7 @@ from selinon_like.error_records import (
     load_error_record,
     make_error_record,
 )
-from selinon_like.keys import Key
+from selinon_like.keys import Key, Kind
 from selinon_like.storage import DataStorage
 from selinon_like.streams import DEFAULT_CHUNK_SIZE, Digest
 
@@ -76,7 +76,6 @@ __all__ = ["ERRORS", "PURGE_BATCH", "RESULTS", "Kind", "RecordStorage"]
 
 log = logging.getLogger("selinon_like")
 
-Kind = Literal["results", "errors"]
 RESULTS: Kind = "results"
 ERRORS: Kind = "errors"
 # The default purge reads and removes this many records at a time.
