@@ -28,10 +28,15 @@
    ``disconnect`` are always locked, by the storage's wrapper.)
 
 Then the adapter's own method runs. Each layer is a function taking the next handler and
-returning its own, so each can be tested alone. :func:`chain` composes, once per combination,
-the layers a storage needs: no cache layer without a cache, no observer layer without an
-observer, no lock layer for a thread-safe adapter, no attempt bound for an adapter without
-one — a layer that would only pass the call on
+returning its own, so each can be tested alone. A handler takes the :class:`Call` and returns
+a generator of steps (:mod:`selinon_like.steps`): the layers do no I/O themselves, they yield
+it (the adapter's method, a retry's backoff, ``recover()``), so the same layers run a blocking
+adapter under :func:`~selinon_like.steps.run` and an async one under
+:func:`~selinon_like.steps.arun`. A layer that acts only before the call (the key check)
+returns the next handler's generator itself, adding no frame. :func:`chain` composes, once
+per combination, the layers a storage needs: no cache layer without a cache, no observer
+layer without an observer, no lock layer for a thread-safe (or async) adapter, no attempt
+bound for an adapter without one — a layer that would only pass the call on
 still costs a call on every operation. A call made from inside an operation on the same
 instance and thread (an adapter's ``store`` calling ``super().store()``, a default
 ``store_many`` calling ``store``) is part of the outer operation: :func:`nested_chain` runs it
@@ -60,6 +65,7 @@ from selinon_like.errors import (
 from selinon_like.keys import Key, check_key
 from selinon_like.masking import scrub
 from selinon_like.retry import RetryPolicy
+from selinon_like.steps import Sleep, Steps
 
 if TYPE_CHECKING:
     from selinon_like.cache import ResultCache
@@ -112,7 +118,7 @@ class Operated(Protocol):
 
     def is_transient(self, exc: BaseException) -> bool: ...
 
-    def recover(self, exc: BaseException) -> None: ...
+    def recover(self, exc: BaseException) -> Any: ...
 
 
 class Call:
@@ -139,7 +145,7 @@ class Call:
         self.items = items  # the tuples of a bulk call, each starting with a key triple
 
     def invoke(self) -> Any:
-        """Run the adapter's own method."""
+        """Run the adapter's own method (an awaitable, for an async adapter's)."""
         return self.fn(self.storage, *self.args, **self.kwargs)
 
     def describe(self) -> str:
@@ -161,28 +167,28 @@ def _shown(part: object) -> str:
     return text if len(text) <= 80 else text[:79] + "…"
 
 
-Handler = Callable[[Call], Any]
+Handler = Callable[[Call], Steps[Any]]
 Layer = Callable[[Handler], Handler]
 
 
 def checked(inner: Handler) -> Handler:
-    def handle(call: Call) -> Any:
+    def handle(call: Call) -> Steps[Any]:
         if call.key is not None:
             check_key(*call.key)
         if call.items is not None:
             for item in call.items:
                 check_key(item[0], item[1], item[2])
-        return inner(call)
+        return inner(call)  # checked now, at the call: no step of its own
 
     return handle
 
 
 def cached(inner: Handler) -> Handler:
-    def handle(call: Call) -> Any:
+    def handle(call: Call) -> Steps[Any]:
         storage = call.storage
         cache = storage.cache
         if cache is None:
-            return inner(call)
+            return (yield from inner(call))
         op = call.op
         if op == "retrieve" and call.key is not None:
             hit, value = cache.get(call.key)
@@ -191,16 +197,16 @@ def cached(inner: Handler) -> Handler:
             if hit:
                 return value
             watch_stored()
-            result = inner(call)
+            result = yield from inner(call)
             # The record as stored (compressed, with its expiry), not the value re-serialized.
             cache.put(call.key, result, storage.serializer, seen_stored())
             return result
         if op not in _CACHE_WRITES:
-            return inner(call)
+            return (yield from inner(call))
         if op == "store":
             watch_stored()
         try:
-            result = inner(call)
+            result = yield from inner(call)
         except BaseException:
             _forget(cache, call)  # the write may have happened: the cached copy is suspect
             raise
@@ -222,14 +228,14 @@ def _forget(cache: ResultCache, call: Call) -> None:
 
 
 def observed(inner: Handler) -> Handler:
-    def handle(call: Call) -> Any:
+    def handle(call: Call) -> Steps[Any]:
         storage = call.storage
         observer = storage.observer
         if observer is None:
-            return inner(call)
+            return (yield from inner(call))
         started = time.perf_counter()
         try:
-            result = inner(call)
+            result = yield from inner(call)
         except BaseException as exc:
             observer.event(storage, call.op, call.key, time.perf_counter() - started, exc)
             raise
@@ -240,9 +246,9 @@ def observed(inner: Handler) -> Handler:
 
 
 def translated(inner: Handler) -> Handler:
-    def handle(call: Call) -> Any:
+    def handle(call: Call) -> Steps[Any]:
         try:
-            return inner(call)
+            return (yield from inner(call))
         except _OURS as exc:
             if not isinstance(exc, _UNQUOTED) and call.storage._secrets:
                 _scrub_ours(exc, call.storage._secrets)
@@ -279,10 +285,10 @@ def translate(call: Call, exc: BaseException) -> StorageError:
 
 
 def retried(inner: Handler) -> Handler:
-    def handle(call: Call) -> Any:
+    def handle(call: Call) -> Steps[Any]:
         storage = call.storage
         if call.op in NOT_RETRIED:
-            return inner(call)
+            return (yield from inner(call))
         limit = storage._op_timeout
         if limit is None:
             limit = storage.default_operation_timeout()
@@ -294,13 +300,13 @@ def retried(inner: Handler) -> Handler:
         token = DEADLINE.set(deadline)
         try:
             try:
-                return inner(call)  # the first attempt: nothing else to set up
+                return (yield from inner(call))  # the first attempt: nothing else to set up
             except _OURS:
                 raise
             except Exception as exc:
                 if not storage.is_transient(exc):
                     raise
-                return _retry(call, inner, exc, started, deadline, limit)
+                return (yield from _retry(call, inner, exc, started, deadline, limit))
         finally:
             DEADLINE.reset(token)
 
@@ -314,7 +320,7 @@ def _retry(
     started: float,
     deadline: float,
     limit: float,
-) -> Any:
+) -> Steps[Any]:
     """Retry ``call`` after its first attempt failed with the transient ``error``, while the
     policy allows attempts and the deadline leaves time for one."""
     storage = call.storage
@@ -337,13 +343,13 @@ def _retry(
         )
         if storage.observer is not None:
             storage.observer.event(storage, "retry", call.key, time.monotonic() - started, error)
-        time.sleep(delay)
-        storage.recover(error)
+        yield Sleep(delay)
+        yield storage.recover, (error,)
         began = time.monotonic()
         if began >= deadline:
             raise _out_of_time(call, error, attempt, started, limit) from error
         try:
-            return inner(call)
+            return (yield from inner(call))
         except _OURS:
             raise
         except Exception as exc:
@@ -368,22 +374,24 @@ def _out_of_time(
 
 
 def bounded(inner: Handler) -> Handler:
-    def handle(call: Call) -> Any:
+    def handle(call: Call) -> Steps[Any]:
         with call.storage.bound_attempt(remaining()):
-            return inner(call)
+            return (yield from inner(call))
 
     return handle
 
 
 def locked(inner: Handler) -> Handler:
-    def handle(call: Call) -> Any:
+    def handle(call: Call) -> Steps[Any]:
         with call.storage._lock:
-            return inner(call)
+            return (yield from inner(call))
 
     return handle
 
 
-invoke: Handler = Call.invoke
+def invoke(call: Call) -> Steps[Any]:
+    """The innermost handler: the adapter's own method, as one step."""
+    return (yield call.invoke, ())
 
 
 LAYERS: tuple[Layer, ...] = (checked, cached, observed, translated, retried, bounded, locked)

@@ -45,15 +45,17 @@ from selinon_like.layers import Call, Handler, chain, guarded_iter, nested_chain
 from selinon_like.masking import mask_config, secret_values
 from selinon_like.retry import DEFAULT_RETRY, RetryPolicy
 from selinon_like.serializers import Serializer
+from selinon_like.steps import Steps, run
 from selinon_like.streams import Digest
 
 if TYPE_CHECKING:
     from selinon_like.cache import ResultCache
     from selinon_like.tracing import Observer
 
-__all__ = ["OPTIONAL_OPERATIONS", "DataStorage", "ExcInfo"]
+__all__ = ["OPTIONAL_OPERATIONS", "DataStorage", "ExcInfo", "StorageBase"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+S = TypeVar("S", bound="StorageBase")
 
 # Operations a custom adapter may leave out; see DataStorage.capabilities().
 OPTIONAL_OPERATIONS = (
@@ -73,7 +75,7 @@ _UNCHANGED: Any = object()  # set_record_format(): leave this setting as it is
 
 
 # Every instance, so that a forked child can forget which threads were inside an operation.
-_INSTANCES: weakref.WeakSet[DataStorage] = weakref.WeakSet()
+_INSTANCES: weakref.WeakSet[StorageBase] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
@@ -84,25 +86,20 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class DataStorage(abc.ABC):
-    """Base class of every storage adapter.
+def placeholder(fn: F) -> F:
+    """Mark a base class's stand-in for an optional operation (one that raises
+    ``NotImplementedError``, or a default written on other operations): a class whose ``op``
+    is one does not offer ``op`` of its own."""
+    fn.__selinon_placeholder__ = True  # type: ignore[attr-defined]
+    return fn
 
-    Subclasses receive the YAML ``configuration`` mapping as keyword arguments and must
-    implement ``connect``, ``disconnect``, ``is_connected``, ``retrieve`` and ``store``.
-    ``store_error``, ``retrieve_error`` and ``delete`` are optional (the base raises
-    ``NotImplementedError``); ``store_many``, ``retrieve_many``, ``delete_many`` and ``ping``
-    have correct, slow defaults; ``iter_keys``, ``iter_error_keys``, ``store_error_record``,
-    ``store_stream``, ``retrieve_stream`` and ``purge_expired`` are optional capabilities.
-    :meth:`capabilities` tells which optional operations a class really offers.
 
-    Set ``thread_safe = True`` only when the client handles concurrent calls itself; otherwise
-    every call runs under the instance's ``RLock``.
-
-    Attributes set by the pool (defaults shown): ``storage_name`` (the class name),
-    ``serializer`` (JSON; reading it gives the :class:`~selinon_like.envelope.RecordCodec`
-    built on it, see the module docstring), ``retry_policy`` (3 attempts, 0.05 s backoff),
-    ``cache`` (none), ``observer`` (none); ``ttl``, ``compression`` and the clock through
-    :meth:`set_record_format` (forever, none, ``time.time``).
+class StorageBase(abc.ABC):
+    """What every adapter has, blocking or async (:class:`DataStorage`,
+    :class:`selinon_like.aio.AsyncDataStorage`): its settings (name, serializer and record
+    format, retries, timeout, cache, observer), the layers its operations run through, and the
+    helpers adapter authors use. The defaults of the bulk operations and ``ping`` are written
+    here once, as steps (:mod:`selinon_like.steps`) each kind of adapter drives.
     """
 
     thread_safe: ClassVar[bool] = False
@@ -120,7 +117,7 @@ class DataStorage(abc.ABC):
     _secrets: list[str]
     _op_timeout: float | None  # operation_timeout; None: default_operation_timeout()
 
-    def __new__(cls, *args: Any, **configuration: Any) -> DataStorage:
+    def __new__(cls: type[S], *args: Any, **configuration: Any) -> S:
         # Set up here, not in __init__: a custom adapter need not call super().__init__().
         self = super().__new__(cls)
         self._lock = threading.RLock()
@@ -144,10 +141,6 @@ class DataStorage(abc.ABC):
                 + ", ".join(sorted(map(repr, configuration))),
                 key=sorted(configuration)[0],
             )
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        _wrap_operations(cls)
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in mask_config(self._configuration).items())
@@ -267,8 +260,8 @@ class DataStorage(abc.ABC):
         return contextlib.nullcontext()
 
     def _rechain(self) -> None:
-        lock = not self.thread_safe
-        bound = type(self).bound_attempt is not DataStorage.bound_attempt
+        lock = self._needs_lock()
+        bound = type(self).bound_attempt is not StorageBase.bound_attempt
         cache, observer = self._op_cache is not None, self._op_observer is not None
         self._op_chain = chain(cache, observer, lock, bound)
         self._op_nested = nested_chain(lock)
@@ -277,125 +270,10 @@ class DataStorage(abc.ABC):
     def capabilities(cls) -> frozenset[str]:
         """The optional operations (of :data:`OPTIONAL_OPERATIONS`) this class offers: those
         it (or a base class other than :class:`DataStorage`) implements."""
-        offered = {op for op in OPTIONAL_OPERATIONS if _overrides(cls, op)}
+        offered = {op for op in OPTIONAL_OPERATIONS if overrides(cls, op)}
         if "delete" in offered:
             offered.add("delete_many")  # the default deletes one by one
         return frozenset(offered)
-
-    # -- the contract --------------------------------------------------------------------
-
-    @abc.abstractmethod
-    def connect(self) -> None:
-        """Open the connection. Idempotent."""
-
-    @abc.abstractmethod
-    def disconnect(self) -> None:
-        """Close the connection. Idempotent."""
-
-    @abc.abstractmethod
-    def is_connected(self) -> bool:
-        """True between a successful ``connect()`` and ``disconnect()``."""
-
-    @abc.abstractmethod
-    def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
-        """The stored result; raises :class:`ResultNotFound` when there is none."""
-
-    @abc.abstractmethod
-    def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
-        """Store (replacing any result under the same key) and return a record id."""
-
-    def store_error(
-        self,
-        node_args: Any,
-        flow_name: str,
-        task_name: str,
-        task_id: str,
-        exc_info: ExcInfo | BaseException,
-    ) -> str:
-        """Record a task failure (see :func:`~selinon_like.error_records.make_error_record`)
-        and return a record id."""
-        raise self._not_implemented("store_error")
-
-    def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> ErrorRecord:
-        """The last error record stored for the key; :class:`ResultNotFound` when none."""
-        raise self._not_implemented("retrieve_error")
-
-    def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
-        """Remove the result; :class:`ResultNotFound` when there is none."""
-        raise self._not_implemented("delete")
-
-    # -- optional capabilities -------------------------------------------------------------
-
-    def store_many(self, items: Iterable[tuple[str, str, str, Any]]) -> list[str]:
-        """Store ``(flow_name, task_name, task_id, result)`` items; their record ids in order.
-
-        The default calls :meth:`store` once per item; adapters override it with one round
-        trip (or a few batched ones) where the service allows. Every result is serialized
-        first, so one the serializer refuses stores nothing."""
-        items = list(items)
-        serialize = self._op_codec.serialize  # a check only (refusals, max_result_bytes)
-        for _flow, _task, _task_id, result in items:
-            serialize(result)
-        return [self.store(flow, task, task_id, result) for flow, task, task_id, result in items]
-
-    def retrieve_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
-        """The results of the keys that have one, by key (missing keys are left out)."""
-        found: dict[Key, Any] = {}
-        for flow, task, task_id in keys:
-            with contextlib.suppress(ResultNotFound):
-                found[(flow, task, task_id)] = self.retrieve(flow, task, task_id)
-        return found
-
-    def delete_many(self, keys: Iterable[Key]) -> int:
-        """Remove the results of ``keys``; how many there were (missing keys are skipped)."""
-        removed = 0
-        for flow, task, task_id in keys:
-            with contextlib.suppress(ResultNotFound):
-                self.delete(flow, task, task_id)
-                removed += 1
-        return removed
-
-    def ping(self) -> bool:
-        """One real round trip to the service; True, or raises :class:`StorageError`.
-
-        The default looks up a key that is never stored."""
-        with contextlib.suppress(ResultNotFound):
-            self.retrieve("selinon_like", "ping", "ping")
-        return True
-
-    def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        """Every stored result key (of one flow when ``flow_name`` is given)."""
-        raise self._not_implemented("iter_keys")
-
-    def iter_error_keys(self, flow_name: str | None = None) -> Iterator[Key]:
-        """Every key that has an error record (of one flow when ``flow_name`` is given)."""
-        raise self._not_implemented("iter_error_keys")
-
-    def store_error_record(self, record: ErrorRecord) -> str:
-        """Store a record as :meth:`retrieve_error` returns it, verbatim (``time`` and
-        ``traceback`` included), under the key its ``flow_name``/``task_name``/``task_id``
-        fields give; a record id."""
-        raise self._not_implemented("store_error_record")
-
-    def store_stream(
-        self, flow_name: str, task_name: str, task_id: str, chunks: Iterable[bytes]
-    ) -> Digest:
-        """Store a large blob given in chunks, never holding it whole; its :class:`Digest`."""
-        raise self._not_implemented("store_stream")
-
-    def retrieve_stream(self, flow_name: str, task_name: str, task_id: str) -> Iterator[bytes]:
-        """The chunks of a blob stored with :meth:`store_stream`."""
-        raise self._not_implemented("retrieve_stream")
-
-    def purge_expired(
-        self, dry_run: bool = False, progress: Callable[[int], None] | None = None
-    ) -> int:
-        """Remove the records (results and error records) past their expiry; how many.
-
-        In bounded batches, never removing a record that has not expired, while other
-        processes store and read. ``progress`` is called with each batch's count; with
-        ``dry_run`` nothing is removed and the count is of the expired records found."""
-        raise self._not_implemented("purge_expired")
 
     # -- helpers for adapter authors -------------------------------------------------------
 
@@ -420,17 +298,192 @@ class DataStorage(abc.ABC):
             f"{type(self).__name__}.{method}() is not implemented by this adapter"
         )
 
+    def _needs_lock(self) -> bool:
+        """Whether each attempt runs under the instance's lock (the layers' ``locked``)."""
+        return not self.thread_safe
 
-def _overrides(cls: type, op: str) -> bool:
-    """Whether ``cls`` has its own ``op`` rather than DataStorage's placeholder."""
-    return getattr(cls, op, None) is not DataStorage.__dict__[op]
+    # -- the defaults of the optional operations, once for both kinds of adapter ----------
+
+    def _store_many_steps(self, items: list[tuple[str, str, str, Any]]) -> Steps[list[str]]:
+        serialize = self._op_codec.serialize  # a check only (refusals, max_result_bytes)
+        for _flow, _task, _task_id, result in items:
+            serialize(result)
+        ids: list[str] = []
+        for flow, task, task_id, result in items:
+            ids.append((yield self.store, (flow, task, task_id, result)))  # type: ignore[attr-defined]
+        return ids
+
+    def _retrieve_many_steps(self, keys: Iterable[Key]) -> Steps[dict[Key, Any]]:
+        found: dict[Key, Any] = {}
+        for flow, task, task_id in keys:
+            try:
+                found[(flow, task, task_id)] = yield self.retrieve, (flow, task, task_id)  # type: ignore[attr-defined]
+            except ResultNotFound:
+                continue
+        return found
+
+    def _delete_many_steps(self, keys: Iterable[Key]) -> Steps[int]:
+        removed = 0
+        for flow, task, task_id in keys:
+            try:
+                yield self.delete, (flow, task, task_id)  # type: ignore[attr-defined]
+            except ResultNotFound:
+                continue
+            removed += 1
+        return removed
+
+    def _ping_steps(self) -> Steps[bool]:
+        with contextlib.suppress(ResultNotFound):
+            yield self.retrieve, ("selinon_like", "ping", "ping")  # type: ignore[attr-defined]
+        return True
+
+
+class DataStorage(StorageBase):
+    """Base class of every storage adapter.
+
+    Subclasses receive the YAML ``configuration`` mapping as keyword arguments and must
+    implement ``connect``, ``disconnect``, ``is_connected``, ``retrieve`` and ``store``.
+    ``store_error``, ``retrieve_error`` and ``delete`` are optional (the base raises
+    ``NotImplementedError``); ``store_many``, ``retrieve_many``, ``delete_many`` and ``ping``
+    have correct, slow defaults; ``iter_keys``, ``iter_error_keys``, ``store_error_record``,
+    ``store_stream``, ``retrieve_stream`` and ``purge_expired`` are optional capabilities.
+    :meth:`capabilities` tells which optional operations a class really offers.
+
+    Set ``thread_safe = True`` only when the client handles concurrent calls itself; otherwise
+    every call runs under the instance's ``RLock``.
+
+    Attributes set by the pool (defaults shown): ``storage_name`` (the class name),
+    ``serializer`` (JSON; reading it gives the :class:`~selinon_like.envelope.RecordCodec`
+    built on it, see the module docstring), ``retry_policy`` (3 attempts, 0.05 s backoff),
+    ``cache`` (none), ``observer`` (none); ``ttl``, ``compression`` and the clock through
+    :meth:`set_record_format` (forever, none, ``time.time``).
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        wrap_operations(cls, _wrap)
+
+    # -- the contract --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def connect(self) -> None:
+        """Open the connection. Idempotent."""
+
+    @abc.abstractmethod
+    def disconnect(self) -> None:
+        """Close the connection. Idempotent."""
+
+    @abc.abstractmethod
+    def is_connected(self) -> bool:
+        """True between a successful ``connect()`` and ``disconnect()``."""
+
+    @abc.abstractmethod
+    def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
+        """The stored result; raises :class:`ResultNotFound` when there is none."""
+
+    @abc.abstractmethod
+    def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
+        """Store (replacing any result under the same key) and return a record id."""
+
+    @placeholder
+    def store_error(
+        self,
+        node_args: Any,
+        flow_name: str,
+        task_name: str,
+        task_id: str,
+        exc_info: ExcInfo | BaseException,
+    ) -> str:
+        """Record a task failure (see :func:`~selinon_like.error_records.make_error_record`)
+        and return a record id."""
+        raise self._not_implemented("store_error")
+
+    @placeholder
+    def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> ErrorRecord:
+        """The last error record stored for the key; :class:`ResultNotFound` when none."""
+        raise self._not_implemented("retrieve_error")
+
+    @placeholder
+    def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
+        """Remove the result; :class:`ResultNotFound` when there is none."""
+        raise self._not_implemented("delete")
+
+    # -- optional capabilities -------------------------------------------------------------
+
+    def store_many(self, items: Iterable[tuple[str, str, str, Any]]) -> list[str]:
+        """Store ``(flow_name, task_name, task_id, result)`` items; their record ids in order.
+
+        The default calls :meth:`store` once per item; adapters override it with one round
+        trip (or a few batched ones) where the service allows. Every result is serialized
+        first, so one the serializer refuses stores nothing."""
+        return run(self._store_many_steps(list(items)))
+
+    def retrieve_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
+        """The results of the keys that have one, by key (missing keys are left out)."""
+        return run(self._retrieve_many_steps(keys))
+
+    def delete_many(self, keys: Iterable[Key]) -> int:
+        """Remove the results of ``keys``; how many there were (missing keys are skipped)."""
+        return run(self._delete_many_steps(keys))
+
+    def ping(self) -> bool:
+        """One real round trip to the service; True, or raises :class:`StorageError`.
+
+        The default looks up a key that is never stored."""
+        return run(self._ping_steps())
+
+    @placeholder
+    def iter_keys(self, flow_name: str | None = None) -> Iterator[Key]:
+        """Every stored result key (of one flow when ``flow_name`` is given)."""
+        raise self._not_implemented("iter_keys")
+
+    @placeholder
+    def iter_error_keys(self, flow_name: str | None = None) -> Iterator[Key]:
+        """Every key that has an error record (of one flow when ``flow_name`` is given)."""
+        raise self._not_implemented("iter_error_keys")
+
+    @placeholder
+    def store_error_record(self, record: ErrorRecord) -> str:
+        """Store a record as :meth:`retrieve_error` returns it, verbatim (``time`` and
+        ``traceback`` included), under the key its ``flow_name``/``task_name``/``task_id``
+        fields give; a record id."""
+        raise self._not_implemented("store_error_record")
+
+    @placeholder
+    def store_stream(
+        self, flow_name: str, task_name: str, task_id: str, chunks: Iterable[bytes]
+    ) -> Digest:
+        """Store a large blob given in chunks, never holding it whole; its :class:`Digest`."""
+        raise self._not_implemented("store_stream")
+
+    @placeholder
+    def retrieve_stream(self, flow_name: str, task_name: str, task_id: str) -> Iterator[bytes]:
+        """The chunks of a blob stored with :meth:`store_stream`."""
+        raise self._not_implemented("retrieve_stream")
+
+    @placeholder
+    def purge_expired(
+        self, dry_run: bool = False, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Remove the records (results and error records) past their expiry; how many.
+
+        In bounded batches, never removing a record that has not expired, while other
+        processes store and read. ``progress`` is called with each batch's count; with
+        ``dry_run`` nothing is removed and the count is of the expired records found."""
+        raise self._not_implemented("purge_expired")
+
+
+def overrides(cls: type, op: str) -> bool:
+    """Whether ``cls`` has its own ``op`` rather than a base class's placeholder."""
+    fn = getattr(cls, op, None)
+    return fn is not None and not getattr(fn, "__selinon_placeholder__", False)
 
 
 # -- wrapping --------------------------------------------------------------------------------
 
 _KEY_NAMES = ("flow_name", "task_name", "task_id")
 # operation name -> index of flow_name among its positional arguments
-_KEYED_OPS = {
+KEYED_OPS = {
     "retrieve": 0,
     "store": 0,
     "retrieve_error": 0,
@@ -439,15 +492,68 @@ _KEYED_OPS = {
     "store_stream": 0,
     "retrieve_stream": 0,
 }
-_STREAMED = frozenset({"retrieve_stream"})
 _BULK_OPS = {
     "store_many": "(flow_name, task_name, task_id, result)",
     "retrieve_many": "(flow_name, task_name, task_id)",
     "delete_many": "(flow_name, task_name, task_id)",
 }
 _PLAIN_OPS = ("connect", "disconnect", "ping", "purge_expired")
-_ALWAYS_LOCKED = frozenset({"connect", "disconnect"})  # even on a thread-safe adapter
-_ITER_OPS = ("iter_keys", "iter_error_keys")
+ALWAYS_LOCKED = frozenset({"connect", "disconnect"})  # even on a thread-safe adapter
+ITER_OPS = frozenset({"iter_keys", "iter_error_keys"})
+WRAPPED_OPS = (*KEYED_OPS, *_BULK_OPS, *_PLAIN_OPS, *ITER_OPS, "store_error_record")
+
+CallBuilder = Callable[[Any, tuple[Any, ...], dict[str, Any]], Call]
+
+
+def call_builder(fn: Callable[..., Any], op: str) -> CallBuilder:
+    """What makes the :class:`Call` of one invocation of operation ``op`` (the adapter's
+    ``fn``) from its arguments, checking their shape (a bulk call's tuples, an iteration's
+    ``flow_name``); the key check itself is a layer's. Shared by the blocking and the async
+    wrappers."""
+    if op in KEYED_OPS:
+        offset = KEYED_OPS[op]
+
+        def keyed(storage: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+            return Call(storage, op, fn, args, kwargs, _key_of(op, offset, args, kwargs), None)
+
+        return keyed
+    if op in _BULK_OPS:
+        shape = _BULK_OPS[op]
+        size = shape.count(",") + 1
+
+        def bulk(storage: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+            if len(args) + len(kwargs) != 1:
+                raise TypeError(f"{op}() takes one iterable of {shape} tuples")
+            items = list(args[0] if args else next(iter(kwargs.values())))
+            for item in items:
+                if not isinstance(item, tuple) or len(item) != size:
+                    raise TypeError(f"{op}() takes {shape} tuples, got {item!r:.80}")
+            return Call(storage, op, fn, (items,), {}, None, items)
+
+        return bulk
+    if op in ITER_OPS:
+
+        def listing(storage: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+            flow_name = args[0] if args else kwargs.get("flow_name")
+            if flow_name is not None and not isinstance(flow_name, str):
+                raise TypeError(f"flow_name must be a str or None, not {type(flow_name).__name__}")
+            return Call(storage, op, fn, args, kwargs, None, None)
+
+        return listing
+    if op == "store_error_record":
+
+        def with_record(storage: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+            if len(args) + len(kwargs) != 1:
+                raise TypeError(f"{op}() takes one error record")
+            record = args[0] if args else next(iter(kwargs.values()))
+            return Call(storage, op, fn, (record,), {}, record_key(record), None)
+
+        return with_record
+
+    def plain(storage: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+        return Call(storage, op, fn, args, kwargs, None, None)
+
+    return plain
 
 
 def _enter(storage: DataStorage, call: Call) -> Any:
@@ -457,27 +563,28 @@ def _enter(storage: DataStorage, call: Call) -> Any:
     thread = get_ident()
     if thread in busy:
         try:
-            return storage._op_nested(call)
+            return run(storage._op_nested(call))
         except RecordError as exc:
-            raise _located(storage, call, exc) from exc.__cause__
+            raise located(storage, call, exc) from exc.__cause__
     busy.add(thread)  # set.add/discard/in are atomic: no lock needed
     try:
-        return storage._op_chain(call)
+        return run(storage._op_chain(call))
     except RecordError as exc:
         # Raised by the codec (an expired or damaged record) inside an adapter's own code,
         # which did not say which key it was reading: the call knows.
-        raise _located(storage, call, exc) from exc.__cause__
+        raise located(storage, call, exc) from exc.__cause__
     finally:
         busy.discard(thread)
 
 
-def _located(storage: DataStorage, call: Call, exc: RecordError) -> BaseException:
+def located(storage: StorageBase, call: Call, exc: RecordError) -> BaseException:
+    """``exc`` (from the codec, which does not know the key) naming the call's key."""
     if call.key is None:
         return exc
     return exc.located(storage.storage_name, call.key)
 
 
-def _mark(wrapper: F) -> F:
+def mark_wrapped(wrapper: F) -> F:
     wrapper.__selinon_wrapped__ = True  # type: ignore[attr-defined]
     return wrapper
 
@@ -493,79 +600,36 @@ def _key_of(op: str, offset: int, args: tuple[Any, ...], kwargs: dict[str, Any])
     return parts[0], parts[1], parts[2]
 
 
-def _wrap_keyed(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
-    offset = _KEYED_OPS[op]
-    streamed = op in _STREAMED
+def _wrap(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
+    """``fn`` (the adapter's own ``op``) run through the layers, blocking."""
+    build = call_builder(fn, op)
+    if op in ALWAYS_LOCKED:
 
-    @functools.wraps(fn)
-    def keyed(self: DataStorage, *args: Any, **kwargs: Any) -> Any:
-        call = Call(self, op, fn, args, kwargs, _key_of(op, offset, args, kwargs), None)
-        result = _enter(self, call)
-        return guarded_iter(self, op, result) if streamed else result
-
-    return _mark(keyed)
-
-
-def _wrap_bulk(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
-    shape = _BULK_OPS[op]
-    size = shape.count(",") + 1
-
-    @functools.wraps(fn)
-    def bulk(self: DataStorage, items: Iterable[Any]) -> Any:
-        items = list(items)
-        for item in items:
-            if not isinstance(item, tuple) or len(item) != size:
-                raise TypeError(f"{op}() takes {shape} tuples, got {item!r:.80}")
-        return _enter(self, Call(self, op, fn, (items,), {}, None, items))
-
-    return _mark(bulk)
-
-
-def _wrap_plain(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
-    always_locked = op in _ALWAYS_LOCKED
-
-    @functools.wraps(fn)
-    def plain(self: DataStorage, *args: Any, **kwargs: Any) -> Any:
-        call = Call(self, op, fn, args, kwargs, None, None)
-        if always_locked:
+        def locked(self: DataStorage, *args: Any, **kwargs: Any) -> Any:
             with self._lock:
-                return _enter(self, call)
-        return _enter(self, call)
+                return _enter(self, build(self, args, kwargs))
 
-    return _mark(plain)
+        wrapper = locked
+    elif op == "retrieve_stream" or op in ITER_OPS:
 
+        def iterating(self: DataStorage, *args: Any, **kwargs: Any) -> Any:
+            return guarded_iter(self, op, iter(_enter(self, build(self, args, kwargs))))
 
-def _wrap_iter(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def iterate(self: DataStorage, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        flow_name = args[0] if args else kwargs.get("flow_name")
-        if flow_name is not None and not isinstance(flow_name, str):
-            raise TypeError(f"flow_name must be a str or None, not {type(flow_name).__name__}")
-        call = Call(self, op, fn, args, kwargs, None, None)
-        return guarded_iter(self, op, iter(_enter(self, call)))
+        wrapper = iterating
+    else:
 
-    return _mark(iterate)
+        def operation(self: DataStorage, *args: Any, **kwargs: Any) -> Any:
+            return _enter(self, build(self, args, kwargs))
 
-
-def _wrap_record(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def with_record(self: DataStorage, record: ErrorRecord) -> Any:
-        return _enter(self, Call(self, op, fn, (record,), {}, record_key(record), None))
-
-    return _mark(with_record)
+        wrapper = operation
+    return mark_wrapped(functools.wraps(fn)(wrapper))
 
 
-_WRAPPERS: dict[str, Callable[[Callable[..., Any], str], Callable[..., Any]]] = {
-    **{op: _wrap_keyed for op in _KEYED_OPS},
-    **{op: _wrap_bulk for op in _BULK_OPS},
-    **{op: _wrap_plain for op in _PLAIN_OPS},
-    **{op: _wrap_iter for op in _ITER_OPS},
-    "store_error_record": _wrap_record,
-}
-
-
-def _wrap_operations(cls: type) -> None:
-    for op, wrap in _WRAPPERS.items():
+def wrap_operations(
+    cls: type, wrap: Callable[[Callable[..., Any], str], Callable[..., Any]]
+) -> None:
+    """Replace each operation ``cls`` itself defines by ``wrap(fn, op)``."""
+    for op in WRAPPED_OPS:
         fn = cls.__dict__.get(op)
         if (
             fn is None
@@ -578,5 +642,6 @@ def _wrap_operations(cls: type) -> None:
 
 
 # The base's own default implementations go through the same plumbing.
+# They are stand-ins too: a class offers delete_many of its own only if it writes one.
 for _op in ("store_many", "retrieve_many", "delete_many", "ping"):
-    setattr(DataStorage, _op, _WRAPPERS[_op](DataStorage.__dict__[_op], _op))
+    setattr(DataStorage, _op, placeholder(_wrap(DataStorage.__dict__[_op], _op)))

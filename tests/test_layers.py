@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -20,6 +22,7 @@ from selinon_like.layers import (
 )
 from selinon_like.retry import RetryPolicy
 from selinon_like.serializers import JSON
+from selinon_like.steps import Steps, arun, run
 from selinon_like.tracing import Observer
 from storages.memory import InMemoryStorage
 
@@ -52,6 +55,9 @@ class Fake:
     def default_operation_timeout(self) -> float:
         return 60.0
 
+    def bound_attempt(self, seconds: float | None) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
 
 def call(
     storage: Any,
@@ -72,7 +78,13 @@ class Failing:
         self.times = times
         self.calls = 0
 
-    def __call__(self, call: Call) -> Any:
+    def __call__(self, call: Call) -> Steps[Any]:
+        return (yield self.attempt, ())
+
+    async def attempt_of(self, _storage: Any) -> str:
+        return self.attempt()
+
+    def attempt(self) -> str:
         self.calls += 1
         if self.calls <= self.times:
             raise self.exc
@@ -91,49 +103,79 @@ def test_checked_refuses_a_bad_key_before_the_inner_layers() -> None:
 def test_retried_retries_transient_errors_and_recovers_between_attempts() -> None:
     fake = Fake()
     inner = Failing(ConnectionError("reset"), 2)
-    assert retried(inner)(call(fake)) == "ok"
+    assert run(retried(inner)(call(fake))) == "ok"
     assert inner.calls == 3
     assert len(fake.recovered) == 2
+
+
+def test_the_same_layers_drive_an_async_method() -> None:
+    """The layers yield their I/O: under arun the adapter's coroutine is awaited, the backoff
+    is asyncio.sleep and an async recover() is awaited, with the same retries and errors."""
+    fake = Fake()
+    recovered: list[BaseException] = []
+
+    async def recover(exc: BaseException) -> None:
+        recovered.append(exc)
+
+    fake.recover = recover  # type: ignore[method-assign,assignment]
+    attempts: list[int] = []
+
+    async def method(_storage: Any, *_args: Any) -> str:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ConnectionError("reset")
+        return "ok"
+
+    handler = chain(False, False, False)
+    store = Call(cast(Any, fake), "store", method, (*KEY, 1), {}, KEY, None)
+    assert asyncio.run(arun(handler(store))) == "ok"
+    assert len(attempts) == 3 and len(recovered) == 2
+    fail = Call(
+        cast(Any, fake), "store", Failing(KeyError("boom"), 1).attempt_of, (), {}, KEY, None
+    )
+    with pytest.raises(StorageError, match="boom"):
+        asyncio.run(arun(handler(fail)))
 
 
 def test_retried_gives_up_after_the_policy_with_the_last_error() -> None:
     inner = Failing(ConnectionError("reset"), 10)
     with pytest.raises(ConnectionError):
-        retried(inner)(call(Fake()))
+        run(retried(inner)(call(Fake())))
     assert inner.calls == 3
 
 
 def test_retried_never_retries_a_permanent_error_or_a_stream() -> None:
     permanent = Failing(ConnectionError("auth"), 10)
     with pytest.raises(ConnectionError):
-        retried(permanent)(call(Fake(transient=False)))
+        run(retried(permanent)(call(Fake(transient=False))))
     assert permanent.calls == 1
     stream = Failing(ConnectionError("reset"), 10)
     with pytest.raises(ConnectionError):
-        retried(stream)(call(Fake(), op="store_stream"))
+        run(retried(stream)(call(Fake(), op="store_stream")))
     assert stream.calls == 1
 
 
 def test_translated_wraps_driver_errors_chained_and_scrubbed() -> None:
     with pytest.raises(StorageUnavailable) as unavailable:
-        translated(Failing(ConnectionError("password hunter2 refused"), 1))(call(Fake()))
+        run(translated(Failing(ConnectionError("password hunter2 refused"), 1))(call(Fake())))
     assert isinstance(unavailable.value.__cause__, ConnectionError)
     assert "hunter2" not in str(unavailable.value)
     assert "(after 3 attempts)" in str(unavailable.value)
     with pytest.raises(StorageError) as permanent:
-        translated(Failing(KeyError("boom"), 1))(call(Fake()))
+        run(translated(Failing(KeyError("boom"), 1))(call(Fake())))
     assert type(permanent.value) is StorageError
     # Our own errors and "not offered" pass through untouched.
     with pytest.raises(ResultNotFound):
-        translated(Failing(ResultNotFound("none"), 1))(call(Fake()))
+        run(translated(Failing(ResultNotFound("none"), 1))(call(Fake())))
     with pytest.raises(NotImplementedError):
-        translated(Failing(NotImplementedError("no"), 1))(call(Fake()))
+        run(translated(Failing(NotImplementedError("no"), 1))(call(Fake())))
 
 
 def test_locked_holds_the_lock_and_chains_leave_out_what_a_storage_does_not_need() -> None:
     seen: list[bool] = []
 
-    def inner(c: Call) -> None:
+    def inner(c: Call) -> Steps[None]:
+        yield from ()
         free: list[bool] = []
 
         def probe() -> None:  # another thread can take the lock only if nobody holds it
@@ -147,8 +189,8 @@ def test_locked_holds_the_lock_and_chains_leave_out_what_a_storage_does_not_need
         thread.join()
         seen.append(not free[0])
 
-    locked(inner)(call(Fake()))
-    inner(call(Fake()))
+    run(locked(inner)(call(Fake())))
+    run(inner(call(Fake())))
     assert seen == [True, False]
     assert chain(True, True, True) is chain(True, True, True)  # composed once
 
@@ -159,7 +201,7 @@ def test_a_chain_leaves_out_the_layers_it_is_told_to(cache: bool, observer: bool
     fake = Fake()
     fake.cache = ResultCache(max_size=10)
     fake.observer = Observer("Fake")
-    chain(cache, observer, False)(call(fake, op="store"))
+    run(chain(cache, observer, False)(call(fake, op="store")))
     assert len(fake.cache) == int(cache)  # the cache layer refreshed the stored key
     assert list(fake.observer.operations) == (["store"] if observer else [])
 

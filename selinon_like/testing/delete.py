@@ -20,7 +20,7 @@ class DeleteContract(ContractBase):
         require(storage, "delete")
         storage.store(flow, "task", "id", 1)
         storage.store(flow, "task", "other", 2)
-        assert storage.delete(flow, "task", "id") is None  # type: ignore[func-returns-value]
+        assert storage.delete(flow, "task", "id") is None
         with pytest.raises(ResultNotFound):
             storage.retrieve(flow, "task", "id")
         assert storage.retrieve(flow, "task", "other") == 2
