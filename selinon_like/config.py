@@ -30,7 +30,7 @@ from selinon_like.masking import mask_config, scrub, secret_values
 from selinon_like.registry import import_class, import_object
 from selinon_like.retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 from selinon_like.serializers import Serializer, get_serializer
-from selinon_like.storage import DataStorage
+from selinon_like.storage import DataStorage, StorageBase
 from selinon_like.tracing import Observer, Tracer
 from selinon_like.yamlsource import Path, YamlDocument, read_text
 
@@ -88,6 +88,12 @@ class StorageSpec:
     def build(self) -> DataStorage:
         """A new, unconnected instance configured for the pool."""
         instance = self.cls(**copy.deepcopy(self.configuration))
+        self.configure(instance)
+        return instance
+
+    def configure(self, instance: StorageBase) -> None:
+        """Give ``instance`` (of :attr:`cls`, or its async form) this storage's name and
+        settings: serializer, record format, retries, timeout, cache, observer."""
         instance.storage_name = self.name
         instance.serializer = self.serializer
         instance.set_record_format(
@@ -97,7 +103,6 @@ class StorageSpec:
         instance.operation_timeout = self.operation_timeout
         instance.cache = self.cache.build() if self.cache is not None else None
         instance.observer = Observer(self.name, self.tracers, secret_values(self.configuration))
-        return instance
 
 
 @dataclass

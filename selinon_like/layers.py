@@ -49,7 +49,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -76,6 +76,7 @@ __all__ = [
     "LAYERS",
     "Call",
     "Handler",
+    "aguarded_iter",
     "bounded",
     "chain",
     "checked",
@@ -439,6 +440,21 @@ def guarded_iter(storage: Operated, op: str, iterator: Iterator[Any]) -> Iterato
                 with lock:
                     item = next(iterator)
         except StopIteration:
+            return
+        except _OURS:
+            raise
+        except Exception as exc:
+            raise translate(call, exc) from exc
+        yield item
+
+
+async def aguarded_iter(storage: Operated, op: str, iterator: Any) -> AsyncIterator[Any]:
+    """:func:`guarded_iter` of an async adapter's async iterator (no lock: one event loop)."""
+    call = Call(storage, op, _no_fn, (), {}, None, None)
+    while True:
+        try:
+            item = await anext(iterator)
+        except StopAsyncIteration:
             return
         except _OURS:
             raise

@@ -290,7 +290,7 @@ class StorageBase(abc.ABC):
         """Whether a driver error may go away on retry. Adapters extend this."""
         return isinstance(exc, (ConnectionError, TimeoutError))
 
-    def recover(self, exc: BaseException) -> None:  # noqa: B027 - optional hook, empty by default
+    def recover(self, exc: BaseException) -> object:  # noqa: B027 - optional hook, empty by default
         """Called before a retry after a transient error; adapters may reset a connection."""
 
     def _not_implemented(self, method: str) -> NotImplementedError:
@@ -358,6 +358,12 @@ class DataStorage(StorageBase):
     ``cache`` (none), ``observer`` (none); ``ttl``, ``compression`` and the clock through
     :meth:`set_record_format` (forever, none, ``time.time``).
     """
+
+    async_adapter: ClassVar[str | None] = None
+    """The ``module:Class`` path of this adapter's native async form, which
+    :class:`selinon_like.aio.AsyncStoragePool` builds from the same configuration; read from the
+    class itself only (a subclass that changes behaviour must name its own), else None: the
+    async pool runs the adapter in a thread pool."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
