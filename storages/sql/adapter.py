@@ -1,8 +1,8 @@
-"""``SqlStorage`` and ``SQLite``: the adapter itself — its configuration, connect and
-disconnect, and the record primitives on the compiled statements
-(:mod:`~storages.sql.statements`), run by the :class:`~storages.sql.execution.Executor` on the
-instance's connections (:mod:`~storages.sql.pool`), with each database's quirks from
-:mod:`~storages.sql.dialects`."""
+"""``SqlStorage`` and ``SQLite``: the adapter itself — its configuration (:class:`SqlSettings`,
+shared with the async PostgreSQL adapter), connect and disconnect, and the record primitives
+on the compiled statements (:mod:`~storages.sql.statements`), run by the
+:class:`~storages.sql.execution.Executor` on the instance's connections
+(:mod:`~storages.sql.pool`), with each database's quirks from :mod:`~storages.sql.dialects`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from selinon_like.importing import missing_driver
 from selinon_like.keys import Key, key_digest
 from selinon_like.masking import mask_url
 from selinon_like.records import ERRORS, RESULTS, Kind, RecordStorage
+from selinon_like.storage import StorageBase
 from storages.sql.dialects import (
     MySqlSession,
     MySqlUpsert,
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Table
     from sqlalchemy.engine import URL, Engine
 
-__all__ = ["SQLite", "SqlStorage"]
+__all__ = ["SQLite", "SqlSettings", "SqlStorage"]
 
 # 48 characters leave room for "_errors" and constraint names within PostgreSQL's 63.
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
@@ -54,7 +55,114 @@ _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 _IO_TIMEOUT = 300.0
 
 
-class SqlStorage(RecordStorage):
+class SqlSettings(StorageBase):
+    """What the SQL adapters share, blocking (:class:`SqlStorage`) and async
+    (:class:`storages.aio.postgresql.AsyncPostgreSQL`): the configuration (its keys, checks and
+    errors; documented on :class:`SqlStorage`), the URL and its engine, the timeouts, the
+    tables and their compiled statements."""
+
+    _results: Table
+    _errors: Table
+    # URL schemes a named variant accepts (None: any).
+    schemes: ClassVar[tuple[str, ...] | None] = None
+
+    def __init__(
+        self,
+        connection_string: str,
+        echo: bool = False,
+        encoding: str | None = None,
+        table_name: str = "selinon_results",
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        connect_timeout: float = 10.0,
+        statement_timeout: float | None = None,
+    ) -> None:
+        self.connection_string = options.as_str("connection_string", connection_string)
+        if self.schemes is not None and scheme(self.connection_string) not in self.schemes:
+            raise ConfigError(
+                f"{type(self).__name__} needs a {' or '.join(self.schemes)} URL, not "
+                f"{mask_url(self.connection_string)!r}; use storages.sql:SqlStorage for others",
+                key="connection_string",
+            )
+        self.echo = options.as_bool("echo", echo)
+        self.encoding = None if encoding is None else options.as_str("encoding", encoding)
+        self.table_name = options.as_str("table_name", table_name)
+        if not _TABLE_NAME.fullmatch(self.table_name):
+            raise ConfigError(
+                "must be 1 to 48 letters, digits or '_', not starting with a digit, "
+                f"not {self.table_name!r}",
+                key="table_name",
+            )
+        self.pool_size = options.as_int("pool_size", pool_size, minimum=1)
+        self.max_overflow = options.as_int("max_overflow", max_overflow, minimum=0)
+        self.connect_timeout = options.as_float("connect_timeout", connect_timeout, minimum=0.001)
+        self.statement_timeout = (
+            None
+            if statement_timeout is None
+            else options.as_float("statement_timeout", statement_timeout, minimum=0.001)
+        )
+        self._sql: dict[Kind, TableSql] = {}  # by connect()
+
+    # -- connection -----------------------------------------------------------------------
+
+    def _url(self) -> URL:
+        """The URL to connect to, with a plain scheme mapped to the driver we ship."""
+        return with_default_driver(self.connection_string)
+
+    @property
+    def io_timeout(self) -> float:
+        """Seconds a call may wait for the server before the client gives up: statement_timeout
+        (else 300 s) + connect_timeout, at most the operation_timeout."""
+        wait = (self.statement_timeout or _IO_TIMEOUT) + self.connect_timeout
+        return min(wait, self.operation_timeout)
+
+    def default_operation_timeout(self) -> float:
+        """``connect_timeout`` + ``statement_timeout`` (else 300 s) + ``connect_timeout``: a
+        new connection, then the longest wait for the server."""
+        return self.connect_timeout + (self.statement_timeout or _IO_TIMEOUT) + self.connect_timeout
+
+    def _new_engine(self) -> tuple[URL, Engine]:
+        """An engine for the configured URL; a URL SQLAlchemy cannot use is a ConfigError."""
+        import sqlalchemy as sa
+
+        try:
+            url = self._url()
+            return url, sa.create_engine(url, **engine_options(url, self))
+        except (sa.exc.ArgumentError, ValueError) as exc:  # NoSuchModuleError included
+            raise ConfigError(
+                f"cannot use the URL {mask_url(self.connection_string)!r}: {exc}",
+                storage=self.storage_name,
+                key="connection_string",
+            ) from exc
+
+    def _create_tables(self, engine: Engine) -> None:
+        import sqlalchemy as sa
+
+        with engine.connect() as conn:  # a server that cannot be reached fails here, once
+            try:
+                with conn.begin():
+                    self._results.metadata.create_all(conn, checkfirst=True)
+            except sa.exc.DBAPIError:
+                # Another process may have created them between the check and CREATE TABLE.
+                names = set(sa.inspect(conn).get_table_names())
+                if not {self._results.name, self._errors.name} <= names:
+                    raise
+            for table in (self._results, self._errors):
+                add_expiry_column(conn, table)  # tables of the first release have none
+
+    def _compile(self, dialect: Any, upsert: str) -> dict[Kind, TableSql]:
+        """The statements of both tables for ``dialect`` (``upsert`` as in
+        :class:`~storages.sql.dialects.Quirks`), by kind."""
+        return {
+            kind: TableSql.compile(dialect, table, column, upsert)
+            for kind, table, column in (
+                (RESULTS, self._results, "result"),
+                (ERRORS, self._errors, "error"),
+            )
+        }
+
+
+class SqlStorage(SqlSettings, RecordStorage):
     """Results in a SQL database through SQLAlchemy 2 Core, for any SQLAlchemy URL.
 
     A :class:`~selinon_like.records.RecordStorage`: it writes the primitives on bytes (``read``,
@@ -141,81 +249,8 @@ class SqlStorage(RecordStorage):
     """
 
     thread_safe = True  # an engine per instance; no connection or session is shared by calls
-    _results: Table
-    _errors: Table
-    # URL schemes a named variant accepts (None: any).
-    schemes: ClassVar[tuple[str, ...] | None] = None
-
-    def __init__(
-        self,
-        connection_string: str,
-        echo: bool = False,
-        encoding: str | None = None,
-        table_name: str = "selinon_results",
-        pool_size: int = 5,
-        max_overflow: int = 10,
-        connect_timeout: float = 10.0,
-        statement_timeout: float | None = None,
-    ) -> None:
-        self.connection_string = options.as_str("connection_string", connection_string)
-        if self.schemes is not None and scheme(self.connection_string) not in self.schemes:
-            raise ConfigError(
-                f"{type(self).__name__} needs a {' or '.join(self.schemes)} URL, not "
-                f"{mask_url(self.connection_string)!r}; use storages.sql:SqlStorage for others",
-                key="connection_string",
-            )
-        self.echo = options.as_bool("echo", echo)
-        self.encoding = None if encoding is None else options.as_str("encoding", encoding)
-        self.table_name = options.as_str("table_name", table_name)
-        if not _TABLE_NAME.fullmatch(self.table_name):
-            raise ConfigError(
-                "must be 1 to 48 letters, digits or '_', not starting with a digit, "
-                f"not {self.table_name!r}",
-                key="table_name",
-            )
-        self.pool_size = options.as_int("pool_size", pool_size, minimum=1)
-        self.max_overflow = options.as_int("max_overflow", max_overflow, minimum=0)
-        self.connect_timeout = options.as_float("connect_timeout", connect_timeout, minimum=0.001)
-        self.statement_timeout = (
-            None
-            if statement_timeout is None
-            else options.as_float("statement_timeout", statement_timeout, minimum=0.001)
-        )
-        self._executor: Executor | None = None
-        self._sql: dict[Kind, TableSql] = {}
-        self._mysql: MySqlSession | None = None
-
-    # -- connection -----------------------------------------------------------------------
-
-    def _url(self) -> URL:
-        """The URL to connect to, with a plain scheme mapped to the driver we ship."""
-        return with_default_driver(self.connection_string)
-
-    @property
-    def io_timeout(self) -> float:
-        """Seconds a call may wait for the server before the client gives up: statement_timeout
-        (else 300 s) + connect_timeout, at most the operation_timeout."""
-        wait = (self.statement_timeout or _IO_TIMEOUT) + self.connect_timeout
-        return min(wait, self.operation_timeout)
-
-    def default_operation_timeout(self) -> float:
-        """``connect_timeout`` + ``statement_timeout`` (else 300 s) + ``connect_timeout``: a
-        new connection, then the longest wait for the server."""
-        return self.connect_timeout + (self.statement_timeout or _IO_TIMEOUT) + self.connect_timeout
-
-    def _new_engine(self) -> tuple[URL, Engine]:
-        """An engine for the configured URL; a URL SQLAlchemy cannot use is a ConfigError."""
-        import sqlalchemy as sa
-
-        try:
-            url = self._url()
-            return url, sa.create_engine(url, **engine_options(url, self))
-        except (sa.exc.ArgumentError, ValueError) as exc:  # NoSuchModuleError included
-            raise ConfigError(
-                f"cannot use the URL {mask_url(self.connection_string)!r}: {exc}",
-                storage=self.storage_name,
-                key="connection_string",
-            ) from exc
+    _executor: Executor | None = None
+    _mysql: MySqlSession | None = None
 
     def connect(self) -> None:
         if self._executor is not None:
@@ -239,13 +274,7 @@ class SqlStorage(RecordStorage):
         except BaseException:
             engine.dispose()
             raise
-        self._sql = {
-            kind: TableSql.compile(engine.dialect, table, column, quirks.upsert)
-            for kind, table, column in (
-                (RESULTS, self._results, "result"),
-                (ERRORS, self._errors, "error"),
-            )
-        }
+        self._sql = self._compile(engine.dialect, quirks.upsert)
         if self._mysql is not None and url.get_driver_name() == "pymysql":
             # Results as _binary'…' literals, not PyMySQL's X'…' of twice their size.
             for kind, sql in self._sql.items():
@@ -262,21 +291,6 @@ class SqlStorage(RecordStorage):
             write_wait=self.connect_timeout,
             new_database=self._create_tables,
         )
-
-    def _create_tables(self, engine: Engine) -> None:
-        import sqlalchemy as sa
-
-        with engine.connect() as conn:  # a server that cannot be reached fails here, once
-            try:
-                with conn.begin():
-                    self._results.metadata.create_all(conn, checkfirst=True)
-            except sa.exc.DBAPIError:
-                # Another process may have created them between the check and CREATE TABLE.
-                names = set(sa.inspect(conn).get_table_names())
-                if not {self._results.name, self._errors.name} <= names:
-                    raise
-            for table in (self._results, self._errors):
-                add_expiry_column(conn, table)  # tables of the first release have none
 
     def is_connected(self) -> bool:
         return self._executor is not None
