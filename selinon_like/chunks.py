@@ -37,39 +37,43 @@ import dataclasses
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, cast
+from typing import Any, Protocol
 
 from selinon_like.compression import NO_COMPRESSION
 from selinon_like.envelope import CorruptRecord, RecordCodec, has_header
 from selinon_like.errors import ResultNotFound, StorageError
 from selinon_like.keys import Key, Kind
-from selinon_like.streams import Digest, DigestingReader
+from selinon_like.steps import END, Emit, Pull, Steps
+from selinon_like.streams import Digest
 
 
 class RecordStorage(Protocol):
-    """What chunking uses of a :class:`selinon_like.records.RecordStorage` (a protocol, so
-    that this module, which ``records`` builds on, does not import it)."""
+    """What chunking uses of a record storage, blocking or async
+    (:class:`selinon_like.records.RecordLogic`; a protocol, so that this module, which
+    ``records`` builds on, does not import it). Its primitives are only ever yielded as steps,
+    never called here, so their results may be awaitables."""
 
     storage_name: str
     orphan_age: float
     _op_codec: RecordCodec
-    _native_expiry: ClassVar[bool]
 
-    def read(self, kind: Kind, key: Key) -> bytes | None: ...
+    def read(self, kind: Kind, key: Key) -> Any: ...
 
-    def write(self, kind: Kind, key: Key, data: bytes) -> str: ...
-
-    def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]: ...
-
-    def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int: ...
-
-    def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]: ...
+    def scan(self, kind: Kind, flow_name: str | None) -> Any: ...
 
     def chunk_bytes(self, stream: bool) -> int: ...
 
     def _removes(self) -> bool: ...
+
+    def _write_step(
+        self, kind: Kind, key: Key, data: bytes, expires_at: float | None
+    ) -> tuple[Callable[..., Any], tuple[Any, ...]]: ...
+
+    def _read_many_steps(self, kind: Kind, keys: list[Key]) -> Steps[list[bytes | None]]: ...
+
+    def _remove_many_steps(self, kind: Kind, keys: list[Key]) -> Steps[int]: ...
 
     def not_found(
         self, flow_name: str, task_name: str, task_id: str, what: str = "result"
@@ -187,20 +191,11 @@ def _open_manifest(codec: RecordCodec, data: bytes) -> _Manifest:
         raise CorruptRecord(f"its chunk manifest is damaged ({exc})") from exc
 
 
-def _put(
-    storage: RecordStorage, kind: Kind, key: Key, data: bytes, expires_at: float | None
-) -> str:
-    if storage._native_expiry:
-        write: Any = storage.write
-        return str(write(kind, key, data, expires_at=expires_at))
-    return storage.write(kind, key, data)
-
-
 # -- the chunk index ----------------------------------------------------------------------------
 
 
-def _read_index(storage: RecordStorage, kind: Kind, key: Key) -> dict[str, list[float]]:
-    data = storage.read(kind, _index_key(key))
+def _read_index(storage: RecordStorage, kind: Kind, key: Key) -> Steps[dict[str, list[float]]]:
+    data = yield storage.read, (kind, _index_key(key))
     if data is None or _name_of(data) != INDEX:
         return {}
     try:
@@ -213,23 +208,23 @@ def _read_index(storage: RecordStorage, kind: Kind, key: Key) -> dict[str, list[
 
 def _write_index(
     storage: RecordStorage, kind: Kind, key: Key, tokens: dict[str, list[float]]
-) -> None:
+) -> Steps[None]:
     if not tokens:
-        _remove_quietly(storage, kind, [_index_key(key)])
+        yield from _remove_quietly(storage, kind, [_index_key(key)])
         return
     payload = json.dumps({"key": list(key), "tokens": tokens}, separators=(",", ":")).encode()
     data = _codec(storage._op_codec, INDEX).seal(payload, None)
-    _put(storage, kind, _index_key(key), data, None)
+    yield storage._write_step(kind, _index_key(key), data, None)
 
 
-def _remove_quietly(storage: RecordStorage, kind: Kind, keys: Sequence[Key]) -> int:
+def _remove_quietly(storage: RecordStorage, kind: Kind, keys: list[Key]) -> Steps[int]:
     if not keys or not storage._removes():
         return 0
-    return storage.remove_many(kind, list(keys))
+    return (yield from storage._remove_many_steps(kind, keys))
 
 
-def _current_token(storage: RecordStorage, kind: Kind, key: Key) -> str | None:
-    data = storage.read(kind, key)
+def _current_token(storage: RecordStorage, kind: Kind, key: Key) -> Steps[str | None]:
+    data = yield storage.read, (kind, key)
     if data is None or not is_manifest(data):
         return None
     try:
@@ -245,25 +240,36 @@ def _reclaim(
     tokens: dict[str, list[float]],
     current: str | None,
     now: float,
-) -> dict[str, list[float]]:
+) -> Steps[dict[str, list[float]]]:
     """Remove the chunks of the stale tokens; the tokens left."""
     kept: dict[str, list[float]] = {}
     for token, (started_ms, count) in tokens.items():
         if token == current or now * 1000 - started_ms < storage.orphan_age * 1000:
             kept[token] = [started_ms, count]
             continue
-        _remove_quietly(storage, kind, [_chunk_key(key, token, n) for n in range(int(count))])
+        yield from _remove_chunks(storage, kind, key, token, int(count))
     return kept
 
 
-def reclaim_orphans(storage: RecordStorage, kind: Kind, now: float) -> int:
+def _remove_chunks(
+    storage: RecordStorage, kind: Kind, key: Key, token: str, count: int
+) -> Steps[int]:
+    return (
+        yield from _remove_quietly(storage, kind, [_chunk_key(key, token, n) for n in range(count)])
+    )
+
+
+def reclaim_orphans(storage: RecordStorage, kind: Kind, now: float) -> Steps[int]:
     """Reclaim the stale chunks of every chunk index of ``kind`` (``purge_expired``); how
     many indexes were visited."""
+    listed = Pull((yield storage.scan, (kind, None)))
+    index_keys: list[Key] = []  # all of them first: reclaiming changes what a scan lists
+    while (listed_key := (yield listed)) is not END:
+        if listed_key[2].startswith(f"{INTERNAL_PREFIX}index:"):
+            index_keys.append(listed_key)
     visited = 0
-    for index_key in [key for key in storage.scan(kind, None) if is_internal(key)]:
-        if not index_key[2].startswith(f"{INTERNAL_PREFIX}index:"):
-            continue
-        data = storage.read(kind, index_key)
+    for index_key in index_keys:
+        data = yield storage.read, (kind, index_key)
         if data is None or _name_of(data) != INDEX:
             continue
         try:
@@ -274,10 +280,11 @@ def reclaim_orphans(storage: RecordStorage, kind: Kind, now: float) -> int:
             continue
         if _index_key(key) != index_key:
             continue  # not an index this module wrote for that key
-        tokens = _read_index(storage, kind, key)
-        kept = _reclaim(storage, kind, key, tokens, _current_token(storage, kind, key), now)
+        tokens = yield from _read_index(storage, kind, key)
+        current = yield from _current_token(storage, kind, key)
+        kept = yield from _reclaim(storage, kind, key, tokens, current, now)
         if kept != tokens:
-            _write_index(storage, kind, key, kept)
+            yield from _write_index(storage, kind, key, kept)
         visited += 1
     return visited
 
@@ -285,54 +292,87 @@ def reclaim_orphans(storage: RecordStorage, kind: Kind, now: float) -> int:
 # -- writing ------------------------------------------------------------------------------------
 
 
-def _pieces(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
-    """``chunks`` cut or joined into pieces of exactly ``size`` bytes (the last shorter)."""
-    buffer = bytearray()
-    for chunk in chunks:
+class _Cutter:
+    """A stream's chunks, given one at a time, cut or joined into pieces of exactly ``size``
+    bytes (the last shorter), and the :class:`Digest` of the whole."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.buffer = bytearray()
+        self.sha = hashlib.sha256()
+        self.total = 0
+
+    def cut(self, chunk: Any) -> Iterator[bytes]:
+        """The pieces ``chunk`` completes, one at a time (a bytes-like object; ``TypeError``
+        otherwise)."""
+        if not isinstance(chunk, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"store_stream() takes an iterable of bytes, got a {type(chunk).__name__}"
+            )
+        self.sha.update(chunk)
+        self.total += len(chunk)
+        size, buffer = self.size, self.buffer
+        if not buffer and len(chunk) == size:
+            yield bytes(chunk)  # a piece as it is (a chunked record's slices): one copy
+            return
         buffer += chunk
         while len(buffer) >= size:
             with memoryview(buffer) as view:  # one copy: no bytearray slice in between
                 piece = bytes(view[:size])
             del buffer[:size]
             yield piece
-    if buffer:
-        yield bytes(buffer)
+
+    def rest(self) -> Iterator[bytes]:
+        """The last, shorter piece, if any (once the chunks are all given)."""
+        if self.buffer:
+            yield bytes(self.buffer)
+            self.buffer = bytearray()
+
+    def digest(self) -> Digest:
+        return Digest(self.total, self.sha.hexdigest())
 
 
 def store_chunked(
     storage: RecordStorage,
     kind: Kind,
     key: Key,
-    chunks: Iterable[bytes] | Iterable[memoryview],
+    chunks: Iterable[bytes] | Iterable[memoryview] | AsyncIterable[bytes],
     expires_at: float | None,
     *,
     stream: bool,
     expected: int | None = None,
-) -> tuple[str, Digest]:
-    """Write ``chunks`` as chunk records, then the manifest; the manifest's record id and the
-    content's :class:`Digest`. ``expected``: how many chunks there will be, when known."""
+) -> Steps[tuple[str, Digest]]:
+    """Write ``chunks`` (read with :class:`~selinon_like.steps.Pull`: an async iterable too,
+    under the async driver) as chunk records, then the manifest; the manifest's record id and
+    the content's :class:`Digest`. ``expected``: how many chunks there will be, when known."""
     codec = storage._op_codec
     chunk_codec = _codec(codec, CHUNK)
-    size = storage.chunk_bytes(stream)
+    cutter = _Cutter(storage.chunk_bytes(stream))
     now = codec.clock()
-    current = _current_token(storage, kind, key)
-    tokens = _reclaim(storage, kind, key, _read_index(storage, kind, key), current, now)
+    current = yield from _current_token(storage, kind, key)
+    tokens = yield from _read_index(storage, kind, key)
+    tokens = yield from _reclaim(storage, kind, key, tokens, current, now)
     token = uuid.uuid4().hex
     allowed = expected if expected is not None else _GROW
     tokens[token] = [now * 1000, float(allowed)]
-    _write_index(storage, kind, key, tokens)
-    reader = DigestingReader(cast(Iterable[bytes], chunks))  # it takes any bytes-like
+    yield from _write_index(storage, kind, key, tokens)
+    source = Pull(chunks)
     written = 0
     try:
-        for piece in _pieces(reader, size):
-            if written >= allowed:
-                allowed = written + _GROW
-                tokens[token] = [now * 1000, float(allowed)]
-                _write_index(storage, kind, key, tokens)
-            sealed = chunk_codec.seal(piece, expires_at)
-            _put(storage, kind, _chunk_key(key, token, written), sealed, expires_at)
-            written += 1
-        digest = reader.digest()
+        while True:
+            chunk = yield source
+            pieces = cutter.rest() if chunk is END else cutter.cut(chunk)
+            for piece in pieces:
+                if written >= allowed:
+                    allowed = written + _GROW
+                    tokens[token] = [now * 1000, float(allowed)]
+                    yield from _write_index(storage, kind, key, tokens)
+                sealed = chunk_codec.seal(piece, expires_at)
+                yield storage._write_step(kind, _chunk_key(key, token, written), sealed, expires_at)
+                written += 1
+            if chunk is END:
+                break
+        digest = cutter.digest()
         manifest = json.dumps(
             {
                 "token": token,
@@ -343,26 +383,26 @@ def store_chunked(
             },
             separators=(",", ":"),
         ).encode()
-        record_id = _put(
-            storage, kind, key, _codec(codec, MANIFEST).seal(manifest, expires_at), expires_at
-        )
+        sealed = _codec(codec, MANIFEST).seal(manifest, expires_at)
+        record_id = yield storage._write_step(kind, key, sealed, expires_at)
+    except GeneratorExit:
+        raise  # closed unfinished: no step can run any more
     except BaseException:
         # Nothing visible changed; leave no chunk behind if the service still answers.
         try:
-            _remove_quietly(storage, kind, [_chunk_key(key, token, n) for n in range(written)])
+            yield from _remove_chunks(storage, kind, key, token, written)
             tokens.pop(token, None)
-            _write_index(storage, kind, key, tokens)
+            yield from _write_index(storage, kind, key, tokens)
         except Exception:  # the index keeps the token: a later store or purge reclaims it
             pass
         raise
     # The switch is done: the previous version's chunks go now, readers of it start again.
     if current is not None and current != token:
         old = tokens.pop(current, None)
-        count = int(old[1]) if old is not None else 0
-        _remove_quietly(storage, kind, [_chunk_key(key, current, n) for n in range(count)])
+        yield from _remove_chunks(storage, kind, key, current, int(old[1]) if old else 0)
     tokens[token] = [now * 1000, float(written)]
-    _write_index(storage, kind, key, tokens)
-    return record_id, digest
+    yield from _write_index(storage, kind, key, tokens)
+    return str(record_id), digest
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -372,38 +412,44 @@ class _Replaced(Exception):
     """A chunk of the manifest being read is gone: the record was stored again meanwhile."""
 
 
-def _chunks_of(
-    storage: RecordStorage, kind: Kind, key: Key, manifest: _Manifest
-) -> Iterator[bytes]:
+def _read_batch(
+    storage: RecordStorage, kind: Kind, key: Key, manifest: _Manifest, start: int
+) -> Steps[list[bytes]]:
+    """The payloads of the chunks from ``start`` on, :data:`_READ_BATCH` of them at most."""
     chunk_codec = _codec(storage._op_codec, CHUNK)
-    for start in range(0, manifest.chunks, _READ_BATCH):
-        keys = [
-            _chunk_key(key, manifest.token, n)
-            for n in range(start, min(start + _READ_BATCH, manifest.chunks))
-        ]
-        for data in storage.read_many(kind, keys):
-            if data is None or _name_of(data) != CHUNK:
-                raise _Replaced
-            payload, _serializer = chunk_codec.open(data)
-            yield payload
+    keys = [
+        _chunk_key(key, manifest.token, n)
+        for n in range(start, min(start + _READ_BATCH, manifest.chunks))
+    ]
+    payloads = []
+    for data in (yield from storage._read_many_steps(kind, keys)):
+        if data is None or _name_of(data) != CHUNK:
+            raise _Replaced
+        payload, _serializer = chunk_codec.open(data)
+        payloads.append(payload)
+    return payloads
 
 
-def read_chunked(storage: RecordStorage, kind: Kind, key: Key, data: bytes) -> bytes | None:
+def read_chunked(storage: RecordStorage, kind: Kind, key: Key, data: bytes) -> Steps[bytes | None]:
     """The whole record a manifest ``data`` stands for, checked against its size and digest;
     ``None`` when the key no longer holds anything. Starts again from the manifest when the
     record was stored again while its chunks were being read."""
     for _attempt in range(_RETRIES):
         manifest = _open_manifest(storage._op_codec, data)
+        parts: list[bytes] = []
         try:
-            whole = b"".join(_chunks_of(storage, kind, key, manifest))
+            for start in range(0, manifest.chunks, _READ_BATCH):
+                parts += yield from _read_batch(storage, kind, key, manifest, start)
         except _Replaced:
-            again = storage.read(kind, key)
+            again: bytes | None = yield storage.read, (kind, key)
             if again is None:
                 return None
             if not is_manifest(again):
                 return again
             data = again
             continue
+        whole = b"".join(parts)
+        del parts
         if len(whole) != manifest.size or hashlib.sha256(whole).hexdigest() != manifest.sha256:
             raise CorruptRecord("its chunks do not add up to the size and digest of its manifest")
         return whole
@@ -413,27 +459,24 @@ def read_chunked(storage: RecordStorage, kind: Kind, key: Key, data: bytes) -> b
     )
 
 
-def stream_chunks(storage: RecordStorage, kind: Kind, key: Key) -> Iterator[bytes]:
-    """The chunks of what ``key`` holds (a stream, a chunked record, or a record in one piece);
-    :class:`ResultNotFound` now, at the call, when there is nothing."""
-    data = storage.read(kind, key)
+def stream_chunks(storage: RecordStorage, kind: Kind, key: Key) -> Steps[None]:
+    """Emit (:class:`~selinon_like.steps.Emit`) the chunks of what ``key`` holds (a stream, a
+    chunked record, or a record in one piece), checked at the end against the manifest's size
+    and SHA-256; :class:`ResultNotFound` before the first, when there is nothing."""
+    data = yield storage.read, (kind, key)
     if data is None:
         raise storage.not_found(*key)
     if not is_manifest(data):
-        return iter([data])  # a record stored in one piece: its stored bytes
+        yield Emit(data)  # a record stored in one piece: its stored bytes
+        return
     manifest = _open_manifest(storage._op_codec, data)
-    return _checked_stream(storage, kind, key, manifest)
-
-
-def _checked_stream(
-    storage: RecordStorage, kind: Kind, key: Key, manifest: _Manifest
-) -> Iterator[bytes]:
     sha, size = hashlib.sha256(), 0
     try:
-        for chunk in _chunks_of(storage, kind, key, manifest):
-            sha.update(chunk)
-            size += len(chunk)
-            yield chunk
+        for start in range(0, manifest.chunks, _READ_BATCH):
+            for chunk in (yield from _read_batch(storage, kind, key, manifest, start)):
+                sha.update(chunk)
+                size += len(chunk)
+                yield Emit(chunk)
     except _Replaced:
         raise StorageError(
             f"{storage.storage_name}: the stream under {key!r} was stored again while it was "
