@@ -55,6 +55,7 @@ class AsyncDataStorage(StorageBase):
     errors are those of :class:`selinon_like.DataStorage`, awaited."""
 
     _op_connecting: asyncio.Lock | None = None
+    _op_connecting_task: asyncio.Task[Any] | None = None  # the task holding it
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -202,11 +203,20 @@ def _wrap(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
     if op in ALWAYS_LOCKED:
 
         async def connecting(self: AsyncDataStorage, *args: Any, **kwargs: Any) -> Any:
+            task = asyncio.current_task()
+            if task is not None and self._op_connecting_task is task:
+                # Re-entered by the task holding the lock (a connect whose retry calls
+                # recover(), which disconnects): an asyncio.Lock is not an RLock.
+                return await _enter(self, build(self, args, kwargs))
             lock = self._op_connecting
             if lock is None:
                 lock = self._op_connecting = asyncio.Lock()
             async with lock:
-                return await _enter(self, build(self, args, kwargs))
+                self._op_connecting_task = task
+                try:
+                    return await _enter(self, build(self, args, kwargs))
+                finally:
+                    self._op_connecting_task = None
 
         wrapper = connecting
     elif op in ITER_OPS:
