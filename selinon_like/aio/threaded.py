@@ -32,11 +32,31 @@ DEFAULT_THREADS = 8
 (more would queue; a connection pool of that size suits a thread-safe adapter)."""
 
 
+class _Setting:
+    """An attribute of a :class:`ThreadedStorage` that is its blocking adapter's: read from it
+    and set on it (the base class's set-up, before there is an adapter, sets nothing)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, threaded: ThreadedStorage | None, owner: type | None = None) -> Any:
+        if threaded is None:
+            return self
+        return getattr(threaded.storage, self.name)
+
+    def __set__(self, threaded: ThreadedStorage, value: Any) -> None:
+        storage = threaded.__dict__.get("storage")
+        if storage is not None:
+            setattr(storage, self.name, value)
+
+
 class ThreadedStorage(AsyncDataStorage):
     """``storage`` (a blocking :class:`~selinon_like.DataStorage`, configured) as an async
     adapter: ``await threaded.store(...)`` runs ``storage.store(...)`` in a pool of at most
-    ``max_threads`` threads. Its operations and capabilities are the blocking adapter's; use
-    :meth:`of` for the class of a given adapter class."""
+    ``max_threads`` threads. Its operations, capabilities and settings (``serializer``,
+    ``set_record_format``, ``retry_policy``, ``operation_timeout``, ``cache``, ``observer``,
+    ``storage_name``) are the blocking adapter's; use :meth:`of` for the class of a given
+    adapter class."""
 
     wrapped_class: ClassVar[type[DataStorage] | None] = None  # set by of()
 
@@ -46,7 +66,6 @@ class ThreadedStorage(AsyncDataStorage):
         if isinstance(max_threads, bool) or not isinstance(max_threads, int) or max_threads < 1:
             raise ValueError(f"max_threads must be a whole number above 0, not {max_threads!r}")
         self.storage = storage
-        self.storage_name = storage.storage_name
         self._max_threads = max_threads
         self._executor: ThreadPoolExecutor | None = None
 
@@ -61,14 +80,23 @@ class ThreadedStorage(AsyncDataStorage):
         wrapped = cls.wrapped_class
         return super().capabilities() if wrapped is None else wrapped.capabilities()
 
-    @property
-    def observer(self) -> Any:
-        """The blocking adapter's observer: it counts the calls."""
-        return self.storage.observer
+    # The settings are the blocking adapter's, whose layers use them: its name, serializer and
+    # record format, retries, timeout, cache, observer (which counts the calls), configuration.
+    storage_name = _Setting()
+    serializer = _Setting()
+    record_codec = _Setting()
+    retry_policy = _Setting()
+    operation_timeout = _Setting()
+    cache = _Setting()
+    observer = _Setting()
+    _configuration = _Setting()
+    _secrets = _Setting()
 
-    @observer.setter
-    def observer(self, observer: Any) -> None:
-        self.storage.observer = observer
+    def set_record_format(self, **settings: Any) -> None:
+        self.storage.set_record_format(**settings)
+
+    def default_operation_timeout(self) -> float:
+        return self.storage.default_operation_timeout()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {self.storage!r}>"
