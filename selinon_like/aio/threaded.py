@@ -22,6 +22,7 @@ from selinon_like.storage import (
     ITER_OPS,
     WRAPPED_OPS,
     DataStorage,
+    call_builder,
     mark_wrapped,
 )
 
@@ -116,6 +117,13 @@ class ThreadedStorage(AsyncDataStorage):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads(), functools.partial(fn, *args, **kwargs))
 
+    async def _listed(
+        self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        iterator = await self._in_thread(getattr(self.storage, op), *args, **kwargs)
+        async for item in self._iterate(iterator):
+            yield item
+
     async def _iterate(self, iterator: Iterator[Any]) -> AsyncIterator[Any]:
         while True:
             item = await self._in_thread(next, iterator, END)
@@ -135,11 +143,11 @@ def _delegate(op: str) -> Callable[..., Any]:
 
         return mark_wrapped(connection)
     if op in ITER_OPS:
+        check = call_builder(getattr(DataStorage, op), op)
 
-        async def listing(self: ThreadedStorage, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            iterator = await self._in_thread(getattr(self.storage, op), *args, **kwargs)
-            async for item in self._iterate(iterator):
-                yield item
+        def listing(self: ThreadedStorage, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            check(self, args, kwargs)  # a bad flow_name: raised here, at the call
+            return self._listed(op, args, kwargs)
 
         return mark_wrapped(listing)
     if op == "retrieve_stream":
