@@ -10,7 +10,14 @@ are those of the blocking API, from the same code (:mod:`selinon_like.steps`).
 """
 
 from selinon_like.aio.pool import AsyncStoragePool, build_async
+from selinon_like.aio.records import AsyncRecordStorage
 from selinon_like.aio.storage import AsyncDataStorage
 from selinon_like.aio.threaded import ThreadedStorage
 
-__all__ = ["AsyncDataStorage", "AsyncStoragePool", "ThreadedStorage", "build_async"]
+__all__ = [
+    "AsyncDataStorage",
+    "AsyncRecordStorage",
+    "AsyncStoragePool",
+    "ThreadedStorage",
+    "build_async",
+]
