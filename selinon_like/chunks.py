@@ -29,6 +29,12 @@ return a mix.
 
 Internal keys start with ``\\x1fselinon-like:`` in the task id and are never listed by
 ``iter_keys``.
+
+Every function here that reads or writes is a generator of steps (:mod:`selinon_like.steps`),
+yielding the storage's primitives rather than calling them, so that the blocking and the async
+record storages run the same code; a stream's chunks are read with
+:class:`~selinon_like.steps.Pull` (an async iterable too, under the async driver) and handed
+out with :class:`~selinon_like.steps.Emit`.
 """
 
 from __future__ import annotations

@@ -28,9 +28,11 @@ primitive          contract                                                     
 =================  ============================================================  ==========
 
 Override the ``*_many`` primitives with one round trip (or a few batches) where the service
-allows. ``delete``, ``delete_many``, ``iter_keys`` and ``iter_error_keys`` are offered when the
-adapter writes ``remove`` / ``scan``, ``purge_expired`` when it writes both or its own ``purge``
-(see :meth:`RecordStorage.capabilities`).
+allows; the defaults (the base's :func:`~selinon_like.storage.placeholder` methods) are used
+only while the adapter has none of its own. ``delete``, ``delete_many``, ``iter_keys`` and
+``iter_error_keys`` are offered when the adapter writes ``remove`` / ``scan``,
+``purge_expired`` when it writes both or its own ``purge`` (see
+:meth:`RecordStorage.capabilities`).
 
 Size and streams. A service that caps one value declares it with the class attribute
 ``max_value_bytes``; a record longer than that is written as chunk records and a manifest
@@ -49,6 +51,12 @@ is called without it. ``purge`` finds expired records by reading headers; an ada
 find them by an indexed field overrides it, and one whose service can delete a value only if
 it is unchanged overrides ``remove_expired``, which is otherwise racy across processes (see
 there).
+
+Blocking and async. The logic is written once, in :class:`RecordLogic`, as generators of steps
+(:mod:`selinon_like.steps`) that yield each primitive call instead of making it;
+:class:`RecordStorage` drives them with :func:`~selinon_like.steps.run` on blocking primitives,
+:class:`selinon_like.aio.records.AsyncRecordStorage` with :func:`~selinon_like.steps.arun` on
+``async def`` ones.
 """
 
 from __future__ import annotations
@@ -379,7 +387,10 @@ class RecordLogic:
         ceiling = self.max_value_bytes
         if ceiling is not None and len(data) > ceiling:
             return (yield from self._store_chunked_steps(key, data, expires_at))
-        record_id: str = yield self._write_step(RESULTS, key, data, expires_at)
+        if self._expiry_by_position:  # the built-in adapters: the step without a call to build it
+            record_id: str = yield self.write, (RESULTS, key, data, expires_at)
+        else:
+            record_id = yield self._write_step(RESULTS, key, data, expires_at)
         return record_id
 
     def _store_chunked_steps(self, key: Key, data: bytes, expires_at: float | None) -> Steps[str]:
