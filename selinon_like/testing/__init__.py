@@ -43,6 +43,12 @@ serve a whole class. :class:`ResilienceContract` uses more fixtures than ``stora
 docstring says what each is and its default. Class attributes size the heavier tests:
 ``concurrency_threads``, ``concurrency_per_thread``, ``large_result_bytes``, ``bulk_items``,
 ``stream_bytes``, ``fork_stores``.
+
+Async adapters (SPEC section 10) take the same suites: subclass :class:`AsyncStorageContract`
+and supply ``async_storage``, a fixture returning a callable that builds an unconnected async
+instance; each test then runs on a :class:`BlockingFacade` of it, and :class:`AsyncContract`
+adds what only asyncio has (gathered calls, cancellation, ``async with``, the deadline of an
+unreachable service). See :mod:`selinon_like.testing.aio`.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ pytest.register_assert_rewrite(
     *(
         f"selinon_like.testing.{name}"
         for name in (
+            "aio",
             "base",
             "bulk",
             "delete",
@@ -68,6 +75,7 @@ pytest.register_assert_rewrite(
     )
 )
 
+from selinon_like.testing.aio import AsyncContract, BlockingFacade  # noqa: E402
 from selinon_like.testing.base import ContractBase, connected, require  # noqa: E402
 from selinon_like.testing.bulk import BulkContract  # noqa: E402
 from selinon_like.testing.data import AWKWARD_KEYS, AWKWARD_RESULTS, COLLIDING_KEYS  # noqa: E402
@@ -83,6 +91,9 @@ __all__ = [
     "AWKWARD_KEYS",
     "AWKWARD_RESULTS",
     "COLLIDING_KEYS",
+    "AsyncContract",
+    "AsyncStorageContract",
+    "BlockingFacade",
     "BulkContract",
     "ContractBase",
     "DeleteContract",
@@ -111,3 +122,10 @@ class StorageContract(
 ):
     """Every suite of the kit. Subclass it and provide a ``storage`` fixture; the tests of a
     capability the adapter does not offer skip, naming the missing method."""
+
+
+class AsyncStorageContract(AsyncContract, StorageContract):
+    """Every suite of the kit on an async adapter, behind a :class:`BlockingFacade`, and the
+    async-only tests of :class:`AsyncContract`. Subclass it and provide an ``async_storage``
+    fixture: a zero-argument callable building an unconnected instance (see
+    :mod:`selinon_like.testing.aio`)."""
