@@ -14,7 +14,9 @@ class PostgreSQL(SqlStorage):
     ``pip install 'selinon-like[postgresql]'``; ``postgresql+psycopg2://`` and other drivers
     work when installed). Results go to ``bytea`` columns (up to 1 GB each), ``store`` is an
     ``INSERT … ON CONFLICT DO UPDATE``; everything else is as in
-    :class:`~storages.sql.SqlStorage`.
+    :class:`~storages.sql.SqlStorage`. :class:`~selinon_like.aio.AsyncStoragePool` uses its
+    async form, :class:`storages.aio.postgresql.AsyncPostgreSQL` (psycopg's
+    ``AsyncConnection``), with the same configuration and tables.
 
     Configuration (``echo``, ``table_name``, ``pool_size`` and ``max_overflow`` as in
     :class:`~storages.sql.SqlStorage`):
@@ -44,3 +46,4 @@ class PostgreSQL(SqlStorage):
     """
 
     schemes = ("postgresql", "postgres")
+    async_adapter = "storages.aio.postgresql:AsyncPostgreSQL"  # what AsyncStoragePool builds
