@@ -1,0 +1,190 @@
+"""``AsyncRedis``: :class:`storages.redis.Redis` for asyncio programs (``redis.asyncio``)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar
+
+from selinon_like.aio.records import AsyncRecordStorage
+from selinon_like.deadline import remaining
+from selinon_like.keys import Key, Kind, pack_key
+from selinon_like.steps import aiterate, arun
+from storages.redis import Command, RedisBase
+
+__all__ = ["AsyncRedis"]
+
+T = TypeVar("T")
+
+# asyncio.timeout (Python 3.11+); on 3.10 a request is bounded by asyncio.wait_for instead.
+_TIMEOUT: Callable[[float], AbstractAsyncContextManager[Any]] | None = getattr(
+    asyncio, "timeout", None
+)
+# How much later than a call's deadline the driver's own timeouts may end a request before
+# the adapter bounds it itself: this share of operation_timeout.
+_SLACK = 0.01
+# A cluster node's connections when max_connections is not given: as many as the calls
+# waiting (redis.asyncio's RedisCluster caps them at 100 per node by default).
+_UNCAPPED = 2**31
+
+
+class AsyncRedis(RedisBase, AsyncRecordStorage):
+    """Results in Redis through ``redis.asyncio``: the async form of
+    :class:`~storages.redis.Redis`, with its YAML ``configuration`` (the same keys, checks and
+    ``ConfigError`` messages), its key layout and records (either adapter reads what the
+    other stored), its topologies (one server, a Redis Cluster on
+    ``redis.asyncio.cluster.RedisCluster``, a master followed through
+    ``redis.asyncio.sentinel.Sentinel``), its purge script and its error classification
+    (:class:`~storages.redis.RedisBase`, whose steps this class awaits).
+
+    ``connect()`` builds the pool (on a cluster it reads the slot map: one round trip);
+    ``disconnect()`` (or leaving ``async with``) closes every connection, the sentinels'
+    too. The async pool makes one instance, so one pool, per event loop.
+
+    Deadlines: the driver's ``socket_timeout`` and ``socket_connect_timeout``, never longer
+    than ``operation_timeout``, bound each wait as in the blocking adapter; a request whose
+    call has less time left than they allow (a retry, a call inside a shorter enclosing
+    deadline) also runs under :func:`asyncio.timeout` of what is left (``asyncio.wait_for``
+    on Python 3.10), so a server that stops answering fails the call in time with
+    :class:`~selinon_like.StorageUnavailable`. A call cancelled midway (a timeout,
+    ``task.cancel()``) leaves no half-read reply behind: ``redis.asyncio`` drops a
+    connection whose reply was not read, and a cluster call drops every connection it had
+    sent on; the next call opens a new one.
+
+    Connections: without ``max_connections`` one server (or the Sentinel master) gets a pool
+    of at most 100 connections (redis-py's default size) in which a call finding them all
+    busy waits for one, up to ``socket_timeout``, instead of failing as redis-py's default
+    pool does; tasks, unlike threads, come by the thousand. On a cluster ``max_connections``
+    caps each node's connections and a call finding them all busy fails
+    (``redis.asyncio``'s ``MaxConnectionsError``, retried as transient) rather than waiting;
+    without it a node opens as many as there are calls waiting.
+
+    :meth:`~storages.redis.RedisBase.from_client` takes a ready ``redis.asyncio`` client
+    (``redis.asyncio.Redis``, ``redis.asyncio.cluster.RedisCluster`` with ``cluster=True``,
+    or ``fakeredis.FakeAsyncRedis``) that returns bytes; ``disconnect()`` leaves it to its
+    owner.
+    """
+
+    default_max_connections = 100  # (class docstring)
+    _driver_wait = math.inf  # until connect(): every request bounded
+    _slack = 0.0
+
+    # -- connection -----------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self._connected:
+            return
+        client = self._new_client("redis.asyncio")
+        if self.cluster:
+            await client.initialize()  # the slot map, as the blocking client reads it when built
+        self._client = client
+        self._connected = True
+        # The longest the driver itself waits on one request: a connection, or a reply.
+        self._driver_wait = math.inf if client is self._injected else max(self._socket_timeouts())
+        self._slack = _SLACK * self.operation_timeout
+
+    def _make_cluster(self, redis: Any) -> Any:
+        kwargs = self._connection_kwargs()
+        kwargs.pop("timeout", None)  # no wait for a free connection (class docstring)
+        kwargs["max_connections"] = self.max_connections or _UNCAPPED
+        return redis.RedisCluster.from_url(
+            self._cluster_url(), retry=self._no_retry(redis), **kwargs
+        )
+
+    async def disconnect(self) -> None:
+        detached = self._detach()
+        if detached is None:
+            return
+        client, sentinels = detached
+        # A client given a pool leaves it open when closed: the pool is closed here.
+        await (client if self.cluster else client.connection_pool).aclose()
+        for sentinel_client in sentinels:
+            await sentinel_client.aclose()
+
+    async def recover(self, exc: BaseException) -> None:
+        await arun(self._recover_steps())
+
+    async def ping(self) -> bool:
+        return bool(await self._bounded(self._client.ping()))
+
+    # -- primitives -----------------------------------------------------------------------
+
+    async def read(self, kind: Kind, key: Key) -> bytes | None:
+        data: bytes | None = await self._bounded(
+            self._client.execute_command("GET", self._prefixes[kind] + pack_key(*key))
+        )
+        return data
+
+    async def write(
+        self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None
+    ) -> str:
+        name = self._prefixes[kind] + pack_key(*key)
+        command = self._client.execute_command("SET", name, data, *self._expiry_args(expires_at))
+        await self._bounded(command)
+        return name
+
+    async def remove(self, kind: Kind, key: Key) -> bool:
+        name = self._prefixes[kind] + pack_key(*key)
+        return bool(await self._bounded(self._client.execute_command("DEL", name)))
+
+    async def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
+        return await self._bounded(arun(self._mget_steps(kind, keys)))
+
+    async def write_many(
+        self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
+    ) -> list[str]:
+        return await self._bounded(arun(self._mset_steps(kind, items, expires_at)))
+
+    async def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
+        return await self._bounded(arun(self._del_steps(kind, keys)))
+
+    async def purge(self, kind: Kind, now: float, dry_run: bool) -> AsyncIterator[int]:
+        """See :meth:`~storages.redis.RedisBase._sweep_steps`; each request is bounded by
+        the driver's ``socket_timeout``."""
+        async for count in await aiterate(self._sweep_steps(kind, now, dry_run)):
+            yield count
+
+    async def scan(self, kind: Kind, flow_name: str | None) -> AsyncIterator[Key]:
+        """The keys stored under the kind's prefix, by ``SCAN`` (never ``KEYS``); on a
+        cluster, of every primary."""
+        async for key in await aiterate(self._scan_steps(kind, flow_name)):
+            yield key
+
+    # -- the driver calls of the shared steps -----------------------------------------------
+
+    async def _pipeline(self, commands: list[Command]) -> list[Any]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for _slot, command in commands:
+                pipe.execute_command(*command)
+            replies: list[Any] = await pipe.execute()
+        return replies
+
+    def _node_connection(self, node: Any) -> tuple[Any, Callable[[Any], Any]]:
+        return node.acquire_connection(), node.release
+
+    async def _bounded(self, request: Awaitable[T]) -> T:
+        """``await request`` within what is left of the running call's deadline (none
+        outside a call): past it, ``TimeoutError`` (transient, so the call then raises
+        ``StorageUnavailable``), the request cancelled and its connection dropped.
+
+        Only where the driver's own timeouts would not end it in time: a request whose
+        deadline is further away than ``socket_timeout`` and ``socket_connect_timeout`` (less
+        1% of ``operation_timeout``) is awaited as it is, since a timer costs more than the
+        adapter's whole share of a small call. So a call's first attempt under the default
+        ``operation_timeout`` (their sum), or one no longer than them (they are never longer
+        than it), runs without one; a retry, or a call inside a shorter enclosing deadline,
+        runs under one."""
+        left = remaining()
+        if left is None or left >= self._driver_wait - self._slack:
+            return await request
+        try:
+            if _TIMEOUT is None:
+                return await asyncio.wait_for(request, left)
+            async with _TIMEOUT(left):
+                return await request
+        except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11 on
+            raise TimeoutError(
+                f"Redis did not answer within the {left:.3g} s left of the call's operation_timeout"
+            ) from None

@@ -1,0 +1,670 @@
+"""AsyncRedis (storages/aio/redis.py) on real servers.
+
+The kit's async contract (every operation, expiry, compression, chunks, streams, listing,
+gathered and cancelled calls, ``async with``, an unreachable port) on the machine's Redis,
+under a key prefix of each test's own (as test_redis.py); the blocking adapter's records read
+back through the async one and the other way round; the same configuration and ``ConfigError``
+messages; the async pool building it from the blocking adapter's YAML; a client given ready;
+10,000-key ``MGET``/``MSET`` calls cancelled midway (one server, and across a cluster's nodes);
+a round trip with bulk calls on the suite's Redis Cluster and Sentinel setups; the purge script
+and the purge without scripting; ``-W error`` clean close on the three topologies; and on a
+private redis-server of this module's own, a SIGSTOPped server failing calls within their
+deadline and a restart the next calls recover from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_redis
+from conftest import REDIS_URL, start_or_skip
+from servers import (
+    RedisClusterSetup,
+    RedisSentinelSetup,
+    ServerProcess,
+    free_ports,
+)
+from servers.process import find_executable, make_workdir
+
+from selinon_like import ConfigError, ResultNotFound, StorageError, StorageUnavailable
+from selinon_like.aio import AsyncStoragePool
+from selinon_like.compression import Compression
+from selinon_like.deadline import bounded
+from selinon_like.envelope import Expiry
+from selinon_like.keys import Key, pack_key
+from selinon_like.retry import NO_RETRY, RetryPolicy
+from selinon_like.testing import AsyncStorageContract
+from selinon_like.testing.aio import AsyncFactory, no_unclosed_resources
+from selinon_like.testing.expiry import MovableClock
+from storages.aio.redis import AsyncRedis
+from storages.redis import Redis, _glob_escape
+
+pytestmark = pytest.mark.redis
+
+REPO = Path(__file__).resolve().parent.parent
+
+# test_redis.py's fixtures: the machine's Redis (a redis-py client after a round trip), and a
+# key prefix of each test's own under the run's, whose keys are all deleted at the end.
+raw, run_prefix, prefix = test_redis.raw, test_redis.run_prefix, test_redis.prefix
+
+
+def _run(storage: AsyncRedis, body: Callable[[AsyncRedis], Awaitable[None]]) -> None:
+    """``body(storage)`` on a new event loop, connected, closed after."""
+
+    async def main() -> None:
+        async with storage:
+            await body(storage)
+
+    asyncio.run(main())
+
+
+async def _keys(listing: AsyncIterator[Key]) -> list[Key]:
+    return sorted([key async for key in listing])
+
+
+# -- the contract ------------------------------------------------------------------------------
+
+
+class TestAsyncRedisOnServer(AsyncStorageContract):
+    @pytest.fixture
+    def async_storage(self, prefix: str) -> AsyncFactory:
+        return lambda: AsyncRedis(url=REDIS_URL, key_prefix=prefix)
+
+    @pytest.fixture(params=["url", "password"])
+    def unreachable_async_storage(
+        self, request: pytest.FixtureRequest, unreachable_port: int, secret: str
+    ) -> AsyncFactory:
+        """The secret in the URL's credentials, or in the ``password`` option."""
+        if request.param == "url":
+            url = f"redis://worker:{secret}@127.0.0.1:{unreachable_port}/0"
+            return lambda: AsyncRedis(url=url, socket_timeout=1, socket_connect_timeout=1)
+        return lambda: AsyncRedis(
+            host="127.0.0.1",
+            port=unreachable_port,
+            password=secret,
+            socket_timeout=1,
+            socket_connect_timeout=1,
+        )
+
+
+# -- one data layout, one configuration ---------------------------------------------------------
+
+
+def test_the_two_adapters_read_each_others_records(raw: Any, prefix: str) -> None:
+    clock = MovableClock()
+    formats: dict[str, Any] = {
+        "ttl": Expiry(3600, 7200),
+        "compression": Compression("gzip", threshold=100),
+        "clock": clock,
+    }
+    blocking = Redis(url=REDIS_URL, key_prefix=prefix)
+    blocking.set_record_format(**formats)
+    big = {"rows": [{"n": i, "text": "the same words again"} for i in range(200)]}
+
+    async def body(storage: AsyncRedis) -> None:
+        # Blocking -> async: a plain result, a compressed one, bulk, an error record.
+        assert blocking.store("f", "t", "1", {"v": 1}) == prefix + "r:" + pack_key("f", "t", "1")
+        blocking.store("f", "t", "big", big)
+        blocking.store_many([("f", "t", str(i), i) for i in range(2, 6)])
+        blocking.store_error({"arg": 1}, "f", "t", "1", ValueError("boom"))
+        assert await storage.retrieve("f", "t", "1") == {"v": 1}
+        assert await storage.retrieve("f", "t", "big") == big
+        found = await storage.retrieve_many([("f", "t", str(i)) for i in range(2, 7)])
+        assert found == {("f", "t", str(i)): i for i in range(2, 6)}
+        assert (await storage.retrieve_error("f", "t", "1"))["message"] == "boom"
+        # Async -> blocking, the same keys and ids.
+        assert await storage.store("g", "t", "1", [1]) == prefix + "r:" + pack_key("g", "t", "1")
+        await storage.store("g", "t", "big", big)
+        await storage.store_many([("g", "t", str(i), {"i": i}) for i in range(2, 6)])
+        await storage.store_error(None, "g", "t", "1", KeyError("gone"))
+        assert blocking.retrieve("g", "t", "1") == [1]
+        assert blocking.retrieve("g", "t", "big") == big
+        assert blocking.retrieve_many([("g", "t", "2")]) == {("g", "t", "2"): {"i": 2}}
+        assert blocking.retrieve_error("g", "t", "1")["exception_type"] == "builtins.KeyError"
+        # Redis frees them itself: PX of the time left, the async adapter's as the blocking one's.
+        for name in (pack_key("f", "t", "1"), pack_key("g", "t", "1"), pack_key("g", "t", "3")):
+            assert 3_500_000 < raw.pttl(prefix + "r:" + name) <= 3_600_000
+        assert 7_100_000 < raw.pttl(prefix + "e:" + pack_key("g", "t", "1")) <= 7_200_000
+        assert await _keys(storage.iter_keys()) == sorted(blocking.iter_keys())
+        assert await _keys(storage.iter_error_keys()) == [("f", "t", "1"), ("g", "t", "1")]
+        # Past the results' ttl by the storages' clock (Redis still holds them): not
+        # returned, and the purge script of either adapter removes them.
+        clock.advance(3601)
+        with pytest.raises(ResultNotFound):
+            await storage.retrieve("f", "t", "1")
+        assert await storage.purge_expired(dry_run=True) == 12
+        assert await storage.purge_expired() == 12
+        assert blocking.purge_expired() == 0
+        assert await _keys(storage.iter_keys()) == []
+        assert sorted(blocking.iter_error_keys()) == [("f", "t", "1"), ("g", "t", "1")]
+
+    storage = AsyncRedis(url=REDIS_URL, key_prefix=prefix)
+    storage.set_record_format(**formats)
+    blocking.connect()
+    try:
+        _run(storage, body)
+    finally:
+        blocking.disconnect()
+
+
+@pytest.mark.parametrize(
+    "configuration",
+    [
+        {"url": "http://x"},
+        {"url": "redis://h", "host": "h"},
+        {"unix_socket_path": "/s", "port": 1},
+        {"cluster": True, "db": 2},
+        {"cluster": True, "unix_socket_path": "/s"},
+        {"sentinels": "s:1"},
+        {"sentinels": [["s", 1]]},
+        {"sentinels": [["s", 1]], "service_name": "m", "cluster": True},
+        {"service_name": "m"},
+        {"ssl_ca_certs": "/ca"},
+        {"ssl_cert_reqs": "maybe", "ssl": True},
+        {"charset": "utf-8", "encoding": "latin-1"},
+        {"encoding": "nope"},
+        {"errors": "nope"},
+        {"socket_timeout": 0},
+        {"port": 70000},
+        {"expire": 0},
+        {"max_connections": 0},
+        {"url": "redis://h/0?password=x"},
+        {"colour": "red"},
+    ],
+)
+def test_the_configuration_and_its_errors_are_the_blocking_adapters(
+    configuration: dict[str, Any],
+) -> None:
+    errors: list[str] = []
+    for cls in (Redis, AsyncRedis):
+        with pytest.raises((ConfigError, TypeError)) as caught:
+            cls(**configuration)
+        errors.append(str(caught.value))
+    assert errors[0] == errors[1]
+
+
+def test_the_same_options_reach_the_driver() -> None:
+    configuration: dict[str, Any] = {
+        "url": "redis://worker:pw@cache.internal:6380/3",
+        "socket_timeout": 4,
+        "socket_connect_timeout": 2,
+        "max_connections": 7,
+        "key_prefix": "app:",
+        "expire": 60,
+    }
+    blocking, native = Redis(**configuration), AsyncRedis(**configuration)
+    assert native._connection_kwargs() == blocking._connection_kwargs()
+    assert native._prefixes == blocking._prefixes
+    assert native.default_operation_timeout() == blocking.default_operation_timeout() == 6
+    assert native._expiry_args(None) == ("EX", 60)
+    assert "pw" not in repr(native)
+
+
+def test_the_async_pool_builds_it_from_the_blocking_adapters_yaml(prefix: str) -> None:
+    assert Redis.async_adapter == "storages.aio.redis:AsyncRedis"
+    entry = {
+        "name": "Results",
+        "import": "storages.redis",
+        "classname": "Redis",
+        "configuration": {"url": REDIS_URL, "key_prefix": prefix},
+        "ttl": 60,
+        "compression": "gzip",
+        "operation_timeout": 7,
+        "retry": {"attempts": 5, "backoff": 0.01},
+    }
+    pool = AsyncStoragePool.from_dict(
+        {"storages": [entry], "tasks": [{"name": "t", "storage": "Results"}]}
+    )
+
+    async def main() -> None:
+        async with pool:
+            storage = await pool.get_connected_storage("Results")
+            assert type(storage) is AsyncRedis and storage.storage_name == "Results"
+            assert storage.operation_timeout == 7 and storage.retry_policy.attempts == 5
+            assert storage.record_codec.ttl == Expiry(60, 60)
+            await pool.store("f", "t", "1", {"v": 1})
+            assert await pool.retrieve("f", "t", "1") == {"v": 1}
+            await pool.store_error(None, "f", "t", "2", ValueError("no"))
+            assert (await pool.retrieve_error("f", "t", "2"))["message"] == "no"
+            await pool.delete("f", "t", "1")
+            assert await pool.purge_expired() == {"Results": 0}
+        assert not storage.is_connected()
+
+    asyncio.run(main())
+
+
+def test_a_client_given_ready_stays_open(prefix: str) -> None:
+    import redis.asyncio
+
+    async def main() -> None:
+        client = redis.asyncio.Redis.from_url(REDIS_URL)
+        try:
+            storage = AsyncRedis.from_client(client, key_prefix=prefix, expire=30)
+            async with storage:
+                await storage.store("f", "t", "1", 1)
+                assert await storage.retrieve("f", "t", "1") == 1
+            assert await client.ttl(prefix + "r:" + pack_key("f", "t", "1")) > 0
+            assert await client.ping() is True  # left to its owner
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_disconnected_storage_says_so() -> None:
+    async def main() -> None:
+        storage = AsyncRedis(url=REDIS_URL)
+        with pytest.raises(StorageError, match="not connected"):
+            await storage.store("f", "t", "1", 1)
+        async with storage:
+            pass
+        with pytest.raises(StorageError, match="not connected"):
+            await storage.retrieve("f", "t", "1")
+
+    asyncio.run(main())
+
+
+# -- cancellation -------------------------------------------------------------------------------
+
+BULK = 10_000
+
+
+def test_bulk_calls_cancelled_midway_leave_every_connection_in_step(prefix: str) -> None:
+    """A 10,000-key ``MGET`` and ``MSET`` (3 MB each way) cut at points spread over how long
+    one takes, by ``task.cancel()`` and ``asyncio.wait_for``: the connection whose reply was
+    not read (or whose request was half sent) is dropped, so every later call gets its own
+    reply, and every result is whole. (A cancellation that lands as a send completes may be
+    lost on Python 3.11, whose ``asyncio.wait_for`` redis-py sends under: the call then
+    simply completes.)"""
+    keys = [("f", "t", str(i)) for i in range(BULK)]
+    items = [(*key, {"i": i, "pad": "x" * 300}) for i, key in enumerate(keys)]
+
+    async def cancelled(call: Callable[[], Awaitable[Any]], delay: float) -> bool:
+        task = asyncio.ensure_future(call())
+        await asyncio.sleep(delay)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return task.cancelled()
+
+    async def body(storage: AsyncRedis) -> None:
+        await storage.store_many(items)
+        started = time.monotonic()
+        await storage.retrieve_many(keys)
+        took = time.monotonic() - started
+        reads = writes = 0
+        for fraction in (0, 0.1, 0.3, 0.5, 0.7, 0.9):
+            reads += await cancelled(lambda: storage.retrieve_many(keys), took * fraction)
+            writes += await cancelled(lambda: storage.store_many(items), took * fraction)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(storage.retrieve_many(keys), took * fraction)
+        assert reads and writes, f"cancelled midway: {reads} MGET, {writes} MSET"
+        # Every connection the pool hands out answers its own request.
+        sample = keys[:: BULK // 50]
+        values = await asyncio.gather(*(storage.retrieve(*key) for key in sample))
+        assert [value["i"] for value in values] == [int(key[2]) for key in sample]
+        found = await storage.retrieve_many(keys)
+        assert found == {(f, t, i): result for f, t, i, result in items}
+        assert await storage.delete_many(keys) == BULK
+        assert await storage.ping() is True
+
+    _run(AsyncRedis(url=REDIS_URL, key_prefix=prefix), body)
+
+
+# -- purge ------------------------------------------------------------------------------------
+
+
+EXPIRED = 1050
+
+
+@pytest.mark.parametrize("scripts", [True, False], ids=["script", "watch"])
+@pytest.mark.parametrize("adapter", ["async", "blocking"])
+def test_purge_removes_only_what_expired(prefix: str, scripts: bool, adapter: str) -> None:
+    """By the script, and on a server without scripting by ``GETRANGE`` then
+    ``WATCH``/``MULTI``/``DEL``: the same steps, driven by each adapter."""
+    clock = MovableClock()
+
+    def configured(storage: Any) -> Any:
+        storage.set_record_format(ttl=Expiry(10, None), clock=clock)
+        return storage
+
+    async def body(storage: Any) -> None:
+        storage._scripts = scripts
+        await storage.store_many([("f", "t", str(i), i) for i in range(EXPIRED)])
+        clock.advance(11)
+        await storage.store_many([("f", "t", str(i), i) for i in range(EXPIRED, EXPIRED + 10)])
+        await storage.store_error(None, "f", "t", "e", ValueError("kept: no ttl"))
+        assert await storage.purge_expired(dry_run=True) == EXPIRED
+        counts: list[int] = []
+        assert await storage.purge_expired(progress=counts.append) == EXPIRED
+        assert sum(counts) == EXPIRED and len(counts) == 2  # in batches of 1,000 keys
+        assert await _keys(storage.iter_keys()) == sorted(
+            ("f", "t", str(i)) for i in range(EXPIRED, EXPIRED + 10)
+        )
+        assert await _keys(storage.iter_error_keys()) == [("f", "t", "e")]
+
+    if adapter == "async":
+        _run(configured(AsyncRedis(url=REDIS_URL, key_prefix=prefix)), body)
+    else:
+        blocking = configured(Redis(url=REDIS_URL, key_prefix=prefix))
+        blocking.connect()
+        try:
+            asyncio.run(body(_Awaited(blocking)))
+        finally:
+            blocking.disconnect()
+
+
+class _Awaited:
+    """A blocking storage whose calls can be awaited, so one test body serves both."""
+
+    def __init__(self, storage: Redis) -> None:
+        self._storage = storage
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "_storage":
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._storage, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._storage, name)
+        if name in ("iter_keys", "iter_error_keys"):
+            return lambda *args: _aiter(method(*args))
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return method(*args, **kwargs)
+
+        return call
+
+
+async def _aiter(items: Iterator[Key]) -> AsyncIterator[Key]:
+    for item in items:
+        yield item
+
+
+# -- the other topologies -------------------------------------------------------------------------
+
+
+def test_a_redis_cluster_round_trip(redis_cluster: RedisClusterSetup, prefix: str) -> None:
+    host, port = redis_cluster.startup_nodes[0]
+    configuration: dict[str, Any] = {
+        "cluster": True,
+        "host": host,
+        "port": port,
+        "key_prefix": prefix,
+    }
+    keys = [("f", "t", str(i)) for i in range(BULK)]
+    clock = MovableClock()
+
+    async def body(storage: AsyncRedis) -> None:
+        assert await storage.ping() is True
+        await storage.store("f", "t", "one", {"v": 1})
+        assert await storage.retrieve("f", "t", "one") == {"v": 1}
+        # Bulk calls across the hash slots: a pipeline per node, every node's at once.
+        await storage.store_many([(*key, int(key[2])) for key in keys])
+        assert await storage.retrieve_many(keys) == {key: int(key[2]) for key in keys}
+        assert len(await _keys(storage.iter_keys("f"))) == BULK + 1
+        # Cancelled midway across the nodes: the connections it sent on are dropped.
+        for delay in (0.001, 0.005, 0.02):
+            task = asyncio.ensure_future(storage.retrieve_many(keys))
+            await asyncio.sleep(delay)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await storage.recover(RuntimeError("a retry"))  # reads the slot map again
+        sample = keys[::500]
+        assert await asyncio.gather(*(storage.retrieve(*key) for key in sample)) == [
+            int(key[2]) for key in sample
+        ]
+        assert await storage.delete_many(keys) == BULK
+        # The purge script, one call per slot of a batch.
+        storage.set_record_format(ttl=Expiry(10, None), clock=clock)
+        await storage.store_many([("p", "t", str(i), i) for i in range(50)])
+        clock.advance(11)
+        assert await storage.purge_expired() == 50
+        await storage.store_error(None, "f", "t", "one", ValueError("x"))
+        assert await _keys(storage.iter_error_keys()) == [("f", "t", "one")]
+
+    with no_unclosed_resources():
+        _run(AsyncRedis(**configuration), body)
+    blocking = Redis(**configuration)
+    blocking.connect()
+    try:
+        assert blocking.retrieve("f", "t", "one") == {"v": 1}
+        assert blocking.retrieve_error("f", "t", "one")["message"] == "x"
+    finally:
+        client = blocking._client
+        for name in list(client.scan_iter(match=_glob_escape(prefix) + "*", count=1000)):
+            client.delete(name)  # one by one: a cluster refuses a DEL across slots
+        blocking.disconnect()
+
+
+def test_a_sentinel_round_trip(redis_sentinel: RedisSentinelSetup, prefix: str) -> None:
+    configuration: dict[str, Any] = {
+        "sentinels": [list(address) for address in redis_sentinel.sentinel_addresses],
+        "service_name": redis_sentinel.service_name,
+        "key_prefix": prefix,
+        "max_connections": 2,  # the Sentinel pool that waits for a free connection
+    }
+
+    async def body(storage: AsyncRedis) -> None:
+        assert await storage.ping() is True
+        await storage.store_many([("f", "t", str(i), i) for i in range(20)])
+        assert await asyncio.gather(*(storage.retrieve("f", "t", str(i)) for i in range(20))) == [
+            *range(20)
+        ]
+        assert len(await storage.retrieve_many([("f", "t", str(i)) for i in range(20)])) == 20
+        assert await storage.delete_many([("f", "t", str(i)) for i in range(20)]) == 20
+        await storage.store("f", "t", "one", "one")
+
+    with no_unclosed_resources():
+        _run(AsyncRedis(**configuration), body)
+    blocking = Redis(**configuration)
+    blocking.connect()
+    try:
+        assert blocking.retrieve("f", "t", "one") == "one"
+    finally:
+        blocking.delete("f", "t", "one")
+        blocking.disconnect()
+
+
+_CLOSING = """
+import asyncio, gc, json, sys
+from selinon_like.aio import AsyncStoragePool
+from storages.aio.redis import AsyncRedis
+
+configuration = json.loads(sys.argv[1])
+
+async def main():
+    storage = AsyncRedis(**configuration)
+    await storage.connect()
+    await storage.store_many([("f", "t", str(i), i) for i in range(30)])
+    async for key in storage.iter_keys():
+        break  # a listing left early
+    await asyncio.gather(*(storage.retrieve("f", "t", str(i)) for i in range(30)))
+    await storage.disconnect()
+    entry = {"name": "R", "import": "storages.redis", "classname": "Redis",
+             "configuration": configuration}
+    async with AsyncStoragePool.from_dict({"storages": [entry]}) as pool:
+        storage = await pool.get_connected_storage("R")
+        assert await storage.delete_many([("f", "t", str(i)) for i in range(30)]) == 30
+
+asyncio.run(main())
+gc.collect()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("topology", ["server", "cluster", "sentinel"])
+def test_disconnect_closes_everything_under_w_error(
+    request: pytest.FixtureRequest, prefix: str, topology: str
+) -> None:
+    configuration: dict[str, Any] = {"key_prefix": prefix}
+    if topology == "server":
+        request.getfixturevalue("raw")
+        configuration["url"] = REDIS_URL
+    elif topology == "cluster":
+        cluster: RedisClusterSetup = request.getfixturevalue("redis_cluster")
+        host, port = cluster.startup_nodes[0]
+        configuration.update(cluster=True, host=host, port=port)
+    else:
+        setup: RedisSentinelSetup = request.getfixturevalue("redis_sentinel")
+        configuration["sentinels"] = [list(address) for address in setup.sentinel_addresses]
+        configuration["service_name"] = setup.service_name
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _CLOSING, json.dumps(configuration)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stdout + done.stderr
+    assert done.stderr == ""
+
+
+# -- a private server: hung, restarted -----------------------------------------------------------
+
+
+class _PrivateRedis:
+    """A redis-server of this module's own, persisting every write (``appendfsync always``),
+    that a test may SIGSTOP, SIGCONT, kill and start again on the same port."""
+
+    def __init__(self) -> None:
+        self.port = free_ports(1)[0]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.workdir = make_workdir("aio-redis")
+        argv = [
+            find_executable("redis-server"),
+            "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+            "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+        ]  # fmt: skip
+        self.process = ServerProcess("redis", argv, workdir=self.workdir)
+        self.start()
+
+    def start(self) -> None:
+        import redis
+
+        def ping() -> None:
+            with redis.Redis.from_url(self.url, socket_timeout=1) as client:
+                client.ping()
+
+        self.process.start()
+        self.process.wait_ready(ping, timeout=30)
+
+    def kill(self) -> None:
+        self.process.signal(signal.SIGKILL)
+        self.process.wait_exit(10)
+
+    def close(self) -> None:
+        self.process.signal(signal.SIGCONT)  # a stopped server would not see the SIGTERM
+        self.process.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[_PrivateRedis]:
+    server = start_or_skip("a private redis-server", _PrivateRedis)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+async def _fails_within(call: Awaitable[Any], seconds: float) -> float:
+    """How long ``call`` took to raise ``StorageUnavailable``; fails past ``seconds``."""
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable):
+        await asyncio.wait_for(call, seconds * 4)  # a hang fails the test, not the run
+    took = time.monotonic() - started
+    assert took < seconds, f"StorageUnavailable after {took:.2f} s, not within {seconds} s"
+    return took
+
+
+@pytest.mark.faults
+@pytest.mark.timing
+def test_a_hung_server_fails_calls_within_their_deadline(private_redis: _PrivateRedis) -> None:
+    """SIGSTOP: the kernel still accepts connections, nothing answers. ``operation_timeout``
+    (which the socket timeouts never exceed) bounds every call; so does an enclosing deadline
+    shorter than the driver's socket timeout, which only the adapter's own bound of each
+    request (what is left of the deadline) can end in time. After SIGCONT the calls cut
+    midway left no reply behind: each call gets its own."""
+
+    async def body(short: AsyncRedis, long: AsyncRedis) -> None:
+        await short.store_many([("f", "t", str(i), i) for i in range(20)])
+        assert await long.retrieve("f", "t", "1") == 1  # a connection in each pool
+        private_redis.process.signal(signal.SIGSTOP)
+        try:
+            calls: list[Callable[[], Awaitable[Any]]] = [
+                lambda: short.retrieve("f", "t", "1"),
+                lambda: short.store("f", "t", "new", 1),
+                lambda: short.retrieve_many([("f", "t", "1"), ("f", "t", "2")]),
+                lambda: short.ping(),
+            ]
+            for call in calls:
+                await _fails_within(call(), 1.5 + 1.5)
+            await asyncio.gather(
+                *(_fails_within(short.retrieve("f", "t", str(i)), 3) for i in range(8))
+            )
+
+            async def enclosed() -> None:
+                with bounded(0.5):  # the driver's socket_timeout is 10 s
+                    await long.retrieve("f", "t", "1")
+
+            await _fails_within(enclosed(), 0.5 + 1.5)
+        finally:
+            private_redis.process.signal(signal.SIGCONT)
+        for storage in (short, long):
+            values = await asyncio.gather(*(storage.retrieve("f", "t", str(i)) for i in range(20)))
+            assert values == list(range(20))
+            assert await storage.ping() is True
+
+    async def main() -> None:
+        short = AsyncRedis(url=private_redis.url, socket_connect_timeout=10)
+        short.operation_timeout = 1.5
+        short.retry_policy = RetryPolicy(attempts=3, backoff=0.05)
+        async with short, AsyncRedis(url=private_redis.url) as long:
+            await body(short, long)
+
+    asyncio.run(main())
+
+
+@pytest.mark.faults
+def test_the_next_calls_recover_after_a_server_restart(private_redis: _PrivateRedis) -> None:
+    async def body(storage: AsyncRedis) -> None:
+        await storage.store_many([("f", "t", str(i), i) for i in range(10)])
+        # Ten connections in the pool, each broken by the restart.
+        assert await asyncio.gather(*(storage.retrieve("f", "t", str(i)) for i in range(10))) == [
+            *range(10)
+        ]
+        private_redis.kill()
+        storage.retry_policy = NO_RETRY
+        with pytest.raises(StorageUnavailable):
+            await storage.retrieve("f", "t", "1")  # no server
+        # A call made while the server is down waits it out under its retry policy.
+        storage.retry_policy = RetryPolicy(attempts=40, backoff=0.1, max_backoff=0.2)
+        waiting = asyncio.ensure_future(storage.retrieve("f", "t", "2"))
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(private_redis.start)
+        assert await waiting == 2  # acknowledged writes survived (appendfsync always)
+        storage.retry_policy = RetryPolicy()  # the default: 3 attempts
+        for _round in range(3):
+            values = await asyncio.gather(*(storage.retrieve("f", "t", str(i)) for i in range(10)))
+            assert values == list(range(10))
+        await storage.store("f", "t", "after", "ok")
+        assert await storage.retrieve("f", "t", "after") == "ok"
+
+    storage = AsyncRedis(url=private_redis.url, socket_timeout=2, socket_connect_timeout=1)
+    storage.operation_timeout = 30
+    _run(storage, body)
