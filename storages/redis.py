@@ -944,6 +944,10 @@ class Redis(RedisBase, RecordStorage):
     responses, and ``disconnect()`` leaves it to its owner. A ``RedisCluster`` client needs
     ``cluster=True`` beside it.
 
+    The async pool (:class:`selinon_like.aio.AsyncStoragePool`) builds this storage as
+    :class:`storages.aio.redis.AsyncRedis`, on ``redis.asyncio``: the same configuration,
+    keys and records.
+
     Example::
 
         storages:

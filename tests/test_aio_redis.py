@@ -5,11 +5,12 @@ gathered and cancelled calls, ``async with``, an unreachable port) on the machin
 under a key prefix of each test's own (as test_redis.py); the blocking adapter's records read
 back through the async one and the other way round; the same configuration and ``ConfigError``
 messages; the async pool building it from the blocking adapter's YAML; a client given ready;
-10,000-key ``MGET``/``MSET`` calls cancelled midway (one server, and across a cluster's nodes);
-a round trip with bulk calls on the suite's Redis Cluster and Sentinel setups; the purge script
-and the purge without scripting; ``-W error`` clean close on the three topologies; and on a
-private redis-server of this module's own, a SIGSTOPped server failing calls within their
-deadline and a restart the next calls recover from.
+Unix sockets and TLS (test_redis.py's private servers); 10,000-key ``MGET``/``MSET`` calls
+cancelled midway (one server, and across a cluster's nodes); a round trip with bulk calls on
+the suite's Redis Cluster and Sentinel setups; the purge script and the purge without
+scripting; ``-W error`` clean close on the three topologies; and on a private redis-server of
+this module's own, a SIGSTOPped server failing calls within their deadline and a restart the
+next calls recover from.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ REPO = Path(__file__).resolve().parent.parent
 # test_redis.py's fixtures: the machine's Redis (a redis-py client after a round trip), and a
 # key prefix of each test's own under the run's, whose keys are all deleted at the end.
 raw, run_prefix, prefix = test_redis.raw, test_redis.run_prefix, test_redis.prefix
+# Its private servers: one on a Unix socket only (with a password), one speaking only TLS.
+unix_server, tls_server = test_redis.unix_server, test_redis.tls_server
 
 
 def _run(storage: AsyncRedis, body: Callable[[AsyncRedis], Awaitable[None]]) -> None:
@@ -273,6 +276,42 @@ def test_a_disconnected_storage_says_so() -> None:
             await storage.retrieve("f", "t", "1")
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("how", ["unix_socket_path", "unix_url", "ssl", "rediss_url"])
+def test_unix_sockets_and_tls(
+    request: pytest.FixtureRequest, raw: Any, prefix: str, how: str
+) -> None:
+    """The pools built from ``redis.asyncio``'s connection classes, as the blocking ones."""
+    import redis
+
+    password = test_redis.PRIVATE_PASSWORD
+    if how.startswith("unix"):
+        path: str = request.getfixturevalue("unix_server")
+        configuration: dict[str, Any] = (
+            {"unix_socket_path": path, "db": 1, "password": password}
+            if how == "unix_socket_path"
+            else {"url": f"unix://{path}?db=1", "password": password}
+        )
+        direct: Any = redis.Redis(unix_socket_path=path, password=password, db=1)
+    else:
+        port, cert = request.getfixturevalue("tls_server")
+        configuration = (
+            {"host": "127.0.0.1", "port": port, "ssl": True, "ssl_ca_certs": cert}
+            if how == "ssl"
+            else {"url": f"rediss://127.0.0.1:{port}/0", "ssl_ca_certs": cert}
+        )
+        direct = redis.Redis(port=port, ssl=True, ssl_ca_certs=cert)
+
+    async def body(storage: AsyncRedis) -> None:
+        record_id = await storage.store("f", "t", "1", {"via": how})
+        assert await storage.retrieve("f", "t", "1") == {"via": how}
+        assert direct.get(record_id) == b'{"via":"%s"}' % how.encode()
+        assert raw.get(record_id) is None  # the machine's server never saw it
+        await storage.delete("f", "t", "1")
+
+    with direct:
+        _run(AsyncRedis(key_prefix=prefix, **configuration), body)
 
 
 # -- cancellation -------------------------------------------------------------------------------
