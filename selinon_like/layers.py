@@ -45,11 +45,14 @@ with the key check and the lock only.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
 import logging
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -395,6 +398,45 @@ def invoke(call: Call) -> Steps[Any]:
     return (yield call.invoke, ())
 
 
+def timed_invoke(call: Call) -> Steps[Any]:
+    """The innermost handler of an async adapter: its method, awaited within what is left of
+    the call's deadline (cancelled at it: the attempt then fails with ``TimeoutError``, a
+    transient error the retry layer turns into :class:`StorageUnavailable` past the
+    deadline). A blocking adapter gives the time left to its driver instead."""
+    return (yield _Timed(call))
+
+
+class _Timed:
+    __slots__ = ("call",)
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+
+    def run(self) -> Any:
+        return self.call.invoke()
+
+    async def arun(self) -> Any:
+        outcome = self.call.invoke()
+        if not inspect.isawaitable(outcome):
+            return outcome  # an async generator (a listing), or a plain method's value
+        seconds = remaining()
+        if seconds is None:
+            return await outcome
+        return await _within(outcome, seconds)
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(awaitable: Awaitable[Any], seconds: float) -> Any:
+        async with asyncio.timeout(seconds):
+            return await awaitable
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _within(awaitable: Awaitable[Any], seconds: float) -> Any:
+        return await asyncio.wait_for(awaitable, seconds)
+
+
 LAYERS: tuple[Layer, ...] = (checked, cached, observed, translated, retried, bounded, locked)
 
 
@@ -407,17 +449,20 @@ def compose(layers: Sequence[Layer], core: Handler = invoke) -> Handler:
 
 
 @functools.cache
-def chain(cache: bool, observer: bool, lock: bool, bound: bool = False) -> Handler:
+def chain(
+    cache: bool, observer: bool, lock: bool, bound: bool = False, timed: bool = False
+) -> Handler:
     """:data:`LAYERS` without :func:`cached` (``cache`` false), :func:`observed`
     (``observer`` false), :func:`bounded` (``bound`` false) or :func:`locked` (``lock``
-    false)."""
+    false); around :func:`timed_invoke` (``timed``, an async adapter's) or :func:`invoke`."""
     skip: dict[Layer, bool] = {
         cached: not cache,
         observed: not observer,
         bounded: not bound,
         locked: not lock,
     }
-    return compose([layer for layer in LAYERS if not skip.get(layer, False)])
+    layers = [layer for layer in LAYERS if not skip.get(layer, False)]
+    return compose(layers, timed_invoke if timed else invoke)
 
 
 @functools.cache

@@ -211,4 +211,3 @@ async def _arest(steps: Steps[None], step: Any) -> AsyncIterator[Any]:
             step = await _aadvance(steps)
     finally:
         steps.close()
-

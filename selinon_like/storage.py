@@ -263,7 +263,7 @@ class StorageBase(abc.ABC):
         lock = self._needs_lock()
         bound = type(self).bound_attempt is not StorageBase.bound_attempt
         cache, observer = self._op_cache is not None, self._op_observer is not None
-        self._op_chain = chain(cache, observer, lock, bound)
+        self._op_chain = chain(cache, observer, lock, bound, self._times_attempts())
         self._op_nested = nested_chain(lock)
 
     @classmethod
@@ -301,6 +301,11 @@ class StorageBase(abc.ABC):
     def _needs_lock(self) -> bool:
         """Whether each attempt runs under the instance's lock (the layers' ``locked``)."""
         return not self.thread_safe
+
+    def _times_attempts(self) -> bool:
+        """Whether each attempt is cut at the call's deadline by the layers (an async
+        adapter's, awaited) rather than by the adapter's own driver timeouts."""
+        return False
 
     # -- the defaults of the optional operations, once for both kinds of adapter ----------
 

@@ -215,13 +215,19 @@ class AsyncStoragePool:
         return removed
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        """Per storage connected in this event loop: counts and latency percentiles."""
-        storages = self._of_this_loop()
-        return {
-            name: instance.observer.summary()
-            for name, instance in storages.instances.items()
-            if instance.observer is not None
-        }
+        """Per storage connected in the running event loop (or, called outside one, in the
+        first loop that has it): counts and latency percentiles (ms) per operation, retries,
+        cache hits and misses."""
+        try:
+            loops = [self._of_this_loop()]
+        except RuntimeError:  # no running loop
+            loops = list(self._loops.values())
+        found: dict[str, dict[str, Any]] = {}
+        for storages in loops:
+            for name, instance in storages.instances.items():
+                if instance.observer is not None and name not in found:
+                    found[name] = instance.observer.summary()
+        return found
 
     async def disconnect_all(self) -> None:
         """Disconnect this event loop's connected instances."""

@@ -70,9 +70,11 @@ class AsyncRecordStorage(RecordLogic, AsyncDataStorage):
 
     @placeholder
     async def purge(self, kind: Kind, now: float, dry_run: bool) -> AsyncIterator[int]:
-        """Remove the expired records of ``kind``; an async iterator of each batch's count
-        (the default: :meth:`scan`, headers read in batches, :meth:`remove_expired`)."""
-        return await aiterate(self._default_purge_steps(kind, now, dry_run, None))
+        """Remove the expired records of ``kind``, yielding each batch's count: an async
+        generator (the default: :meth:`scan`, headers read in batches,
+        :meth:`remove_expired`)."""
+        async for count in await aiterate(self._default_purge_steps(kind, now, dry_run, None)):
+            yield count
 
     @placeholder
     async def remove_expired(self, kind: Kind, keys: Sequence[Key], now: float) -> int:

@@ -22,7 +22,7 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from selinon_like.envelope import RecordError
 from selinon_like.error_records import ErrorRecord, ExcInfo
@@ -55,6 +55,12 @@ class AsyncDataStorage(StorageBase):
     errors are those of :class:`selinon_like.DataStorage`, awaited."""
 
     _op_connecting: asyncio.Lock | None = None
+
+    deadline_in_driver: ClassVar[bool] = False
+    """Whether the adapter itself ends every request in time: it gives its driver what is
+    left of the call's deadline (:func:`selinon_like.deadline.remaining`) as timeouts, or
+    does no I/O. Otherwise (the default) the layers cancel each attempt at the deadline
+    (``asyncio.timeout``), which costs a timer per call."""
     _op_connecting_task: asyncio.Task[Any] | None = None  # the task holding it
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -63,6 +69,9 @@ class AsyncDataStorage(StorageBase):
 
     def _needs_lock(self) -> bool:
         return False
+
+    def _times_attempts(self) -> bool:
+        return not self.deadline_in_driver
 
     async def __aenter__(self: A) -> A:
         await self.connect()

@@ -128,6 +128,8 @@ class AsyncPostgreSQL(SqlSettings, AsyncRecordStorage):
               pool_size: 10
     """
 
+    deadline_in_driver = True  # the watchdog cuts each statement at the call's deadline
+
     schemes = PostgreSQL.schemes
     _connections: Connections  # a closed one until connect() (see the end of the module)
 
@@ -274,7 +276,7 @@ class AsyncPostgreSQL(SqlSettings, AsyncRecordStorage):
                 return
             values["last"] = found[-1][0]
 
-    async def purge(self, kind: Kind, now: float, dry_run: bool) -> AsyncIterator[int]:  # type: ignore[override]
+    async def purge(self, kind: Kind, now: float, dry_run: bool) -> AsyncIterator[int]:
         """By the ``expires_at`` index: ``DELETE`` of at most ``PURGE_ROWS`` due rows per
         statement (each its own transaction), until one deletes fewer."""
         sql = self._sql[kind]

@@ -67,6 +67,8 @@ class AsyncRedis(RedisBase, AsyncRecordStorage):
     owner.
     """
 
+    deadline_in_driver = True  # _bounded(): the driver's timeouts, or asyncio.timeout of the rest
+
     default_max_connections = 100  # (class docstring)
     _driver_wait = math.inf  # until connect(): every request bounded
     _slack = 0.0
