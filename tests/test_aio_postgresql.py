@@ -253,15 +253,35 @@ async def table_locked(table: str) -> Any:
             await other.execute("ROLLBACK")
 
 
+async def cancelled_when_blocked(call: Coroutine[Any, Any, Any], table: str) -> None:
+    """Run ``call`` until its statement waits for the lock on ``table`` on the server, then
+    cancel it; it must end cancelled."""
+    task = asyncio.ensure_future(call)
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND datname = current_database() AND query LIKE %s"
+    )
+    async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as watcher:
+        for _ in range(600):  # a guard: 60 s
+            cursor = await watcher.execute(query, (f"% {table} %",))
+            if (await cursor.fetchone() or (0,))[0] or task.done():
+                break
+            await asyncio.sleep(0.1)
+    assert not task.done(), "the call did not wait for the lock"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 def test_a_call_cancelled_mid_query_leaves_its_connection_idle_in_the_pool(
     make: Callable[..., AsyncPostgreSQL], table: str
 ) -> None:
     async def scenario(s: AsyncPostgreSQL) -> None:
         await s.store("F", "t", "kept", 1)
         async with table_locked(table):
-            with pytest.raises(TimeoutError):  # blocked on the lock, then cancelled
-                await asyncio.wait_for(s.store("F", "t", "cut", 2), 0.3)
-            with pytest.raises(TimeoutError):
+            await cancelled_when_blocked(s.store("F", "t", "cut", 2), table)
+            await cancelled_when_blocked(s.retrieve("F", "t", "kept"), table)
+            with pytest.raises(TimeoutError):  # the same by asyncio.wait_for
                 await asyncio.wait_for(s.retrieve("F", "t", "kept"), 0.3)
             # psycopg had the server cancel each query: the connection is idle again, kept.
             assert idle_states(s) == [IDLE]
@@ -303,11 +323,7 @@ def test_a_bulk_write_cancelled_in_its_transaction_commits_nothing_and_its_conne
     async def scenario(s: AsyncPostgreSQL) -> None:
         await s.store("F", "bulk", "0", "old")
         async with table_locked(table):
-            bulk = asyncio.ensure_future(s.store_many(items))
-            await asyncio.sleep(0.3)  # inside BEGIN, waiting on the lock
-            bulk.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await bulk
+            await cancelled_when_blocked(s.store_many(items), table)  # inside BEGIN … COMMIT
             # Interrupted inside its transaction: closed, not given back.
             assert idle_states(s) == [] and pool_of(s)._open == 0
         assert await s.retrieve("F", "bulk", "0") == "old"
