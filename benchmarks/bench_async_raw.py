@@ -19,8 +19,10 @@ to reach the same server (for the pool rows that will sit beside these):
 
 Measured per service on a ~100-byte JSON value: (a) sequential store / retrieve latency
 (median µs, interleaved blocks), async and sync; (b) 1,000 concurrent retrieves and stores
-with ``asyncio.gather`` (ops/s from wall time, the median of 3 rounds after a warm-up round)
-against the same 1,000 calls of the sync driver on 8 threads. The async clients get
+with ``asyncio.gather`` (ops/s from wall time, and this process's CPU time a call: the median
+of 3 rounds after a warm-up round) against the same 1,000 calls of the sync driver on 8
+threads. On a machine busy with other work the threads get more of the CPU than the one
+event-loop thread: compare the CPU per call there. The async clients get
 ``--connections`` connections (16 by default; the sync ones 8, one a thread). A service that
 does not answer is left out, saying so.
 
@@ -111,18 +113,35 @@ async def async_interleaved(
     return timings
 
 
+@dataclass(frozen=True)
+class Rate:
+    """A batch of concurrent calls: ops/s from wall time, and this process's CPU time (all its
+    threads) per call in µs, which a machine busy with other work changes much less."""
+
+    ops_per_second: float
+    cpu_us: float
+
+
+def _median_rate(samples: Sequence[tuple[float, float]], count: int) -> Rate:
+    """``samples``: (wall seconds, CPU seconds) of rounds of ``count`` calls."""
+    return Rate(
+        statistics.median(count / wall for wall, _cpu in samples),
+        statistics.median(cpu * 1e6 / count for _wall, cpu in samples),
+    )
+
+
 async def gathered(
     call: AsyncCall, count: int = CONCURRENCY, rounds: int = ROUNDS, warmup: bool = True
-) -> float:
-    """Ops/s of ``count`` calls started at once with ``asyncio.gather``: the median of
-    ``rounds`` rounds, after a warm-up round (which opens the connections) if ``warmup``."""
-    rates = []
+) -> Rate:
+    """``count`` calls started at once with ``asyncio.gather``: the median of ``rounds``
+    rounds, after a warm-up round (which opens the connections) if ``warmup``."""
+    samples = []
     for r in range(rounds + warmup):
-        started = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(call(i) for i in range(count)))
         if r >= warmup:
-            rates.append(count / (time.perf_counter() - started))
-    return statistics.median(rates)
+            samples.append((time.perf_counter() - wall, time.process_time() - cpu))
+    return _median_rate(samples, count)
 
 
 def threaded(
@@ -131,17 +150,17 @@ def threaded(
     threads: int = THREADS,
     rounds: int = ROUNDS,
     warmup: bool = True,
-) -> float:
-    """Ops/s of ``count`` calls on ``threads`` threads (the pool made beforehand): the median
-    of ``rounds`` rounds, after a warm-up round if ``warmup``."""
-    rates = []
+) -> Rate:
+    """``count`` calls on ``threads`` threads (the pool made beforehand): the median of
+    ``rounds`` rounds, after a warm-up round if ``warmup``."""
+    samples = []
     with concurrent.futures.ThreadPoolExecutor(threads, "bench-sync") as executor:
         for r in range(rounds + warmup):
-            started = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             list(executor.map(call, range(count)))
             if r >= warmup:
-                rates.append(count / (time.perf_counter() - started))
-    return statistics.median(rates)
+                samples.append((time.perf_counter() - wall, time.process_time() - cpu))
+    return _median_rate(samples, count)
 
 
 # -- the services ---------------------------------------------------------------------------
@@ -475,7 +494,7 @@ SERVICES: dict[str, Callable[[int], contextlib.AbstractAsyncContextManager[RawSe
 
 @dataclass
 class Row:
-    """One service's figures: latencies in seconds (median), rates in ops/s."""
+    """One service's figures: latencies in seconds (median), and the concurrent batches."""
 
     name: str
     note: str
@@ -483,10 +502,10 @@ class Row:
     async_retrieve: Timing
     sync_store: Timing
     sync_retrieve: Timing
-    gather_retrieve: float
-    gather_store: float
-    threads_retrieve: float
-    threads_store: float
+    gather_retrieve: Rate
+    gather_store: Rate
+    threads_retrieve: Rate
+    threads_store: Rate
 
 
 async def measure(
@@ -562,17 +581,18 @@ def print_table(
         )
     print(
         f"\n{concurrency:,} concurrent calls: asyncio.gather vs the sync driver on {threads} "
-        "threads (ops/s, median of 3 rounds)"
+        "threads (ops/s, and this process's CPU µs a call; median of 3 rounds)"
     )
     print(
         f"  {'service':<22} {'retrieve async':>14} {'threads':>9} {'x':>5}"
-        f" {'store async':>12} {'threads':>9} {'x':>5}"
+        f" {'store async':>12} {'threads':>9} {'x':>5}   CPU µs: async / threads"
     )
     for row in rows:
         print(
-            f"  {row.name:<22} {row.gather_retrieve:14,.0f} {row.threads_retrieve:9,.0f} "
-            f"{row.gather_retrieve / row.threads_retrieve:5.2f} {row.gather_store:12,.0f} "
-            f"{row.threads_store:9,.0f} {row.gather_store / row.threads_store:5.2f}"
+            f"  {row.name:<22} {_ratio(row.gather_retrieve, row.threads_retrieve, 14)} "
+            f"{_ratio(row.gather_store, row.threads_store, 12)}   "
+            f"retrieve {row.gather_retrieve.cpu_us:.0f} / {row.threads_retrieve.cpu_us:.0f}, "
+            f"store {row.gather_store.cpu_us:.0f} / {row.threads_store.cpu_us:.0f}"
         )
     errors = {
         f"{row.name} {t.name}": t.errors
@@ -582,6 +602,13 @@ def print_table(
     }
     if errors:
         print(f"  errors: {errors}")
+
+
+def _ratio(rate: Rate, reference: Rate, width: int) -> str:
+    return (
+        f"{rate.ops_per_second:{width},.0f} {reference.ops_per_second:9,.0f} "
+        f"{rate.ops_per_second / reference.ops_per_second:5.2f}"
+    )
 
 
 def _us(timing: Timing) -> str:

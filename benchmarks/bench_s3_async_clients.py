@@ -7,13 +7,14 @@ Against a private SeaweedFS (``weed mini``'s S3 gateway, ``tests.servers``), one
    loads the S3 service model).
 2. For a ~100-byte JSON value and a 1 MiB one: sequential put / get latency (median µs,
    interleaved blocks, every client on the same keys), then ``--concurrency`` (1,000) puts and
-   gets started at once with ``asyncio.gather`` (ops/s from wall time: the median of 3 rounds
-   after a warm-up for the small value; for 1 MiB one round of ``--big-concurrency``, 100 by
-   default: 1,000 are 1 GB a round), beside boto3 on 8 threads, the sync reference. A client
-   that fails a round (obstore's default request timeout is 30 s) says so in its row instead
-   of a rate. aiobotocore runs with its default pool (10 connections) and with
-   ``--connections``; obstore with no cap (its pool opens a connection per request in
-   flight) and with at most ``--connections`` requests in flight (a semaphore).
+   gets started at once with ``asyncio.gather`` (ops/s from wall time, and this process's
+   CPU time a call: the median of 3 rounds after a warm-up for the small value; for 1 MiB
+   one round of ``--big-concurrency``, 100 by default: 1,000 are 1 GB a round), beside boto3
+   on 8 threads, the sync reference. A client that fails a round (obstore's default request
+   timeout is 30 s) says so in its row instead of a rate. aiobotocore runs with its default
+   pool (10 connections) and with ``--connections``; obstore with no cap (its pool opens a
+   connection per request in flight) and with at most ``--connections`` requests in flight
+   (a semaphore).
 3. What an adapter needs, per client: conditional PUT (If-None-Match: * and If-Match) and
    GET (If-Match, If-None-Match), object names as the sync adapter writes them (``_`` and
    ``%xx`` tokens) read back from boto3's objects, listing under a prefix past one page of
@@ -49,6 +50,7 @@ from benchmarks.bench_async_raw import (
     SMALL,
     THREADS,
     AsyncCall,
+    Rate,
     S3Endpoint,
     async_interleaved,
     gathered,
@@ -229,8 +231,8 @@ class SpeedRow:
     client: str
     put: Timing
     get: Timing
-    gather_get: float | str  # ops/s, or what failed
-    gather_put: float | str
+    gather_get: Rate | str  # or what failed
+    gather_put: Rate | str
 
 
 async def speed(
@@ -266,7 +268,7 @@ async def speed(
 
 async def _concurrent(
     client: Client, keys: Sequence[str], data: bytes, rounds: int, warmup: bool
-) -> tuple[float | str, float | str]:
+) -> tuple[Rate | str, Rate | str]:
     """Ops/s of ``len(keys)`` puts, then as many gets, all at once (boto3: on its threads)."""
     count = len(keys)
     if client.sync_get is not None and client.sync_put is not None:
@@ -282,11 +284,11 @@ async def _concurrent(
     )
 
 
-async def _rate(measure: Callable[[], float | Awaitable[float]]) -> float | str:
-    """The ops/s ``measure`` gives, or what failed (a row, not the run, fails)."""
+async def _rate(measure: Callable[[], Rate | Awaitable[Rate]]) -> Rate | str:
+    """The rate ``measure`` gives, or what failed (a row, not the run, fails)."""
     try:
         rate = measure()
-        return rate if isinstance(rate, float) else await rate
+        return rate if isinstance(rate, Rate) else await rate
     except Exception as exc:
         return f"{type(exc).__name__}: {' '.join(str(exc).split())[:40]}"
 
@@ -828,18 +830,19 @@ def _print_speed(
     print(
         f"  {'client':<28} {'put µs':>9} {'get µs':>9} {'put ops/s':>10} {'get ops/s':>10}"
         + (f" {'put MB/s':>9} {'get MB/s':>9}" if mb else "")
+        + "  CPU µs a call, put / get"
     )
     for row in rows:
         line = f"  {row.client:<28} {row.put.median * 1e6:9.0f} {row.get.median * 1e6:9.0f}"
-        rates = (row.gather_put, row.gather_get)
-        line += "".join(f" {rate:10,.0f}" if isinstance(rate, float) else "" for rate in rates)
-        if mb:
-            line += "".join(
-                f" {rate * size / MiB:9,.0f}" if isinstance(rate, float) else "" for rate in rates
-            )
+        rates = [rate for rate in (row.gather_put, row.gather_get) if isinstance(rate, Rate)]
+        if len(rates) == 2:
+            line += "".join(f" {rate.ops_per_second:10,.0f}" for rate in rates)
+            if mb:
+                line += "".join(f" {rate.ops_per_second * size / MiB:9,.0f}" for rate in rates)
+            line += f"  {rates[0].cpu_us:.0f} / {rates[1].cpu_us:.0f}"
         failed = [
             f"{op} failed: {rate}"
-            for op, rate in zip(("put", "get"), rates, strict=True)
+            for op, rate in (("put", row.gather_put), ("get", row.gather_get))
             if isinstance(rate, str)
         ]
         errors = row.put.errors + row.get.errors
