@@ -31,6 +31,7 @@ DRIVER_EXTRAS: dict[str, str] = {
     "bson": "mongodb",
     "boto3": "s3",
     "botocore": "s3",
+    "aiobotocore": "s3-async",
 }
 
 
