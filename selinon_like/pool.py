@@ -213,10 +213,7 @@ class StoragePool:
             return instance
         lock = self._locks.get(name)
         if lock is None:
-            raise UnknownStorageError(
-                f"no storage named {name!r}; configured storages: "
-                + (", ".join(map(repr, self._config.storages)) or "none")
-            )
+            raise self.unknown_storage(name)
         with lock:
             instance = self._instances.get(name)
             if instance is None:
@@ -225,6 +222,14 @@ class StoragePool:
             if not instance.is_connected():
                 instance.connect()
             return instance
+
+    def unknown_storage(self, name: str) -> UnknownStorageError:
+        """The error for a storage name the configuration does not have, listing those it
+        has."""
+        return UnknownStorageError(
+            f"no storage named {name!r}; configured storages: "
+            + (", ".join(map(repr, self._config.storages)) or "none")
+        )
 
     def _forget_inherited(self) -> None:
         _INHERITED.extend(self._instances.values())

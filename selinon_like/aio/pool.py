@@ -13,7 +13,7 @@ from selinon_like.aio.storage import AsyncDataStorage
 from selinon_like.aio.threaded import ThreadedStorage
 from selinon_like.config import PoolConfig, StorageSpec, load_with_instances
 from selinon_like.error_records import ErrorRecord
-from selinon_like.errors import ConfigError, UnknownStorageError
+from selinon_like.errors import ConfigError
 from selinon_like.importing import import_object
 from selinon_like.pool import StoragePool
 from selinon_like.selinon_nodes import read_selinon_nodes
@@ -138,10 +138,7 @@ class AsyncStoragePool:
             return instance
         lock = storages.locks.get(name)
         if lock is None:
-            raise UnknownStorageError(
-                f"no storage named {name!r}; configured storages: "
-                + (", ".join(map(repr, self._config.storages)) or "none")
-            )
+            raise self._routes.unknown_storage(name)
         async with lock:
             instance = storages.instances.get(name)
             if instance is None:
