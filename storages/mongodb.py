@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from selinon_like import options
@@ -16,8 +17,12 @@ from selinon_like.importing import missing_driver
 from selinon_like.keys import Key, key_digest
 from selinon_like.masking import mask_url, scrub
 from selinon_like.records import ERRORS, PURGE_BATCH, RESULTS, Kind, RecordStorage
+from selinon_like.steps import Emit, Steps, iterate, run
+from selinon_like.storage import StorageBase
 
-__all__ = ["MongoDB"]
+__all__ = ["MongoDB", "MongoLogic"]
+
+M = TypeVar("M", bound="MongoLogic")
 
 _SCHEMES = ("mongodb", "mongodb+srv")
 _KEY_INDEX = [("flow_name", 1), ("task_name", 1), ("task_id", 1)]
@@ -26,6 +31,13 @@ _INDEX_NAME = "selinon_like_key"
 _EXPIRY_FIELD = "expires_at"
 _EXPIRY_INDEX = "selinon_like_expiry"
 _KEY_FIELDS = {"_id": 0, "flow_name": 1, "task_name": 1, "task_id": 1}
+# The indexes connect() creates on both collections: one document per key, and the server's
+# TTL monitor removing a document once its expires_at is past (documents without the field,
+# stored with no ttl, never).
+_INDEXES: tuple[tuple[list[tuple[str, int]], dict[str, Any]], ...] = (
+    (_KEY_INDEX, {"unique": True, "name": _INDEX_NAME}),
+    ([(_EXPIRY_FIELD, 1)], {"expireAfterSeconds": 0, "name": _EXPIRY_INDEX}),
+)
 # The field holding the bytes of each kind of record (the first release's layout).
 _DATA_FIELD: dict[Kind, str] = {"results": "result", "errors": "record"}
 # Ids per $in query: 10,000 64-character ids keep the query far below 16 MB.
@@ -55,97 +67,24 @@ def _date(seconds: float) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc)
 
 
-class MongoDB(RecordStorage):
-    """Results in a MongoDB collection, errors in a second one (pymongo).
+def _listed(cursor: Any) -> Any:
+    """The documents of ``cursor`` as a list; of an async cursor, the coroutine giving it."""
+    return cursor.to_list() if hasattr(cursor, "__aiter__") else list(cursor)
 
-    Layout: one document per key, ``{_id, flow_name, task_name, task_id, result}``. ``_id`` is
-    :func:`selinon_like.keys.key_digest` of the key (also the record id ``store`` returns); a
-    unique compound index on ``(flow_name, task_name, task_id)``, created by ``connect()``,
-    keeps one document per key whoever writes. ``store`` is one upsert, ``retrieve`` one
-    ``find_one``, ``delete`` one ``delete_one``; ``store_many`` is one unordered
-    ``bulk_write`` of upserts, ``retrieve_many`` and ``delete_many`` one ``$in`` query per
-    10,000 keys; ``iter_keys`` reads a cursor of the key fields only. Key parts only ever
-    appear as field values and the filters hold only digests, so a key cannot inject a query
-    operator.
 
-    Encoding: ``result`` holds the serializer's bytes as BSON binary, never a BSON document. So
-    every result comes back exactly — dict keys starting with ``$`` or containing ``.``,
-    integers beyond 64 bits, deep nesting, and whatever the pickle or a custom serializer
-    produce — but MongoDB cannot query inside results (filter on the key fields only). A
-    document holds at most 16 MiB: a result over ``max_value_bytes`` (15 MiB) is stored by the
-    record layer as chunk documents and a manifest (:mod:`selinon_like.chunks`), and a
-    document that would still pass 16 MiB (huge key parts) raises ``StorageError`` before
-    anything is written. Error records (their bytes in
-    ``record``; when those are plain JSON, as by default, ``exception_type`` and ``time`` too,
-    as plain fields for queries) live in their own collection, so an error never shadows a
-    result. With a ``ttl``, each document also holds ``expires_at`` (a date) and a TTL index
-    on it (created by ``connect()``) lets the server remove it once past; ``purge_expired``
-    removes what the server's monitor (once a minute) has not yet, by that index. A collection
-    written by Selinon's
-    adapter (duplicate keys, BSON results) cannot be reused: point this one at a new collection.
-
-    ``thread_safe`` is True: pymongo's ``MongoClient`` is a thread-safe connection pool, so the
-    threads of a worker share one instance without a lock. After ``fork()`` the pool builds the
-    child its own client.
-
-    Tests may hand the adapter a ready client (``mongomock.MongoClient()``, or a pymongo client
-    built with options this adapter does not expose) with :meth:`from_client`;
-    ``disconnect()`` leaves it to its owner.
-
-    Configuration:
-
-    ``db_name`` (str, default: the database named in ``url``)
-        the database; required when ``url`` names none.
-    ``collection_name`` (str, default ``"selinon_results"``)
-        the collection of results.
-    ``host`` (str, default ``"localhost"``) and ``port`` (int, default ``27017``)
-        the server, when ``url`` is not given (giving both is a ``ConfigError``).
-    ``url`` (str, default none)
-        a MongoDB connection string instead of ``host``/``port``:
-        ``mongodb://user:password@host1,host2/db?replicaSet=rs0`` or ``mongodb+srv://…``
-        (options such as ``authSource`` or ``tlsCAFile`` go in its query string). Its
-        password is masked in every ``repr``, log line and error message.
-    ``username`` / ``password`` (str, default none)
-        credentials, instead of putting them in ``url``; the password is masked everywhere.
-    ``tls`` (bool, default: as ``url`` says, else off)
-        connect with TLS.
-    ``server_selection_timeout_ms`` (int, default ``5000``)
-        how long an operation waits for a usable server before it fails (pymongo: 30000).
-    ``connect_timeout_ms`` (int, default ``5000``)
-        TCP connect timeout.
-    ``socket_timeout_ms`` (int, default ``30000``)
-        how long a sent request waits for its reply (pymongo: forever).
-    ``journal`` (bool, default ``true``)
-        a write is acknowledged once in the server's journal (write concern ``j: true``), so
-        an acknowledged result survives a crash of the server; ``false`` trades that for
-        latency (a killed server then loses its last writes).
-
-    A call lasts at most the storage's ``operation_timeout`` (default: server selection +
-    socket timeout, 35 s): each attempt runs under ``pymongo.timeout`` with what is left of
-    it (selection, connection and reply included), waiting for a server no longer than
-    ``server_selection_timeout_ms`` while none is known to answer; pymongo's own retries are
-    off (the storage's ``retry`` policy retries, within the deadline), and none of the three
-    timeouts is longer than ``operation_timeout``.
-    ``errors_collection_name`` (str, default ``"<collection_name>_errors"``)
-        the collection of error records; must differ from ``collection_name``.
-
-    Example::
-
-        storages:
-          - name: Results
-            import: storages.mongodb
-            classname: MongoDB
-            configuration:
-              url: mongodb://selinon:${MONGODB_PASSWORD}@mongo.internal:27017/?authSource=admin
-              db_name: selinon
-              collection_name: results
-              tls: true
-              server_selection_timeout_ms: 5000
+class MongoLogic(StorageBase):
+    """What :class:`MongoDB` and its async form (:class:`storages.aio.mongodb.AsyncMongoDB`)
+    share, written once: the configuration (see :class:`MongoDB`), the client's options,
+    the attempt bound, the transient errors, the documents and their size check, and each
+    primitive as steps (:mod:`selinon_like.steps`) that ``MongoDB`` runs blocking and the
+    async adapter awaits: the same queries, filters, indexes and documents on either client.
     """
 
-    thread_safe = True  # pymongo's MongoClient is a thread-safe connection pool
     # A document stops at 16 MiB, key fields included: larger records go in chunks.
     max_value_bytes: int | None = 15 * 1024 * 1024
+    # The pymongo class connect() builds a client of.
+    _client_class: ClassVar[str] = "MongoClient"
+    _injected: Any = None  # the client given to from_client()
 
     def __init__(
         self,
@@ -222,16 +161,17 @@ class MongoDB(RecordStorage):
             key=len,
             reverse=True,
         )
-        self._injected: Any = None
+        self._injected = None
         self._client: Any = None
         self._results: Any = None
         self._errors: Any = None
         self._replace_one: Any = None
 
     @classmethod
-    def from_client(cls, client: Any, **configuration: Any) -> MongoDB:
-        """An adapter using ``client`` (a ``pymongo.MongoClient``-compatible object, e.g.
-        ``mongomock.MongoClient()``) instead of building its own on ``connect()``.
+    def from_client(cls: type[M], client: Any, **configuration: Any) -> M:
+        """An adapter using ``client`` instead of building its own on ``connect()``: for
+        :class:`MongoDB` a ``pymongo.MongoClient``-compatible object (e.g.
+        ``mongomock.MongoClient()``), for the async adapter a ``pymongo.AsyncMongoClient``.
 
         ``db_name`` is required; ``collection_name`` and ``errors_collection_name`` apply.
         Options that only say how to build a client (``url``, ``host``, timeouts,
@@ -248,6 +188,7 @@ class MongoDB(RecordStorage):
             raise ConfigError("from_client() needs db_name", key="db_name")
         storage = cls(**configuration)
         storage._injected = client
+        storage._rechain()  # the layers an attempt needs may depend on whose client it is
         return storage
 
     # -- connection -----------------------------------------------------------------------
@@ -296,57 +237,6 @@ class MongoDB(RecordStorage):
         server (connecting included), then waiting for its reply."""
         return (self.server_selection_timeout_ms + self.socket_timeout_ms) / 1000
 
-    def connect(self) -> None:
-        if self._client is not None:
-            return
-        try:
-            import pymongo
-        except ModuleNotFoundError as exc:
-            raise missing_driver(exc, self.storage_name) from exc
-        owned = self._injected is None
-        if owned:
-            try:
-                # No I/O yet (but DNS for mongodb+srv://): what fails here is the configuration.
-                client = pymongo.MongoClient(**self._client_options())
-            except (pymongo.errors.ConfigurationError, ValueError, TypeError) as exc:
-                raise ConfigError(
-                    scrub(f"{type(exc).__name__}: {exc}", self._secrets),
-                    key="url" if self._url is not None else "host",
-                ) from exc
-        else:
-            client = self._injected
-        try:
-            database = client[self.db_name]
-            results = database[self.collection_name]
-            errors = database[self.errors_collection_name]
-            # The first round trip: an unreachable server fails connect(), not a later call.
-            for collection in (results, errors):
-                collection.create_index(_KEY_INDEX, unique=True, name=_INDEX_NAME)
-                # The server's TTL monitor removes a document once its expires_at is past
-                # (documents without the field, stored with no ttl, never).
-                collection.create_index(
-                    [(_EXPIRY_FIELD, 1)], expireAfterSeconds=0, name=_EXPIRY_INDEX
-                )
-        except BaseException:
-            if owned:
-                client.close()
-            raise
-        self._replace_one = pymongo.ReplaceOne
-        self._client, self._results, self._errors = client, results, errors
-
-    def disconnect(self) -> None:
-        client, self._client = self._client, None
-        self._results = self._errors = None
-        if client is not None and self._injected is None:
-            client.close()
-
-    def is_connected(self) -> bool:
-        return self._client is not None
-
-    def ping(self) -> bool:
-        self._connected_client().admin.command("ping")
-        return True
-
     def is_transient(self, exc: BaseException) -> bool:
         # Only when pymongo is loaded: classifying an error must not import the driver.
         errors = sys.modules.get("pymongo.errors")
@@ -361,6 +251,49 @@ class MongoDB(RecordStorage):
         ):
             return True
         return super().is_transient(exc)
+
+    def is_connected(self) -> bool:
+        return self._client is not None
+
+    def _mongo_connect_steps(self) -> Steps[None]:
+        if self._client is not None:
+            return
+        try:
+            import pymongo
+        except ModuleNotFoundError as exc:
+            raise missing_driver(exc, self.storage_name) from exc
+        owned = self._injected is None
+        if owned:
+            try:
+                # No I/O yet (but DNS for mongodb+srv://): what fails here is the configuration.
+                client = getattr(pymongo, self._client_class)(**self._client_options())
+            except (pymongo.errors.ConfigurationError, ValueError, TypeError) as exc:
+                raise ConfigError(
+                    scrub(f"{type(exc).__name__}: {exc}", self._secrets),
+                    key="url" if self._url is not None else "host",
+                ) from exc
+        else:
+            client = self._injected
+        try:
+            database = client[self.db_name]
+            results = database[self.collection_name]
+            errors = database[self.errors_collection_name]
+            # The first round trip: an unreachable server fails connect(), not a later call.
+            for collection in (results, errors):
+                for keys, index_options in _INDEXES:
+                    yield functools.partial(collection.create_index, **index_options), (keys,)
+        except BaseException as exc:
+            if owned and not isinstance(exc, GeneratorExit):
+                yield client.close, ()
+            raise
+        self._replace_one = pymongo.ReplaceOne
+        self._client, self._results, self._errors = client, results, errors
+
+    def _mongo_disconnect_steps(self) -> Steps[None]:
+        client, self._client = self._client, None
+        self._results = self._errors = None
+        if client is not None and self._injected is None:
+            yield client.close, ()
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -430,31 +363,49 @@ class MongoDB(RecordStorage):
                 f"{size:,} bytes; MongoDB holds at most {_MAX_DOCUMENT:,} bytes (16 MiB) in one"
             )
 
-    # -- the primitives -------------------------------------------------------------------
+    def _scan_cursor(self, kind: Kind, flow_name: str | None) -> Any:
+        """A cursor of the key fields of every document (of ``flow_name``: a str here,
+        checked by the iter_keys wrapper, never a query operator)."""
+        query = {} if flow_name is None else {"flow_name": flow_name}
+        return self._collection(kind).find(query, _KEY_FIELDS)
 
-    def read(self, kind: Kind, key: Key) -> bytes | None:
+    @staticmethod
+    def _key_of(document: dict[str, Any]) -> Key:
+        return (document["flow_name"], document["task_name"], document["task_id"])
+
+    # -- the primitives, as steps ---------------------------------------------------------
+
+    def _mongo_read_steps(self, kind: Kind, key: Key) -> Steps[bytes | None]:
         field = _DATA_FIELD[kind]
-        document = self._collection(kind).find_one({"_id": key_digest(*key)}, {"_id": 0, field: 1})
+        document = yield (
+            self._collection(kind).find_one,
+            (
+                {"_id": key_digest(*key)},
+                {"_id": 0, field: 1},
+            ),
+        )
         return None if document is None else bytes(document[field])
 
-    def write(self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None) -> str:
+    def _mongo_write_steps(
+        self, kind: Kind, key: Key, data: bytes, expires_at: float | None
+    ) -> Steps[str]:
         from pymongo.errors import DuplicateKeyError
 
         document = self._document(kind, key, data, expires_at)
         self._check_size(kind, document)
-        collection = self._collection(kind)
+        replace = functools.partial(self._collection(kind).replace_one, upsert=True)
         record_id = document["_id"]
         try:
-            collection.replace_one({"_id": record_id}, document, upsert=True)
+            yield replace, ({"_id": record_id}, document)
         except DuplicateKeyError:
             # Two first stores of one key raced and the server did not retry the insert that
             # lost; the document exists now, so this second upsert is a plain replace.
-            collection.replace_one({"_id": record_id}, document, upsert=True)
+            yield replace, ({"_id": record_id}, document)
         return str(record_id)
 
-    def write_many(
-        self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
-    ) -> list[str]:
+    def _mongo_write_many_steps(
+        self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None
+    ) -> Steps[list[str]]:
         from pymongo.errors import BulkWriteError
 
         documents = [self._document(kind, key, data, expires_at) for key, data in items]
@@ -462,24 +413,24 @@ class MongoDB(RecordStorage):
             self._check_size(kind, document)
         # An unordered bulk write may apply two writes of one key in any order: keep the last.
         latest = {document["_id"]: document for document in documents}
-        collection = self._collection(kind)
+        bulk_write = functools.partial(self._collection(kind).bulk_write, ordered=False)
         upsert = self._replace_one
         operations = [upsert({"_id": i}, document, upsert=True) for i, document in latest.items()]
         try:
-            collection.bulk_write(operations, ordered=False)
+            yield bulk_write, (operations,)
         except BulkWriteError as exc:
-            # As in write(): inserts that lost a race are replaces on a second try.
+            # As in a single write: inserts that lost a race are replaces on a second try.
             codes = {error.get("code") for error in exc.details.get("writeErrors", [])}
             if codes != {_DUPLICATE_KEY} or exc.details.get("writeConcernErrors"):
                 raise
-            collection.bulk_write(operations, ordered=False)
+            yield bulk_write, (operations,)
         return [str(document["_id"]) for document in documents]
 
-    def remove(self, kind: Kind, key: Key) -> bool:
-        outcome = self._collection(kind).delete_one({"_id": key_digest(*key)})
+    def _mongo_remove_steps(self, kind: Kind, key: Key) -> Steps[bool]:
+        outcome = yield self._collection(kind).delete_one, ({"_id": key_digest(*key)},)
         return bool(outcome.deleted_count)
 
-    def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
+    def _mongo_read_many_steps(self, kind: Kind, keys: Sequence[Key]) -> Steps[list[bytes | None]]:
         field = _DATA_FIELD[kind]
         collection = self._collection(kind)
         digests = [key_digest(*key) for key in keys]
@@ -489,39 +440,169 @@ class MongoDB(RecordStorage):
             cursor = collection.find(
                 {"_id": {"$in": ids[start : start + _BATCH]}}, {"_id": 1, field: 1}
             )
-            for document in cursor:
+            for document in (yield _listed, (cursor,)):
                 found[document["_id"]] = bytes(document[field])
         return [found.get(digest) for digest in digests]
 
-    def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
+    def _mongo_remove_many_steps(self, kind: Kind, keys: Sequence[Key]) -> Steps[int]:
         collection = self._collection(kind)
         ids = list(dict.fromkeys(key_digest(*key) for key in keys))
         removed = 0
         for start in range(0, len(ids), _BATCH):
-            outcome = collection.delete_many({"_id": {"$in": ids[start : start + _BATCH]}})
+            outcome = yield collection.delete_many, ({"_id": {"$in": ids[start : start + _BATCH]}},)
             removed += outcome.deleted_count
         return int(removed)
 
-    def purge(self, kind: Kind, now: float, dry_run: bool) -> Iterator[int]:
+    def _mongo_purge_steps(self, kind: Kind, now: float, dry_run: bool) -> Steps[None]:
         """The documents whose ``expires_at`` is past, found by its index: ids of a batch,
         then one ``delete_many`` of those ids that still match (a document stored again
-        meanwhile has a later ``expires_at``, or none, and stays)."""
+        meanwhile has a later ``expires_at``, or none, and stays); each batch's count
+        emitted."""
         collection = self._collection(kind)
         due = {_EXPIRY_FIELD: {"$lte": _date(now)}}
         if dry_run:
-            yield int(collection.count_documents(due))
+            yield Emit(int((yield collection.count_documents, (due,))))
             return
         while True:
-            ids = [doc["_id"] for doc in collection.find(due, {"_id": 1}).limit(PURGE_BATCH)]
+            batch = collection.find(due, {"_id": 1}).limit(PURGE_BATCH)
+            ids = [document["_id"] for document in (yield _listed, (batch,))]
             if not ids:
                 return
-            outcome = collection.delete_many({"_id": {"$in": ids}, **due})
-            yield int(outcome.deleted_count)
+            outcome = yield collection.delete_many, ({"_id": {"$in": ids}, **due},)
+            yield Emit(int(outcome.deleted_count))
             if len(ids) < PURGE_BATCH:
                 return
 
+
+class MongoDB(MongoLogic, RecordStorage):
+    """Results in a MongoDB collection, errors in a second one (pymongo).
+
+    Layout: one document per key, ``{_id, flow_name, task_name, task_id, result}``. ``_id`` is
+    :func:`selinon_like.keys.key_digest` of the key (also the record id ``store`` returns); a
+    unique compound index on ``(flow_name, task_name, task_id)``, created by ``connect()``,
+    keeps one document per key whoever writes. ``store`` is one upsert, ``retrieve`` one
+    ``find_one``, ``delete`` one ``delete_one``; ``store_many`` is one unordered
+    ``bulk_write`` of upserts, ``retrieve_many`` and ``delete_many`` one ``$in`` query per
+    10,000 keys; ``iter_keys`` reads a cursor of the key fields only. Key parts only ever
+    appear as field values and the filters hold only digests, so a key cannot inject a query
+    operator.
+
+    Encoding: ``result`` holds the serializer's bytes as BSON binary, never a BSON document. So
+    every result comes back exactly — dict keys starting with ``$`` or containing ``.``,
+    integers beyond 64 bits, deep nesting, and whatever the pickle or a custom serializer
+    produce — but MongoDB cannot query inside results (filter on the key fields only). A
+    document holds at most 16 MiB: a result over ``max_value_bytes`` (15 MiB) is stored by the
+    record layer as chunk documents and a manifest (:mod:`selinon_like.chunks`), and a
+    document that would still pass 16 MiB (huge key parts) raises ``StorageError`` before
+    anything is written. Error records (their bytes in
+    ``record``; when those are plain JSON, as by default, ``exception_type`` and ``time`` too,
+    as plain fields for queries) live in their own collection, so an error never shadows a
+    result. With a ``ttl``, each document also holds ``expires_at`` (a date) and a TTL index
+    on it (created by ``connect()``) lets the server remove it once past; ``purge_expired``
+    removes what the server's monitor (once a minute) has not yet, by that index. A collection
+    written by Selinon's
+    adapter (duplicate keys, BSON results) cannot be reused: point this one at a new collection.
+
+    ``thread_safe`` is True: pymongo's ``MongoClient`` is a thread-safe connection pool, so the
+    threads of a worker share one instance without a lock. After ``fork()`` the pool builds the
+    child its own client. The async pool (:mod:`selinon_like.aio`) uses its async form,
+    :class:`storages.aio.mongodb.AsyncMongoDB` (pymongo's ``AsyncMongoClient``): the same
+    configuration and documents.
+
+    Tests may hand the adapter a ready client (``mongomock.MongoClient()``, or a pymongo client
+    built with options this adapter does not expose) with :meth:`from_client`;
+    ``disconnect()`` leaves it to its owner.
+
+    Configuration:
+
+    ``db_name`` (str, default: the database named in ``url``)
+        the database; required when ``url`` names none.
+    ``collection_name`` (str, default ``"selinon_results"``)
+        the collection of results.
+    ``host`` (str, default ``"localhost"``) and ``port`` (int, default ``27017``)
+        the server, when ``url`` is not given (giving both is a ``ConfigError``).
+    ``url`` (str, default none)
+        a MongoDB connection string instead of ``host``/``port``:
+        ``mongodb://user:password@host1,host2/db?replicaSet=rs0`` or ``mongodb+srv://…``
+        (options such as ``authSource`` or ``tlsCAFile`` go in its query string). Its
+        password is masked in every ``repr``, log line and error message.
+    ``username`` / ``password`` (str, default none)
+        credentials, instead of putting them in ``url``; the password is masked everywhere.
+    ``tls`` (bool, default: as ``url`` says, else off)
+        connect with TLS.
+    ``server_selection_timeout_ms`` (int, default ``5000``)
+        how long an operation waits for a usable server before it fails (pymongo: 30000).
+    ``connect_timeout_ms`` (int, default ``5000``)
+        TCP connect timeout.
+    ``socket_timeout_ms`` (int, default ``30000``)
+        how long a sent request waits for its reply (pymongo: forever).
+    ``journal`` (bool, default ``true``)
+        a write is acknowledged once in the server's journal (write concern ``j: true``), so
+        an acknowledged result survives a crash of the server; ``false`` trades that for
+        latency (a killed server then loses its last writes).
+
+    A call lasts at most the storage's ``operation_timeout`` (default: server selection +
+    socket timeout, 35 s): each attempt runs under ``pymongo.timeout`` with what is left of
+    it (selection, connection and reply included), waiting for a server no longer than
+    ``server_selection_timeout_ms`` while none is known to answer; pymongo's own retries are
+    off (the storage's ``retry`` policy retries, within the deadline), and none of the three
+    timeouts is longer than ``operation_timeout``.
+    ``errors_collection_name`` (str, default ``"<collection_name>_errors"``)
+        the collection of error records; must differ from ``collection_name``.
+
+    Example::
+
+        storages:
+          - name: Results
+            import: storages.mongodb
+            classname: MongoDB
+            configuration:
+              url: mongodb://selinon:${MONGODB_PASSWORD}@mongo.internal:27017/?authSource=admin
+              db_name: selinon
+              collection_name: results
+              tls: true
+              server_selection_timeout_ms: 5000
+    """
+
+    thread_safe = True  # pymongo's MongoClient is a thread-safe connection pool
+    async_adapter = "storages.aio.mongodb:AsyncMongoDB"
+
+    def connect(self) -> None:
+        run(self._mongo_connect_steps())
+
+    def disconnect(self) -> None:
+        run(self._mongo_disconnect_steps())
+
+    def ping(self) -> bool:
+        self._connected_client().admin.command("ping")
+        return True
+
+    # -- the primitives (MongoLogic's steps, run) -------------------------------------------
+
+    def read(self, kind: Kind, key: Key) -> bytes | None:
+        return run(self._mongo_read_steps(kind, key))
+
+    def write(self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None) -> str:
+        return run(self._mongo_write_steps(kind, key, data, expires_at))
+
+    def write_many(
+        self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
+    ) -> list[str]:
+        return run(self._mongo_write_many_steps(kind, items, expires_at))
+
+    def remove(self, kind: Kind, key: Key) -> bool:
+        return run(self._mongo_remove_steps(kind, key))
+
+    def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
+        return run(self._mongo_read_many_steps(kind, keys))
+
+    def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
+        return run(self._mongo_remove_many_steps(kind, keys))
+
+    def purge(self, kind: Kind, now: float, dry_run: bool) -> Iterator[int]:
+        """The expired documents, found by the index on ``expires_at``, in batches
+        (:meth:`MongoLogic._mongo_purge_steps`)."""
+        return iterate(self._mongo_purge_steps(kind, now, dry_run))
+
     def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]:
-        # flow_name is a str here (checked by the iter_keys wrapper): never a query operator.
-        query = {} if flow_name is None else {"flow_name": flow_name}
-        cursor = self._collection(kind).find(query, _KEY_FIELDS)
-        return ((doc["flow_name"], doc["task_name"], doc["task_id"]) for doc in cursor)
+        return map(self._key_of, self._scan_cursor(kind, flow_name))

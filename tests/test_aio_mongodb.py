@@ -1,0 +1,617 @@
+"""AsyncMongoDB (storages/aio/mongodb.py) on a real MongoDB-compatible server: the one the suite
+starts (SecantusDB, tests/servers/mongodb.py) or the one ``SELINON_LIKE_MONGODB_URL`` names.
+
+Every operation awaited; expiry, compression and chunks; the blocking adapter's documents read
+back through the async one and the other way round; its configuration and its errors; the
+pool; the call's deadline reaching pymongo (``pymongo.timeout`` is a context variable); calls
+cancelled midway; ``-W error`` clean close; and on a private server of its own, a stopped
+server (StorageUnavailable within operation_timeout) and a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pymongo
+import pytest
+from conftest import MONGODB_URL, require_service, start_or_skip
+from pymongo import _csot
+from servers import MongoServer, start_mongodb
+
+import storages.mongodb
+from selinon_like import ConfigError, ResultNotFound, StoragePool, StorageUnavailable
+from selinon_like.aio import AsyncStoragePool
+from selinon_like.compression import Compression
+from selinon_like.envelope import Expiry
+from selinon_like.keys import key_digest
+from selinon_like.retry import NO_RETRY, RetryPolicy
+from selinon_like.testing import AsyncStorageContract
+from selinon_like.testing.aio import AsyncFactory
+from storages.aio.mongodb import AsyncMongoDB
+from storages.mongodb import MongoDB
+
+pytestmark = pytest.mark.mongodb
+
+REPO = Path(__file__).resolve().parent.parent
+SERVER_DB = "selinon_like_test"
+
+
+@pytest.fixture(scope="module")
+def url(request: pytest.FixtureRequest) -> str:
+    """The server under test: ``SELINON_LIKE_MONGODB_URL``'s, else the suite's SecantusDB."""
+    if MONGODB_URL is None:
+        started: str = request.getfixturevalue("mongodb_server_url")
+        return started
+
+    async def ping() -> None:
+        # Through the adapter: a skip or failure message has its secrets masked.
+        storage = AsyncMongoDB(url=MONGODB_URL, db_name=SERVER_DB, server_selection_timeout_ms=3000)
+        storage.retry_policy = NO_RETRY
+        async with storage:
+            await storage.ping()
+
+    require_service("MongoDB at SELINON_LIKE_MONGODB_URL", lambda: asyncio.run(ping()))
+    return MONGODB_URL
+
+
+@pytest.fixture
+def names() -> dict[str, Any]:
+    """A collection of this test's own (its errors' collection beside it)."""
+    return {"db_name": SERVER_DB, "collection_name": f"aio_{uuid.uuid4().hex[:12]}"}
+
+
+@pytest.fixture
+def blocking(url: str, names: dict[str, Any]) -> Iterator[MongoDB]:
+    """The blocking adapter on the test's collection; drops it at the end."""
+    storage = MongoDB(url=url, **names)
+    storage.connect()
+    try:
+        yield storage
+    finally:
+        storage._results.drop()
+        storage._errors.drop()
+        storage.disconnect()
+
+
+def _run(
+    url: str,
+    names: dict[str, Any],
+    body: Callable[[AsyncMongoDB], Awaitable[None]],
+    **configuration: Any,
+) -> None:
+    """``body(storage)`` on a connected AsyncMongoDB in a new event loop, then disconnect."""
+
+    async def main() -> None:
+        storage = AsyncMongoDB(url=url, **names, **configuration)
+        async with storage:
+            await body(storage)
+        assert not storage.is_connected()
+
+    asyncio.run(main())
+
+
+async def _keys(iterator: AsyncIterator[Any]) -> list[Any]:
+    return sorted([key async for key in iterator])
+
+
+@contextlib.contextmanager
+def _pymongo_socket_leaks() -> Iterator[list[str]]:
+    """pymongo's async client abandons the socket of a connection it is opening when the task
+    opening it is cancelled (PYTHON-5867, still in 4.20.1): a call cancelled or timed out
+    midway, or the server monitor stopped by ``close()``; the garbage collector then warns
+    (an error in ``__del__`` under ``-W error``). The block's warnings of unclosed sockets are
+    collected and returned; any other unraisable exception goes to the previous hook."""
+    leaked: list[str] = []
+    previous = sys.unraisablehook
+
+    def hook(info: Any) -> None:
+        if isinstance(info.object, socket.socket) and isinstance(info.exc_value, ResourceWarning):
+            leaked.append(str(info.exc_value))
+        else:
+            previous(info)
+
+    sys.unraisablehook = hook
+    try:
+        yield leaked
+    finally:
+        gc.collect()
+        sys.unraisablehook = previous
+
+
+# -- the contract ------------------------------------------------------------------------------
+
+
+class TestAsyncMongoDBOnServer(AsyncStorageContract):
+    # SecantusDB (pure Python) upserts a few hundred documents a second here: the kit's
+    # 3,000-item store_many would outlast operation_timeout before it could be cancelled.
+    cancelled_items = 300
+
+    @pytest.fixture(autouse=True)
+    def _pymongo_sockets_collected(self) -> Iterator[None]:
+        with _pymongo_socket_leaks():
+            yield
+
+    @pytest.fixture
+    def async_storage(self, url: str, names: dict[str, Any], blocking: MongoDB) -> AsyncFactory:
+        return lambda: AsyncMongoDB(url=url, **names)
+
+    @pytest.fixture(params=["url", "password"])
+    def unreachable_async_storage(
+        self, request: pytest.FixtureRequest, unreachable_port: int, secret: str
+    ) -> AsyncFactory:
+        """The secret in the URL's credentials, or in the ``password`` option."""
+        timeouts: dict[str, Any] = {
+            "server_selection_timeout_ms": 1000,
+            "connect_timeout_ms": 1000,
+            "socket_timeout_ms": 1000,
+        }
+        if request.param == "url":
+            url = f"mongodb://worker:{secret}@127.0.0.1:{unreachable_port}/db"
+            return lambda: AsyncMongoDB(url=url, **timeouts)
+        return lambda: AsyncMongoDB(
+            "db",
+            host="127.0.0.1",
+            port=unreachable_port,
+            username="worker",
+            password=secret,
+            **timeouts,
+        )
+
+
+# -- every operation ---------------------------------------------------------------------------
+
+
+def test_every_operation_awaited(url: str, names: dict[str, Any], blocking: MongoDB) -> None:
+    blob = bytes(range(256)) * 300
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(blob), 10_000):
+            yield blob[start : start + 10_000]
+
+    async def body(storage: AsyncMongoDB) -> None:
+        assert await storage.ping() is True
+        assert await storage.store("f", "t", "1", {"v": 1}) == key_digest("f", "t", "1")
+        assert await storage.retrieve("f", "t", "1") == {"v": 1}
+        with pytest.raises(ResultNotFound):
+            await storage.retrieve("f", "t", "missing")
+
+        items = [("f", "t", str(i), {"i": i}) for i in range(2, 6)] + [("g", "t", "1", "g")]
+        ids = await storage.store_many(items)
+        assert ids == [key_digest(f, t, i) for f, t, i, _result in items]
+        found = await storage.retrieve_many([("f", "t", "2"), ("f", "t", "5"), ("f", "t", "x")])
+        assert found == {("f", "t", "2"): {"i": 2}, ("f", "t", "5"): {"i": 5}}
+        assert await _keys(storage.iter_keys("f")) == [("f", "t", str(i)) for i in range(1, 6)]
+        assert len(await _keys(storage.iter_keys())) == 6
+
+        await storage.store_error({"arg": 1}, "f", "t", "1", ValueError("boom"))
+        record = await storage.retrieve_error("f", "t", "1")
+        assert record["exception_type"] == "builtins.ValueError"
+        assert record["node_args"] == {"arg": 1}
+        copy = {**record, "task_id": "copy"}
+        await storage.store_error_record(copy)  # type: ignore[arg-type]
+        assert await storage.retrieve_error("f", "t", "copy") == copy
+        assert await _keys(storage.iter_error_keys()) == [("f", "t", "1"), ("f", "t", "copy")]
+        assert await storage.retrieve("f", "t", "1") == {"v": 1}  # an error hides no result
+
+        await storage.delete("f", "t", "1")
+        with pytest.raises(ResultNotFound):
+            await storage.retrieve("f", "t", "1")
+        with pytest.raises(ResultNotFound):
+            await storage.delete("f", "t", "1")
+        assert await storage.delete_many([("f", "t", "2"), ("f", "t", "3"), ("f", "t", "x")]) == 2
+
+        digest = await storage.store_stream("f", "t", "blob", chunks())
+        assert digest.size == len(blob)
+        assert b"".join([c async for c in await storage.retrieve_stream("f", "t", "blob")]) == blob
+        with pytest.raises(ResultNotFound):
+            await storage.retrieve_stream("f", "t", "none")
+        assert await storage.purge_expired(dry_run=True) == 0
+        assert await storage.purge_expired() == 0
+        # The blocking adapter sees what is left, the stream's chunks hidden.
+        assert sorted(blocking.iter_keys("f")) == [
+            ("f", "t", "4"),
+            ("f", "t", "5"),
+            ("f", "t", "blob"),
+        ]
+
+    _run(url, names, body)
+
+
+def test_expiry_by_ttl_the_ttl_index_and_purge_in_batches(
+    url: str, names: dict[str, Any], blocking: MongoDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storages.mongodb, "PURGE_BATCH", 2)
+    now = [time.time()]
+    counts: list[int] = []
+
+    async def body(storage: AsyncMongoDB) -> None:
+        storage.set_record_format(ttl=Expiry(60, 60), clock=lambda: now[0])
+        await storage.store_many([("f", "t", str(i), i) for i in range(4)])
+        await storage.store_error(None, "f", "t", "0", KeyError("k"))
+        document = await storage._results.find_one({"_id": key_digest("f", "t", "0")})
+        assert document["expires_at"].timestamp() == pytest.approx(now[0] + 60, abs=0.01)
+        indexes = await storage._errors.index_information()
+        assert indexes["selinon_like_expiry"]["expireAfterSeconds"] == 0
+        assert indexes["selinon_like_key"]["unique"] is True
+
+        now[0] += 120
+        with pytest.raises(ResultNotFound):
+            await storage.retrieve("f", "t", "0")  # expired, though still stored
+        assert await storage.purge_expired(dry_run=True) == 5
+        assert await storage.purge_expired(progress=counts.append) == 5
+        assert await storage._results.count_documents({}) == 0
+        assert await storage._errors.count_documents({}) == 0
+
+    _run(url, names, body)
+    assert counts == [2, 2, 1]  # the results in batches of PURGE_BATCH, then the error record
+
+
+# -- the blocking adapter's documents, both ways -------------------------------------------------
+
+
+def test_the_two_adapters_read_each_others_records(
+    url: str, names: dict[str, Any], blocking: MongoDB
+) -> None:
+    blob = b"x" * 50_000
+    big = {"rows": list(range(5_000))}  # over the ceiling below: stored in chunks
+
+    async def body(storage: AsyncMongoDB) -> None:
+        for adapter in (storage, blocking):
+            adapter.max_value_bytes = 4096
+        blocking.store("f", "t", "sync", {"by": "sync"})
+        blocking.store("f", "t", "sync-big", big)
+        blocking.store_error(None, "f", "t", "sync", ValueError("sync"))
+        blocking.store_stream("f", "t", "sync-blob", [blob])
+        assert await storage.retrieve("f", "t", "sync") == {"by": "sync"}
+        assert await storage.retrieve("f", "t", "sync-big") == big
+        assert (await storage.retrieve_error("f", "t", "sync"))["message"] == "sync"
+        assert (
+            b"".join([c async for c in await storage.retrieve_stream("f", "t", "sync-blob")])
+            == blob
+        )
+
+        await storage.store("f", "t", "async", {"by": "async"})
+        await storage.store_many([("f", "t", "async-big", big), ("f", "t", "async-2", 2)])
+        await storage.store_error(None, "f", "t", "async", ValueError("async"))
+        await storage.store_stream("f", "t", "async-blob", [blob])
+        assert blocking.retrieve("f", "t", "async") == {"by": "async"}
+        assert blocking.retrieve_many([("f", "t", "async-big"), ("f", "t", "async-2")]) == {
+            ("f", "t", "async-big"): big,
+            ("f", "t", "async-2"): 2,
+        }
+        assert blocking.retrieve_error("f", "t", "async")["message"] == "async"
+        assert b"".join(blocking.retrieve_stream("f", "t", "async-blob")) == blob
+        assert await _keys(storage.iter_keys()) == sorted(blocking.iter_keys())
+        assert await _keys(storage.iter_error_keys()) == sorted(blocking.iter_error_keys())
+
+        # The same document, field for field, whoever writes it.
+        record_id = blocking.store("f", "t", "same", {"v": [1, 2]})
+        by_sync = blocking._results.find_one({"_id": record_id})
+        assert await storage.store("f", "t", "same", {"v": [1, 2]}) == record_id
+        assert blocking._results.find_one({"_id": record_id}) == by_sync
+        assert await storage.delete_many([("f", "t", "sync"), ("f", "t", "sync-big")]) == 2
+        with pytest.raises(ResultNotFound):
+            blocking.retrieve("f", "t", "sync-big")
+
+    _run(url, names, body)
+
+
+def test_compressed_records_read_back_either_way(
+    url: str, names: dict[str, Any], blocking: MongoDB
+) -> None:
+    result = {"text": "compress me " * 2_000}
+    gzip = Compression("gzip", threshold=0)
+
+    async def body(storage: AsyncMongoDB) -> None:
+        storage.set_record_format(compression=gzip)
+        record_id = await storage.store("f", "t", "1", result)
+        stored = bytes(blocking._results.find_one({"_id": record_id})["result"])
+        assert len(stored) < len(blocking.serializer.dumps(result)) // 10
+        assert blocking.retrieve("f", "t", "1") == result
+        blocking.set_record_format(compression=gzip)
+        blocking.store("f", "t", "2", result)
+        assert await storage.retrieve("f", "t", "2") == result
+
+    _run(url, names, body)
+
+
+# -- configuration, from_client, the pool --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "configuration",
+    [
+        {"url": "redis://h/db"},
+        {"url": "mongodb://h/db", "host": "h"},
+        {"host": "h"},
+        {"db_name": "d", "collection_name": "c", "errors_collection_name": "c"},
+        {"db_name": "d", "password": "p"},
+        {"db_name": "d", "port": 0},
+        {"url": "mongodb+srv://h:27017/db"},
+        {"url": "mongodb://u:secret@h:99999/db"},
+    ],
+)
+def test_the_configuration_and_its_errors_are_the_blocking_adapters(
+    configuration: dict[str, Any],
+) -> None:
+    async def attempt() -> ConfigError:
+        with pytest.raises(ConfigError) as info:
+            await AsyncMongoDB(**configuration).connect()
+        return info.value
+
+    ours = asyncio.run(attempt())
+    with pytest.raises(ConfigError) as info:
+        MongoDB(**configuration).connect()
+    assert (str(ours), ours.key) == (str(info.value), info.value.key)
+    assert "secret" not in str(ours)
+
+
+def test_same_options_and_attempt_bound_as_the_blocking_adapter() -> None:
+    configuration: dict[str, Any] = {
+        "url": "mongodb://127.0.0.1/",
+        "db_name": "d",
+        "socket_timeout_ms": 6000,
+    }
+    ours, theirs = AsyncMongoDB(**configuration), MongoDB(**configuration)
+    ours.operation_timeout = theirs.operation_timeout = 2.5
+    assert ours._client_options() == theirs._client_options()
+    assert ours.default_operation_timeout() == theirs.default_operation_timeout() == 11
+    assert ours.max_value_bytes == theirs.max_value_bytes
+    assert MongoDB.async_adapter == "storages.aio.mongodb:AsyncMongoDB"
+
+
+def test_a_client_given_ready_stays_open(
+    url: str, names: dict[str, Any], blocking: MongoDB
+) -> None:
+    with pytest.raises(ConfigError, match="from_client"):
+        AsyncMongoDB.from_client(object(), url=url, db_name="d")
+
+    async def main() -> None:
+        client: pymongo.AsyncMongoClient[dict[str, Any]] = pymongo.AsyncMongoClient(url)
+        try:
+            storage = AsyncMongoDB.from_client(client, **names)
+            async with storage:
+                await storage.store("f", "t", "1", 1)
+            assert not storage.is_connected()
+            collection = client[names["db_name"]][names["collection_name"]]
+            assert await collection.count_documents({}) == 1  # the client still works
+            async with storage:
+                assert await storage.retrieve("f", "t", "1") == 1
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+    assert blocking.retrieve("f", "t", "1") == 1
+
+
+def test_the_async_pool_builds_it_from_the_blocking_adapters_yaml(
+    url: str, names: dict[str, Any], blocking: MongoDB
+) -> None:
+    entry = {
+        "name": "Results",
+        "import": "storages.mongodb",
+        "classname": "MongoDB",
+        "operation_timeout": 7,
+        "compression": {"codec": "gzip", "threshold": 0},
+        "configuration": {"url": url, **names},
+    }
+
+    async def main() -> None:
+        async with AsyncStoragePool.from_dict({"storages": [entry]}) as pool:
+            storage = await pool.get_connected_storage("Results")
+            assert type(storage) is AsyncMongoDB
+            assert storage.operation_timeout == 7
+            await pool.store("f", "t", "1", {"from": "async pool"})
+            await pool.store_error(None, "f", "t", "1", ValueError("x"))
+        assert not storage.is_connected()
+
+    asyncio.run(main())
+    with StoragePool.from_dict({"storages": [entry]}) as pool:
+        assert pool.retrieve("f", "t", "1") == {"from": "async pool"}
+        assert pool.retrieve_error("f", "t", "1")["exception_type"] == "builtins.ValueError"
+
+
+# -- the deadline, cancellation, closing ---------------------------------------------------------
+
+
+class _Recording:
+    """A collection whose method calls note the pymongo timeout in force when they start."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.timeouts: list[float | None] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.real, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.timeouts.append(_csot.get_timeout())
+            return method(*args, **kwargs)
+
+        return call
+
+
+def test_each_attempt_runs_under_pymongo_timeout_in_its_own_task(
+    url: str, names: dict[str, Any], blocking: MongoDB
+) -> None:
+    async def body(storage: AsyncMongoDB) -> None:
+        recording = _Recording(storage._results)
+        storage._results = recording
+        storage.operation_timeout = 7
+        await storage.store("f", "t", "1", 1)
+        assert await storage.retrieve("f", "t", "1") == 1
+        assert _csot.get_timeout() is None  # not left set in the calling task
+        # Tasks interleaving their calls each see their own deadline.
+        await asyncio.gather(*(storage.retrieve("f", "t", "1") for _ in range(10)))
+        assert len(recording.timeouts) == 12
+        assert all(t is not None and 0 < t <= 7 for t in recording.timeouts), recording.timeouts
+        storage._results = recording.real
+
+    _run(url, names, body)
+
+
+def test_a_call_cancelled_midway_leaves_the_client_working(
+    url: str, names: dict[str, Any], blocking: MongoDB
+) -> None:
+    big = "y" * 4_000_000  # a reply long enough to be cut in the middle
+
+    async def body(storage: AsyncMongoDB) -> None:
+        await storage.store_many(
+            [("f", "t", "big", big)] + [("f", "t", str(i), i) for i in range(20)]
+        )
+        cut = 0
+        for delay in (0, 0.0005, 0.001, 0.002, 0.004, 0.008) * 3:
+            for call in (
+                lambda: storage.retrieve("f", "t", "big"),
+                lambda: storage.store("f", "t", "big", big),
+            ):
+                task = asyncio.ensure_future(call())
+                await asyncio.sleep(delay)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                cut += task.cancelled()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(storage.retrieve("f", "t", "big"), 0.0001)
+        assert cut > 0, "no call was cancelled midway"
+        # Every connection the pool hands out now answers its own request.
+        results = await asyncio.gather(*(storage.retrieve("f", "t", str(i)) for i in range(20)))
+        assert results == list(range(20))
+        assert await storage.retrieve("f", "t", "big") == big  # the last write is whole
+        assert await storage.ping() is True
+
+    with _pymongo_socket_leaks():  # nothing else may be left open
+        _run(url, names, body)
+
+
+_CLOSING = """
+import asyncio, gc, sys
+from storages.aio.mongodb import AsyncMongoDB
+from selinon_like.aio import AsyncStoragePool
+
+async def main():
+    storage = AsyncMongoDB(url=sys.argv[1], db_name=sys.argv[2], collection_name=sys.argv[3])
+    await storage.connect()
+    await storage.store("f", "t", "1", 1)
+    async for key in storage.iter_keys():
+        break  # a listing left early
+    if sys.argv[4] == "close":
+        await storage.disconnect()
+    entry = {"name": "R", "import": "storages.mongodb", "classname": "MongoDB",
+             "configuration": {"url": sys.argv[1], "db_name": sys.argv[2],
+                               "collection_name": sys.argv[3]}}
+    async with AsyncStoragePool.from_dict({"storages": [entry]}) as pool:
+        assert await pool.retrieve("f", "t", "1") == 1
+
+asyncio.run(main())
+gc.collect()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("close", [True, False], ids=["closed", "left-open"])
+def test_disconnect_closes_everything_under_w_error(
+    url: str, names: dict[str, Any], blocking: MongoDB, close: bool
+) -> None:
+    arguments = [url, SERVER_DB, names["collection_name"], "close" if close else "leave"]
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _CLOSING, *arguments],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
+    if close:
+        assert done.stderr == ""
+    else:  # the check can fail: a client left open is reported
+        assert "ResourceWarning: Unclosed AsyncMongoClient" in done.stderr
+
+
+# -- a private server: stopped, then restarted ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def private_server() -> Iterator[MongoServer]:
+    """A SecantusDB of this module's own: these tests stop and kill it."""
+    with start_or_skip("the MongoDB-compatible server (secantusdb)", start_mongodb) as server:
+        yield server
+
+
+@pytest.mark.timing
+def test_a_stopped_server_gives_storage_unavailable_within_operation_timeout(
+    private_server: MongoServer, names: dict[str, Any]
+) -> None:
+    limit = 2.0
+    process = private_server.process
+
+    async def timed(call: Awaitable[Any]) -> tuple[float, BaseException | None]:
+        began = time.monotonic()
+        try:
+            await call
+        except BaseException as exc:
+            return time.monotonic() - began, exc
+        return time.monotonic() - began, None
+
+    async def body(storage: AsyncMongoDB) -> None:
+        storage.operation_timeout = limit
+        storage.retry_policy = RetryPolicy(attempts=5, backoff=0.05, max_backoff=0.2)
+        await storage.store("f", "t", "before", 1)
+        process.signal(signal.SIGSTOP)
+        try:
+            outcomes = await asyncio.gather(
+                *(timed(storage.store("f", "t", f"hung{n}", n)) for n in range(4)),
+                *(timed(storage.retrieve("f", "t", "before")) for _ in range(4)),
+                timed(storage.ping()),
+            )
+        finally:
+            process.signal(signal.SIGCONT)
+        for elapsed, error in outcomes:
+            assert isinstance(error, StorageUnavailable), (elapsed, error)
+            assert elapsed < limit + 1.0, (elapsed, error)  # the deadline, not socket_timeout
+        assert await storage.retrieve("f", "t", "before") == 1  # resumed: works again
+
+    _run(private_server.url, names, body, socket_timeout_ms=60_000)
+
+
+def test_the_next_calls_recover_after_a_server_restart(
+    private_server: MongoServer, names: dict[str, Any]
+) -> None:
+    process = private_server.process
+
+    def answers() -> None:
+        probe = MongoDB(url=private_server.url, db_name="d", server_selection_timeout_ms=500)
+        probe.retry_policy = NO_RETRY
+        probe.connect()
+        probe.disconnect()
+
+    def restart() -> None:
+        process.signal(signal.SIGKILL)
+        process.wait_exit(10)
+        process.start()
+        process.wait_ready(answers, timeout=60)
+
+    async def body(storage: AsyncMongoDB) -> None:
+        storage.retry_policy = RetryPolicy(attempts=10, backoff=0.1, max_backoff=1.0)
+        await asyncio.gather(*(storage.store("f", "t", str(n), n) for n in range(8)))
+        await asyncio.to_thread(restart)
+        # Pooled connections to the killed server fail once; the retries open new ones.
+        assert await asyncio.gather(
+            *(storage.retrieve("f", "t", str(n)) for n in range(8))
+        ) == list(range(8))
+        await storage.store("f", "t", "after", "after")
+        assert await storage.retrieve("f", "t", "after") == "after"
+
+    _run(private_server.url, names, body)
