@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import importlib.util
 import multiprocessing
 import os
 import socket
@@ -859,6 +860,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--big-concurrency", type=int, default=BIG_CONCURRENCY)
     parser.add_argument("--checks-only", action="store_true", help="no speed measurements")
     args = parser.parse_args(argv)
+    missing = [
+        name for name in ("aiobotocore", "obstore") if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        # Neither is in the project's extras until one is chosen; aiobotocore pins botocore.
+        parser.exit(
+            2,
+            f"{', '.join(missing)} not installed; the measured pair: pip install "
+            "aiobotocore==3.10.0 boto3==1.43.117 obstore==0.12.1\n",
+        )
     settings = Settings(
         big_concurrency=args.big_concurrency,
         connections=args.connections,
