@@ -17,7 +17,8 @@ Four systems on the same server (SELINON_LIKE_POSTGRESQL_URL, default as in
 * ``sync``: the blocking adapter (``storages.postgresql:PostgreSQL``, its own pool).
 
 Measured: (a) sequential store / retrieve of a ~60-byte result, median µs, the async systems
-in interleaved blocks on one event loop; (b) 1,000 concurrent retrieves (and stores) with
+in interleaved blocks on one event loop, with the client's CPU time per call beside (steadier
+than wall time on a shared machine); (b) 1,000 concurrent retrieves (and stores) with
 ``asyncio.gather`` against the same 1,000 calls of the blocking adapter on 8 threads: ops/s
 from wall time, the median of 3 rounds after a warm-up round.
 """
@@ -139,9 +140,14 @@ async def systems(table: str) -> AsyncIterator[dict[str, Any]]:
         await raw.close()
 
 
-async def interleaved(calls: dict[str, Call], repeat: int, rounds: int) -> dict[str, float]:
-    """Median µs per call of each system, measured in alternating blocks."""
+async def interleaved(
+    calls: dict[str, Call], repeat: int, rounds: int
+) -> dict[str, tuple[float, float]]:
+    """Per system, the median µs per call and the client's CPU µs per call (what the
+    process itself spent: steadier than wall time on a shared machine), measured in
+    alternating blocks."""
     samples: dict[str, list[float]] = {name: [] for name in calls}
+    cpu = dict.fromkeys(calls, 0.0)
     for call in calls.values():
         for i in range(50):
             await call(-1 - i)
@@ -150,11 +156,16 @@ async def interleaved(calls: dict[str, Call], repeat: int, rounds: int) -> dict[
     for r in range(rounds):
         for name, call in calls.items():
             into = samples[name]
+            began = time.process_time()
             for i in range(r * block, (r + 1) * block):
                 started = clock()
                 await call(i)
                 into.append(clock() - started)
-    return {name: statistics.median(values) * 1e6 for name, values in samples.items()}
+            cpu[name] += time.process_time() - began
+    return {
+        name: (statistics.median(values) * 1e6, cpu[name] / len(values) * 1e6)
+        for name, values in samples.items()
+    }
 
 
 async def gathered(call: Call) -> float:
@@ -204,11 +215,16 @@ async def main(repeat: int, rounds: int) -> None:
                     repeat,
                     rounds,
                 )
-                shown = ", ".join(f"{name} {us:.0f} µs" for name, us in medians.items())
-                print(
-                    f"sequential {op}: {shown}; ours/raw {medians['ours'] / medians['raw']:.3f}, "
-                    f"psycopg_pool/raw {medians['psycopg_pool'] / medians['raw']:.3f}"
+                shown = ", ".join(
+                    f"{name} {us:.0f} µs (CPU {cpu:.0f})" for name, (us, cpu) in medians.items()
                 )
+                raw_us, raw_cpu = medians["raw"]
+                ratios = ", ".join(
+                    f"{name}/raw {us / raw_us:.3f} (CPU {cpu / raw_cpu:.2f})"
+                    for name, (us, cpu) in medians.items()
+                    if name != "raw"
+                )
+                print(f"sequential {op}: {shown}; {ratios}")
             for op, index in (("retrieve", 1), ("store", 0)):
                 rates = {
                     name: await gathered(keyed(s[name][index], op == "store"))
