@@ -172,12 +172,12 @@ class AsyncRedis(RedisBase, AsyncRecordStorage):
         ``StorageUnavailable``), the request cancelled and its connection dropped.
 
         Only where the driver's own timeouts would not end it in time: a request whose
-        deadline is further away than ``socket_timeout`` and ``socket_connect_timeout`` (less
-        1% of ``operation_timeout``) is awaited as it is, since a timer costs more than the
-        adapter's whole share of a small call. So a call's first attempt under the default
-        ``operation_timeout`` (their sum), or one no longer than them (they are never longer
-        than it), runs without one; a retry, or a call inside a shorter enclosing deadline,
-        runs under one."""
+        deadline is further away than the longer of ``socket_timeout`` and
+        ``socket_connect_timeout`` as the pool got them (less 1% of ``operation_timeout``)
+        is awaited as it is, since a timer costs more than the adapter's whole share of a
+        small call. So a call's first attempt under the default ``operation_timeout`` (their
+        sum), or under one no longer than them (they are never longer than it), runs without
+        one; a retry, or a call inside a shorter enclosing deadline, runs under one."""
         left = remaining()
         if left is None or left >= self._driver_wait - self._slack:
             return await request
