@@ -1,14 +1,14 @@
 """The async PostgreSQL adapter (``storages.aio.postgresql``) against raw psycopg, and its pool
 against ``psycopg_pool``.
 
-    .venv/bin/python -m benchmarks.bench_aio_postgresql [--repeat 2000] [--rounds 5]
+    .venv/bin/python -m benchmarks.bench_aio_postgresql [--repeat 3000] [--rounds 30]
 
 Four systems on the same server (SELINON_LIKE_POSTGRESQL_URL, default as in
 ``tests/conftest.py``), each with tables of its own, dropped at the end:
 
-* ``raw``: one psycopg ``AsyncConnection`` in autocommit, an upsert of the JSON bytes into a
-  ``(k text primary key, v bytea)`` table and a ``SELECT v`` by key, ``json.dumps``/``loads``
-  around them (the work the suite's raw SQL rows do);
+* ``raw``: one psycopg ``AsyncConnection`` in autocommit (``bench_async_raw``'s), an upsert of
+  the JSON bytes into a ``(k text primary key, v bytea)`` table and a ``SELECT v`` by key,
+  ``json.dumps``/``loads`` around them (the work the suite's raw SQL rows do);
 * ``ours``: the adapter as ``AsyncStoragePool.get_connected_storage`` returns it (its own pool,
   :class:`storages.aio.postgresql.Connections`);
 * ``psycopg_pool``: the same adapter, statements and call path, each call's connection taken
@@ -17,30 +17,33 @@ Four systems on the same server (SELINON_LIKE_POSTGRESQL_URL, default as in
 * ``sync``: the blocking adapter (``storages.postgresql:PostgreSQL``, its own pool).
 
 Measured: (a) sequential store / retrieve of a ~60-byte result, median µs, the async systems
-in interleaved blocks on one event loop, with the client's CPU time per call beside (steadier
-than wall time on a shared machine); (b) 1,000 concurrent retrieves (and stores) with
-``asyncio.gather`` against the same 1,000 calls of the blocking adapter on 8 threads: ops/s
-from wall time, the median of 3 rounds after a warm-up round.
+in interleaved blocks on one event loop (``bench_async_raw.async_interleaved``); (b) 1,000
+concurrent retrieves (and stores) with ``asyncio.gather`` against the same 1,000 calls of the
+blocking adapter on 8 threads: ops/s from wall time and this process's CPU µs per call (which
+a machine busy with other work distorts far less), the median of 3 rounds after a warm-up.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import contextlib
 import json
-import os
-import statistics
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.bench_async_raw import (
+    POSTGRESQL_DSN,
+    _postgresql_one_connection,
+    async_interleaved,
+    gathered,
+    threaded,
+)
 from benchmarks.common import AwakeCpus
 from selinon_like import StoragePool
 from selinon_like import deadline as deadlines
@@ -49,15 +52,9 @@ from selinon_like.watchdog import WATCHDOG
 from storages.aio.postgresql import AsyncPostgreSQL
 from storages.sql.statements import Sql
 
-POSTGRESQL_URL = os.environ.get(
-    "SELINON_LIKE_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-DSN = POSTGRESQL_URL.replace("postgresql+psycopg://", "postgresql://")
 RESULT = {"status": "ok", "task": "Task1", "value": 42, "items": [1, 2, 3]}
 FLOW, TASK = "bench", "task"
-CONCURRENT = 1000
-
-Call = Callable[[int], Awaitable[Any]]
+KEYS = 1000
 
 
 class PsycopgPooled(AsyncPostgreSQL):
@@ -81,44 +78,54 @@ class PsycopgPooled(AsyncPostgreSQL):
 
 @contextlib.asynccontextmanager
 async def systems(table: str) -> AsyncIterator[dict[str, Any]]:
+    """Each system's (store(key, result), retrieve(key)); ``sync``: the blocking adapter."""
     import psycopg
     import psycopg_pool
 
-    raw = await psycopg.AsyncConnection.connect(DSN, autocommit=True)
-    await raw.execute(f"CREATE TABLE {table}_raw (k text PRIMARY KEY, v bytea)")
-    upsert = (
-        f"INSERT INTO {table}_raw (k, v) VALUES (%s, %s) "
-        "ON CONFLICT (k) DO UPDATE SET v = excluded.v"
-    )
-    select = f"SELECT v FROM {table}_raw WHERE k = %s"
+    async with contextlib.AsyncExitStack() as stack:
+        admin = await psycopg.AsyncConnection.connect(POSTGRESQL_DSN, autocommit=True)
+        stack.push_async_callback(admin.close)
 
-    async def raw_store(key: str, value: Any) -> None:
-        await raw.execute(upsert, (key, json.dumps(value).encode()))
+        @stack.push_async_callback
+        async def drop() -> None:
+            for name in (f"{table}_raw", table, f"{table}_pp", f"{table}_sync"):
+                for suffix in ("", "_errors"):
+                    await admin.execute(f"DROP TABLE IF EXISTS {name}{suffix}")
 
-    async def raw_retrieve(key: str) -> Any:
-        cursor = await raw.execute(select, (key,))
-        row = await cursor.fetchone()
-        if row is None:
-            raise KeyError(key)
-        return json.loads(row[0])
+        await admin.execute(f"CREATE TABLE {table}_raw (k text PRIMARY KEY, v bytea NOT NULL)")
+        raw_store, raw_retrieve, _note = await _postgresql_one_connection(
+            stack,
+            f"INSERT INTO {table}_raw (k, v) VALUES (%s, %s) "
+            "ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            f"SELECT v FROM {table}_raw WHERE k = %s",
+        )
 
-    entry = {"name": "Bench", "import": "storages.postgresql", "classname": "PostgreSQL"}
-    configuration = {"connection_string": POSTGRESQL_URL, "table_name": table}
-    pool = AsyncStoragePool.from_dict({"storages": [{**entry, "configuration": configuration}]})
-    ours = await pool.get_connected_storage("Bench")
-    other = PsycopgPooled(connection_string=POSTGRESQL_URL, table_name=f"{table}_pp")
-    await other.connect()
-    other.psycopg_pool = psycopg_pool.AsyncConnectionPool(
-        DSN, kwargs={"autocommit": True}, min_size=5, max_size=15, open=False
-    )
-    await other.psycopg_pool.open(wait=True)
-    sync_pool = StoragePool.from_dict(
-        {"storages": [{**entry, "configuration": {**configuration, "table_name": f"{table}_sync"}}]}
-    )
-    sync = sync_pool.get_connected_storage("Bench")
-    try:
+        async def raw_retrieve_json(key: str) -> Any:
+            data = await raw_retrieve(key)
+            if data is None:
+                raise KeyError(key)
+            return json.loads(data)
+
+        entry = {"name": "Bench", "import": "storages.postgresql", "classname": "PostgreSQL"}
+        configuration = {"connection_string": POSTGRESQL_DSN, "table_name": table}
+        pool = AsyncStoragePool.from_dict({"storages": [{**entry, "configuration": configuration}]})
+        stack.push_async_callback(pool.disconnect_all)
+        ours = await pool.get_connected_storage("Bench")
+        other = PsycopgPooled(connection_string=POSTGRESQL_DSN, table_name=f"{table}_pp")
+        await other.connect()
+        stack.push_async_callback(other.disconnect)
+        other.psycopg_pool = psycopg_pool.AsyncConnectionPool(
+            POSTGRESQL_DSN, kwargs={"autocommit": True}, min_size=5, max_size=15, open=False
+        )
+        await other.psycopg_pool.open(wait=True)
+        stack.push_async_callback(other.psycopg_pool.close)
+        sync_configuration = {**configuration, "table_name": f"{table}_sync"}
+        sync_pool = StoragePool.from_dict(
+            {"storages": [{**entry, "configuration": sync_configuration}]}
+        )
+        stack.callback(sync_pool.disconnect_all)
         yield {
-            "raw": (raw_store, raw_retrieve),
+            "raw": (lambda k, v: raw_store(k, json.dumps(v).encode()), raw_retrieve_json),
             "ours": (
                 lambda k, v: ours.store(FLOW, TASK, k, v),
                 lambda k: ours.retrieve(FLOW, TASK, k),
@@ -127,122 +134,61 @@ async def systems(table: str) -> AsyncIterator[dict[str, Any]]:
                 lambda k, v: other.store(FLOW, TASK, k, v),
                 lambda k: other.retrieve(FLOW, TASK, k),
             ),
-            "sync": sync,
+            "sync": sync_pool.get_connected_storage("Bench"),
         }
-    finally:
-        await other.psycopg_pool.close()
-        await other.disconnect()
-        await pool.disconnect_all()
-        sync_pool.disconnect_all()
-        for name in (f"{table}_raw", table, f"{table}_pp", f"{table}_sync"):
-            for suffix in ("", "_errors"):
-                await raw.execute(f"DROP TABLE IF EXISTS {name}{suffix}")
-        await raw.close()
-
-
-async def interleaved(
-    calls: dict[str, Call], repeat: int, rounds: int
-) -> dict[str, tuple[float, float]]:
-    """Per system, the median µs per call and the client's CPU µs per call (what the
-    process itself spent: steadier than wall time on a shared machine), measured in
-    alternating blocks."""
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    cpu = dict.fromkeys(calls, 0.0)
-    for call in calls.values():
-        for i in range(50):
-            await call(-1 - i)
-    block = max(1, repeat // rounds)
-    clock = time.perf_counter
-    for r in range(rounds):
-        for name, call in calls.items():
-            into = samples[name]
-            began = time.process_time()
-            for i in range(r * block, (r + 1) * block):
-                started = clock()
-                await call(i)
-                into.append(clock() - started)
-            cpu[name] += time.process_time() - began
-    return {
-        name: (statistics.median(values) * 1e6, cpu[name] / len(values) * 1e6)
-        for name, values in samples.items()
-    }
-
-
-async def gathered(call: Call) -> float:
-    """Ops/s of CONCURRENT calls gathered: the median of 3 rounds after a warm-up."""
-    rates = []
-    for round_ in range(4):
-        started = time.perf_counter()
-        await asyncio.gather(*(call(i) for i in range(CONCURRENT)))
-        if round_:
-            rates.append(CONCURRENT / (time.perf_counter() - started))
-    return statistics.median(rates)
-
-
-def threaded(call: Callable[[int], Any]) -> float:
-    """Ops/s of CONCURRENT blocking calls on 8 threads: the median of 3 rounds."""
-    rates = []
-    with concurrent.futures.ThreadPoolExecutor(8) as threads:
-        for round_ in range(4):
-            started = time.perf_counter()
-            list(threads.map(call, range(CONCURRENT)))
-            if round_:
-                rates.append(CONCURRENT / (time.perf_counter() - started))
-    return statistics.median(rates)
 
 
 async def main(repeat: int, rounds: int) -> None:
-    table = f"bench_{uuid.uuid4().hex[:8]}"
     with AwakeCpus() as cpus:
         print(cpus.note)
-        async with systems(table) as s:
-            names = ("raw", "ours", "psycopg_pool")
-            for name in names:
-                store, _ = s[name]
-                await asyncio.gather(*(store(str(i), RESULT) for i in range(CONCURRENT)))
-            sync = s["sync"]
-            for i in range(CONCURRENT):
+        async with systems(f"bench_{uuid.uuid4().hex[:8]}") as s:
+            sync = s.pop("sync")
+            for store, _retrieve in s.values():
+                await asyncio.gather(*(store(str(i), RESULT) for i in range(KEYS)))
+            for i in range(KEYS):
                 sync.store(FLOW, TASK, str(i), RESULT)
+            calls = {
+                "store": {name: store for name, (store, _) in s.items()},
+                "retrieve": {name: retrieve for name, (_, retrieve) in s.items()},
+            }
 
-            def keyed(fn: Callable[..., Awaitable[Any]], store: bool) -> Call:
-                if store:
-                    return lambda i: fn(str(i % CONCURRENT), RESULT)
-                return lambda i: fn(str(abs(i) % CONCURRENT))
+            def keyed(op: str, fn: Any) -> Any:
+                if op == "store":
+                    return lambda i: fn(str(abs(i) % KEYS), RESULT)
+                return lambda i: fn(str(abs(i) % KEYS))
 
-            for op, index in (("store", 0), ("retrieve", 1)):
-                medians = await interleaved(
-                    {name: keyed(s[name][index], op == "store") for name in names},
-                    repeat,
-                    rounds,
+            for op, fns in calls.items():
+                timings = await async_interleaved(
+                    {name: keyed(op, fn) for name, fn in fns.items()}, repeat, rounds
                 )
-                shown = ", ".join(
-                    f"{name} {us:.0f} µs (CPU {cpu:.0f})" for name, (us, cpu) in medians.items()
+                raw = timings["raw"].median
+                shown = "; ".join(
+                    f"{name} {timing.median * 1e6:.0f} µs ({timing.median / raw:.3f} × raw)"
+                    for name, timing in timings.items()
                 )
-                raw_us, raw_cpu = medians["raw"]
-                ratios = ", ".join(
-                    f"{name}/raw {us / raw_us:.3f} (CPU {cpu / raw_cpu:.2f})"
-                    for name, (us, cpu) in medians.items()
-                    if name != "raw"
-                )
-                print(f"sequential {op}: {shown}; {ratios}")
-            for op, index in (("retrieve", 1), ("store", 0)):
+                print(f"sequential {op}: {shown}")
+            for op in ("retrieve", "store"):
                 rates = {
-                    name: await gathered(keyed(s[name][index], op == "store"))
-                    for name in ("ours", "psycopg_pool")
+                    name: await gathered(keyed(op, fn), KEYS) for name, fn in calls[op].items()
                 }
                 if op == "retrieve":
-                    rates["sync, 8 threads"] = threaded(lambda i: sync.retrieve(FLOW, TASK, str(i)))
+                    rates["sync, 8 threads"] = threaded(
+                        lambda i: sync.retrieve(FLOW, TASK, str(i)), KEYS
+                    )
                 else:
                     rates["sync, 8 threads"] = threaded(
-                        lambda i: sync.store(FLOW, TASK, str(i), RESULT)
+                        lambda i: sync.store(FLOW, TASK, str(i), RESULT), KEYS
                     )
-                shown = ", ".join(f"{name} {rate:.0f}/s" for name, rate in rates.items())
-                print(f"{CONCURRENT} concurrent {op}s: {shown}")
+                shown = "; ".join(
+                    f"{name} {rate.ops_per_second:.0f}/s (CPU {rate.cpu_us:.0f} µs a call)"
+                    for name, rate in rates.items()
+                )
+                print(f"{KEYS} concurrent {op}s: {shown}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     asyncio.run(main(args.repeat, args.rounds))
