@@ -1,4 +1,8 @@
-"""``S3Storage``: one object per result in an S3 (or S3-compatible) bucket."""
+"""``S3Storage``: one object per result in an S3 (or S3-compatible) bucket.
+
+:class:`S3Base` holds what it shares with its async form,
+:class:`storages.aio.s3.AsyncS3Storage`: options, object layout, error classification, and
+the requests of every operation as steps (:mod:`selinon_like.steps`), driven blocking here."""
 
 from __future__ import annotations
 
@@ -7,14 +11,12 @@ import contextlib
 import contextvars
 import datetime as _dt
 import hashlib
-import itertools
 import json
 import logging
 import math
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from selinon_like import deadline, options
@@ -23,14 +25,15 @@ from selinon_like.importing import missing_driver
 from selinon_like.keys import Key, decode_part, encode_part, key_digest
 from selinon_like.masking import mask_url, scrub
 from selinon_like.records import ERRORS, RESULTS, Kind, RecordStorage
-from selinon_like.streams import DEFAULT_CHUNK_SIZE, Digest, DigestingReader
+from selinon_like.steps import END, Emit, Pull, Sleep, Steps, iterate, run
+from selinon_like.storage import StorageBase
+from selinon_like.streams import DEFAULT_CHUNK_SIZE, Digest
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.literals import BucketLocationConstraintType
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
-__all__ = ["MAX_KEY_BYTES", "MIN_PART_SIZE", "S3Storage"]
+__all__ = ["MAX_KEY_BYTES", "MIN_PART_SIZE", "S3Base", "S3Storage"]
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -111,7 +114,669 @@ def _secret(key: str, value: Any) -> str | None:
     return value
 
 
-class S3Storage(RecordStorage):
+class S3Base(StorageBase):
+    """What :class:`S3Storage` and its async form
+    (:class:`storages.aio.s3.AsyncS3Storage`) share: the options (documented on
+    :class:`S3Storage`) and their ``ConfigError`` messages, the client's settings, the object
+    layout (names, the header line of an over-long key, expiry metadata, lifecycle rules), the
+    error classification, and every operation that makes requests, as steps
+    (:mod:`selinon_like.steps`) each adapter drives. A request is the step
+    ``(self._request, (operation, arguments))``: a boto3 client's method answers it, an
+    aiobotocore client's method gives an awaitable. A subclass writes ``connect``,
+    ``disconnect``, ``ping``, the primitives (each one line driving a step) and
+    :meth:`_overlapped`."""
+
+    def __init__(
+        self,
+        bucket: str,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        aws_session_token: str | None = None,
+        profile_name: str | None = None,
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        location: str | None = None,
+        use_ssl: bool | str | None = None,
+        prefix: str = "",
+        create_bucket: bool | str = False,
+        addressing_style: str = "auto",
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        max_pool_connections: int = 10,
+        part_size: int = DEFAULT_CHUNK_SIZE,
+        lifecycle: bool | str = False,
+    ) -> None:
+        self.bucket = options.as_str("bucket", bucket)
+        self._credentials = {
+            "aws_access_key_id": _secret("aws_access_key_id", aws_access_key_id),
+            "aws_secret_access_key": _secret("aws_secret_access_key", aws_secret_access_key),
+            "aws_session_token": _secret("aws_session_token", aws_session_token),
+        }
+        if (aws_access_key_id is None) != (aws_secret_access_key is None):
+            missing = (
+                "aws_secret_access_key" if aws_secret_access_key is None else "aws_access_key_id"
+            )
+            raise ConfigError(
+                "aws_access_key_id and aws_secret_access_key go together: give both, or "
+                "neither to use the standard AWS credential chain",
+                key=missing,
+            )
+        if aws_session_token is not None and aws_access_key_id is None:
+            raise ConfigError(
+                "a session token needs aws_access_key_id and aws_secret_access_key",
+                key="aws_session_token",
+            )
+        self.profile_name = _optional_str("profile_name", profile_name)
+        self.region_name = _optional_str("region_name", region_name)
+        self.endpoint_url = _optional_str("endpoint_url", endpoint_url)
+        self.location = _optional_str("location", location)
+        self.use_ssl = True if use_ssl is None else options.as_bool("use_ssl", use_ssl)
+        if self.endpoint_url is not None:
+            scheme = urlsplit(self.endpoint_url).scheme
+            if scheme not in ("http", "https"):
+                raise ConfigError(
+                    f"must be an http:// or https:// URL, not {mask_url(self.endpoint_url)!r}",
+                    key="endpoint_url",
+                )
+            if scheme == "http" and use_ssl is not None and self.use_ssl:
+                raise ConfigError(
+                    "use_ssl is true but endpoint_url is plain http://; use an https:// "
+                    "endpoint or set use_ssl: false",
+                    key="use_ssl",
+                )
+        self.prefix = options.as_str("prefix", prefix, empty=True)
+        if self.prefix and not self.prefix.endswith("/"):
+            self.prefix += "/"
+        self._prefix_size = len(self.prefix.encode("utf-8"))
+        if self._prefix_size + _LONG_NAME > MAX_KEY_BYTES:
+            raise ConfigError(
+                f"is {self._prefix_size} bytes (with its '/'); at most "
+                f"{MAX_KEY_BYTES - _LONG_NAME} leave room for S3's {MAX_KEY_BYTES}-byte object "
+                "keys",
+                key="prefix",
+            )
+        self.create_bucket = options.as_bool("create_bucket", create_bucket)
+        self.addressing_style = options.as_str("addressing_style", addressing_style)
+        if self.addressing_style not in ("auto", "path", "virtual"):
+            raise ConfigError(
+                f"must be auto, path or virtual, not {addressing_style!r}", key="addressing_style"
+            )
+        self.connect_timeout = options.as_float("connect_timeout", connect_timeout, minimum=0.001)
+        self.read_timeout = options.as_float("read_timeout", read_timeout, minimum=0.001)
+        self.max_pool_connections = options.as_int(
+            "max_pool_connections", max_pool_connections, minimum=1
+        )
+        self.part_size = options.as_int(
+            "part_size", part_size, minimum=MIN_PART_SIZE, maximum=5 * 1024**3
+        )
+        self.lifecycle = options.as_bool("lifecycle", lifecycle)
+        self._client: Any = None
+
+    # -- connection -----------------------------------------------------------------------
+
+    def _client_options(self) -> dict[str, Any]:
+        """The keyword arguments of botocore's ``Config`` (aiobotocore's ``AioConfig``):
+        the timeouts, never longer than ``operation_timeout``, the pool, no retries of its
+        own."""
+        return {
+            "connect_timeout": min(self.connect_timeout, self.operation_timeout),
+            "read_timeout": min(self.read_timeout, self.operation_timeout),
+            "max_pool_connections": self.max_pool_connections,
+            "retries": {"total_max_attempts": 1, "mode": "standard"},
+            "s3": {"addressing_style": self.addressing_style},
+        }
+
+    def _credential_options(self) -> dict[str, Any]:
+        """The credentials given (``None`` each when not), their secrets masked from
+        botocore's logs from now on."""
+        credentials = self._credentials
+        _REDACT.secrets.update(
+            value
+            for name in ("aws_secret_access_key", "aws_session_token")
+            if isinstance(value := credentials[name], str)
+        )
+        return dict(credentials)
+
+    def _connect_steps(self, client: Any, close: Callable[[], Any]) -> Steps[None]:
+        """Take ``client`` as this storage's once the bucket is there (created with
+        ``create_bucket``) and the lifecycle rules are in place; ``close`` it otherwise."""
+        client.meta.events.register("before-call.s3", self._bound_request)
+        self._client = client
+        try:
+            yield from self._s3_check_bucket_steps()
+            if self.lifecycle:
+                yield from self._s3_put_lifecycle_steps()
+        except BaseException:
+            self._client = None
+            yield close, ()
+            raise
+
+    def _bound_request(
+        self, context: dict[str, Any], params: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        """botocore's ``before-call``: within a call, a request waits for its reply no longer
+        than the call's deadline leaves (botocore reads ``read_timeout`` from the request's
+        context; the client's own applies otherwise). Its body, already in memory, goes
+        without ``Expect: 100-continue``: botocore would first wait up to 1 s for the interim
+        answer, on top of the read timeout."""
+        left = deadline.remaining()
+        if left is None:
+            return
+        if params is not None:
+            params.get("headers", {}).pop("Expect", None)
+        if left < self.read_timeout:
+            context["read_timeout"] = left
+
+    def default_operation_timeout(self) -> float:
+        """``connect_timeout`` + ``read_timeout``: a connection, then a request's reply."""
+        return self.connect_timeout + self.read_timeout
+
+    def is_connected(self) -> bool:
+        return self._client is not None
+
+    @property
+    def client(self) -> Any:
+        """The boto3 (or aiobotocore) client, for what this adapter does not wrap; connect
+        first."""
+        if self._client is None:
+            raise StorageError(f"{self.storage_name}: not connected; call connect() first")
+        return self._client
+
+    def is_transient(self, exc: BaseException) -> bool:
+        if super().is_transient(exc):
+            return True
+        # Only classify what botocore raised; never import it just to look.
+        exceptions = sys.modules.get("botocore.exceptions")
+        if exceptions is None:
+            return False
+        if isinstance(exc, tuple(getattr(exceptions, name, ()) for name in _TRANSIENT_BOTOCORE)):
+            return True
+        if isinstance(exc, exceptions.ClientError):
+            code, status = _error_code(exc)
+            return status >= 500 or code in _TRANSIENT_CODES
+        return False
+
+    def _request(self, operation: str, arguments: dict[str, Any]) -> Any:
+        """Send one request: the client's reply (an awaitable of it from aiobotocore)."""
+        return getattr(self.client, operation)(**arguments)
+
+    def _s3(self, operation: str, **arguments: Any) -> tuple[Any, tuple[Any, ...]]:
+        """The step of one request."""
+        return self._request, (operation, arguments)
+
+    def _overlapped(self, steps: Callable[[A], Steps[T]], args: Sequence[A]) -> Any:
+        """``[steps(a) driven for a in args]``, overlapped on up to ``max_pool_connections``
+        requests (a blocking adapter's list, an async one's awaitable of it)."""
+        raise NotImplementedError
+
+    def _s3_check_bucket_steps(self) -> Steps[None]:
+        try:
+            yield self._s3("head_bucket", Bucket=self.bucket)
+            return
+        except Exception as exc:
+            if not _is_missing(exc):
+                raise
+        where = mask_url(self.endpoint_url) if self.endpoint_url else "AWS S3"
+        if not self.create_bucket:
+            raise StorageError(
+                f"{self.storage_name}: the bucket {self.bucket!r} does not exist at {where}; "
+                "create it, or set create_bucket: true"
+            )
+        constraint = self.location or self.region_name or self.client.meta.region_name
+        try:
+            if constraint in (None, "", "us-east-1", "aws-global"):
+                yield self._s3("create_bucket", Bucket=self.bucket)
+            else:
+                yield self._s3(
+                    "create_bucket",
+                    Bucket=self.bucket,
+                    CreateBucketConfiguration={"LocationConstraint": constraint},
+                )
+        except Exception as exc:
+            # Another process creating it at the same moment is fine.
+            if _error_code(exc)[0] != "BucketAlreadyOwnedByYou":
+                raise
+
+    def _lifecycle_rule_id(self, kind: Kind) -> str:
+        # Rule ids stop at 255 characters; a prefix may be 885 bytes.
+        return f"selinon-like-{_sha256(self.prefix + kind)[:24]}-{kind}"
+
+    def _s3_put_lifecycle_steps(self) -> Steps[None]:
+        """Replace this storage's rules in the bucket's lifecycle configuration, keeping the
+        other rules there."""
+        try:
+            reply = yield self._s3("get_bucket_lifecycle_configuration", Bucket=self.bucket)
+            rules = reply["Rules"]
+        except Exception as exc:
+            if _error_code(exc)[0] != "NoSuchLifecycleConfiguration":
+                raise
+            rules = []
+        ours = {self._lifecycle_rule_id(kind): kind for kind in (RESULTS, ERRORS)}
+        kept: list[Any] = [rule for rule in rules if rule.get("ID") not in ours]
+        for rule_id, kind in ours.items():
+            days = _ttl_days(self.record_codec.ttl.of(kind))
+            if days is None:
+                continue
+            kept.append(
+                {
+                    "ID": rule_id,
+                    "Status": "Enabled",
+                    "Filter": {
+                        "And": {
+                            "Prefix": f"{self.prefix}{kind}/",
+                            "Tags": [{"Key": _TTL_TAG, "Value": str(days)}],
+                        }
+                    },
+                    "Expiration": {"Days": days},
+                }
+            )
+        if kept == rules:
+            return
+        if kept:
+            yield self._s3(
+                "put_bucket_lifecycle_configuration",
+                Bucket=self.bucket,
+                LifecycleConfiguration={"Rules": kept},
+            )
+        else:
+            yield self._s3("delete_bucket_lifecycle", Bucket=self.bucket)
+
+    # -- objects --------------------------------------------------------------------------
+
+    def object_key(self, kind: str, flow_name: str, task_name: str, task_id: str) -> str:
+        """The object key of a result (``kind="results"``) or error record (``"errors"``):
+        the encoded parts, or the key's digest when they pass 1,024 bytes."""
+        return self._locate(kind, (flow_name, task_name, task_id))[0]
+
+    def _locate(self, kind: str, key: Key) -> tuple[str, bytes]:
+        """The object name of ``key`` and the header line its object starts with (``b""``
+        for a plain name)."""
+        flow_name, task_name, task_id = key
+        # An encoded part is "_" and at least one character per character of the part, so a
+        # key this long is over-long without encoding it (which costs ~50 µs a 1,000 bytes).
+        least = len(flow_name) + len(task_name) + len(task_id) + len(kind) + 6
+        if self._prefix_size + least <= MAX_KEY_BYTES:
+            # The encoded parts are ASCII: their length is their size in bytes.
+            tail = (
+                f"{kind}/{encode_part(flow_name)}/{encode_part(task_name)}/{encode_part(task_id)}"
+            )
+            if self._prefix_size + len(tail) <= MAX_KEY_BYTES:
+                return self.prefix + tail, b""
+        return f"{self._flow_dir(kind, flow_name)}~{key_digest(*key)}", _header(key)
+
+    def _flow_dir(self, kind: str, flow_name: str) -> str:
+        """The "directory" of a flow's over-long keys: the encoded flow when the name fits."""
+        room = MAX_KEY_BYTES - self._prefix_size - len(kind) - 3 - _HASHED  # "/", "_", "/"
+        if len(flow_name) <= room:
+            token = encode_part(flow_name)
+            if len(token) <= room + 1:
+                return f"{self.prefix}{kind}/{token}/"
+        return f"{self.prefix}{kind}/~{_sha256(flow_name)}/"
+
+    def _s3_put_steps(
+        self, name: str, data: bytes | bytearray, expires_at: float | None = None
+    ) -> Steps[str]:
+        # botocore takes a bytearray body (the stubs say bytes only); streams save a copy.
+        if expires_at is None:
+            yield self._s3("put_object", Bucket=self.bucket, Key=name, Body=data)
+            return name
+        days = _ttl_days(expires_at - self.record_codec.clock())
+        yield self._s3(
+            "put_object",
+            Bucket=self.bucket,
+            Key=name,
+            Body=data,
+            Metadata={_EXPIRY_META: str(math.ceil(expires_at * 1000))},
+            Expires=_dt.datetime.fromtimestamp(expires_at, _dt.timezone.utc),
+            Tagging=f"{_TTL_TAG}={days}",
+        )
+        return name
+
+    def _s3_get_steps(self, name: str, **arguments: Any) -> Steps[bytes | None]:
+        """The object's bytes (``arguments``: more of ``get_object``'s, a ``Range``), or
+        None when there is none."""
+        try:
+            response = yield self._s3("get_object", Bucket=self.bucket, Key=name, **arguments)
+        except Exception as exc:
+            if _is_missing(exc):
+                return None
+            raise
+        body = response["Body"]
+        try:
+            data: bytes = yield body.read, ()
+        finally:
+            body.close()
+        return data
+
+    def _s3_exists_steps(self, name: str) -> Steps[bool]:
+        try:
+            yield self._s3("head_object", Bucket=self.bucket, Key=name)
+        except Exception as exc:
+            if _is_missing(exc):
+                return False
+            raise
+        return True
+
+    # -- the primitives, as steps ---------------------------------------------------------
+
+    def _s3_read_steps(self, kind: Kind, key: Key) -> Steps[bytes | None]:
+        name, header = self._locate(kind, key)
+        return _unwrapped((yield from self._s3_get_steps(name)), header)
+
+    def _s3_write_steps(
+        self, kind: Kind, key: Key, data: bytes, expires_at: float | None
+    ) -> Steps[str]:
+        name, header = self._locate(kind, key)
+        return (yield from self._s3_put_steps(name, header + data if header else data, expires_at))
+
+    def _s3_remove_steps(self, kind: Kind, key: Key) -> Steps[bool]:
+        name = self.object_key(kind, *key)
+        # DeleteObject succeeds for a missing object, so look first.
+        if not (yield from self._s3_exists_steps(name)):
+            return False
+        yield self._s3("delete_object", Bucket=self.bucket, Key=name)
+        return True
+
+    def _s3_read_many_steps(self, kind: Kind, keys: Sequence[Key]) -> Steps[list[bytes | None]]:
+        located = [self._locate(kind, key) for key in keys]
+        unique = list(dict.fromkeys(name for name, _header in located))
+        got = yield self._overlapped, (self._s3_get_steps, unique)
+        found = dict(zip(unique, got, strict=True))
+        return [_unwrapped(found[name], header) for name, header in located]
+
+    def _s3_write_many_steps(
+        self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None
+    ) -> Steps[list[str]]:
+        # Every name is made before the first request.
+        objects = []
+        for key, data in items:
+            name, header = self._locate(kind, key)
+            objects.append((name, header + data if header else data))
+        # A key given twice keeps its last result, as stores one after the other would: only
+        # that one is sent, so two concurrent PUTs of one key never race.
+        last = dict(objects)
+
+        def put(name: str) -> Steps[str]:
+            return self._s3_put_steps(name, last[name], expires_at)
+
+        yield self._overlapped, (put, list(last))
+        return [name for name, _data in objects]
+
+    def _s3_remove_many_steps(self, kind: Kind, keys: Sequence[Key]) -> Steps[int]:
+        names = list(dict.fromkeys(self.object_key(kind, *key) for key in keys))
+        # DeleteObjects reports a missing object as deleted: the overlapped HEADs tell which
+        # were there, and only those are deleted, up to 1,000 in each request.
+        found = yield self._overlapped, (self._s3_exists_steps, names)
+        present = [name for name, there in zip(names, found, strict=True) if there]
+        for start in range(0, len(present), _DELETE_BATCH):
+            batch = present[start : start + _DELETE_BATCH]
+            response = yield self._s3(
+                "delete_objects",
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": name} for name in batch], "Quiet": True},
+            )
+            errors = response.get("Errors", [])
+            if errors:
+                first = errors[0]
+                raise StorageError(
+                    f"{self.storage_name}: {len(errors)} of {len(batch)} objects were not "
+                    f"deleted; the first, {first.get('Key', '')!r}: {first.get('Code', '')} "
+                    f"{first.get('Message', '')}".rstrip()
+                )
+        return len(present)
+
+    def _pages(self, prefix: str) -> Any:
+        """The pages listing the objects under ``prefix`` (an iterable; aiobotocore's: an
+        async iterable), 1,000 objects each."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        return paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+
+    def _s3_purge_steps(self, kind: Kind, now: float, dry_run: bool) -> Steps[None]:
+        """By the objects' expiry metadata, a page of 1,000 at a time: overlapped HEADs, then
+        one ``DeleteObjects`` of the expired ones, each on the condition of its ETag; emits
+        each page's count."""
+        due = math.floor(now * 1000)
+        pages = Pull(self._pages(f"{self.prefix}{kind}/"))
+        while (page := (yield pages)) is not END:
+            names = [entry["Key"] for entry in page.get("Contents", [])]
+            heads = yield self._overlapped, (self._s3_expiry_and_etag_steps, names)
+            expired = [
+                (name, etag)
+                for name, (expires, etag) in zip(names, heads, strict=True)
+                if expires is not None and expires <= due
+            ]
+            if dry_run or not expired:
+                yield Emit(len(expired))
+                continue
+            response = yield self._s3(
+                "delete_objects",
+                Bucket=self.bucket,
+                Delete={
+                    "Objects": [{"Key": name, "ETag": etag} for name, etag in expired],
+                    "Quiet": True,
+                },
+            )
+            errors = response.get("Errors", [])
+            failed = [error for error in errors if error.get("Code") != "PreconditionFailed"]
+            if failed:
+                first = failed[0]
+                raise StorageError(
+                    f"{self.storage_name}: {len(failed)} expired objects were not deleted; "
+                    f"the first, {first.get('Key', '')!r}: {first.get('Code', '')} "
+                    f"{first.get('Message', '')}".rstrip()
+                )
+            yield Emit(len(expired) - len(errors))  # PreconditionFailed: stored again meanwhile
+
+    def _s3_expiry_and_etag_steps(self, name: str) -> Steps[tuple[int | None, str]]:
+        """The expiry (ms) in an object's metadata (None: none, or the object is gone) and
+        its ETag."""
+        try:
+            head = yield self._s3("head_object", Bucket=self.bucket, Key=name)
+        except Exception as exc:
+            if _is_missing(exc):
+                return None, ""
+            raise
+        value = head.get("Metadata", {}).get(_EXPIRY_META)
+        try:
+            expires = int(value) if value is not None else None
+        except ValueError:
+            log.warning(
+                "%s: %r has expiry metadata %r; purge leaves it", self.storage_name, name, value
+            )
+            expires = None
+        return expires, head["ETag"]
+
+    def _s3_scan_steps(self, kind: Kind, flow_name: str | None) -> Steps[None]:
+        """Emits the keys of the objects under ``<prefix><kind>/`` (of one flow if given)."""
+        base = f"{self.prefix}{kind}/"
+        if flow_name is None:
+            starts = [base]
+        else:
+            plain = f"{base}{encode_part(flow_name)}/"
+            # A flow too long to head its over-long keys' names has them under its digest.
+            starts = list(dict.fromkeys((plain, self._flow_dir(kind, flow_name))))
+            starts = [start for start in starts if len(start.encode()) < MAX_KEY_BYTES]
+        for start in starts:
+            pages = Pull(self._pages(start))
+            while (page := (yield pages)) is not END:
+                for entry in page.get("Contents", []):
+                    name = entry["Key"]
+                    key = yield from self._s3_key_of_steps(kind, name, name[len(base) :])
+                    if key is not None:
+                        yield Emit(key)
+
+    def _s3_key_of_steps(self, kind: Kind, name: str, tail: str) -> Steps[Key | None]:
+        """The key of the object ``name`` (``tail`` after ``<prefix><kind>/``); ``None`` for
+        an object this adapter did not write."""
+        parts = tail.split("/")
+        if len(parts) == 3 and all(part.startswith("_") for part in parts):
+            try:
+                return decode_part(parts[0]), decode_part(parts[1]), decode_part(parts[2])
+            except ValueError:
+                return None
+        if len(parts) == 2 and _is_hashed(parts[1]):
+            key = yield from self._s3_stored_key_steps(name)
+            # The key must name this very object: a foreign or misplaced one is skipped.
+            if key is not None and self._locate(kind, key)[0] == name:
+                return key
+        return None
+
+    def _s3_stored_key_steps(self, name: str) -> Steps[Key | None]:
+        """The key in the header line of an over-long key's object, read with ranged GETs
+        (``None`` when there is no such line, or no object any more)."""
+        size = _HEADER_PROBE
+        while True:
+            try:
+                data = yield from self._s3_get_steps(name, Range=f"bytes=0-{size - 1}")
+            except Exception as exc:
+                # InvalidRange: an empty object, which has no header.
+                if _error_code(exc)[0] == "InvalidRange":
+                    return None
+                raise
+            if data is None:
+                return None
+            end = data.find(b"\n")
+            if end >= 0:
+                return _parse_header(data[:end])
+            if len(data) < size or not data.startswith(b'["'):
+                return None  # no header line, or not one of ours: read no further
+            size *= 16
+
+    # -- streams --------------------------------------------------------------------------
+
+    def _s3_store_stream_steps(self, key: Key, chunks: Any) -> Steps[Digest]:
+        """Upload ``chunks`` (read with :class:`~selinon_like.steps.Pull`: an async iterable
+        too, under the async driver) as a multipart upload of ``part_size`` parts, or one PUT
+        when shorter than a part; their :class:`Digest`."""
+        name, header = self._locate(RESULTS, key)
+        part_size = self.part_size
+        source = Pull(chunks)
+        sha, size = hashlib.sha256(), 0
+        buffer = bytearray()
+        upload_id: str | None = None
+        parts: list[CompletedPartTypeDef] = []
+        # An over-long key's header line goes first, outside the digest.
+        chunk: Any = header
+        try:
+            while True:
+                # Fill the part exactly, copying each byte once (S3-compatible services such
+                # as R2 want every part but the last of the same size).
+                rest = memoryview(chunk)
+                while rest:
+                    room = part_size - len(buffer)
+                    buffer += rest[:room]
+                    rest = rest[room:]
+                    if len(buffer) == part_size:
+                        if upload_id is None:
+                            created = yield self._s3(
+                                "create_multipart_upload", Bucket=self.bucket, Key=name
+                            )
+                            upload_id = created["UploadId"]
+                        yield from self._s3_part_steps(name, upload_id, parts, buffer)
+                        buffer = bytearray()
+                chunk = yield source
+                if chunk is END:
+                    break
+                if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                    raise TypeError(
+                        f"store_stream() takes an iterable of bytes, got a {type(chunk).__name__}"
+                    )
+                sha.update(chunk)
+                size += len(chunk)
+            if upload_id is None:
+                # Shorter than one part: a single PUT, made only once the stream has ended.
+                yield from self._s3_retried_steps(self._s3_put_steps, name, buffer)
+            else:
+                if buffer:
+                    yield from self._s3_part_steps(name, upload_id, parts, buffer)
+                yield self._s3(
+                    "complete_multipart_upload",
+                    Bucket=self.bucket,
+                    Key=name,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
+        except GeneratorExit:
+            raise  # closed unfinished: no step can run any more
+        except BaseException:
+            if upload_id is not None:
+                # Best effort: what cannot be aborted now is left to a bucket lifecycle rule.
+                with contextlib.suppress(Exception):
+                    yield self._s3(
+                        "abort_multipart_upload", Bucket=self.bucket, Key=name, UploadId=upload_id
+                    )
+            raise
+        return Digest(size, sha.hexdigest())
+
+    def _s3_part_steps(
+        self, name: str, upload_id: str, parts: list[CompletedPartTypeDef], data: bytearray
+    ) -> Steps[None]:
+        """Upload ``data`` as the next part (retried: its bytes are still in hand)."""
+        number = len(parts) + 1
+        if number > MAX_PARTS:
+            raise StorageError(
+                f"{self.storage_name}: the stream needs more than {MAX_PARTS} parts of "
+                f"{self.part_size} bytes; raise part_size"
+            )
+
+        def upload() -> Steps[Any]:
+            return (
+                yield self._s3(
+                    "upload_part",
+                    Bucket=self.bucket,
+                    Key=name,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=data,
+                )
+            )
+
+        response = yield from self._s3_retried_steps(upload)
+        parts.append({"PartNumber": number, "ETag": response["ETag"]})
+
+    def _s3_retried_steps(self, steps: Callable[..., Steps[T]], *args: Any) -> Steps[T]:
+        """``steps(*args)``, again after a transient error under the retry policy (one
+        request of a stream, whose bytes are still in hand)."""
+        attempt = 0
+        while True:
+            try:
+                return (yield from steps(*args))
+            except Exception as exc:
+                if not self.is_transient(exc) or attempt + 1 >= self.retry_policy.attempts:
+                    raise
+                yield Sleep(self.retry_policy.delay(attempt))
+                attempt += 1
+
+    def _s3_chunks_steps(self, key: Key) -> Steps[None]:
+        """Emits the bytes of the result streamed under ``key`` (1 MiB chunks);
+        ``ResultNotFound`` when there is none."""
+        name, header = self._locate(RESULTS, key)
+        try:
+            response = yield self._s3("get_object", Bucket=self.bucket, Key=name)
+        except Exception as exc:
+            if _is_missing(exc):
+                raise self.not_found(*key) from None
+            raise
+        body = response["Body"]
+        try:
+            if header:
+                # Read the header line whole (a read may return less than asked).
+                seen = b""
+                while len(seen) < len(header):
+                    more = yield body.read, (len(header) - len(seen),)
+                    if not more:
+                        break
+                    seen += more
+                if seen != header:  # not this key's object (see _unwrapped)
+                    raise self.not_found(*key)
+            pieces = Pull(body.iter_chunks(_READ_CHUNK))
+            while (piece := (yield pieces)) is not END:
+                yield Emit(piece)
+        finally:
+            body.close()
+
+
+class S3Storage(S3Base, RecordStorage):
     """Results as objects in an S3 bucket (AWS, or any S3-compatible service via
     ``endpoint_url``: MinIO, Ceph, moto...).
 
@@ -211,92 +876,7 @@ class S3Storage(RecordStorage):
     """
 
     thread_safe = True  # one boto3 client; botocore clients are thread-safe
-
-    def __init__(
-        self,
-        bucket: str,
-        aws_access_key_id: str | None = None,
-        aws_secret_access_key: str | None = None,
-        aws_session_token: str | None = None,
-        profile_name: str | None = None,
-        region_name: str | None = None,
-        endpoint_url: str | None = None,
-        location: str | None = None,
-        use_ssl: bool | str | None = None,
-        prefix: str = "",
-        create_bucket: bool | str = False,
-        addressing_style: str = "auto",
-        connect_timeout: float = 10.0,
-        read_timeout: float = 60.0,
-        max_pool_connections: int = 10,
-        part_size: int = DEFAULT_CHUNK_SIZE,
-        lifecycle: bool | str = False,
-    ) -> None:
-        self.bucket = options.as_str("bucket", bucket)
-        self._credentials = {
-            "aws_access_key_id": _secret("aws_access_key_id", aws_access_key_id),
-            "aws_secret_access_key": _secret("aws_secret_access_key", aws_secret_access_key),
-            "aws_session_token": _secret("aws_session_token", aws_session_token),
-        }
-        if (aws_access_key_id is None) != (aws_secret_access_key is None):
-            missing = (
-                "aws_secret_access_key" if aws_secret_access_key is None else "aws_access_key_id"
-            )
-            raise ConfigError(
-                "aws_access_key_id and aws_secret_access_key go together: give both, or "
-                "neither to use the standard AWS credential chain",
-                key=missing,
-            )
-        if aws_session_token is not None and aws_access_key_id is None:
-            raise ConfigError(
-                "a session token needs aws_access_key_id and aws_secret_access_key",
-                key="aws_session_token",
-            )
-        self.profile_name = _optional_str("profile_name", profile_name)
-        self.region_name = _optional_str("region_name", region_name)
-        self.endpoint_url = _optional_str("endpoint_url", endpoint_url)
-        self.location = _optional_str("location", location)
-        self.use_ssl = True if use_ssl is None else options.as_bool("use_ssl", use_ssl)
-        if self.endpoint_url is not None:
-            scheme = urlsplit(self.endpoint_url).scheme
-            if scheme not in ("http", "https"):
-                raise ConfigError(
-                    f"must be an http:// or https:// URL, not {mask_url(self.endpoint_url)!r}",
-                    key="endpoint_url",
-                )
-            if scheme == "http" and use_ssl is not None and self.use_ssl:
-                raise ConfigError(
-                    "use_ssl is true but endpoint_url is plain http://; use an https:// "
-                    "endpoint or set use_ssl: false",
-                    key="use_ssl",
-                )
-        self.prefix = options.as_str("prefix", prefix, empty=True)
-        if self.prefix and not self.prefix.endswith("/"):
-            self.prefix += "/"
-        self._prefix_size = len(self.prefix.encode("utf-8"))
-        if self._prefix_size + _LONG_NAME > MAX_KEY_BYTES:
-            raise ConfigError(
-                f"is {self._prefix_size} bytes (with its '/'); at most "
-                f"{MAX_KEY_BYTES - _LONG_NAME} leave room for S3's {MAX_KEY_BYTES}-byte object "
-                "keys",
-                key="prefix",
-            )
-        self.create_bucket = options.as_bool("create_bucket", create_bucket)
-        self.addressing_style = options.as_str("addressing_style", addressing_style)
-        if self.addressing_style not in ("auto", "path", "virtual"):
-            raise ConfigError(
-                f"must be auto, path or virtual, not {addressing_style!r}", key="addressing_style"
-            )
-        self.connect_timeout = options.as_float("connect_timeout", connect_timeout, minimum=0.001)
-        self.read_timeout = options.as_float("read_timeout", read_timeout, minimum=0.001)
-        self.max_pool_connections = options.as_int(
-            "max_pool_connections", max_pool_connections, minimum=1
-        )
-        self.part_size = options.as_int(
-            "part_size", part_size, minimum=MIN_PART_SIZE, maximum=5 * 1024**3
-        )
-        self.lifecycle = options.as_bool("lifecycle", lifecycle)
-        self._client: S3Client | None = None
+    async_adapter = "storages.aio.s3:AsyncS3Storage"
 
     # -- connection -----------------------------------------------------------------------
 
@@ -308,16 +888,8 @@ class S3Storage(RecordStorage):
             from botocore.config import Config
         except ModuleNotFoundError as exc:
             raise missing_driver(exc, self.storage_name) from exc
-        credentials = self._credentials
-        _REDACT.secrets.update(
-            value
-            for name in ("aws_secret_access_key", "aws_session_token")
-            if isinstance(value := credentials[name], str)
-        )
         session = boto3.session.Session(
-            aws_access_key_id=credentials["aws_access_key_id"],
-            aws_secret_access_key=credentials["aws_secret_access_key"],
-            aws_session_token=credentials["aws_session_token"],
+            **self._credential_options(),
             region_name=self.region_name,
             profile_name=self.profile_name,
         )
@@ -325,214 +897,27 @@ class S3Storage(RecordStorage):
             "s3",
             endpoint_url=self.endpoint_url,
             use_ssl=self.use_ssl,
-            config=Config(
-                connect_timeout=min(self.connect_timeout, self.operation_timeout),
-                read_timeout=min(self.read_timeout, self.operation_timeout),
-                max_pool_connections=self.max_pool_connections,
-                retries={"total_max_attempts": 1, "mode": "standard"},
-                s3={"addressing_style": self.addressing_style},  # type: ignore[arg-type]
-            ),
+            config=Config(**self._client_options()),
         )
-        client.meta.events.register("before-call.s3", self._bound_request)
-        try:
-            self._check_bucket(client)
-            if self.lifecycle:
-                self._put_lifecycle(client)
-        except BaseException:
-            client.close()
-            raise
-        self._client = client
-
-    def _bound_request(
-        self, context: dict[str, Any], params: dict[str, Any] | None = None, **kwargs: Any
-    ) -> None:
-        """botocore's ``before-call``: within a call, a request waits for its reply no longer
-        than the call's deadline leaves (botocore reads ``read_timeout`` from the request's
-        context; the client's own applies otherwise). Its body, already in memory, goes
-        without ``Expect: 100-continue``: botocore would first wait up to 1 s for the interim
-        answer, on top of the read timeout."""
-        left = deadline.remaining()
-        if left is None:
-            return
-        if params is not None:
-            params.get("headers", {}).pop("Expect", None)
-        if left < self.read_timeout:
-            context["read_timeout"] = left
-
-    def default_operation_timeout(self) -> float:
-        """``connect_timeout`` + ``read_timeout``: a connection, then a request's reply."""
-        return self.connect_timeout + self.read_timeout
-
-    def _check_bucket(self, client: S3Client) -> None:
-        try:
-            client.head_bucket(Bucket=self.bucket)
-            return
-        except Exception as exc:
-            if not _is_missing(exc):
-                raise
-        where = mask_url(self.endpoint_url) if self.endpoint_url else "AWS S3"
-        if not self.create_bucket:
-            raise StorageError(
-                f"{self.storage_name}: the bucket {self.bucket!r} does not exist at {where}; "
-                "create it, or set create_bucket: true"
-            )
-        constraint = self.location or self.region_name or client.meta.region_name
-        try:
-            if constraint in (None, "", "us-east-1", "aws-global"):
-                client.create_bucket(Bucket=self.bucket)
-            else:
-                client.create_bucket(
-                    Bucket=self.bucket,
-                    CreateBucketConfiguration={
-                        "LocationConstraint": cast("BucketLocationConstraintType", constraint)
-                    },
-                )
-        except Exception as exc:
-            # Another process creating it at the same moment is fine.
-            if _error_code(exc)[0] != "BucketAlreadyOwnedByYou":
-                raise
-
-    def _lifecycle_rule_id(self, kind: Kind) -> str:
-        # Rule ids stop at 255 characters; a prefix may be 885 bytes.
-        return f"selinon-like-{_sha256(self.prefix + kind)[:24]}-{kind}"
-
-    def _put_lifecycle(self, client: S3Client) -> None:
-        """Replace this storage's rules in the bucket's lifecycle configuration, keeping the
-        other rules there."""
-        try:
-            rules = client.get_bucket_lifecycle_configuration(Bucket=self.bucket)["Rules"]
-        except Exception as exc:
-            if _error_code(exc)[0] != "NoSuchLifecycleConfiguration":
-                raise
-            rules = []
-        ours = {self._lifecycle_rule_id(kind): kind for kind in (RESULTS, ERRORS)}
-        kept: list[Any] = [rule for rule in rules if rule.get("ID") not in ours]
-        for rule_id, kind in ours.items():
-            days = _ttl_days(self.record_codec.ttl.of(kind))
-            if days is None:
-                continue
-            kept.append(
-                {
-                    "ID": rule_id,
-                    "Status": "Enabled",
-                    "Filter": {
-                        "And": {
-                            "Prefix": f"{self.prefix}{kind}/",
-                            "Tags": [{"Key": _TTL_TAG, "Value": str(days)}],
-                        }
-                    },
-                    "Expiration": {"Days": days},
-                }
-            )
-        if kept == rules:
-            return
-        if kept:
-            client.put_bucket_lifecycle_configuration(
-                Bucket=self.bucket, LifecycleConfiguration={"Rules": kept}
-            )
-        else:
-            client.delete_bucket_lifecycle(Bucket=self.bucket)
+        run(self._connect_steps(client, client.close))
 
     def disconnect(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             client.close()
 
-    def is_connected(self) -> bool:
-        return self._client is not None
-
     @property
     def client(self) -> S3Client:
         """The boto3 client (for what this adapter does not wrap); connect first."""
-        if self._client is None:
-            raise StorageError(f"{self.storage_name}: not connected; call connect() first")
-        return self._client
+        client: S3Client = super().client
+        return client
 
     def ping(self) -> bool:
         self.client.head_bucket(Bucket=self.bucket)
         return True
 
-    def is_transient(self, exc: BaseException) -> bool:
-        if super().is_transient(exc):
-            return True
-        # Only classify what botocore raised; never import it just to look.
-        exceptions = sys.modules.get("botocore.exceptions")
-        if exceptions is None:
-            return False
-        if isinstance(exc, tuple(getattr(exceptions, name, ()) for name in _TRANSIENT_BOTOCORE)):
-            return True
-        if isinstance(exc, exceptions.ClientError):
-            code, status = _error_code(exc)
-            return status >= 500 or code in _TRANSIENT_CODES
-        return False
-
-    # -- objects --------------------------------------------------------------------------
-
-    def object_key(self, kind: str, flow_name: str, task_name: str, task_id: str) -> str:
-        """The object key of a result (``kind="results"``) or error record (``"errors"``):
-        the encoded parts, or the key's digest when they pass 1,024 bytes."""
-        return self._locate(kind, (flow_name, task_name, task_id))[0]
-
-    def _locate(self, kind: str, key: Key) -> tuple[str, bytes]:
-        """The object name of ``key`` and the header line its object starts with (``b""``
-        for a plain name)."""
-        flow_name, task_name, task_id = key
-        # An encoded part is "_" and at least one character per character of the part, so a
-        # key this long is over-long without encoding it (which costs ~50 µs a 1,000 bytes).
-        least = len(flow_name) + len(task_name) + len(task_id) + len(kind) + 6
-        if self._prefix_size + least <= MAX_KEY_BYTES:
-            # The encoded parts are ASCII: their length is their size in bytes.
-            tail = (
-                f"{kind}/{encode_part(flow_name)}/{encode_part(task_name)}/{encode_part(task_id)}"
-            )
-            if self._prefix_size + len(tail) <= MAX_KEY_BYTES:
-                return self.prefix + tail, b""
-        return f"{self._flow_dir(kind, flow_name)}~{key_digest(*key)}", _header(key)
-
-    def _flow_dir(self, kind: str, flow_name: str) -> str:
-        """The "directory" of a flow's over-long keys: the encoded flow when the name fits."""
-        room = MAX_KEY_BYTES - self._prefix_size - len(kind) - 3 - _HASHED  # "/", "_", "/"
-        if len(flow_name) <= room:
-            token = encode_part(flow_name)
-            if len(token) <= room + 1:
-                return f"{self.prefix}{kind}/{token}/"
-        return f"{self.prefix}{kind}/~{_sha256(flow_name)}/"
-
-    def _put(self, name: str, data: bytes | bytearray, expires_at: float | None = None) -> str:
-        # botocore takes a bytearray body (the stubs say bytes only); streams save a copy.
-        if expires_at is None:
-            self.client.put_object(Bucket=self.bucket, Key=name, Body=data)  # type: ignore[arg-type]
-            return name
-        days = _ttl_days(expires_at - self.record_codec.clock())
-        self.client.put_object(
-            Bucket=self.bucket,
-            Key=name,
-            Body=data,  # type: ignore[arg-type]
-            Metadata={_EXPIRY_META: str(math.ceil(expires_at * 1000))},
-            Expires=_dt.datetime.fromtimestamp(expires_at, _dt.timezone.utc),
-            Tagging=f"{_TTL_TAG}={days}",
-        )
-        return name
-
-    def _get(self, name: str) -> bytes | None:
-        """The object's bytes, or None when there is none."""
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=name)
-        except Exception as exc:
-            if _is_missing(exc):
-                return None
-            raise
-        with contextlib.closing(response["Body"]) as body:
-            return body.read()
-
-    def _exists(self, name: str) -> bool:
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=name)
-        except Exception as exc:
-            if _is_missing(exc):
-                return False
-            raise
-        return True
+    def _overlapped(self, steps: Callable[[A], Steps[T]], args: Sequence[A]) -> list[T]:
+        return self._parallel(lambda arg: run(steps(arg)), args)
 
     def _parallel(self, call: Callable[[A], T], args: Sequence[A]) -> list[T]:
         """``[call(a) for a in args]`` on up to ``max_pool_connections`` threads."""
@@ -549,278 +934,49 @@ class S3Storage(RecordStorage):
                     future.cancel()
                 raise
 
-    # -- the primitives -------------------------------------------------------------------
+    # -- the primitives (S3Base's steps, blocking) ----------------------------------------
 
     def read(self, kind: Kind, key: Key) -> bytes | None:
-        name, header = self._locate(kind, key)
-        return _unwrapped(self._get(name), header)
+        return run(self._s3_read_steps(kind, key))
 
     def write(self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None) -> str:
-        name, header = self._locate(kind, key)
-        return self._put(name, header + data if header else data, expires_at)
+        return run(self._s3_write_steps(kind, key, data, expires_at))
 
     def remove(self, kind: Kind, key: Key) -> bool:
-        name = self.object_key(kind, *key)
-        # DeleteObject succeeds for a missing object, so look first.
-        if not self._exists(name):
-            return False
-        self.client.delete_object(Bucket=self.bucket, Key=name)
-        return True
+        return run(self._s3_remove_steps(kind, key))
 
     def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
-        located = [self._locate(kind, key) for key in keys]
-        unique = list(dict.fromkeys(name for name, _header in located))
-        found = dict(zip(unique, self._parallel(self._get, unique), strict=True))
-        return [_unwrapped(found[name], header) for name, header in located]
+        return run(self._s3_read_many_steps(kind, keys))
 
     def write_many(
         self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
     ) -> list[str]:
-        # Every name is made before the first request.
-        objects = []
-        for key, data in items:
-            name, header = self._locate(kind, key)
-            objects.append((name, header + data if header else data))
-        # A key given twice keeps its last result, as stores one after the other would: only
-        # that one is sent, so two concurrent PUTs of one key never race.
-        last = dict(objects)
-        self._parallel(lambda name: self._put(name, last[name], expires_at), list(last))
-        return [name for name, _data in objects]
+        return run(self._s3_write_many_steps(kind, items, expires_at))
 
     def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
-        names = list(dict.fromkeys(self.object_key(kind, *key) for key in keys))
-        # DeleteObjects reports a missing object as deleted: the overlapped HEADs tell which
-        # were there, and only those are deleted, up to 1,000 in each request.
-        found = self._parallel(self._exists, names)
-        present = [name for name, there in zip(names, found, strict=True) if there]
-        for start in range(0, len(present), _DELETE_BATCH):
-            batch = present[start : start + _DELETE_BATCH]
-            response = self.client.delete_objects(
-                Bucket=self.bucket,
-                Delete={"Objects": [{"Key": name} for name in batch], "Quiet": True},
-            )
-            errors = response.get("Errors", [])
-            if errors:
-                first = errors[0]
-                raise StorageError(
-                    f"{self.storage_name}: {len(errors)} of {len(batch)} objects were not "
-                    f"deleted; the first, {first.get('Key', '')!r}: {first.get('Code', '')} "
-                    f"{first.get('Message', '')}".rstrip()
-                )
-        return len(present)
+        return run(self._s3_remove_many_steps(kind, keys))
 
     def purge(self, kind: Kind, now: float, dry_run: bool) -> Iterator[int]:
-        """By the objects' expiry metadata, a page of 1,000 at a time: overlapped HEADs, then
-        one ``DeleteObjects`` of the expired ones, each on the condition of its ETag."""
-        due = math.floor(now * 1000)
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}{kind}/"):
-            names = [entry["Key"] for entry in page.get("Contents", [])]
-            heads = self._parallel(self._expiry_and_etag, names)
-            expired = [
-                (name, etag)
-                for name, (expires, etag) in zip(names, heads, strict=True)
-                if expires is not None and expires <= due
-            ]
-            if dry_run or not expired:
-                yield len(expired)
-                continue
-            response = self.client.delete_objects(
-                Bucket=self.bucket,
-                Delete={
-                    "Objects": [{"Key": name, "ETag": etag} for name, etag in expired],
-                    "Quiet": True,
-                },
-            )
-            errors = response.get("Errors", [])
-            failed = [error for error in errors if error.get("Code") != "PreconditionFailed"]
-            if failed:
-                first = failed[0]
-                raise StorageError(
-                    f"{self.storage_name}: {len(failed)} expired objects were not deleted; "
-                    f"the first, {first.get('Key', '')!r}: {first.get('Code', '')} "
-                    f"{first.get('Message', '')}".rstrip()
-                )
-            yield len(expired) - len(errors)  # PreconditionFailed: stored again meanwhile
-
-    def _expiry_and_etag(self, name: str) -> tuple[int | None, str]:
-        """The expiry (ms) in an object's metadata (None: none, or the object is gone) and
-        its ETag."""
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=name)
-        except Exception as exc:
-            if _is_missing(exc):
-                return None, ""
-            raise
-        value = head.get("Metadata", {}).get(_EXPIRY_META)
-        try:
-            expires = int(value) if value is not None else None
-        except ValueError:
-            log.warning(
-                "%s: %r has expiry metadata %r; purge leaves it", self.storage_name, name, value
-            )
-            expires = None
-        return expires, head["ETag"]
+        """See :meth:`S3Base._s3_purge_steps`."""
+        counts: Iterator[int] = iterate(self._s3_purge_steps(kind, now, dry_run))
+        return counts
 
     def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]:
         """The keys of the objects under ``<prefix><kind>/`` (of one flow if given)."""
-        base = f"{self.prefix}{kind}/"
-        if flow_name is None:
-            starts = [base]
-        else:
-            plain = f"{base}{encode_part(flow_name)}/"
-            # A flow too long to head its over-long keys' names has them under its digest.
-            starts = list(dict.fromkeys((plain, self._flow_dir(kind, flow_name))))
-            starts = [start for start in starts if len(start.encode()) < MAX_KEY_BYTES]
-        paginator = self.client.get_paginator("list_objects_v2")
-        for start in starts:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
-                for entry in page.get("Contents", []):
-                    key = self._key_of(kind, entry["Key"], entry["Key"][len(base) :])
-                    if key is not None:
-                        yield key
-
-    def _key_of(self, kind: Kind, name: str, tail: str) -> Key | None:
-        """The key of the object ``name`` (``tail`` after ``<prefix><kind>/``); ``None`` for
-        an object this adapter did not write."""
-        parts = tail.split("/")
-        if len(parts) == 3 and all(part.startswith("_") for part in parts):
-            try:
-                return decode_part(parts[0]), decode_part(parts[1]), decode_part(parts[2])
-            except ValueError:
-                return None
-        if len(parts) == 2 and _is_hashed(parts[1]):
-            key = self._stored_key(name)
-            # The key must name this very object: a foreign or misplaced one is skipped.
-            if key is not None and self._locate(kind, key)[0] == name:
-                return key
-        return None
-
-    def _stored_key(self, name: str) -> Key | None:
-        """The key in the header line of an over-long key's object, read with ranged GETs
-        (``None`` when there is no such line, or no object any more)."""
-        size = _HEADER_PROBE
-        while True:
-            try:
-                response = self.client.get_object(
-                    Bucket=self.bucket, Key=name, Range=f"bytes=0-{size - 1}"
-                )
-            except Exception as exc:
-                # InvalidRange: an empty object, which has no header.
-                if _is_missing(exc) or _error_code(exc)[0] == "InvalidRange":
-                    return None
-                raise
-            with contextlib.closing(response["Body"]) as body:
-                data = body.read()
-            end = data.find(b"\n")
-            if end >= 0:
-                return _parse_header(data[:end])
-            if len(data) < size or not data.startswith(b'["'):
-                return None  # no header line, or not one of ours: read no further
-            size *= 16
+        keys: Iterator[Key] = iterate(self._s3_scan_steps(kind, flow_name))
+        return keys
 
     # -- streams --------------------------------------------------------------------------
 
     def store_stream(
         self, flow_name: str, task_name: str, task_id: str, chunks: Iterable[bytes]
     ) -> Digest:
-        name, header = self._locate("results", (flow_name, task_name, task_id))
-        client, part_size = self.client, self.part_size
-        reader = DigestingReader(chunks)
-        buffer = bytearray()
-        upload_id: str | None = None
-        parts: list[CompletedPartTypeDef] = []
-
-        def send(data: bytearray) -> None:
-            nonlocal upload_id
-            if upload_id is None:
-                upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=name)["UploadId"]
-            number = len(parts) + 1
-            if number > MAX_PARTS:
-                raise StorageError(
-                    f"{self.storage_name}: the stream needs more than {MAX_PARTS} parts of "
-                    f"{part_size} bytes; raise part_size"
-                )
-            response = self._retrying(
-                lambda: client.upload_part(
-                    Bucket=self.bucket,
-                    Key=name,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=data,  # type: ignore[arg-type]  # a bytearray: see _put
-                )
-            )
-            parts.append({"PartNumber": number, "ETag": response["ETag"]})
-
-        try:
-            # An over-long key's header line goes first, outside the digest.
-            for chunk in itertools.chain((header,), reader):
-                # Fill the part exactly, copying each byte once (S3-compatible services such
-                # as R2 want every part but the last of the same size).
-                rest = memoryview(chunk)
-                while rest:
-                    room = part_size - len(buffer)
-                    buffer += rest[:room]
-                    rest = rest[room:]
-                    if len(buffer) == part_size:
-                        send(buffer)
-                        buffer = bytearray()
-            if upload_id is None:
-                # Shorter than one part: a single PUT, made only once the stream has ended.
-                self._retrying(lambda: self._put(name, buffer))
-            else:
-                if buffer:
-                    send(buffer)
-                client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=name,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                )
-        except BaseException:
-            if upload_id is not None:
-                # Best effort: what cannot be aborted now is left to a bucket lifecycle rule.
-                with contextlib.suppress(Exception):
-                    client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
-            raise
-        return reader.digest()
-
-    def _retrying(self, call: Callable[[], T]) -> T:
-        """Retry one request of a stream (its bytes are still in hand) under the retry policy."""
-        attempt = 0
-        while True:
-            try:
-                return call()
-            except Exception as exc:
-                if not self.is_transient(exc) or attempt + 1 >= self.retry_policy.attempts:
-                    raise
-                time.sleep(self.retry_policy.delay(attempt))
-                attempt += 1
+        return run(self._s3_store_stream_steps((flow_name, task_name, task_id), chunks))
 
     def retrieve_stream(self, flow_name: str, task_name: str, task_id: str) -> Iterator[bytes]:
-        key = (flow_name, task_name, task_id)
-        name, header = self._locate("results", key)
-        # Look now, so a missing result fails this call rather than the first next().
-        if not self._exists(name):
-            raise self.not_found(*key)
-        return self._chunks(name, header, key)
-
-    def _chunks(self, name: str, header: bytes, key: Key) -> Iterator[bytes]:
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=name)
-        except Exception as exc:
-            if _is_missing(exc):  # deleted since retrieve_stream() looked
-                raise self.not_found(*key) from None
-            raise
-        with contextlib.closing(response["Body"]) as body:
-            if header:
-                # Read the header line whole (a read may return less than asked).
-                seen = b""
-                while len(seen) < len(header) and (more := body.read(len(header) - len(seen))):
-                    seen += more
-                if seen != header:  # not this key's object (see _unwrapped)
-                    raise self.not_found(*key)
-            yield from body.iter_chunks(_READ_CHUNK)
+        # The GET is made now, so a missing result fails this call rather than the first next().
+        chunks: Iterator[bytes] = iterate(self._s3_chunks_steps((flow_name, task_name, task_id)))
+        return chunks
 
 
 def _sha256(text: str) -> str:
