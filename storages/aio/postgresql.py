@@ -46,20 +46,11 @@ from selinon_like.keys import Key, Kind, key_digest
 from selinon_like.masking import mask_url
 from selinon_like.watchdog import WATCHDOG
 from storages.postgresql import PostgreSQL
+from storages.sql import statements
 from storages.sql.adapter import SqlSettings
 from storages.sql.dialects import Quirks, engine_options, is_permanent
 from storages.sql.pool import POOL_WAIT, SURPLUS_IDLE
-from storages.sql.statements import (
-    BATCH_BYTES,
-    BATCH_ROWS,
-    PAGE,
-    PURGE_ROWS,
-    Sql,
-    TableSql,
-    batches,
-    make_row,
-    tables,
-)
+from storages.sql.statements import Sql, TableSql, batches, make_row, tables
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection, AsyncCursor
@@ -272,7 +263,7 @@ class AsyncPostgreSQL(SqlSettings, AsyncRecordStorage):
             found = await self._run(page, values, rows=True)
             for _digest, flow, task, task_id in found:
                 yield (flow, task, task_id)
-            if len(found) < PAGE:
+            if len(found) < statements.PAGE:
                 return
             values["last"] = found[-1][0]
 
@@ -284,8 +275,8 @@ class AsyncPostgreSQL(SqlSettings, AsyncRecordStorage):
         if dry_run:
             yield int((await self._run(sql.count_due(), due))[0])
             return
-        removed = PURGE_ROWS
-        while removed >= PURGE_ROWS:
+        removed = statements.PURGE_ROWS
+        while removed >= statements.PURGE_ROWS:
             removed = int(await self._run(sql.purge(), due))
             yield removed
 
@@ -294,8 +285,8 @@ class AsyncPostgreSQL(SqlSettings, AsyncRecordStorage):
         unique = list(dict.fromkeys(digests))
         sql = self._sql[kind]
         found: dict[str, bytes] = {}
-        for start in range(0, len(unique), BATCH_ROWS):
-            batch = unique[start : start + BATCH_ROWS]
+        for start in range(0, len(unique), statements.BATCH_ROWS):
+            batch = unique[start : start + statements.BATCH_ROWS]
             stmt = sql.select_in(len(batch))
             rows = await self._run(stmt, stmt.in_list(batch), rows=True)
             found.update((digest, bytes(data)) for digest, data in rows)
@@ -310,7 +301,7 @@ class AsyncPostgreSQL(SqlSettings, AsyncRecordStorage):
         # One row per key (the last one given wins): an upsert may touch a row only once.
         unique = list({row["key_digest"]: row for row in rows}.values())
         async with self._transaction() as cursor:
-            for batch in batches(unique, sql.column, BATCH_BYTES):
+            for batch in batches(unique, sql.column, statements.BATCH_BYTES):
                 await cursor.executemany(upsert.text, [upsert.args(row) for row in batch])
         return [row["key_digest"] for row in rows]
 
@@ -319,8 +310,8 @@ class AsyncPostgreSQL(SqlSettings, AsyncRecordStorage):
         sql = self._sql[kind]
         removed = 0
         async with self._transaction() as cursor:
-            for start in range(0, len(digests), BATCH_ROWS):
-                batch = digests[start : start + BATCH_ROWS]
+            for start in range(0, len(digests), statements.BATCH_ROWS):
+                batch = digests[start : start + statements.BATCH_ROWS]
                 stmt = sql.delete_in(len(batch))
                 await cursor.execute(stmt.text, stmt.in_list(batch))
                 removed += cursor.rowcount
