@@ -54,7 +54,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from selinon_like.deadline import DEADLINE, remaining
 from selinon_like.envelope import seen_stored, watch_stored
@@ -83,6 +83,7 @@ __all__ = [
     "bounded",
     "chain",
     "checked",
+    "drives",
     "guarded_iter",
     "locked",
     "nested_chain",
@@ -92,6 +93,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("selinon_like")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Operations whose input cannot be replayed: never retried.
 NOT_RETRIED = frozenset({"store_stream", "retrieve_stream"})
@@ -128,7 +131,7 @@ class Operated(Protocol):
 class Call:
     """One operation on its way through the layers."""
 
-    __slots__ = ("args", "fn", "items", "key", "kwargs", "op", "storage")
+    __slots__ = ("args", "fn", "items", "key", "kwargs", "op", "steps", "storage")
 
     def __init__(
         self,
@@ -139,6 +142,7 @@ class Call:
         kwargs: dict[str, Any],
         key: Key | None,
         items: Sequence[tuple[Any, ...]] | None,
+        steps: Callable[[Call], Steps[Any]] | None = None,
     ) -> None:
         self.storage = storage
         self.op = op
@@ -147,6 +151,8 @@ class Call:
         self.kwargs = kwargs
         self.key = key
         self.items = items  # the tuples of a bulk call, each starting with a key triple
+        # The steps ``fn`` drives (see drives()): run by the layers' own driver, inline.
+        self.steps = steps
 
     def invoke(self) -> Any:
         """Run the adapter's own method (an awaitable, for an async adapter's)."""
@@ -394,8 +400,25 @@ def locked(inner: Handler) -> Handler:
 
 
 def invoke(call: Call) -> Steps[Any]:
-    """The innermost handler: the adapter's own method, as one step."""
+    """The innermost handler: the adapter's own method, as one step; or, for a method that
+    only drives steps of its own (:func:`drives`), those steps, in the layers' driver."""
+    steps = call.steps
+    if steps is not None:
+        return (yield from steps(call))
     return (yield call.invoke, ())
+
+
+def drives(steps: Callable[[Call], Steps[Any]]) -> Callable[[F], F]:
+    """Mark an operation whose whole body drives ``steps(call)`` (``RecordStorage.retrieve``
+    runs ``_retrieve_steps``): the layers yield from those steps instead of calling the
+    method, which would start a second driver. A subclass's own method is not marked, so
+    an override is always called."""
+
+    def mark(method: F) -> F:
+        method.__selinon_steps__ = steps  # type: ignore[attr-defined]
+        return method
+
+    return mark
 
 
 def timed_invoke(call: Call) -> Steps[Any]:

@@ -78,6 +78,7 @@ from selinon_like.error_records import (
     make_error_record,
 )
 from selinon_like.keys import Key, Kind
+from selinon_like.layers import Call, drives
 from selinon_like.steps import END, Emit, Pull, Steps, iterate, run
 from selinon_like.storage import DataStorage, overrides, placeholder
 from selinon_like.streams import DEFAULT_CHUNK_SIZE, Digest
@@ -513,6 +514,19 @@ class RecordLogic:
         return load_error_record(payload)
 
 
+def retrieve_steps(call: Call) -> Steps[Any]:
+    """The steps of a ``retrieve`` call (see :func:`~selinon_like.layers.drives`)."""
+    storage: Any = call.storage
+    return storage._retrieve_steps(call.key)  # type: ignore[no-any-return]
+
+
+def store_steps(call: Call) -> Steps[str]:
+    """The steps of a ``store`` call (see :func:`~selinon_like.layers.drives`)."""
+    storage: Any = call.storage
+    result = call.args[3] if len(call.args) > 3 else call.kwargs["result"]
+    return storage._store_steps(call.key, result)  # type: ignore[no-any-return]
+
+
 class RecordStorage(RecordLogic, DataStorage):
     """Base class of an adapter written as blocking primitives on bytes (see the module
     docstring); every operation drives the steps of :class:`RecordLogic`."""
@@ -585,9 +599,11 @@ class RecordStorage(RecordLogic, DataStorage):
 
     # -- the public operations, on the primitives -------------------------------------------
 
+    @drives(retrieve_steps)
     def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
         return run(self._retrieve_steps((flow_name, task_name, task_id)))
 
+    @drives(store_steps)
     def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
         return run(self._store_steps((flow_name, task_name, task_id), result))
 

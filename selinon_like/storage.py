@@ -523,9 +523,11 @@ def call_builder(fn: Callable[..., Any], op: str) -> CallBuilder:
     wrappers."""
     if op in KEYED_OPS:
         offset = KEYED_OPS[op]
+        steps = getattr(fn, "__selinon_steps__", None)
 
         def keyed(storage: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
-            return Call(storage, op, fn, args, kwargs, _key_of(op, offset, args, kwargs), None)
+            key = _key_of(op, offset, args, kwargs)
+            return Call(storage, op, fn, args, kwargs, key, None, steps)
 
         return keyed
     if op in _BULK_OPS:

@@ -19,7 +19,15 @@ from selinon_like import chunks as chunking
 from selinon_like.aio.storage import AsyncDataStorage
 from selinon_like.error_records import ErrorRecord, ExcInfo
 from selinon_like.keys import Key, Kind
-from selinon_like.records import ERRORS, RESULTS, RecordLogic, placeholder
+from selinon_like.layers import drives
+from selinon_like.records import (
+    ERRORS,
+    RESULTS,
+    RecordLogic,
+    placeholder,
+    retrieve_steps,
+    store_steps,
+)
 from selinon_like.steps import aiterate, arun
 from selinon_like.streams import Digest
 
@@ -87,9 +95,11 @@ class AsyncRecordStorage(RecordLogic, AsyncDataStorage):
 
     # -- the public operations, on the primitives -------------------------------------------
 
+    @drives(retrieve_steps)
     async def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
         return await arun(self._retrieve_steps((flow_name, task_name, task_id)))
 
+    @drives(store_steps)
     async def store(self, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
         return await arun(self._store_steps((flow_name, task_name, task_id), result))
 
