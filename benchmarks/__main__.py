@@ -5,7 +5,10 @@ Small (~200 B), ~1 MB (one long string) and a ~1 MB table (~11,000 small dicts)
 store/retrieve on 1 thread (raw, adapter and pool taking turns call
 by call, Selinon and Celery in blocks after), 8 threads sharing one instance (throughput),
 store_many of 1,000 vs 1,000 stores, and streaming 256 MB (every adapter). Every stored
-value is read back and compared. Ratios come from this run only.
+value is read back and compared. Ratios come from this run only. The async pool's rows
+(benchmarks/bench_aio.py; ``--only aio-redis`` and the like): sequential calls against the
+raw async driver, and 1,000 concurrent calls with asyncio.gather against the sync pool on 8
+threads.
 
 The servers a service needs of its own (a MongoDB-compatible server, an S3 server, a Redis
 Cluster: ``tests.servers``) are started for that service and stopped after it. Fakes
@@ -29,7 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_expiry, bench_streaming
+from benchmarks import bench_aio, bench_expiry, bench_streaming
 from benchmarks.common import AwakeCpus, Timing, interleaved
 from benchmarks.suite import SERVICES, Service, System
 from tests.servers import start_s3
@@ -345,10 +348,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small counts, no streaming")
     parser.add_argument(
         "--only",
-        choices=list(SERVICES),
+        choices=[*SERVICES, *bench_aio.SERVICES],
         action="append",
         metavar="SERVICE",
-        help=f"run this service only (repeatable; no streaming then): {', '.join(SERVICES)}",
+        help="run this service only (repeatable; no streaming then): "
+        + ", ".join([*SERVICES, *bench_aio.SERVICES]),
     )
     parser.add_argument(
         "--output", type=Path, default=HERE, help="where RESULTS.md and ratios.png go"
@@ -365,7 +369,8 @@ def _run(args: argparse.Namespace, cpus: AwakeCpus) -> None:
     rows: list[dict[str, Any]] = []
     bulks: list[dict[str, Any]] = []
     failures: list[str] = []
-    for key in args.only or list(SERVICES):
+    keys = args.only or [*SERVICES, *bench_aio.SERVICES]
+    for key in (key for key in keys if key in SERVICES):
         print(f"== {key}", flush=True)
         try:
             with SERVICES[key]() as service:
@@ -379,6 +384,10 @@ def _run(args: argparse.Namespace, cpus: AwakeCpus) -> None:
         except Exception as exc:
             failures.append(f"{key}: service skipped: {exc!r}"[:300])
             print(f"   skipped: {exc!r}", flush=True)
+    aio_sequential, aio_concurrent, aio_skipped = bench_aio.run(
+        [key for key in keys if key in bench_aio.SERVICES], args.quick
+    )
+    failures += aio_skipped
     stream = [] if args.quick or args.only else streaming()
     expiry_only = [key for key in args.only or [] if key in bench_expiry.SERVICES] or None
     packed, purged, expiry_skipped = (
@@ -413,6 +422,19 @@ def _run(args: argparse.Namespace, cpus: AwakeCpus) -> None:
         "first. store_many saves round trips, so its gain grows with them.",
         "",
         _md(bulks),
+        "## Async pool (bench_aio.py): small result, against the raw async driver",
+        "",
+        "Sequential calls on one event loop, raw and pool in interleaved blocks (median µs;",
+        "CPU µs a call is this process's CPU time over the blocks, which other jobs on the",
+        "machine distort less).",
+        "",
+        _md(aio_sequential),
+        "## Async pool: concurrent calls with asyncio.gather vs the sync pool on 8 threads",
+        "",
+        "ops/s from wall time, the median of 3 rounds after a warm-up; async/sync is the async",
+        "pool's ops/s over the sync pool's; the raw async driver's rate beside, for context.",
+        "",
+        _md(aio_concurrent),
         "## Streaming 256 MB",
         "",
         _md(stream),

@@ -13,9 +13,12 @@ to reach the same server (for the pool rows that will sit beside these):
 * MongoDB: pymongo's ``AsyncMongoClient`` on a private SecantusDB (``tests.servers``; the
   server SELINON_LIKE_MONGODB_URL names instead), a fresh database dropped on exit; a store
   upserts ``{_id: key, v: bytes}``, a retrieve finds by ``_id``.
-* S3: obstore's ``S3Store`` (its async API) on a private SeaweedFS (``tests.servers``), a
-  fresh bucket; put / get of the object. The client was chosen by
-  ``bench_s3_async_clients.py``.
+* S3: aiobotocore (the client ``storages.aio.s3`` uses: it keeps working in a forked child,
+  where obstore hangs; ``bench_s3_async_clients.py``) on a private SeaweedFS
+  (``tests.servers``), a fresh bucket; put / get of the object. obstore's ``S3Store`` (its
+  async API) is an extra system (:attr:`RawService.extras`), for context.
+
+``adapter_entry`` sizes our adapter's connections as the raw async client's (``--connections``).
 
 Measured per service on a ~100-byte JSON value: (a) sequential store / retrieve latency
 (median µs, interleaved blocks), async and sync; (b) 1,000 concurrent retrieves and stores
@@ -67,6 +70,7 @@ ROUNDS = 3
 
 AsyncCall = Callable[[int], Awaitable[object]]
 SyncCall = Callable[[int], object]
+RawRetrieve = Callable[[str], Awaitable[bytes | None]]
 
 
 @dataclass
@@ -84,17 +88,27 @@ class RawService:
     sync_retrieve: Callable[[str], bytes | None]
     adapter_entry: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    # other async clients of the same server, for context: label -> (store, retrieve)
+    extras: dict[str, tuple[Callable[[str, bytes], Awaitable[object]], RawRetrieve]] = field(
+        default_factory=dict
+    )
 
 
 # -- timing ---------------------------------------------------------------------------------
 
 
 async def async_interleaved(
-    calls: dict[str, AsyncCall], repeat: int, rounds: int = 5, warmup: int = 20
+    calls: dict[str, AsyncCall],
+    repeat: int,
+    rounds: int = 5,
+    warmup: int = 20,
+    cpu_us: dict[str, float] | None = None,
 ) -> dict[str, Timing]:
     """The async form of :func:`benchmarks.common.interleaved`: each awaited call timed, in
-    ``rounds`` alternating blocks of ``repeat // rounds`` calls per system."""
+    ``rounds`` alternating blocks of ``repeat // rounds`` calls per system. With ``cpu_us``,
+    each system's CPU µs a call (this process's CPU time over its blocks) is put there."""
     timings = {name: Timing(name, []) for name in calls}
+    cpu = dict.fromkeys(calls, 0.0)
     for call in calls.values():
         for i in range(warmup):
             await call(-1 - i)
@@ -103,6 +117,7 @@ async def async_interleaved(
     for r in range(rounds):
         for name, call in calls.items():
             timing = timings[name]
+            began = time.process_time()
             for i in range(r * block, (r + 1) * block):
                 started = clock()
                 try:
@@ -110,6 +125,9 @@ async def async_interleaved(
                 except Exception:
                     timing.errors += 1
                 timing.samples.append(clock() - started)
+            cpu[name] += time.process_time() - began
+    if cpu_us is not None:
+        cpu_us.update({name: spent * 1e6 / (rounds * block) for name, spent in cpu.items()})
     return timings
 
 
@@ -196,7 +214,13 @@ async def redis_raw(connections: int = CONNECTIONS) -> AsyncIterator[RawService]
             raw_retrieve,
             lambda key, data: sync.set(prefix + key, data),
             sync_retrieve,
-            _entry("storages.redis", "Redis", url=REDIS_URL, key_prefix=prefix + "ours:"),
+            _entry(
+                "storages.redis",
+                "Redis",
+                url=REDIS_URL,
+                key_prefix=prefix + "ours:",
+                max_connections=connections,
+            ),
             f"redis.asyncio, BlockingConnectionPool({connections})",
         )
     finally:
@@ -283,6 +307,8 @@ async def postgresql_raw(connections: int = CONNECTIONS) -> AsyncIterator[RawSer
                     "PostgreSQL",
                     connection_string=POSTGRESQL_DSN,
                     table_name=table + "_ours",
+                    pool_size=connections,
+                    max_overflow=0,
                 ),
                 note,
             )
@@ -290,6 +316,7 @@ async def postgresql_raw(connections: int = CONNECTIONS) -> AsyncIterator[RawSer
         with psycopg.connect(POSTGRESQL_DSN, autocommit=True, connect_timeout=5) as admin:
             admin.execute(f"DROP TABLE IF EXISTS {table}")
             admin.execute(f"DROP TABLE IF EXISTS {table}_ours")
+            admin.execute(f"DROP TABLE IF EXISTS {table}_ours_errors")
 
 
 async def _postgresql_one_connection(
@@ -425,31 +452,47 @@ def obstore_store(
 
 @contextlib.asynccontextmanager
 async def s3_raw(connections: int = CONNECTIONS) -> AsyncIterator[RawService]:
-    """obstore against boto3, each in a bucket of its own on a private SeaweedFS. obstore's
-    connection pool has no cap on busy connections, so ``connections`` bounds the calls in
-    flight with a semaphore (what the adapter will do)."""
-    import obstore
+    """aiobotocore (path-style requests, ``connections`` in its pool, its retries off: the
+    adapter's settings) against boto3, each in a bucket of its own on a private SeaweedFS;
+    obstore, at most ``connections`` requests in flight (a semaphore: its pool has no cap on
+    busy connections), as an extra system."""
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import AioSession
 
     from tests.servers import start_s3
 
     with start_s3() as server:
-        store = obstore_store(server, server.new_bucket("bench-async-raw"))
         sync = server.client()
         sync_bucket = server.new_bucket("bench-sync-raw")
-        in_flight = asyncio.Semaphore(connections)
-        try:
+        bucket = server.new_bucket("bench-async-raw")
+        config = AioConfig(
+            s3={"addressing_style": "path"},
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            max_pool_connections=connections,
+        )
+        async with (
+            contextlib.AsyncExitStack() as stack,
+            AioSession().create_client(
+                "s3",
+                endpoint_url=server.endpoint_url,
+                region_name=server.region,
+                aws_access_key_id=server.access_key,
+                aws_secret_access_key=server.secret_key,
+                config=config,
+            ) as client,
+        ):
+            stack.callback(sync.close)
 
             async def raw_store(key: str, data: bytes) -> None:
-                async with in_flight:
-                    await obstore.put_async(store, key, data)
+                await client.put_object(Bucket=bucket, Key=key, Body=data)
 
             async def raw_retrieve(key: str) -> bytes | None:
-                async with in_flight:
-                    try:
-                        result = await obstore.get_async(store, key)
-                        return bytes(await result.bytes_async())
-                    except FileNotFoundError:
-                        return None
+                try:
+                    response = await client.get_object(Bucket=bucket, Key=key)
+                except client.exceptions.NoSuchKey:
+                    return None
+                async with response["Body"] as body:
+                    return await body.read()
 
             def sync_store(key: str, data: bytes) -> None:
                 sync.put_object(Bucket=sync_bucket, Key=key, Body=data)
@@ -472,13 +515,40 @@ async def s3_raw(connections: int = CONNECTIONS) -> AsyncIterator[RawService]:
                     "storages.s3",
                     "S3Storage",
                     bucket=server.new_bucket("bench-async-ours"),
+                    addressing_style="path",
+                    max_pool_connections=connections,
                     **server.client_options(),
                 ),
-                f"obstore {obstore.__version__} (at most {connections} in flight) "
-                "vs boto3, 8 threads",
+                f"aiobotocore, {connections} connections, vs boto3, 8 threads",
+                _obstore_extra(server, server.new_bucket("bench-async-obstore"), connections),
             )
-        finally:
-            sync.close()
+
+
+def _obstore_extra(
+    server: S3Endpoint, bucket: str, connections: int
+) -> dict[str, tuple[Callable[[str, bytes], Awaitable[object]], RawRetrieve]]:
+    """obstore's put / get on ``bucket`` (at most ``connections`` in flight), or nothing
+    where obstore is not installed."""
+    try:
+        import obstore
+    except ImportError:
+        return {}
+    store = obstore_store(server, bucket)
+    in_flight = asyncio.Semaphore(connections)
+
+    async def raw_store(key: str, data: bytes) -> None:
+        async with in_flight:
+            await obstore.put_async(store, key, data)
+
+    async def raw_retrieve(key: str) -> bytes | None:
+        async with in_flight:
+            try:
+                result = await obstore.get_async(store, key)
+                return bytes(await result.bytes_async())
+            except FileNotFoundError:
+                return None
+
+    return {f"raw obstore {obstore.__version__}": (raw_store, raw_retrieve)}
 
 
 SERVICES: dict[str, Callable[[int], contextlib.AbstractAsyncContextManager[RawService]]] = {
