@@ -5,12 +5,13 @@ gathered and cancelled calls, ``async with``, an unreachable port) on the machin
 under a key prefix of each test's own (as test_redis.py); the blocking adapter's records read
 back through the async one and the other way round; the same configuration and ``ConfigError``
 messages; the async pool building it from the blocking adapter's YAML; a client given ready;
-Unix sockets and TLS (test_redis.py's private servers); 10,000-key ``MGET``/``MSET`` calls
-cancelled midway (one server, and across a cluster's nodes); a round trip with bulk calls on
-the suite's Redis Cluster and Sentinel setups; the purge script and the purge without
-scripting; ``-W error`` clean close on the three topologies; and on a private redis-server of
-this module's own, a SIGSTOPped server failing calls within their deadline and a restart the
-next calls recover from.
+Unix sockets and TLS (test_redis.py's private servers); the purge script and the purge without
+scripting; a round trip with bulk calls on the suite's Redis Cluster and Sentinel setups (a
+10,000-key ``MGET`` cancelled midway across the cluster's nodes); ``-W error`` clean close on
+the three topologies; and on a private redis-server of this module's own: 10,000-key
+``MGET``/``MSET`` calls cancelled midway (the server SIGSTOPped meanwhile, then at points
+spread over a call), a SIGSTOPped server failing calls within their deadline, and a restart
+the next calls recover from.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from storages.redis import Redis, _glob_escape
 pytestmark = pytest.mark.redis
 
 REPO = Path(__file__).resolve().parent.parent
+BULK = 10_000  # keys of the bulk calls cut midway
 
 # test_redis.py's fixtures: the machine's Redis (a redis-py client after a round trip), and a
 # key prefix of each test's own under the run's, whose keys are all deleted at the end.
@@ -314,53 +316,6 @@ def test_unix_sockets_and_tls(
         _run(AsyncRedis(key_prefix=prefix, **configuration), body)
 
 
-# -- cancellation -------------------------------------------------------------------------------
-
-BULK = 10_000
-
-
-def test_bulk_calls_cancelled_midway_leave_every_connection_in_step(prefix: str) -> None:
-    """A 10,000-key ``MGET`` and ``MSET`` (3 MB each way) cut at points spread over how long
-    one takes, by ``task.cancel()`` and ``asyncio.wait_for``: the connection whose reply was
-    not read (or whose request was half sent) is dropped, so every later call gets its own
-    reply, and every result is whole. (A cancellation that lands as a send completes may be
-    lost on Python 3.11, whose ``asyncio.wait_for`` redis-py sends under: the call then
-    simply completes.)"""
-    keys = [("f", "t", str(i)) for i in range(BULK)]
-    items = [(*key, {"i": i, "pad": "x" * 300}) for i, key in enumerate(keys)]
-
-    async def cancelled(call: Callable[[], Awaitable[Any]], delay: float) -> bool:
-        task = asyncio.ensure_future(call())
-        await asyncio.sleep(delay)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return task.cancelled()
-
-    async def body(storage: AsyncRedis) -> None:
-        await storage.store_many(items)
-        started = time.monotonic()
-        await storage.retrieve_many(keys)
-        took = time.monotonic() - started
-        reads = writes = 0
-        for fraction in (0, 0.1, 0.3, 0.5, 0.7, 0.9):
-            reads += await cancelled(lambda: storage.retrieve_many(keys), took * fraction)
-            writes += await cancelled(lambda: storage.store_many(items), took * fraction)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(storage.retrieve_many(keys), took * fraction)
-        assert reads and writes, f"cancelled midway: {reads} MGET, {writes} MSET"
-        # Every connection the pool hands out answers its own request.
-        sample = keys[:: BULK // 50]
-        values = await asyncio.gather(*(storage.retrieve(*key) for key in sample))
-        assert [value["i"] for value in values] == [int(key[2]) for key in sample]
-        found = await storage.retrieve_many(keys)
-        assert found == {(f, t, i): result for f, t, i, result in items}
-        assert await storage.delete_many(keys) == BULK
-        assert await storage.ping() is True
-
-    _run(AsyncRedis(url=REDIS_URL, key_prefix=prefix), body)
-
-
 # -- purge ------------------------------------------------------------------------------------
 
 
@@ -375,13 +330,13 @@ def test_purge_removes_only_what_expired(prefix: str, scripts: bool, adapter: st
     clock = MovableClock()
 
     def configured(storage: Any) -> Any:
-        storage.set_record_format(ttl=Expiry(10, None), clock=clock)
+        storage.set_record_format(ttl=Expiry(3600, None), clock=clock)  # an hour in Redis
         return storage
 
     async def body(storage: Any) -> None:
         storage._scripts = scripts
         await storage.store_many([("f", "t", str(i), i) for i in range(EXPIRED)])
-        clock.advance(11)
+        clock.advance(3601)
         await storage.store_many([("f", "t", str(i), i) for i in range(EXPIRED, EXPIRED + 10)])
         await storage.store_error(None, "f", "t", "e", ValueError("kept: no ttl"))
         assert await storage.purge_expired(dry_run=True) == EXPIRED
@@ -468,9 +423,9 @@ def test_a_redis_cluster_round_trip(redis_cluster: RedisClusterSetup, prefix: st
         ]
         assert await storage.delete_many(keys) == BULK
         # The purge script, one call per slot of a batch.
-        storage.set_record_format(ttl=Expiry(10, None), clock=clock)
+        storage.set_record_format(ttl=Expiry(3600, None), clock=clock)  # an hour in Redis
         await storage.store_many([("p", "t", str(i), i) for i in range(50)])
-        clock.advance(11)
+        clock.advance(3601)
         assert await storage.purge_expired() == 50
         await storage.store_error(None, "f", "t", "one", ValueError("x"))
         assert await _keys(storage.iter_error_keys()) == [("f", "t", "one")]
@@ -629,6 +584,61 @@ async def _fails_within(call: Awaitable[Any], seconds: float) -> float:
     took = time.monotonic() - started
     assert took < seconds, f"StorageUnavailable after {took:.2f} s, not within {seconds} s"
     return took
+
+
+@pytest.mark.faults
+def test_bulk_calls_cancelled_midway_leave_every_connection_in_step(
+    private_redis: _PrivateRedis,
+) -> None:
+    """A 10,000-key ``MGET`` and ``MSET`` (3 MB each way) cancelled while waiting on the
+    server (SIGSTOPped, so the cut is midway for sure) by ``task.cancel()`` and
+    ``asyncio.wait_for``, then at points spread over how long one takes: the connection whose
+    reply was not read, or whose request was half sent, is dropped, so every later call gets
+    its own reply, and every result is whole. (Python 3.11's ``asyncio.wait_for``, which
+    redis-py sends under, loses a cancellation that lands as a send completes: the call then
+    just completes, so the spread cuts are not counted.)"""
+    keys = [("f", "t", str(i)) for i in range(BULK)]
+    items = [(*key, {"i": i, "pad": "x" * 300}) for i, key in enumerate(keys)]
+
+    async def cut(call: Callable[[], Awaitable[Any]], delay: float) -> bool:
+        task = asyncio.ensure_future(call())
+        await asyncio.sleep(delay)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return task.cancelled()
+
+    async def body(storage: AsyncRedis) -> None:
+        started = time.monotonic()
+        await storage.store_many(items)
+        took = time.monotonic() - started
+        calls: list[Callable[[], Awaitable[Any]]] = [
+            lambda: storage.retrieve_many(keys),
+            lambda: storage.store_many(items),
+        ]
+        for call in calls:
+            private_redis.process.signal(signal.SIGSTOP)
+            try:
+                assert await cut(call, took + 0.3), "not cancelled while the server was stopped"
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(call(), took + 0.3)
+            finally:
+                private_redis.process.signal(signal.SIGCONT)
+        for fraction in (0, 0.1, 0.3, 0.5, 0.7, 0.9):
+            for call in calls:
+                await cut(call, took * fraction)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(calls[0](), took * fraction)
+        # Every connection the pool hands out answers its own request.
+        sample = keys[:: BULK // 50]
+        values = await asyncio.gather(*(storage.retrieve(*key) for key in sample))
+        assert [value["i"] for value in values] == [int(key[2]) for key in sample]
+        found = await storage.retrieve_many(keys)
+        assert found == {(f, t, i): result for f, t, i, result in items}
+        assert await storage.delete_many(keys) == BULK
+        assert await storage.ping() is True
+
+    _run(AsyncRedis(url=private_redis.url), body)
 
 
 @pytest.mark.faults
