@@ -364,6 +364,19 @@ def test_calls_cancelled_midway_leave_the_client_working(options: dict[str, Any]
         _run(AsyncS3Storage(**options), body)
 
 
+def test_a_thousand_gathered_calls_need_no_retry(options: dict[str, Any]) -> None:
+    """Requests wait their turn for a connection before botocore prepares them: gathered by
+    the thousand, none times out waiting for the busy event loop (no retry allowed here)."""
+
+    async def body(storage: AsyncS3Storage) -> None:
+        storage.retry_policy = NO_RETRY
+        await storage.store_many([("f", "t", str(i), i) for i in range(50)])
+        got = await asyncio.gather(*(storage.retrieve("f", "t", str(i % 50)) for i in range(1000)))
+        assert got == [i % 50 for i in range(1000)]
+
+    _run(AsyncS3Storage(**options), body)
+
+
 class _Raw:
     """Stores bytes as they are (a cancelled 8 MiB store costs no pickling)."""
 
