@@ -37,7 +37,7 @@ from benchmarks.common import AwakeCpus
 from selinon_like import deadline as deadlines
 from selinon_like.aio import AsyncStoragePool
 from selinon_like.watchdog import WATCHDOG
-from storages.aio.postgresql import AsyncPostgreSQL
+from storages.aio.postgresql import ONE, AsyncPostgreSQL
 from storages.sql.statements import Sql
 
 RESULT = {"status": "ok", "task": "Task1", "value": 42, "items": [1, 2, 3]}
@@ -50,16 +50,16 @@ class PsycopgPooled(AsyncPostgreSQL):
 
     psycopg_pool: Any = None
 
-    async def _run(self, sql: Sql, values: dict[str, Any], rows: bool = False) -> Any:
+    async def _run(self, sql: Sql, values: dict[str, Any], fetch: str | None = None) -> Any:
         async with self.psycopg_pool.connection() as connection:
             cursor = connection.cursor()
             seconds = deadlines.remaining(self.io_timeout)
             token = WATCHDOG.watch(connection.pgconn.socket, seconds)
             try:
                 await cursor.execute(sql.text, sql.args(values))
-                if cursor.description is None:
+                if fetch is None:
                     return cursor.rowcount
-                return await (cursor.fetchall() if rows else cursor.fetchone())
+                return await (cursor.fetchone() if fetch is ONE else cursor.fetchall())
             finally:
                 WATCHDOG.release(token)
 

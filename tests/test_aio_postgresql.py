@@ -300,9 +300,9 @@ def test_a_cancelled_sleep_is_cancelled_on_the_server(
 
     async def scenario(s: AsyncPostgreSQL) -> None:
         await s.ping()
-        (pid,) = await s._run(Sql("SELECT pg_backend_pid()", None, {}), {})
+        (pid,) = await s._run(Sql("SELECT pg_backend_pid()", None, {}), {}, module.ONE)
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(s._run(sleep, {}), 0.2)
+            await asyncio.wait_for(s._run(sleep, {}, module.ONE), 0.2)
         assert idle_states(s) == [IDLE]
         async with await psycopg.AsyncConnection.connect(DSN) as other:
             cursor = await other.execute(
@@ -375,7 +375,7 @@ def test_statement_timeout_cancels_on_the_server(make: Callable[..., AsyncPostgr
 
     async def scenario(s: AsyncPostgreSQL) -> None:
         with pytest.raises(psycopg.errors.QueryCanceled):
-            await s._run(Sql("SELECT pg_sleep(2)", None, {}), {})
+            await s._run(Sql("SELECT pg_sleep(2)", None, {}), {}, module.ONE)
         assert s.is_transient(psycopg.errors.QueryCanceled())
         assert idle_states(s) == [IDLE]  # the server's cancel leaves the connection usable
 
