@@ -452,10 +452,10 @@ def obstore_store(
 
 @contextlib.asynccontextmanager
 async def s3_raw(connections: int = CONNECTIONS) -> AsyncIterator[RawService]:
-    """aiobotocore (path-style requests, ``connections`` in its pool, its retries off: the
-    adapter's settings) against boto3, each in a bucket of its own on a private SeaweedFS;
-    obstore, at most ``connections`` requests in flight (a semaphore: its pool has no cap on
-    busy connections), as an extra system."""
+    """aiobotocore (path-style requests, ``connections`` in its pool and at most that many
+    requests in flight, its retries off: the adapter's settings) against boto3, each in a
+    bucket of its own on a private SeaweedFS; obstore, at most ``connections`` requests in
+    flight (a semaphore: its pool has no cap on busy connections), as an extra system."""
     from aiobotocore.config import AioConfig
     from aiobotocore.session import AioSession
 
@@ -482,17 +482,20 @@ async def s3_raw(connections: int = CONNECTIONS) -> AsyncIterator[RawService]:
             ) as client,
         ):
             stack.callback(sync.close)
+            in_flight = asyncio.Semaphore(connections)  # as storages.aio.s3 bounds its requests
 
             async def raw_store(key: str, data: bytes) -> None:
-                await client.put_object(Bucket=bucket, Key=key, Body=data)
+                async with in_flight:
+                    await client.put_object(Bucket=bucket, Key=key, Body=data)
 
             async def raw_retrieve(key: str) -> bytes | None:
-                try:
-                    response = await client.get_object(Bucket=bucket, Key=key)
-                except client.exceptions.NoSuchKey:
-                    return None
-                async with response["Body"] as body:
-                    return await body.read()
+                async with in_flight:
+                    try:
+                        response = await client.get_object(Bucket=bucket, Key=key)
+                    except client.exceptions.NoSuchKey:
+                        return None
+                    async with response["Body"] as body:
+                        return await body.read()
 
             def sync_store(key: str, data: bytes) -> None:
                 sync.put_object(Bucket=sync_bucket, Key=key, Body=data)
