@@ -471,13 +471,18 @@ def compose(layers: Sequence[Layer], core: Handler = invoke) -> Handler:
     return handler
 
 
-@functools.cache
 def chain(
     cache: bool, observer: bool, lock: bool, bound: bool = False, timed: bool = False
 ) -> Handler:
     """:data:`LAYERS` without :func:`cached` (``cache`` false), :func:`observed`
     (``observer`` false), :func:`bounded` (``bound`` false) or :func:`locked` (``lock``
-    false); around :func:`timed_invoke` (``timed``, an async adapter's) or :func:`invoke`."""
+    false); around :func:`timed_invoke` (``timed``, an async adapter's) or :func:`invoke`.
+    Composed once per combination."""
+    return _chain(cache, observer, lock, bound, timed)
+
+
+@functools.cache
+def _chain(cache: bool, observer: bool, lock: bool, bound: bool, timed: bool) -> Handler:
     skip: dict[Layer, bool] = {
         cached: not cache,
         observed: not observer,
