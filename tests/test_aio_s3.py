@@ -402,9 +402,10 @@ def test_a_stopped_server_fails_calls_within_operation_timeout(
     after SIGCONT the next calls work on the same instance."""
 
     async def body(storage: AsyncS3Storage) -> None:
+        await storage.store_many([("f", "t", str(i), i) for i in range(20)])
+        # set after the setup: 20 puts may take over a second on a loaded machine
         storage.operation_timeout = 1.0
         storage.retry_policy = NO_RETRY
-        await storage.store_many([("f", "t", str(i), i) for i in range(20)])
         assert s3_server.pid is not None
         s3_server.process.signal(signal.SIGSTOP)
         try:
