@@ -33,12 +33,17 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
-__all__ = ["MAX_KEY_BYTES", "MIN_PART_SIZE", "S3Base", "S3Storage"]
+__all__ = ["MAX_KEY_BYTES", "MAX_SEGMENT_BYTES", "MIN_PART_SIZE", "S3Base", "S3Storage"]
 
 T = TypeVar("T")
 A = TypeVar("A")
 
 MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
+# S3-compatible services that keep an object as a file (or a filer entry) per "/"-separated
+# segment of its name refuse a segment longer than a file name may be: SeaweedFS and MinIO
+# answer KeyTooLongError past 255 bytes, whatever the whole name's length. AWS takes a
+# 1,024-byte segment; a name within both limits works everywhere.
+MAX_SEGMENT_BYTES = 255
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest part of a multipart upload (but the last)
 MAX_PARTS = 10_000  # S3's largest number of parts in one upload
 _DELETE_BATCH = 1000  # S3's most objects in one DeleteObjects request
@@ -73,7 +78,9 @@ log = logging.getLogger("selinon_like")
 _REDACT = _RedactSecrets()
 for _name in ("botocore.auth", "botocore.endpoint", "botocore.parsers", "botocore.credentials"):
     logging.getLogger(_name).addFilter(_REDACT)
-_MISSING_CODES = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NotFound"})
+# KeyTooLongError: a name the service refuses holds no object there (a former name looked up
+# on MinIO, see S3Base._former).
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NotFound", "KeyTooLongError"})
 _TRANSIENT_CODES = frozenset(
     {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling"}
 )
@@ -385,7 +392,8 @@ class S3Base(StorageBase):
 
     def object_key(self, kind: str, flow_name: str, task_name: str, task_id: str) -> str:
         """The object key of a result (``kind="results"``) or error record (``"errors"``):
-        the encoded parts, or the key's digest when they pass 1,024 bytes."""
+        the encoded parts, or the key's digest when they pass 1,024 bytes or one of them 255
+        (:data:`MAX_SEGMENT_BYTES`)."""
         return self._locate(kind, (flow_name, task_name, task_id))[0]
 
     def _locate(self, kind: str, key: Key) -> tuple[str, bytes]:
@@ -397,21 +405,46 @@ class S3Base(StorageBase):
         least = len(flow_name) + len(task_name) + len(task_id) + len(kind) + 6
         if self._prefix_size + least <= MAX_KEY_BYTES:
             # The encoded parts are ASCII: their length is their size in bytes.
+            flow, task, ident = encode_part(flow_name), encode_part(task_name), encode_part(task_id)
+            if max(len(flow), len(task), len(ident)) <= MAX_SEGMENT_BYTES:
+                tail = f"{kind}/{flow}/{task}/{ident}"
+                if self._prefix_size + len(tail) <= MAX_KEY_BYTES:
+                    return self.prefix + tail, b""
+        return f"{self._flow_dir(kind, flow_name)}~{key_digest(*key)}", _header(key)
+
+    def _flow_dir(self, kind: str, flow_name: str, segment: int = MAX_SEGMENT_BYTES) -> str:
+        """The "directory" of a flow's over-long keys: the encoded flow when it fits the name
+        and is at most ``segment`` bytes, else the flow's digest."""
+        room = min(segment, MAX_KEY_BYTES - self._prefix_size - len(kind) - 2 - _HASHED)
+        if len(flow_name) < room:
+            token = encode_part(flow_name)
+            if len(token) <= room:
+                return f"{self.prefix}{kind}/{token}/"
+        return f"{self.prefix}{kind}/~{_sha256(flow_name)}/"
+
+    def _former(self, kind: str, key: Key) -> tuple[str, bytes] | None:
+        """Where the layout before :data:`MAX_SEGMENT_BYTES` put ``key`` when it is not where
+        it goes now, and that object's header line; ``None`` when the name has not changed.
+
+        That layout bounded only the whole name: a key with a part encoded past 255 bytes got
+        its plain name, or the digest under its encoded flow, when they fit 1,024 bytes. Such
+        a record, stored on AWS (services with the segment limit refused it), is read at its
+        former name when its current one is missing, listed once, replaced by a store and
+        deleted with it. Only a digest-named key can have moved: callers ask only for those,
+        so plain names cost nothing."""
+        flow_name, task_name, task_id = key
+        least = len(flow_name) + len(task_name) + len(task_id) + len(kind) + 6
+        if self._prefix_size + least <= MAX_KEY_BYTES:
             tail = (
                 f"{kind}/{encode_part(flow_name)}/{encode_part(task_name)}/{encode_part(task_id)}"
             )
             if self._prefix_size + len(tail) <= MAX_KEY_BYTES:
-                return self.prefix + tail, b""
-        return f"{self._flow_dir(kind, flow_name)}~{key_digest(*key)}", _header(key)
-
-    def _flow_dir(self, kind: str, flow_name: str) -> str:
-        """The "directory" of a flow's over-long keys: the encoded flow when the name fits."""
-        room = MAX_KEY_BYTES - self._prefix_size - len(kind) - 3 - _HASHED  # "/", "_", "/"
-        if len(flow_name) <= room:
-            token = encode_part(flow_name)
-            if len(token) <= room + 1:
-                return f"{self.prefix}{kind}/{token}/"
-        return f"{self.prefix}{kind}/~{_sha256(flow_name)}/"
+                name = self.prefix + tail
+                return None if name == self._locate(kind, key)[0] else (name, b"")
+        former = self._flow_dir(kind, flow_name, MAX_KEY_BYTES)
+        if former == self._flow_dir(kind, flow_name):
+            return None
+        return f"{former}~{key_digest(*key)}", _header(key)
 
     def _s3_put_steps(
         self, name: str, data: bytes | bytearray, expires_at: float | None = None
@@ -432,15 +465,22 @@ class S3Base(StorageBase):
         )
         return name
 
-    def _s3_get_steps(self, name: str, **arguments: Any) -> Steps[bytes | None]:
-        """The object's bytes (``arguments``: more of ``get_object``'s, a ``Range``), or
-        None when there is none."""
+    def _s3_opened_steps(self, name: str, **arguments: Any) -> Steps[Any]:
+        """``get_object``'s reply, its body still to read (``arguments``: more of
+        ``get_object``'s, a ``Range``), or None when there is no such object."""
         try:
-            response = yield self._s3("get_object", Bucket=self.bucket, Key=name, **arguments)
+            return (yield self._s3("get_object", Bucket=self.bucket, Key=name, **arguments))
         except Exception as exc:
             if _is_missing(exc):
                 return None
             raise
+
+    def _s3_get_steps(self, name: str, **arguments: Any) -> Steps[bytes | None]:
+        """The object's bytes (``arguments``: more of ``get_object``'s, a ``Range``), or
+        None when there is none."""
+        response = yield from self._s3_opened_steps(name, **arguments)
+        if response is None:
+            return None
         body = response["Body"]
         try:
             data: bytes = yield body.read, ()
@@ -457,41 +497,99 @@ class S3Base(StorageBase):
             raise
         return True
 
+    def _s3_delete_steps(self, names: Sequence[str]) -> Steps[None]:
+        """Delete the objects ``names``, up to 1,000 in each ``DeleteObjects``; one missing
+        is no error."""
+        for start in range(0, len(names), _DELETE_BATCH):
+            batch = names[start : start + _DELETE_BATCH]
+            response = yield self._s3(
+                "delete_objects",
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": name} for name in batch], "Quiet": True},
+            )
+            errors = [e for e in response.get("Errors", []) if e.get("Code") not in _MISSING_CODES]
+            if errors:
+                first = errors[0]
+                raise StorageError(
+                    f"{self.storage_name}: {len(errors)} of {len(batch)} objects were not "
+                    f"deleted; the first, {first.get('Key', '')!r}: {first.get('Code', '')} "
+                    f"{first.get('Message', '')}".rstrip()
+                )
+
     # -- the primitives, as steps ---------------------------------------------------------
 
     def _s3_read_steps(self, kind: Kind, key: Key) -> Steps[bytes | None]:
         name, header = self._locate(kind, key)
-        return _unwrapped((yield from self._s3_get_steps(name)), header)
+        data = yield from self._s3_get_steps(name)
+        if data is None and header and (former := self._former(kind, key)) is not None:
+            name, header = former
+            data = yield from self._s3_get_steps(name)
+        return _unwrapped(data, header)
 
     def _s3_write_steps(
         self, kind: Kind, key: Key, data: bytes, expires_at: float | None
     ) -> Steps[str]:
         name, header = self._locate(kind, key)
-        return (yield from self._s3_put_steps(name, header + data if header else data, expires_at))
+        yield from self._s3_put_steps(name, header + data if header else data, expires_at)
+        if header:
+            yield from self._s3_drop_former_steps(kind, [key])
+        return name
+
+    def _s3_drop_former_steps(self, kind: Kind, keys: Sequence[Key]) -> Steps[None]:
+        """Delete what the keys (digest-named ones) left at their former names (see
+        :meth:`_former`), once their records are stored at the current ones."""
+        formers = [former[0] for key in keys if (former := self._former(kind, key)) is not None]
+        if len(formers) == 1:
+            try:
+                yield self._s3("delete_object", Bucket=self.bucket, Key=formers[0])
+            except Exception as exc:
+                if not _is_missing(exc):
+                    raise
+        elif formers:
+            yield from self._s3_delete_steps(list(dict.fromkeys(formers)))
 
     def _s3_remove_steps(self, kind: Kind, key: Key) -> Steps[bool]:
-        name = self.object_key(kind, *key)
-        # DeleteObject succeeds for a missing object, so look first.
-        if not (yield from self._s3_exists_steps(name)):
-            return False
-        yield self._s3("delete_object", Bucket=self.bucket, Key=name)
-        return True
+        name, header = self._locate(kind, key)
+        former = self._former(kind, key) if header else None
+        found = False
+        for there in (name,) if former is None else (name, former[0]):
+            # DeleteObject succeeds for a missing object, so look first.
+            if (yield from self._s3_exists_steps(there)):
+                yield self._s3("delete_object", Bucket=self.bucket, Key=there)
+                found = True
+        return found
 
     def _s3_read_many_steps(self, kind: Kind, keys: Sequence[Key]) -> Steps[list[bytes | None]]:
         located = [self._locate(kind, key) for key in keys]
         unique = list(dict.fromkeys(name for name, _header in located))
         got = yield self._overlapped, (self._s3_get_steps, unique)
         found = dict(zip(unique, got, strict=True))
-        return [_unwrapped(found[name], header) for name, header in located]
+        # A digest-named key found nowhere may still be at its former name.
+        formers: dict[str, tuple[str, bytes]] = {}
+        for key, (name, header) in zip(keys, located, strict=True):
+            if header and found[name] is None and name not in formers:
+                former = self._former(kind, key)
+                if former is not None:
+                    formers[name] = former
+        headers: dict[str, bytes] = {}
+        if formers:
+            got = yield self._overlapped, (self._s3_get_steps, [n for n, _h in formers.values()])
+            for (name, (_former, header)), data in zip(formers.items(), got, strict=True):
+                if data is not None:
+                    found[name], headers[name] = data, header
+        return [_unwrapped(found[name], headers.get(name, header)) for name, header in located]
 
     def _s3_write_many_steps(
         self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None
     ) -> Steps[list[str]]:
         # Every name is made before the first request.
         objects = []
+        moved = []
         for key, data in items:
             name, header = self._locate(kind, key)
             objects.append((name, header + data if header else data))
+            if header:
+                moved.append(key)
         # A key given twice keeps its last result, as stores one after the other would: only
         # that one is sent, so two concurrent PUTs of one key never race.
         last = dict(objects)
@@ -500,30 +598,29 @@ class S3Base(StorageBase):
             return self._s3_put_steps(name, last[name], expires_at)
 
         yield self._overlapped, (put, list(last))
+        if moved:
+            yield from self._s3_drop_former_steps(kind, moved)
         return [name for name, _data in objects]
 
     def _s3_remove_many_steps(self, kind: Kind, keys: Sequence[Key]) -> Steps[int]:
-        names = list(dict.fromkeys(self.object_key(kind, *key) for key in keys))
+        # Each key's name, and its former name if it has one.
+        names: dict[str, str | None] = {}
+        for key in keys:
+            name, header = self._locate(kind, key)
+            if name not in names:
+                former = self._former(kind, key) if header else None
+                names[name] = None if former is None else former[0]
+        every = [*names, *(former for former in names.values() if former is not None)]
         # DeleteObjects reports a missing object as deleted: the overlapped HEADs tell which
-        # were there, and only those are deleted, up to 1,000 in each request.
-        found = yield self._overlapped, (self._s3_exists_steps, names)
-        present = [name for name, there in zip(names, found, strict=True) if there]
-        for start in range(0, len(present), _DELETE_BATCH):
-            batch = present[start : start + _DELETE_BATCH]
-            response = yield self._s3(
-                "delete_objects",
-                Bucket=self.bucket,
-                Delete={"Objects": [{"Key": name} for name in batch], "Quiet": True},
-            )
-            errors = response.get("Errors", [])
-            if errors:
-                first = errors[0]
-                raise StorageError(
-                    f"{self.storage_name}: {len(errors)} of {len(batch)} objects were not "
-                    f"deleted; the first, {first.get('Key', '')!r}: {first.get('Code', '')} "
-                    f"{first.get('Message', '')}".rstrip()
-                )
-        return len(present)
+        # were there, and only those are deleted.
+        found = yield self._overlapped, (self._s3_exists_steps, every)
+        there = dict(zip(every, found, strict=True))
+        yield from self._s3_delete_steps([name for name in every if there[name]])
+        return sum(
+            1
+            for name, former in names.items()
+            if there[name] or (former is not None and there[former])
+        )
 
     def _pages(self, prefix: str) -> Any:
         """The pages listing the objects under ``prefix`` (an iterable; aiobotocore's: an
@@ -593,7 +690,8 @@ class S3Base(StorageBase):
             starts = [base]
         else:
             plain = f"{base}{encode_part(flow_name)}/"
-            # A flow too long to head its over-long keys' names has them under its digest.
+            # A flow too long to head its over-long keys' names has them under its digest;
+            # its former names (see _former) are under the plain one.
             starts = list(dict.fromkeys((plain, self._flow_dir(kind, flow_name))))
             starts = [start for start in starts if len(start.encode()) < MAX_KEY_BYTES]
         for start in starts:
@@ -607,19 +705,35 @@ class S3Base(StorageBase):
 
     def _s3_key_of_steps(self, kind: Kind, name: str, tail: str) -> Steps[Key | None]:
         """The key of the object ``name`` (``tail`` after ``<prefix><kind>/``); ``None`` for
-        an object this adapter did not write."""
+        an object this adapter did not write, or at a former name (:meth:`_former`) of a key
+        whose current object exists (listed there)."""
         parts = tail.split("/")
         if len(parts) == 3 and all(part.startswith("_") for part in parts):
             try:
-                return decode_part(parts[0]), decode_part(parts[1]), decode_part(parts[2])
+                found = decode_part(parts[0]), decode_part(parts[1]), decode_part(parts[2])
             except ValueError:
                 return None
+            if max(len(parts[0]), len(parts[1]), len(parts[2])) <= MAX_SEGMENT_BYTES:
+                return found
+            return (yield from self._s3_unless_moved_steps(kind, found))
         if len(parts) == 2 and _is_hashed(parts[1]):
             key = yield from self._s3_stored_key_steps(name)
+            if key is None:
+                return None
             # The key must name this very object: a foreign or misplaced one is skipped.
-            if key is not None and self._locate(kind, key)[0] == name:
+            if self._locate(kind, key)[0] == name:
                 return key
+            former = self._former(kind, key)
+            if former is not None and former[0] == name:
+                return (yield from self._s3_unless_moved_steps(kind, key))
         return None
+
+    def _s3_unless_moved_steps(self, kind: Kind, key: Key) -> Steps[Key | None]:
+        """``key``, listed at its former name, unless its current object exists (then listed
+        there instead)."""
+        if (yield from self._s3_exists_steps(self._locate(kind, key)[0])):
+            return None
+        return key
 
     def _s3_stored_key_steps(self, name: str) -> Steps[Key | None]:
         """The key in the header line of an over-long key's object, read with ranged GETs
@@ -706,6 +820,8 @@ class S3Base(StorageBase):
                         "abort_multipart_upload", Bucket=self.bucket, Key=name, UploadId=upload_id
                     )
             raise
+        if header:
+            yield from self._s3_retried_steps(self._s3_drop_former_steps, RESULTS, [key])
         return Digest(size, sha.hexdigest())
 
     def _s3_part_steps(
@@ -751,12 +867,12 @@ class S3Base(StorageBase):
         """Emits the bytes of the result streamed under ``key`` (1 MiB chunks);
         ``ResultNotFound`` when there is none."""
         name, header = self._locate(RESULTS, key)
-        try:
-            response = yield self._s3("get_object", Bucket=self.bucket, Key=name)
-        except Exception as exc:
-            if _is_missing(exc):
-                raise self.not_found(*key) from None
-            raise
+        response = yield from self._s3_opened_steps(name)
+        if response is None and header and (former := self._former(RESULTS, key)) is not None:
+            name, header = former
+            response = yield from self._s3_opened_steps(name)
+        if response is None:
+            raise self.not_found(*key)
         body = response["Body"]
         try:
             if header:
@@ -785,13 +901,23 @@ class S3Storage(S3Base, RecordStorage):
     so ``/``, ``..``, spaces and unicode in a key stay inside its part and under the prefix);
     such an object holds the stored bytes as they are. ``store`` returns the object key.
 
-    S3 object keys stop at 1,024 bytes. A key whose name would be longer is stored as
-    ``<prefix>results/<flow>/~<SHA-256 of the key>`` (the flow itself as ``~<its SHA-256>``
-    when even that is too long), and its object starts with one line holding the exact key
-    as JSON (``["flow", "task", "id"]``, as the ``Filesystem`` adapter's files do), then the
-    stored bytes. Reads check that line, so two different keys never share an object;
-    ``iter_keys`` reads it (one ranged GET for each such object) to yield the exact key. Keys
-    of any length therefore work; short keys keep the plain layout above.
+    S3 object keys stop at 1,024 bytes, and services that keep objects as files (SeaweedFS,
+    MinIO) refuse a ``/``-separated segment past 255 bytes (:data:`MAX_SEGMENT_BYTES`). A key
+    whose name would pass either limit is stored as ``<prefix>results/<flow>/~<SHA-256 of
+    the key>`` (the flow itself as ``~<its SHA-256>`` when its encoded form passes either),
+    and its object starts with one line holding the exact key as JSON (``["flow", "task",
+    "id"]``, as the ``Filesystem`` adapter's files do), then the stored bytes. Reads check
+    that line, so two different keys never share an object; ``iter_keys`` reads it (one
+    ranged GET for each such object) to yield the exact key. Keys of any length therefore
+    work on any S3-compatible service; short keys keep the plain layout above (a ``prefix``
+    is used as given: keep its segments within 255 bytes on such services).
+
+    Earlier releases bounded only the whole name: a key with a part encoded past 255 bytes
+    had its plain name (or the digest under its encoded flow) when that fitted 1,024 bytes.
+    Such records, stored on AWS, stay readable: a read that misses a digest-named key looks
+    at its former name (one more GET, only then), ``iter_keys`` lists such a record once
+    (a HEAD tells whether the key's current object exists), a store of the key deletes the
+    former object after writing the new one, and ``delete``/``delete_many`` delete both.
 
     ``store_many``/``retrieve_many`` overlap their requests on up to ``max_pool_connections``
     threads. ``delete_many`` learns which objects exist from overlapped HEAD requests (S3

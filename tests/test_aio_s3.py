@@ -82,35 +82,9 @@ async def _chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
         yield data[start : start + size]
 
 
-# SeaweedFS keeps an object as a filer entry per "/" segment, each at most 255 bytes
-# (KeyTooLongError past it, whatever the whole key's length): a task id of 255 to ~1,000
-# bytes, which the layout keeps as one segment of a plain name, is refused there. The
-# blocking adapter's layout, so both adapters' (moto and AWS take such keys).
-SEAWEEDFS_SEGMENT_BYTES = 255
-
-
-def _refused_by_seaweedfs(key: Key, prefix: str) -> bool:
-    storage = S3Storage(bucket="b", prefix=prefix)  # names are made without any I/O
-    name = storage.object_key("results", "f" * 50, *key[1:])
-    return max(len(segment.encode()) for segment in name.split("/")) > SEAWEEDFS_SEGMENT_BYTES
-
-
 class TestAsyncS3OnSeaweedFS(AsyncStorageContract):
     concurrency_per_thread = 50
     cancelled_items = 300  # a PUT per item: SeaweedFS takes ~5 ms each
-
-    @pytest.fixture(autouse=True)
-    def _seaweedfs_segments(self, request: pytest.FixtureRequest, options: dict[str, Any]) -> None:
-        params = getattr(request.node, "callspec", None)
-        key = params.params.get("key") if params is not None else None
-        if key is not None and _refused_by_seaweedfs(key, options["prefix"]):
-            request.node.add_marker(
-                pytest.mark.xfail(
-                    raises=StorageError,
-                    strict=True,
-                    reason="SeaweedFS refuses a key segment over 255 bytes (KeyTooLongError)",
-                )
-            )
 
     @pytest.fixture
     def async_storage(self, options: dict[str, Any]) -> AsyncFactory:

@@ -1,9 +1,11 @@
 """S3Storage under the contract kit, on moto in-process and on moto's real HTTP server, plus its
-own guarantees: options, bucket handling, key layout, masking, bulk overlap, error classes."""
+own guarantees: options, bucket handling, key layout (both limits: 1,024 bytes a name, 255 a
+segment), the former layout's records, masking, bulk overlap, error classes."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import threading
@@ -23,7 +25,7 @@ from selinon_like import (
 )
 from selinon_like.keys import Key, key_digest
 from selinon_like.testing import StorageContract, connected
-from storages.s3 import MAX_KEY_BYTES, S3Storage
+from storages.s3 import MAX_KEY_BYTES, MAX_SEGMENT_BYTES, S3Storage
 
 ACCESS_KEY = "AKIASELINONLIKETEST"
 SECRET_KEY = "Secret/Value+That-Must-Never-Leak"
@@ -259,27 +261,60 @@ def test_short_keys_keep_the_first_release_layout(s3: S3Storage) -> None:
     assert sorted(s3.iter_keys("f")) == [("f", "t", "new"), ("f", "t", "old")]
 
 
-def test_a_key_at_the_s3_limit_is_plain_and_one_byte_more_is_named_by_its_digest(
+def segments(name: str) -> list[int]:
+    return [len(segment.encode()) for segment in name.split("/")]
+
+
+def test_a_part_at_the_segment_limit_is_plain_and_one_byte_more_is_named_by_its_digest(
     s3: S3Storage,
 ) -> None:
     head = f"{s3.prefix}results/_f/_t/_"
-    at_limit = "x" * (MAX_KEY_BYTES - len(head))
+    at_limit = "x" * (MAX_SEGMENT_BYTES - 1)  # "_" and 254 bytes: the longest segment
     assert s3.store("f", "t", at_limit, 1) == head + at_limit
     past = at_limit + "x"
     assert s3.store("f", "t", past, 2) == f"{s3.prefix}results/_f/~{key_digest('f', 't', past)}"
-    assert (s3.retrieve("f", "t", at_limit), s3.retrieve("f", "t", past)) == (1, 2)
-    assert sorted(s3.iter_keys()) == sorted([("f", "t", at_limit), ("f", "t", past)])
-    # Non-ASCII parts take 9 bytes a character once encoded: 200 of them pass the limit.
-    assert s3.store_many([("f", "t", "ok", 3), ("f", "t", "中" * 200, 4)])[1].count("~") == 1
-    assert s3.retrieve_many([("f", "t", "ok"), ("f", "t", "中" * 200)]) == {
-        ("f", "t", "ok"): 3,
-        ("f", "t", "中" * 200): 4,
+    every_part = (at_limit, at_limit, at_limit)
+    assert s3.store(*every_part, 3) == f"{s3.prefix}results/_{at_limit}/_{at_limit}/_{at_limit}"
+    assert s3.retrieve_many([("f", "t", at_limit), ("f", "t", past), every_part]) == {
+        ("f", "t", at_limit): 1,
+        ("f", "t", past): 2,
+        every_part: 3,
+    }
+    assert sorted(s3.iter_keys()) == sorted([("f", "t", at_limit), ("f", "t", past), every_part])
+    # Non-ASCII parts take 9 bytes a character once encoded: 29 of them pass the limit.
+    ids = s3.store_many([("f", "t", "中" * 28, 4), ("f", "t", "中" * 29, 5)])
+    assert [max(segments(name)) for name in ids] == [253, 65]
+    assert s3.retrieve_many([("f", "t", "中" * 28), ("f", "t", "中" * 29)]) == {
+        ("f", "t", "中" * 28): 4,
+        ("f", "t", "中" * 29): 5,
     }
 
 
+# A prefix of short enough segments that leaves less than 255 bytes to a key's last part.
+LONG_PREFIX = f"{'p' * 250}/{'q' * 250}/{'r' * 251}/"  # 754 bytes
+
+
+def test_a_key_at_the_s3_limit_is_plain_and_one_byte_more_is_named_by_its_digest(
+    s3: S3Storage, moto_endpoint: str
+) -> None:
+    with opened(over_http(moto_endpoint, prefix=LONG_PREFIX + uuid.uuid4().hex[:8])) as s3:
+        head = f"{s3.prefix}results/_f/_t/_"
+        at_limit = "x" * (MAX_KEY_BYTES - len(head))
+        assert len(at_limit) < MAX_SEGMENT_BYTES
+        assert s3.store("f", "t", at_limit, 1) == head + at_limit
+        # One byte more in another part: every segment fits, the whole name does not.
+        digest = key_digest("f", "tt", at_limit)
+        assert s3.store("f", "tt", at_limit, 2) == f"{s3.prefix}results/_f/~{digest}"
+        assert (s3.retrieve("f", "t", at_limit), s3.retrieve("f", "tt", at_limit)) == (1, 2)
+        assert sorted(s3.iter_keys()) == sorted([("f", "t", at_limit), ("f", "tt", at_limit)])
+
+
 LONG_KEYS = [
+    pytest.param(("f", "t", "i" * 255), id="task-id-of-256-bytes-encoded"),
+    pytest.param(("f", "t", "i" * 1000), id="task-id-of-1000-bytes"),
     pytest.param(("f", "t", "i" * 2000), id="long-task-id"),
     pytest.param(("F" * 2000, "t", "1"), id="long-flow"),
+    pytest.param(("g" * 300, "t", "1"), id="flow-past-the-segment-limit"),
     pytest.param(("ü" * 2000, "a/" * 1000, "é ../" * 400), id="every-part-long-non-ascii"),
     pytest.param(("f", "t", "中" * 12_000), id="header-past-the-first-ranged-read"),
 ]
@@ -289,6 +324,7 @@ LONG_KEYS = [
 def test_keys_of_any_length_round_trip_are_listed_and_deleted(s3: S3Storage, key: Key) -> None:
     record_id = s3.store(*key, {"v": 1})
     assert len(record_id.encode()) <= MAX_KEY_BYTES
+    assert max(segments(record_id)) <= MAX_SEGMENT_BYTES
     assert record_id.endswith("/~" + key_digest(*key))
     assert s3.retrieve(*key) == {"v": 1}
     s3.store_error({"n": 1}, *key, RuntimeError("long"))
@@ -307,6 +343,8 @@ def test_keys_of_any_length_round_trip_are_listed_and_deleted(s3: S3Storage, key
     assert s3.retrieve_error(*key)["message"] == "long"  # the error record lives apart
     s3.store_many([(*key, 2), (*key, 3)])
     assert s3.retrieve(*key) == 3
+    s3.store_stream(*key, [b"raw ", b"bytes"])
+    assert b"".join(s3.retrieve_stream(*key)) == b"raw bytes"
     assert s3.delete_many([key, key]) == 1
     assert s3.delete_many([key]) == 0
 
@@ -319,16 +357,19 @@ def test_long_keys_one_character_apart_never_meet(s3: S3Storage) -> None:
     assert sorted(s3.iter_keys("f")) == sorted(keys)
 
 
-def test_a_flow_too_long_for_its_own_directory_is_listed_under_both(s3: S3Storage) -> None:
-    base = f"{s3.prefix}results/"
-    # Short keys of this flow still fit their plain names; an over-long one of the same flow
-    # needs the flow's digest as its directory. iter_keys(flow) finds both kinds.
-    flow = "a" * (MAX_KEY_BYTES - len(base) - 30)
-    short, long = (flow, "t", "1"), (flow, "t", "x" * 100)
-    assert s3.store(*short, 1) == f"{base}_{flow}/_t/_1"
-    assert s3.store(*long, 2).startswith(f"{base}~")
-    assert sorted(s3.iter_keys(flow)) == sorted([short, long])
-    assert list(s3.iter_keys(flow[:-1])) == []
+def test_a_flow_too_long_for_its_own_directory_is_listed_under_both(
+    s3: S3Storage, moto_endpoint: str
+) -> None:
+    with opened(over_http(moto_endpoint, prefix=LONG_PREFIX + uuid.uuid4().hex[:8])) as s3:
+        base = f"{s3.prefix}results/"
+        # Short keys of this flow still fit their plain names; an over-long one of the same
+        # flow needs the flow's digest as its directory. iter_keys(flow) finds both kinds.
+        flow = "a" * 200  # the name of an over-long key leaves it 187 bytes here
+        short, long = (flow, "t", "1"), (flow, "t", "x" * 100)
+        assert s3.store(*short, 1) == f"{base}_{flow}/_t/_1"
+        assert s3.store(*long, 2).startswith(f"{base}~")
+        assert sorted(s3.iter_keys(flow)) == sorted([short, long])
+        assert list(s3.iter_keys(flow[:-1])) == []
 
 
 def test_an_object_holding_another_key_is_not_read_as_this_one(s3: S3Storage) -> None:
@@ -347,16 +388,19 @@ def test_an_object_holding_another_key_is_not_read_as_this_one(s3: S3Storage) ->
 
 
 def test_over_long_names_keep_their_flow_while_it_fits() -> None:
-    storage = S3Storage(bucket="b", prefix="p")  # names are made without any I/O
-    base = "p/results/"
-    room = MAX_KEY_BYTES - len(base) - len("_/") - len("~") - 64
-    for flow in ("a" * (room - 1), "a" * room, "a" * (room + 1), "é" * (room // 6 + 1)):
-        name = storage.object_key("results", flow, "t", "x" * 2000)
-        assert len(name.encode()) <= MAX_KEY_BYTES
-        plain = f"{base}_{flow}/~" if flow.isascii() else f"{base}_{'%c3%a9' * len(flow)}/~"
-        assert name.startswith(plain) == (len(plain) + 64 <= MAX_KEY_BYTES), len(flow)
-        if not name.startswith(plain):
-            assert name.startswith(f"{base}~") and name.count("/") == 3
+    # names are made without any I/O
+    for prefix in ("p/", LONG_PREFIX):
+        storage = S3Storage(bucket="b", prefix=prefix)
+        base = f"{prefix}results/"
+        room = min(MAX_SEGMENT_BYTES, MAX_KEY_BYTES - len(base) - len("/~") - 64)
+        for flow in ("a" * (room - 2), "a" * (room - 1), "a" * room, "é" * (room // 6 + 1)):
+            name = storage.object_key("results", flow, "t", "x" * 2000)
+            assert len(name.encode()) <= MAX_KEY_BYTES
+            assert max(segments(name[len(prefix) :])) <= MAX_SEGMENT_BYTES
+            token = f"_{flow}" if flow.isascii() else f"_{'%c3%a9' * len(flow)}"
+            assert name.startswith(f"{base}{token}/~") == (len(token) <= room), len(flow)
+            if not name.startswith(f"{base}{token}/"):
+                assert name.startswith(f"{base}~") and name.count("/") == prefix.count("/") + 2
 
 
 def test_the_longest_prefix_still_holds_long_keys(mocked_aws: None) -> None:
@@ -398,6 +442,128 @@ def test_iter_keys_skips_foreign_objects(s3: S3Storage) -> None:
     for name, body in foreign.items():
         s3.client.put_object(Bucket=s3.bucket, Key=s3.prefix + name, Body=body)
     assert list(s3.iter_keys()) == [("f", "t", "1")]
+
+
+# -- the former layout: a segment of up to 1,024 bytes (AWS and moto hold those) --------------
+
+# Under the layout before MAX_SEGMENT_BYTES: a task id encoded past 255 bytes in a plain name,
+# and an over-long key named by its digest under a flow encoded past 255 bytes.
+PLAIN_FORMER: Key = ("f", "t", "x" * 300)
+DIGEST_FORMER: Key = ("g" * 400, "t", "y" * 700)
+
+
+def former_name(storage: S3Storage, kind: str, key: Key) -> str:
+    """The name the former layout gave ``key`` (spelled out, as that layout made it)."""
+    flow, task, task_id = key
+    if key == DIGEST_FORMER:
+        return f"{storage.prefix}{kind}/_{flow}/~{key_digest(*key)}"
+    return f"{storage.prefix}{kind}/_{flow}/_{task}/_{task_id}"
+
+
+def plant(storage: S3Storage, kind: str, key: Key, data: bytes) -> str:
+    """Put ``data`` at ``key``'s former name as that layout did (the exact key's line first
+    in a digest-named object); its name."""
+    name = former_name(storage, kind, key)
+    if key == DIGEST_FORMER:
+        data = json.dumps(list(key)).encode() + b"\n" + data
+    storage.client.put_object(Bucket=storage.bucket, Key=name, Body=data)
+    return name
+
+
+@pytest.fixture
+def aws(mocked_aws: None) -> Iterator[S3Storage]:
+    """A connected storage on moto in process, which takes the former layout's names."""
+    yield from connected(in_process(prefix=uuid.uuid4().hex[:12]))  # type: ignore[misc]
+
+
+def requests_made(storage: S3Storage) -> list[str]:
+    """The operations the storage's client sends from now on, in order."""
+    made: list[str] = []
+    storage.client.meta.events.register(
+        "before-call.s3", lambda model, **_: made.append(model.name)
+    )
+    return made
+
+
+def test_records_at_their_former_names_are_read_and_listed(aws: S3Storage) -> None:
+    dumps = aws.serializer.dumps
+    for key in (PLAIN_FORMER, DIGEST_FORMER):
+        assert max(segments(former_name(aws, "results", key))) > MAX_SEGMENT_BYTES
+        assert former_name(aws, "results", key) != aws.object_key("results", *key)
+        plant(aws, "results", key, dumps({"old": key[0][:1]}))
+    plant(aws, "errors", PLAIN_FORMER, dumps({"message": "old error"}))
+    assert aws.retrieve(*PLAIN_FORMER) == {"old": "f"}
+    assert aws.retrieve(*DIGEST_FORMER) == {"old": "g"}
+    missing = ("f", "t", "z" * 300)
+    assert aws.retrieve_many([PLAIN_FORMER, DIGEST_FORMER, missing]) == {
+        PLAIN_FORMER: {"old": "f"},
+        DIGEST_FORMER: {"old": "g"},
+    }
+    assert b"".join(aws.retrieve_stream(*DIGEST_FORMER)) == dumps({"old": "g"})
+    with pytest.raises(ResultNotFound):
+        aws.retrieve(*missing)
+    assert aws.retrieve_error(*PLAIN_FORMER)["message"] == "old error"
+    assert sorted(aws.iter_keys()) == sorted([PLAIN_FORMER, DIGEST_FORMER])
+    assert list(aws.iter_keys(DIGEST_FORMER[0])) == [DIGEST_FORMER]
+    assert list(aws.iter_error_keys()) == [PLAIN_FORMER]
+    # Stored again, each record is at its current name only, and listed once.
+    aws.store(*PLAIN_FORMER, "new")
+    aws.store_many([(*DIGEST_FORMER, "new too")])
+    assert sorted(object_names(aws)) == sorted(
+        [
+            aws.object_key("results", *PLAIN_FORMER),
+            aws.object_key("results", *DIGEST_FORMER),
+            former_name(aws, "errors", PLAIN_FORMER),
+        ]
+    )
+    # A former object written again meanwhile (an older process) is not listed a second time,
+    # nor read in place of the current one.
+    for key in (PLAIN_FORMER, DIGEST_FORMER):
+        plant(aws, "results", key, dumps("stale"))
+    assert aws.retrieve_many([PLAIN_FORMER, DIGEST_FORMER]) == {
+        PLAIN_FORMER: "new",
+        DIGEST_FORMER: "new too",
+    }
+    assert sorted(aws.iter_keys()) == sorted([PLAIN_FORMER, DIGEST_FORMER])
+
+
+def test_stores_replace_and_deletes_remove_records_at_their_former_names(aws: S3Storage) -> None:
+    dumps = aws.serializer.dumps
+    plant(aws, "results", PLAIN_FORMER, dumps(1))
+    aws.store_stream(*PLAIN_FORMER, [b"streamed"])
+    assert object_names(aws) == [aws.object_key("results", *PLAIN_FORMER)]
+    # delete and delete_many remove the object at either name, or both, counting keys.
+    plant(aws, "results", PLAIN_FORMER, dumps(2))
+    aws.delete(*PLAIN_FORMER)
+    assert object_names(aws) == []
+    plant(aws, "results", PLAIN_FORMER, dumps(3))
+    aws.delete(*PLAIN_FORMER)  # only the former one was there
+    with pytest.raises(ResultNotFound):
+        aws.delete(*PLAIN_FORMER)
+    for key in (PLAIN_FORMER, DIGEST_FORMER):
+        plant(aws, "results", key, dumps(4))
+    aws.store(*DIGEST_FORMER, 5)
+    assert aws.delete_many([PLAIN_FORMER, DIGEST_FORMER, ("f", "t", "y" * 300)]) == 2
+    assert object_names(aws) == []
+    assert list(aws.iter_keys()) == []
+
+
+def test_only_a_missed_digest_named_key_looks_at_a_former_name(aws: S3Storage) -> None:
+    made = requests_made(aws)
+    aws.store("f", "t", "short", 1)
+    aws.store("f", "t", "i" * 2000, 1)  # over-long either way: no former name
+    assert made == ["PutObject", "PutObject"]
+    del made[:]
+    assert aws.retrieve("f", "t", "short") == aws.retrieve("f", "t", "i" * 2000) == 1
+    assert aws.retrieve_many([("f", "t", "gone"), ("f", "t", "i" * 3000)]) == {}
+    assert made == ["GetObject"] * 4
+    del made[:]
+    aws.store(*PLAIN_FORMER, 1)  # a key with a former name: that object is deleted
+    assert aws.retrieve(*PLAIN_FORMER) == 1
+    assert made == ["PutObject", "DeleteObject", "GetObject"]
+    del made[:]
+    assert aws.retrieve_many([PLAIN_FORMER, DIGEST_FORMER]) == {PLAIN_FORMER: 1}
+    assert made == ["GetObject"] * 3  # both current names, then DIGEST_FORMER's former one
 
 
 # -- bulk ------------------------------------------------------------------------------------
