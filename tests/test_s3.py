@@ -1,6 +1,10 @@
-"""S3Storage under the contract kit, on moto in-process and on moto's real HTTP server, plus its
-own guarantees: options, bucket handling, key layout (both limits: 1,024 bytes a name, 255 a
-segment), the former layout's records, masking, bulk overlap, error classes."""
+"""S3Storage (storages/s3.py) under the contract kit twice: on moto in process (the fast fake,
+with AWS's rules: a name's segment may take all of its 1,024 bytes) and on the suite's private
+SeaweedFS (tests/servers/s3.py: real HTTP, signatures checked, a segment refused past 255
+bytes). Its own guarantees, on both where the service matters: key layout (odd keys, both
+limits, keys of any length), the former layout's records (moto: only AWS holds them),
+options, bucket handling, credentials and masking (SeaweedFS checks the signature), bulk
+overlap, error classes."""
 
 from __future__ import annotations
 
@@ -10,12 +14,13 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import require_service
+from servers import S3Server
 
 from selinon_like import (
     ConfigError,
@@ -32,19 +37,6 @@ SECRET_KEY = "Secret/Value+That-Must-Never-Leak"
 BUCKET = "selinon-like-test"
 
 opened = contextlib.contextmanager(connected)
-
-
-# moto's server in a child process: its CPU time is not the test's, and its state is its own.
-_SERVER = """
-import logging, sys
-logging.getLogger("werkzeug").setLevel(logging.WARNING)
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print(server.get_host_and_port()[1], flush=True)
-sys.stdin.read()  # serve until the test process closes this pipe (or dies)
-server.stop()
-"""
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -73,42 +65,6 @@ def _isolated_aws_environment(tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint(_isolated_aws_environment: None) -> Iterator[str]:
-    """moto's S3 server (``ThreadedMotoServer``) on a free loopback port: the real HTTP path."""
-    with subprocess.Popen(
-        [sys.executable, "-c", _SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    ) as server:
-        assert server.stdout is not None and server.stdin is not None
-        port = server.stdout.readline().strip()
-        endpoint = f"http://127.0.0.1:{port}"
-
-        def probe() -> None:
-            import boto3
-
-            client = boto3.client(
-                "s3",
-                endpoint_url=endpoint,
-                region_name="us-east-1",
-                aws_access_key_id=ACCESS_KEY,
-                aws_secret_access_key=SECRET_KEY,
-            )
-            try:
-                client.list_buckets()
-            finally:
-                client.close()
-
-        try:
-            require_service("moto S3 server", probe)
-            yield endpoint
-        finally:
-            server.stdin.close()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-
-
 def _mock_aws() -> Any:
     require_service("moto", lambda: __import__("moto"))
     import moto
@@ -123,21 +79,6 @@ def mocked_aws() -> Iterator[None]:
         yield
 
 
-def over_http(endpoint: str, **options: Any) -> S3Storage:
-    """A storage on the moto server with a prefix of its own (moto's state is process-wide)."""
-    settings: dict[str, Any] = {
-        "bucket": BUCKET,
-        "endpoint_url": endpoint,
-        "aws_access_key_id": ACCESS_KEY,
-        "aws_secret_access_key": SECRET_KEY,
-        "region_name": "us-east-1",
-        "create_bucket": True,
-        "prefix": f"test-{uuid.uuid4().hex}",
-    }
-    settings.update(options)
-    return S3Storage(**settings)
-
-
 def in_process(**options: Any) -> S3Storage:
     settings: dict[str, Any] = {
         "bucket": BUCKET,
@@ -148,6 +89,44 @@ def in_process(**options: Any) -> S3Storage:
     }
     settings.update(options)
     return S3Storage(**settings)
+
+
+@pytest.fixture(scope="module")
+def seaweedfs_bucket(s3_server: S3Server) -> Iterator[str]:
+    """One bucket on the private SeaweedFS for the module; each storage has its own prefix."""
+    name = s3_server.new_bucket("blocking")
+    yield name
+    s3_server.delete_bucket(name)
+
+
+def on_seaweedfs(server: S3Server, bucket: str, **options: Any) -> S3Storage:
+    """A storage on the private SeaweedFS under a prefix of its own."""
+    settings: dict[str, Any] = {
+        **server.client_options(),
+        "bucket": bucket,
+        "addressing_style": "path",
+        "prefix": f"t-{uuid.uuid4().hex[:12]}",
+    }
+    settings.update(options)
+    return S3Storage(**settings)
+
+
+@pytest.fixture(params=["moto", "seaweedfs"])
+def make_s3(request: pytest.FixtureRequest) -> Callable[..., S3Storage]:
+    """Builds unconnected storages (each under a new prefix) on moto in process, then on the
+    private SeaweedFS."""
+    if request.param == "moto":
+        request.getfixturevalue("mocked_aws")
+        return lambda **options: in_process(**{"prefix": uuid.uuid4().hex[:12], **options})
+    server: S3Server = request.getfixturevalue("s3_server")
+    bucket: str = request.getfixturevalue("seaweedfs_bucket")
+    return lambda **options: on_seaweedfs(server, bucket, **options)
+
+
+@pytest.fixture
+def s3(make_s3: Callable[..., S3Storage]) -> Iterator[S3Storage]:
+    """A connected storage on each service in turn."""
+    yield from connected(make_s3())  # type: ignore[misc]
 
 
 def object_names(storage: S3Storage) -> list[str]:
@@ -164,25 +143,30 @@ def in_process_storage(_isolated_aws_environment: None) -> Iterator[S3Storage]:
 
 
 @pytest.fixture(scope="class")
-def http_storage(moto_endpoint: str) -> Iterator[S3Storage]:
-    yield from connected(over_http(moto_endpoint))  # type: ignore[misc]
+def seaweedfs_storage(s3_server: S3Server, seaweedfs_bucket: str) -> Iterator[S3Storage]:
+    yield from connected(on_seaweedfs(s3_server, seaweedfs_bucket))  # type: ignore[misc]
 
 
-# The kit's threads test at 8 x 50 operations: moto spends ~3 ms of CPU per request.
+# S3Storage makes one request per record (no batch of its own to cross but DeleteObjects',
+# tested below): the kit's large batch at 250 items still overlaps on all 10 connections, and
+# its threads tests at 8 x 25 operations still interleave (moto spends ~3 ms of CPU a request,
+# SeaweedFS ~5 ms of wall time).
 class TestS3InProcess(StorageContract):
-    concurrency_per_thread = 50
+    concurrency_per_thread = 25
+    bulk_items = 250
 
     @pytest.fixture
     def storage(self, in_process_storage: S3Storage) -> S3Storage:
         return in_process_storage
 
 
-class TestS3OverHttp(StorageContract):
-    concurrency_per_thread = 50
+class TestS3OnSeaweedFS(StorageContract):
+    concurrency_per_thread = 25
+    bulk_items = 250
 
     @pytest.fixture
-    def storage(self, http_storage: S3Storage) -> S3Storage:
-        return http_storage
+    def storage(self, seaweedfs_storage: S3Storage) -> S3Storage:
+        return seaweedfs_storage
 
     @pytest.fixture
     def unreachable_storage(self, unreachable_port: int, secret: str) -> S3Storage:
@@ -196,11 +180,6 @@ class TestS3OverHttp(StorageContract):
             connect_timeout=1,
             read_timeout=1,
         )
-
-
-@pytest.fixture
-def s3(moto_endpoint: str) -> Iterator[S3Storage]:
-    yield from connected(over_http(moto_endpoint))  # type: ignore[misc]
 
 
 # -- keys and layout ---------------------------------------------------------------------------
@@ -228,9 +207,9 @@ def test_odd_keys_round_trip_under_the_prefix(s3: S3Storage, key: tuple[str, str
     assert list(s3.iter_keys()) == [key]
 
 
-def test_prefix_gets_a_slash_and_errors_live_apart(s3: S3Storage, moto_endpoint: str) -> None:
+def test_prefix_gets_a_slash_and_errors_live_apart(make_s3: Callable[..., S3Storage]) -> None:
     prefix = f"apps/{uuid.uuid4().hex}"
-    storage = over_http(moto_endpoint, prefix=prefix)
+    storage = make_s3(prefix=prefix)
     assert storage.prefix == prefix + "/"
     with opened(storage) as st:
         st.store_error({"a": 1}, "f", "t", "1", RuntimeError("boom"))
@@ -295,9 +274,9 @@ LONG_PREFIX = f"{'p' * 250}/{'q' * 250}/{'r' * 251}/"  # 754 bytes
 
 
 def test_a_key_at_the_s3_limit_is_plain_and_one_byte_more_is_named_by_its_digest(
-    s3: S3Storage, moto_endpoint: str
+    make_s3: Callable[..., S3Storage],
 ) -> None:
-    with opened(over_http(moto_endpoint, prefix=LONG_PREFIX + uuid.uuid4().hex[:8])) as s3:
+    with opened(make_s3(prefix=LONG_PREFIX + uuid.uuid4().hex[:8])) as s3:
         head = f"{s3.prefix}results/_f/_t/_"
         at_limit = "x" * (MAX_KEY_BYTES - len(head))
         assert len(at_limit) < MAX_SEGMENT_BYTES
@@ -358,9 +337,9 @@ def test_long_keys_one_character_apart_never_meet(s3: S3Storage) -> None:
 
 
 def test_a_flow_too_long_for_its_own_directory_is_listed_under_both(
-    s3: S3Storage, moto_endpoint: str
+    make_s3: Callable[..., S3Storage],
 ) -> None:
-    with opened(over_http(moto_endpoint, prefix=LONG_PREFIX + uuid.uuid4().hex[:8])) as s3:
+    with opened(make_s3(prefix=LONG_PREFIX + uuid.uuid4().hex[:8])) as s3:
         base = f"{s3.prefix}results/"
         # Short keys of this flow still fit their plain names; an over-long one of the same
         # flow needs the flow's digest as its directory. iter_keys(flow) finds both kinds.
@@ -415,8 +394,10 @@ def test_the_longest_prefix_still_holds_long_keys(mocked_aws: None) -> None:
         assert list(storage.iter_keys(key[0])) == [key]
 
 
-def test_iter_keys_pages_through_more_than_one_listing(mocked_aws: None) -> None:
-    with opened(in_process()) as storage:
+def test_iter_keys_pages_through_more_than_one_listing(
+    s3_server: S3Server, seaweedfs_bucket: str
+) -> None:
+    with opened(on_seaweedfs(s3_server, seaweedfs_bucket)) as storage:
         items = [("f", "t", str(i), i) for i in range(1100)]
         storage.store_many(items)
         storage.store("other", "t", "1", 1)
@@ -570,10 +551,10 @@ def test_only_a_missed_digest_named_key_looks_at_a_former_name(aws: S3Storage) -
 
 
 def test_store_many_overlaps_its_requests_within_the_pool_size(
-    moto_endpoint: str, monkeypatch: Any
+    make_s3: Callable[..., S3Storage], monkeypatch: Any
 ) -> None:
     workers = 4
-    with opened(over_http(moto_endpoint, max_pool_connections=workers)) as storage:
+    with opened(make_s3(max_pool_connections=workers)) as storage:
         real_put = storage.client.put_object
         together = threading.Barrier(workers, timeout=10)
         lock = threading.Lock()
@@ -749,20 +730,22 @@ def test_create_bucket_sets_the_location_constraint(
         assert storage.retrieve("f", "t", "1") == 1
 
 
-def test_missing_bucket_is_a_clear_error_on_connect(moto_endpoint: str) -> None:
-    storage = over_http(moto_endpoint, bucket="no-such-bucket-here", create_bucket=False)
+def test_missing_bucket_is_a_clear_error_on_connect(
+    s3_server: S3Server, seaweedfs_bucket: str
+) -> None:
+    storage = on_seaweedfs(s3_server, "no-such-bucket-here")
     with pytest.raises(StorageError) as info:
         storage.connect()
     message = str(info.value)
     assert "'no-such-bucket-here' does not exist" in message
-    assert "create_bucket" in message and moto_endpoint in message
+    assert "create_bucket" in message and s3_server.endpoint_url in message
     assert storage.is_connected() is False
-    assert SECRET_KEY not in message
+    assert s3_server.secret_key not in message
 
 
-def test_ping_fails_when_the_bucket_goes_away(moto_endpoint: str) -> None:
-    name = f"doomed-{uuid.uuid4().hex[:12]}"
-    with opened(over_http(moto_endpoint, bucket=name)) as storage:
+def test_ping_fails_when_the_bucket_goes_away(s3_server: S3Server) -> None:
+    name = s3_server.new_bucket("doomed")
+    with opened(on_seaweedfs(s3_server, name)) as storage:
         assert storage.ping() is True
         storage.client.delete_bucket(Bucket=name)
         with pytest.raises(StorageError):
@@ -779,38 +762,45 @@ def test_operations_before_connect_say_so() -> None:
 
 
 def test_without_keys_the_standard_credential_chain_applies(
-    moto_endpoint: str, monkeypatch: Any
+    s3_server: S3Server, seaweedfs_bucket: str, monkeypatch: Any
 ) -> None:
-    storage = over_http(moto_endpoint, aws_access_key_id=None, aws_secret_access_key=None)
+    storage = on_seaweedfs(
+        s3_server, seaweedfs_bucket, aws_access_key_id=None, aws_secret_access_key=None
+    )
     with pytest.raises(StorageError, match="credentials"):
         storage.connect()  # nothing in the chain (the environment is isolated)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFROMENVIRONMENT")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "from-the-environment")
+    # SeaweedFS checks the signature: the chain's keys are the ones used.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    with pytest.raises(StorageError, match="Forbidden"):  # HeadBucket: no error code
+        storage.connect()
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
     with opened(storage) as st:
         st.store("f", "t", "1", 1)
         assert st.retrieve("f", "t", "1") == 1
 
 
 def test_profile_name_reads_the_shared_credentials_file(
-    moto_endpoint: str, monkeypatch: Any, tmp_path: Path
+    s3_server: S3Server, seaweedfs_bucket: str, monkeypatch: Any, tmp_path: Path
 ) -> None:
     credentials = tmp_path / "credentials"
     credentials.write_text(
-        "[ci]\naws_access_key_id = AKIAFROMPROFILE\naws_secret_access_key = from-profile\n"
+        f"[ci]\naws_access_key_id = {s3_server.access_key}\n"
+        f"aws_secret_access_key = {s3_server.secret_key}\n"
     )
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
     options = {"aws_access_key_id": None, "aws_secret_access_key": None}
-    with opened(over_http(moto_endpoint, profile_name="ci", **options)) as st:
+    with opened(on_seaweedfs(s3_server, seaweedfs_bucket, profile_name="ci", **options)) as st:
         st.store("f", "t", "1", 1)
     with pytest.raises(StorageError, match="absent"):
-        over_http(moto_endpoint, profile_name="absent", **options).connect()
+        on_seaweedfs(s3_server, seaweedfs_bucket, profile_name="absent", **options).connect()
 
 
-def test_secrets_never_appear_in_repr_config_errors_or_health(moto_endpoint: str) -> None:
+def test_secrets_never_appear_in_repr_config_errors_or_health(s3_server: S3Server) -> None:
     """Errors and retry log lines against an unreachable endpoint: the kit's resilience suite
-    checks them in TestS3OverHttp, with the secret key and the session token set."""
+    checks them in TestS3OnSeaweedFS, with the secret key and the session token set."""
     token = "SessionToken-Very-Secret-1234"
-    storage = over_http(moto_endpoint, aws_session_token=token)
+    storage = in_process(aws_session_token=token)
     text = repr(storage)
     assert SECRET_KEY not in text and token not in text and ACCESS_KEY not in text
     assert "***" in text
@@ -826,10 +816,9 @@ def test_secrets_never_appear_in_repr_config_errors_or_health(moto_endpoint: str
                     "name": "Missing",
                     "classname": "s3",
                     "configuration": {
+                        **s3_server.client_options(),
                         "bucket": "not-there-either",
-                        "endpoint_url": moto_endpoint,
-                        "aws_access_key_id": ACCESS_KEY,
-                        "aws_secret_access_key": SECRET_KEY,
+                        "addressing_style": "path",
                     },
                 }
             ]
@@ -837,7 +826,8 @@ def test_secrets_never_appear_in_repr_config_errors_or_health(moto_endpoint: str
     )
     (health,) = pool.check()
     assert health.ok is False and "not-there-either" in (health.error or "")
-    assert SECRET_KEY not in repr(health) and ACCESS_KEY not in repr(health)
+    assert s3_server.secret_key not in repr(health)
+    assert s3_server.access_key not in repr(health)
 
 
 # -- errors and drivers ----------------------------------------------------------------------

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import S3Server
 from test_s3 import (
     _isolated_aws_environment,  # noqa: F401 - fixtures used by name
     _mock_aws,
     in_process,
-    moto_endpoint,  # noqa: F401
-    over_http,
+    on_seaweedfs,
+    seaweedfs_bucket,  # noqa: F401
 )
 
 from selinon_like import DataStorage, ResultNotFound, StorageError
@@ -36,7 +37,7 @@ def failing(size: int, exc: BaseException) -> Iterator[bytes]:
     raise exc
 
 
-@pytest.fixture(params=["filesystem", "s3-in-process", "s3-http"])
+@pytest.fixture(params=["filesystem", "s3-in-process", "s3-seaweedfs"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DataStorage]:
     if request.param == "filesystem":
         yield from connected(Filesystem(path=str(tmp_path / "files")))
@@ -44,13 +45,16 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DataStor
         with _mock_aws():
             yield from connected(in_process(part_size=PART))
     else:
-        endpoint = request.getfixturevalue("moto_endpoint")
-        yield from connected(over_http(endpoint, part_size=PART))
+        server = request.getfixturevalue("s3_server")
+        bucket = request.getfixturevalue("seaweedfs_bucket")
+        yield from connected(on_seaweedfs(server, bucket, part_size=PART))
 
 
 @pytest.fixture
-def s3(moto_endpoint: str) -> Iterator[S3Storage]:  # noqa: F811
-    yield from connected(over_http(moto_endpoint, part_size=PART))  # type: ignore[misc]
+def s3(s3_server: S3Server, seaweedfs_bucket: str) -> Iterator[S3Storage]:  # noqa: F811
+    """On the private SeaweedFS: real multipart uploads over HTTP."""
+    storage = on_seaweedfs(s3_server, seaweedfs_bucket, part_size=PART)
+    yield from connected(storage)  # type: ignore[misc]
 
 
 def pending_uploads(storage: S3Storage) -> list[Any]:
