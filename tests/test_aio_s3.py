@@ -322,8 +322,11 @@ def test_calls_cancelled_midway_leave_the_client_working(options: dict[str, Any]
             for call in calls:
                 task = asyncio.ensure_future(call)
                 await asyncio.sleep(delay)
-                task.cancel()
-                with pytest.raises(asyncio.CancelledError):
+                # On a loaded machine the sleep can outlast a call: a done one has no cancel.
+                if task.cancel():
+                    with pytest.raises(asyncio.CancelledError):
+                        await task
+                else:
                     await task
             # The next calls work, and every result is whole.
             assert await storage.retrieve("f", "t", "big") == big
