@@ -208,6 +208,7 @@ class RedisBase(StorageBase):
         service_name: str | None = None,
         sentinel_username: str | None = None,
         sentinel_password: str | None = None,
+        auto_pipeline: bool = True,
     ) -> None:
         def optional(key: str, value: Any) -> str | None:
             return None if value is None else options.as_str(key, value, empty=True) or None
@@ -247,6 +248,7 @@ class RedisBase(StorageBase):
             else options.as_int("max_connections", max_connections, minimum=1)
         )
         self.cluster = options.as_bool("cluster", cluster)
+        self.auto_pipeline = options.as_bool("auto_pipeline", auto_pipeline)
         self.sentinels = None if sentinels is None else _addresses("sentinels", sentinels)
         self.service_name = optional("service_name", service_name)
         self.sentinel_username = optional("sentinel_username", sentinel_username)
@@ -938,6 +940,11 @@ class Redis(RedisBase, RecordStorage):
     ``max_connections`` (int, default unlimited)
         caps the connection pool (with ``cluster``, each node's pool); a thread finding every
         connection busy waits for one (up to ``socket_timeout``) instead of failing.
+    ``auto_pipeline`` (bool, default ``true``)
+        for the async adapter (:class:`~storages.aio.redis.AsyncRedis`): the reads and small
+        writes of concurrent calls that would wait for a connection go together, as one
+        pipeline (not on a cluster); ``false`` sends each on its own. The blocking adapter
+        ignores it: each of its threads' calls sends its own request.
 
     Tests may hand the adapter a ready client (``fakeredis.FakeRedis()``, or one built with
     options this adapter does not expose) with :meth:`from_client`; it must not decode

@@ -12,6 +12,7 @@ from selinon_like.aio.records import AsyncRecordStorage
 from selinon_like.deadline import remaining
 from selinon_like.keys import Key, Kind, pack_key
 from selinon_like.steps import aiterate, arun
+from storages.aio.autopipeline import SMALL, AutoPipeline
 from storages.redis import Command, RedisBase
 
 __all__ = ["AsyncRedis"]
@@ -61,6 +62,14 @@ class AsyncRedis(RedisBase, AsyncRecordStorage):
     (``redis.asyncio``'s ``MaxConnectionsError``, retried as transient) rather than waiting;
     without it a node opens as many as there are calls waiting.
 
+    Auto-pipelining (``auto_pipeline``, on by default; module docstring): while every
+    connection of the pool is busy, a call's read of one record and its write of one record
+    of at most 64 KiB queue their command instead of waiting for a connection, and what is
+    queued goes as one pipeline on the next connection free (:mod:`storages.aio.autopipeline`);
+    each call keeps its own deadline, retries and cancellation. A call that finds a
+    connection free sends alone, as without it. Not on a cluster, nor on a client given to
+    ``from_client``.
+
     :meth:`~storages.redis.RedisBase.from_client` takes a ready ``redis.asyncio`` client
     (``redis.asyncio.Redis``, ``redis.asyncio.cluster.RedisCluster`` with ``cluster=True``,
     or ``fakeredis.FakeAsyncRedis``) that returns bytes; ``disconnect()`` leaves it to its
@@ -72,6 +81,7 @@ class AsyncRedis(RedisBase, AsyncRecordStorage):
     default_max_connections = 100  # (class docstring)
     _driver_wait = math.inf  # until connect(): every request bounded
     _slack = 0.0
+    _batches: AutoPipeline | None = None  # (class docstring) from connect() on, when used
 
     # -- connection -----------------------------------------------------------------------
 
@@ -86,6 +96,8 @@ class AsyncRedis(RedisBase, AsyncRecordStorage):
         # The longest the driver itself waits on one request: a connection, or a reply.
         self._driver_wait = math.inf if client is self._injected else max(self._socket_timeouts())
         self._slack = _SLACK * self.operation_timeout
+        if self.auto_pipeline and not self.cluster and client is not self._injected:
+            self._batches = AutoPipeline(client.connection_pool, self.encoding, self.errors)
 
     def _make_cluster(self, redis: Any) -> Any:
         kwargs = self._connection_kwargs()
@@ -96,6 +108,9 @@ class AsyncRedis(RedisBase, AsyncRecordStorage):
         )
 
     async def disconnect(self) -> None:
+        batches, self._batches = self._batches, None
+        if batches is not None:
+            await batches.close()
         detached = self._detach()
         if detached is None:
             return
@@ -114,17 +129,25 @@ class AsyncRedis(RedisBase, AsyncRecordStorage):
     # -- primitives -----------------------------------------------------------------------
 
     async def read(self, kind: Kind, key: Key) -> bytes | None:
-        data: bytes | None = await self._bounded(
-            self._client.execute_command("GET", self._prefixes[kind] + pack_key(*key))
-        )
+        name = self._prefixes[kind] + pack_key(*key)
+        batches = self._batches
+        if batches is not None and batches.busy():
+            request = batches.send(("GET", name))
+        else:
+            request = self._client.execute_command("GET", name)
+        data: bytes | None = await self._bounded(request)
         return data
 
     async def write(
         self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None
     ) -> str:
         name = self._prefixes[kind] + pack_key(*key)
-        command = self._client.execute_command("SET", name, data, *self._expiry_args(expires_at))
-        await self._bounded(command)
+        command = ("SET", name, data, *self._expiry_args(expires_at))
+        batches = self._batches
+        if batches is not None and type(data) is bytes and len(data) <= SMALL and batches.busy():
+            await self._bounded(batches.send(command))
+        else:
+            await self._bounded(self._client.execute_command(*command))
         return name
 
     async def remove(self, kind: Kind, key: Key) -> bool:
