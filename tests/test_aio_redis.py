@@ -12,6 +12,13 @@ the three topologies; and on a private redis-server of this module's own: 10,000
 ``MGET``/``MSET`` calls cancelled midway (the server SIGSTOPped meanwhile, then at points
 spread over a call), a SIGSTOPped server failing calls within their deadline, and a restart
 the next calls recover from.
+
+Auto-pipelining (storages/aio/autopipeline.py): gathered calls of every kind giving what the
+same calls one by one give, records byte for byte; a burst's round trips counted by the server
+and on the wire (a counting connection class), lone calls going alone, ``auto_pipeline:
+false``; calls cancelled while queued and while their pipeline is in flight; a command Redis
+refuses (``maxmemory``) failing only its calls; a server lost mid-pipeline (SIGSTOPped, then
+killed) failing each call as alone, then retried; ``disconnect()`` with calls queued.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ from selinon_like.deadline import bounded
 from selinon_like.envelope import Expiry
 from selinon_like.keys import Key, pack_key
 from selinon_like.retry import NO_RETRY, RetryPolicy
-from selinon_like.testing import AsyncStorageContract
+from selinon_like.testing import AsyncStorageContract, AsyncUnreachableServiceContract
 from selinon_like.testing.aio import AsyncFactory, no_unclosed_resources
 from selinon_like.testing.expiry import MovableClock
 from storages.aio.redis import AsyncRedis
@@ -81,7 +88,7 @@ async def _keys(listing: AsyncIterator[Key]) -> list[Key]:
 # -- the contract ------------------------------------------------------------------------------
 
 
-class TestAsyncRedisOnServer(AsyncStorageContract):
+class TestAsyncRedisOnServer(AsyncStorageContract, AsyncUnreachableServiceContract):
     @pytest.fixture
     def async_storage(self, prefix: str) -> AsyncFactory:
         return lambda: AsyncRedis(url=REDIS_URL, key_prefix=prefix)
@@ -184,6 +191,7 @@ def test_the_two_adapters_read_each_others_records(raw: Any, prefix: str) -> Non
         {"port": 70000},
         {"expire": 0},
         {"max_connections": 0},
+        {"auto_pipeline": "maybe"},
         {"url": "redis://h/0?password=x"},
         {"colour": "red"},
     ],
@@ -717,3 +725,428 @@ def test_the_next_calls_recover_after_a_server_restart(private_redis: _PrivateRe
     storage = AsyncRedis(url=private_redis.url, socket_timeout=2, socket_connect_timeout=1)
     storage.operation_timeout = 30
     _run(storage, body)
+
+
+# -- auto-pipelining ------------------------------------------------------------------------------
+
+
+class _Wire:
+    """Each request an AsyncRedis writes on its connections (a lone command, or a pipeline),
+    as RESP bytes, and a hook called once one is written, before its reply is read (on the
+    task that sent it). Installed on a connected instance before its pool opens a connection."""
+
+    def __init__(self, storage: AsyncRedis) -> None:
+        self.requests: list[bytes] = []
+        self.after_send: Callable[[bytes], None] | None = None
+        pool = storage._client.connection_pool
+        wire = self
+
+        class Recorded(pool.connection_class):  # type: ignore[misc, name-defined]
+            async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+                await super().send_packed_command(command, check_health)
+                request = command if isinstance(command, bytes) else b"".join(command)
+                wire.requests.append(request)
+                if wire.after_send is not None:
+                    wire.after_send(request)
+
+        pool.connection_class = Recorded
+
+    def commands(self) -> list[list[list[bytes]]]:
+        """Each request's commands, each as its arguments (a new connection's handshake left
+        out), in the order they were written."""
+        parsed = [_parsed(request) for request in self.requests]
+        return [commands for commands in parsed if commands[0][0] not in (b"HELLO", b"CLIENT")]
+
+
+def _parsed(request: bytes) -> list[list[bytes]]:
+    """The commands of a RESP request (arrays of bulk strings)."""
+    commands: list[list[bytes]] = []
+    at = 0
+    while at < len(request):
+        end = request.index(b"\r\n", at)
+        count, at = int(request[at + 1 : end]), end + 2
+        arguments = []
+        for _ in range(count):
+            end = request.index(b"\r\n", at)
+            size, at = int(request[at + 1 : end]), end + 2
+            arguments.append(request[at : at + size])
+            at += size + 2
+        commands.append(arguments)
+    return commands
+
+
+@contextlib.asynccontextmanager
+async def _all_connections_held(storage: AsyncRedis) -> AsyncIterator[None]:
+    """Every connection of the pool taken for the block: a call made meanwhile queues its
+    command; given back on leaving, when the queued commands go as one pipeline."""
+    pool = storage._client.connection_pool
+    held = [await pool.get_connection() for _ in range(pool.max_connections)]
+    try:
+        yield
+    finally:
+        for connection in held:
+            await pool.release(connection)
+
+
+async def _queued(storage: AsyncRedis, count: int) -> None:
+    """Once ``count`` commands wait in the instance's queue (the calls' tasks have run)."""
+    for _turn in range(100):
+        if storage._batches is not None and len(storage._batches._queue) >= count:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{count} commands never queued")
+
+
+def _name(prefix: str, key: Key, kind: str = "r") -> bytes:
+    return f"{prefix}{kind}:{pack_key(*key)}".encode()
+
+
+@pytest.mark.parametrize("records", ["plain", "ttl-compressed", "expire"])
+def test_gathered_calls_return_what_sequential_calls_would(
+    raw: Any, prefix: str, records: str
+) -> None:
+    """The same calls, one after another on one instance and gathered on another of two
+    connections (so most go in pipelines): the same results and errors, and Redis holds the
+    same records (byte for byte: one frozen clock), with the same expiry. Reads of results,
+    missing keys, error records and chunked results (a ``max_value_bytes`` of 80 kB), writes
+    of small results, of one over the pipelines' 64 KiB (sent alone), of chunked ones and of
+    error records."""
+    clock = MovableClock()
+    small = {"status": "ok", "items": list(range(12))}
+    chunked = {"rows": [f"row {n} of a result cut in chunks" for n in range(6000)]}
+    big = {"blob": "z" * 70_000}
+    record = {
+        "flow_name": "f",
+        "task_name": "e",
+        "task_id": "old",
+        "node_args": {"n": 1},
+        "exception_type": "builtins.ValueError",
+        "message": "boom",
+        "traceback": "Traceback (most recent call last): ...",
+        "time": "2026-12-01T00:00:00+00:00",
+    }
+
+    def instance(name: str, **configuration: Any) -> AsyncRedis:
+        if records == "expire":
+            configuration["expire"] = 600
+        storage = AsyncRedis(url=REDIS_URL, key_prefix=f"{prefix}{name}:", **configuration)
+        if records == "ttl-compressed":
+            storage.set_record_format(
+                ttl=Expiry(3600, 7200), compression=Compression("gzip", threshold=100), clock=clock
+            )
+        else:
+            storage.set_record_format(clock=clock)
+        storage.max_value_bytes = 80_000
+        return storage
+
+    async def setup(s: AsyncRedis) -> None:
+        await s.store_many([("f", "r", str(i), {"i": i}) for i in range(10)])
+        await s.store_many([("f", "w", str(i), {"old": i}) for i in range(5)])
+        await s.store("f", "c", "old", chunked)
+        await s.store_error_record(dict(record))  # type: ignore[arg-type]
+
+    def calls(s: AsyncRedis) -> list[Callable[[], Awaitable[Any]]]:
+        found: list[Callable[[], Awaitable[Any]]] = []
+        for i in range(10):
+            found.append(lambda i=i: s.retrieve("f", "r", str(i)))
+            found.append(lambda i=i: s.retrieve("f", "missing", str(i)))
+            found.append(lambda i=i: s.store("f", "n", str(i), {**small, "i": i}))
+        found += [lambda i=i: s.store("f", "w", str(i), {"new": i}) for i in range(5)]
+        found += [
+            lambda: s.store("f", "big", "1", big),
+            lambda: s.store("f", "c", "new", chunked),
+            lambda: s.retrieve("f", "c", "old"),
+            lambda: s.retrieve_error("f", "e", "old"),
+            lambda: s.retrieve_error("f", "e", "missing"),
+            lambda: s.store_error_record({**record, "task_id": "new"}),  # type: ignore[dict-item]
+        ]
+        return found
+
+    def outcome(name: str, value: Any) -> Any:
+        if isinstance(value, BaseException):
+            return type(value).__name__, str(value).replace(f"{prefix}{name}:", "<prefix>")
+        return json.loads(json.dumps(value).replace(f"{prefix}{name}:", "<prefix>"))
+
+    written = [("f", "n", str(i)) for i in range(10)] + [("f", "w", str(i)) for i in range(5)]
+    written.append(("f", "big", "1"))
+
+    def held(name: str) -> list[tuple[bytes | None, bool]]:
+        """What Redis holds under the written keys (results, and the error record), and
+        whether each expires."""
+        names = [_name(f"{prefix}{name}:", key) for key in written]
+        names.append(_name(f"{prefix}{name}:", ("f", "e", "new"), "e"))
+        return [(raw.get(n), raw.pttl(n) > 0) for n in names]
+
+    async def main() -> None:
+        one_by_one, gathered = instance("seq"), instance("gathered", max_connections=2)
+        async with one_by_one, gathered:
+            wire = _Wire(gathered)
+            await setup(one_by_one)
+            await setup(gathered)
+            expected = []
+            for call in calls(one_by_one):
+                try:
+                    expected.append(outcome("seq", await call()))
+                except Exception as exc:
+                    expected.append(outcome("seq", exc))
+            wire.requests.clear()
+            got = await asyncio.gather(
+                *(call() for call in calls(gathered)), return_exceptions=True
+            )
+            assert [outcome("gathered", value) for value in got] == expected
+            assert held("gathered") == held("seq")
+            assert any(value is not None and expires for value, expires in held("seq")) is (
+                records != "plain"
+            )
+            for s in (one_by_one, gathered):
+                assert await s.retrieve("f", "c", "new") == chunked
+                assert await s.retrieve_error("f", "e", "new") == {**record, "task_id": "new"}
+            # The calls that found both connections busy (all but the first two, and the
+            # store over 64 KiB when not compressed) went in one pipeline.
+            carried = [sum(map(_calls_carried, commands)) for commands in wire.commands()]
+            assert max(carried) >= len(got) - 3
+
+    asyncio.run(main())
+
+
+def _calls_carried(command: list[bytes]) -> int:
+    """How many calls' commands ``command`` sends: an MGET one per key, an MSET one per pair."""
+    if command[0] == b"MGET":
+        return len(command) - 1
+    if command[0] == b"MSET":
+        return (len(command) - 1) // 2
+    return 1
+
+
+def _calls_of(client: Any, *names: str) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {name: stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in names}
+
+
+def test_a_burst_goes_in_a_few_round_trips(private_redis: _PrivateRedis) -> None:
+    """200 calls gathered on two connections: the first two go alone, the 198 that would wait
+    for a connection in one pipeline (one MGET, one MSET, or 198 SET … PX), counted by the
+    server (``INFO commandstats``) and on the wire. Calls one at a time go alone, and with
+    ``auto_pipeline: false`` every call does."""
+    import redis
+
+    count = 200
+    keys = [("f", "t", str(i)) for i in range(count)]
+    names = [_name("selinon:", key) for key in keys]
+    server = redis.Redis.from_url(private_redis.url)
+
+    async def burst(storage: AsyncRedis, wire: _Wire, call: Callable[[Key], Awaitable[Any]]) -> Any:
+        server.config_resetstat()
+        wire.requests.clear()
+        return await asyncio.gather(*(call(key) for key in keys))
+
+    async def main() -> None:
+        async with AsyncRedis(url=private_redis.url, max_connections=2) as storage:
+            wire = _Wire(storage)
+            await storage.store_many([(*key, int(key[2])) for key in keys])
+            assert await burst(storage, wire, lambda key: storage.retrieve(*key)) == [*range(count)]
+            assert _calls_of(server, "get", "mget") == {"get": 2, "mget": 1}
+            assert sorted(wire.commands()) == [
+                [[b"GET", names[0]]],
+                [[b"GET", names[1]]],
+                [[b"MGET", *names[2:]]],
+            ]
+            await burst(storage, wire, lambda key: storage.store(*key, -int(key[2])))
+            assert _calls_of(server, "set", "mset") == {"set": 2, "mset": 1}
+            requests = wire.commands()
+            assert sorted(commands[0][0] for commands in requests) == [b"MSET", b"SET", b"SET"]
+            (pipelined,) = [commands[0] for commands in requests if commands[0][0] == b"MSET"]
+            assert pipelined[1::2] == names[2:]
+            # Each record with its own PX: a SET each, all 198 in one request.
+            storage.set_record_format(ttl=Expiry(3600, None))
+            await burst(storage, wire, lambda key: storage.store(*key, int(key[2])))
+            assert _calls_of(server, "set", "mset") == {"set": count, "mset": 0}
+            requests = sorted(wire.commands(), key=len)
+            assert [len(commands) for commands in requests] == [1, 1, count - 2]
+            assert [command[1] for command in requests[2]] == names[2:]
+            assert all(command[0] == b"SET" and command[3] == b"PX" for command in requests[2])
+            assert await storage.retrieve_many(keys) == {key: int(key[2]) for key in keys}
+            assert 3_500_000 < server.pttl(names[-1]) <= 3_600_000
+            # One at a time: each alone, and no sender was ever needed.
+            server.config_resetstat()
+            for key in keys[:10]:
+                await storage.retrieve(*key)
+            assert _calls_of(server, "get", "mget") == {"get": 10, "mget": 0}
+            assert storage._batches is not None and not storage._batches._senders
+        configuration = {"url": private_redis.url, "max_connections": 2, "auto_pipeline": "false"}
+        async with AsyncRedis(**configuration) as storage:
+            assert storage._batches is None
+            wire = _Wire(storage)
+            assert await burst(storage, wire, lambda key: storage.retrieve(*key)) == [*range(count)]
+            assert _calls_of(server, "get", "mget") == {"get": count, "mget": 0}
+            assert len(wire.commands()) == count
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+
+
+def test_calls_cancelled_in_a_pipeline_leave_the_others_and_the_connection_right(
+    raw: Any, prefix: str
+) -> None:
+    """Of calls queued on one busy connection, some are cancelled while queued (left out of
+    the pipeline: a store never reaches Redis), some once the pipeline is written (their
+    replies are read and dropped: a store did happen); the others get their own results, and
+    every later call on the connection its own reply."""
+
+    async def body(storage: AsyncRedis) -> None:
+        wire = _Wire(storage)
+        await storage.store_many([("f", "t", str(i), i) for i in range(40)])
+        async with _all_connections_held(storage):
+            reads = [asyncio.ensure_future(storage.retrieve("f", "t", str(i))) for i in range(20)]
+            writes = [asyncio.ensure_future(storage.store("f", "w", str(i), i)) for i in range(6)]
+            await _queued(storage, 26)
+            for task in reads[:5] + writes[:3]:
+                task.cancel()  # while queued
+
+            def cut(request: bytes) -> None:
+                wire.after_send = None
+                for task in reads[5:10] + writes[3:5]:
+                    task.cancel()  # the pipeline is written, its replies not read yet
+
+            wire.after_send = cut
+        done = await asyncio.gather(*reads, *writes, return_exceptions=True)
+        cancelled = reads[:10] + writes[:5]
+        assert [task.cancelled() for task in reads + writes] == [
+            task in cancelled for task in reads + writes
+        ]
+        assert done[10:20] == [*range(10, 20)]
+        assert done[25] == prefix + "r:" + pack_key("f", "w", "5")
+        # The pipeline: the 15 reads and 3 writes not cancelled while queued.
+        reads_sent, writes_sent = wire.commands()[-1]
+        assert reads_sent == [b"MGET", *[_name(prefix, ("f", "t", str(i))) for i in range(5, 20)]]
+        assert writes_sent[0] == b"MSET"
+        assert writes_sent[1::2] == [_name(prefix, ("f", "w", str(i))) for i in range(3, 6)]
+        stored = [raw.exists(_name(prefix, ("f", "w", str(i)))) for i in range(6)]
+        assert stored == [0, 0, 0, 1, 1, 1]
+        # The connection is in step: each later call gets its own reply.
+        values = await asyncio.gather(*(storage.retrieve("f", "t", str(i)) for i in range(40)))
+        assert values == [*range(40)]
+        for i in (3, 17, 39):
+            assert await storage.retrieve("f", "t", str(i)) == i
+        assert await storage.retrieve("f", "w", "4") == 4
+
+    _run(AsyncRedis(url=REDIS_URL, key_prefix=prefix, max_connections=1), body)
+
+
+def test_a_command_refused_in_a_pipeline_fails_only_its_calls(private_redis: _PrivateRedis) -> None:
+    """Over ``maxmemory``, Redis refuses the pipeline's ``MSET`` and answers its ``MGET``: the
+    stores fail as a store alone does (``StorageError``, not retried), the reads succeed."""
+    import redis
+
+    server = redis.Redis.from_url(private_redis.url)
+
+    async def body(storage: AsyncRedis) -> None:
+        wire = _Wire(storage)
+        await storage.store_many([("f", "t", str(i), i) for i in range(10)])
+        server.config_set("maxmemory", 1)
+        try:
+            with pytest.raises(StorageError) as alone:
+                await storage.store("f", "w", "alone", 1)
+            async with _all_connections_held(storage):
+                reads = [storage.retrieve("f", "t", str(i)) for i in range(10)]
+                writes = [storage.store("f", "w", str(i), i) for i in range(3)]
+                calls = [asyncio.ensure_future(call) for call in [*reads, *writes]]
+                await _queued(storage, 13)
+            done = await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            server.config_set("maxmemory", 0)
+        assert type(alone.value) is StorageError and "maxmemory" in str(alone.value)
+        reason = str(alone.value).partition(" failed: ")[2]
+        assert done[:10] == [*range(10)]
+        for error in done[10:]:
+            assert type(error) is StorageError and str(error).partition(" failed: ")[2] == reason
+            assert type(error.__cause__) is type(alone.value.__cause__)
+        assert [command[0] for command in wire.commands()[-1]] == [b"MGET", b"MSET"]
+        await storage.store("f", "w", "after", "ok")
+        assert await storage.retrieve("f", "w", "after") == "ok"
+
+    try:
+        _run(AsyncRedis(url=private_redis.url, max_connections=1), body)
+    finally:
+        server.close()
+
+
+@pytest.mark.faults
+def test_a_server_lost_mid_pipeline_fails_each_call_as_alone_then_retries(
+    private_redis: _PrivateRedis,
+) -> None:
+    """The server stopped, the pipeline written, the server killed before it read it: every
+    call of the pipeline fails as a lone call on a lost server does (no retry:
+    ``StorageUnavailable`` from the driver's ``ConnectionError``); with a retry policy each
+    call is retried on its own and succeeds once the server is back."""
+    from redis.exceptions import ConnectionError as DriverConnectionError
+
+    keys = [("f", "t", str(i)) for i in range(8)]
+    restarts: list[asyncio.Future[None]] = []
+
+    async def pipelined(storage: AsyncRedis, wire: _Wire, round_: int) -> list[Any]:
+        async with _all_connections_held(storage):
+            calls = [asyncio.ensure_future(storage.retrieve(*key)) for key in keys]
+            calls += [
+                asyncio.ensure_future(storage.store("f", "w", f"{round_}-{i}", i)) for i in range(2)
+            ]
+            await _queued(storage, len(calls))
+            private_redis.process.signal(signal.SIGSTOP)
+
+            def lose(request: bytes) -> None:
+                wire.after_send = None
+                private_redis.kill()  # stopped, so it never read the pipeline
+                restarts.append(asyncio.ensure_future(asyncio.to_thread(private_redis.start)))
+
+            wire.after_send = lose
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    async def body(storage: AsyncRedis) -> None:
+        wire = _Wire(storage)
+        await storage.store_many([(*key, int(key[2])) for key in keys])
+        storage.retry_policy = NO_RETRY
+        done = await pipelined(storage, wire, 1)
+        with pytest.raises(StorageUnavailable) as alone:
+            await storage.retrieve("f", "t", "1")  # the server is down
+        for error in done:
+            assert type(error) is StorageUnavailable, error
+            assert type(error.__cause__) is type(alone.value.__cause__) is DriverConnectionError
+        await restarts.pop()
+        assert await storage.retrieve("f", "t", "1") == 1
+        assert len(wire.commands()[-2]) == 2  # the pipeline lost: MGET and MSET
+        storage.retry_policy = RetryPolicy(attempts=60, backoff=0.1, max_backoff=0.2)
+        done = await pipelined(storage, wire, 2)
+        await restarts.pop()
+        ids = [_name("selinon:", ("f", "w", f"2-{i}")).decode() for i in range(2)]
+        assert done == [*range(8), *ids]
+        assert await storage.retrieve_many([("f", "w", f"2-{i}") for i in range(2)]) == {
+            ("f", "w", "2-0"): 0,
+            ("f", "w", "2-1"): 1,
+        }
+
+    storage = AsyncRedis(url=private_redis.url, max_connections=1, socket_timeout=5)
+    storage.operation_timeout = 60
+    _run(storage, body)
+
+
+def test_disconnect_fails_the_calls_still_queued(prefix: str) -> None:
+    """``disconnect()`` with calls queued: each fails (the storage is no longer connected), no
+    task or connection is left behind."""
+
+    async def main() -> None:
+        storage = AsyncRedis(url=REDIS_URL, key_prefix=prefix, max_connections=1)
+        await storage.connect()
+        pool = storage._client.connection_pool
+        await pool.release(await pool.get_connection())  # opened
+        held = await pool.get_connection()
+        calls = [asyncio.ensure_future(storage.retrieve("f", "t", str(i))) for i in range(5)]
+        await _queued(storage, 5)
+        await storage.disconnect()
+        done = await asyncio.gather(*calls, return_exceptions=True)
+        assert all(isinstance(error, StorageError) for error in done), done
+        assert not held.is_connected
+
+    with no_unclosed_resources():
+        asyncio.run(main())
