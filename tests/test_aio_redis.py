@@ -13,12 +13,13 @@ the three topologies; and on a private redis-server of this module's own: 10,000
 spread over a call), a SIGSTOPped server failing calls within their deadline, and a restart
 the next calls recover from.
 
-Auto-pipelining (storages/aio/autopipeline.py): gathered calls of every kind giving what the
-same calls one by one give, records byte for byte; a burst's round trips counted by the server
-and on the wire (a counting connection class), lone calls going alone, ``auto_pipeline:
-false``; calls cancelled while queued and while their pipeline is in flight; a command Redis
-refuses (``maxmemory``) failing only its calls; a server lost mid-pipeline (SIGSTOPped, then
-killed) failing each call as alone, then retried; ``disconnect()`` with calls queued.
+Auto-pipelining (storages/aio/autopipeline.py): the contract again on two connections, so the
+kit's concurrent calls go in pipelines; gathered calls of every kind giving what the same calls
+one by one give, records byte for byte; a burst's round trips counted by the server and on the
+wire (a counting connection class), lone calls going alone, ``auto_pipeline: false``; calls
+cancelled while queued and while their pipeline is in flight; a command Redis refuses
+(``maxmemory``) failing only its calls; a server lost mid-pipeline (SIGSTOPped, then killed)
+failing each call as alone, then retried; ``disconnect()`` with calls queued.
 """
 
 from __future__ import annotations
@@ -728,6 +729,15 @@ def test_the_next_calls_recover_after_a_server_restart(private_redis: _PrivateRe
 
 
 # -- auto-pipelining ------------------------------------------------------------------------------
+
+
+class TestAsyncRedisAutoPipelined(TestAsyncRedisOnServer):
+    """The whole contract again on two connections: the kit's concurrent calls (gathered, or
+    from eight threads) then go in the adapter's pipelines (storages/aio/autopipeline.py)."""
+
+    @pytest.fixture
+    def async_storage(self, prefix: str) -> AsyncFactory:
+        return lambda: AsyncRedis(url=REDIS_URL, key_prefix=prefix, max_connections=2)
 
 
 class _Wire:
