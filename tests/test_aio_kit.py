@@ -22,7 +22,16 @@ from selinon_like.envelope import Expiry
 from selinon_like.keys import Key, pack_key
 from selinon_like.retry import NO_RETRY
 from selinon_like.serializers import PICKLE
-from selinon_like.testing import AsyncStorageContract, BlockingFacade
+from selinon_like.testing import (
+    AsyncContract,
+    AsyncStorageContract,
+    AsyncUnreachableServiceContract,
+    BlockingFacade,
+    BulkContract,
+    ExpiryContract,
+    ResilienceContract,
+    ResultsContract,
+)
 from selinon_like.testing.aio import AsyncFactory
 from storages.aio.memory import AsyncInMemoryStorage
 from storages.filesystem import Filesystem
@@ -120,13 +129,21 @@ class AsyncSocketStorage(AsyncFiveMethods):
 # -- the kit on each ----------------------------------------------------------------------------
 
 
+# The suites of what a five-method adapter offers: no optional operation, so none of the
+# suites of one (error records, listing, delete, streaming, purge).
+class FiveMethodSuites(
+    AsyncContract, ResultsContract, BulkContract, ResilienceContract, ExpiryContract
+):
+    pass
+
+
 class TestAsyncInMemory(AsyncStorageContract):
     @pytest.fixture
     def async_storage(self) -> AsyncFactory:
         return AsyncInMemoryStorage
 
 
-class TestAsyncFiveMethods(AsyncStorageContract):
+class TestAsyncFiveMethods(FiveMethodSuites, AsyncUnreachableServiceContract):
     @pytest.fixture
     def async_storage(self) -> AsyncFactory:
         return AsyncFiveMethods
@@ -160,7 +177,7 @@ class TestThreadedFilesystem(AsyncStorageContract):
         return lambda: ThreadedStorage.of(Filesystem)(Filesystem(path=root))
 
 
-class TestThreadedFiveMethods(AsyncStorageContract):
+class TestThreadedFiveMethods(FiveMethodSuites):
     @pytest.fixture
     def async_storage(self) -> AsyncFactory:
         return lambda: ThreadedStorage.of(FiveMethodStorage)(FiveMethodStorage())
@@ -175,7 +192,7 @@ def mariadb_table() -> Iterator[str]:
 
 
 @pytest.mark.mysql
-class TestThreadedMariaDB(AsyncStorageContract):
+class TestThreadedMariaDB(AsyncStorageContract, AsyncUnreachableServiceContract):
     @pytest.fixture
     def async_storage(self, mariadb_table: str) -> AsyncFactory:
         def build() -> AsyncDataStorage:
@@ -233,7 +250,7 @@ HEADER = """
 import asyncio
 import pytest
 from test_aio_kit import AsyncFiveMethods, AsyncSocketStorage
-from selinon_like.testing import AsyncContract, ResilienceContract
+from selinon_like.testing import AsyncContract, AsyncUnreachableServiceContract
 
 
 class StuckAfterCancel(AsyncFiveMethods):
@@ -302,11 +319,7 @@ def test_an_adapter_without_a_timeout_of_its_own_is_cut_at_the_deadline(
     result = run_kit(
         pytester,
         """
-class TestNoTimeout(AsyncContract):
-    @pytest.fixture
-    def async_storage(self):
-        return AsyncFiveMethods
-
+class TestNoTimeout(AsyncUnreachableServiceContract):
     @pytest.fixture
     def unreachable_async_storage(self, unreachable_port, secret):
         return lambda: AsyncSocketStorage(
@@ -318,7 +331,7 @@ class TestNoTimeout(AsyncContract):
         return 2.0
 """,
         "-k",
-        "unreachable and silent",
+        "operation_timeout and silent",
     )
     result.assert_outcomes(passed=1)
 

@@ -36,7 +36,7 @@ from selinon_like.compression import Compression
 from selinon_like.envelope import Expiry
 from selinon_like.keys import key_digest
 from selinon_like.retry import NO_RETRY, RetryPolicy
-from selinon_like.testing import AsyncStorageContract
+from selinon_like.testing import AsyncStorageContract, AsyncUnreachableServiceContract
 from selinon_like.testing.aio import AsyncFactory
 from storages.aio.mongodb import AsyncMongoDB
 from storages.mongodb import MongoDB
@@ -132,7 +132,7 @@ def _pymongo_socket_leaks() -> Iterator[list[str]]:
 # -- the contract ------------------------------------------------------------------------------
 
 
-class TestAsyncMongoDBOnServer(AsyncStorageContract):
+class TestAsyncMongoDBOnServer(AsyncStorageContract, AsyncUnreachableServiceContract):
     # SecantusDB (pure Python) upserts a few hundred documents a second here: the kit's
     # 3,000-item store_many would outlast operation_timeout before it could be cancelled.
     cancelled_items = 300

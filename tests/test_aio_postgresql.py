@@ -28,7 +28,7 @@ from selinon_like.aio import AsyncStoragePool
 from selinon_like.compression import Compression
 from selinon_like.envelope import Expiry
 from selinon_like.retry import NO_RETRY
-from selinon_like.testing import AsyncStorageContract
+from selinon_like.testing import AsyncStorageContract, AsyncUnreachableServiceContract
 from selinon_like.testing.aio import AsyncFactory, no_unclosed_resources
 from selinon_like.testing.expiry import MovableClock
 from storages.aio import postgresql as module
@@ -101,7 +101,7 @@ IDLE = psycopg.pq.TransactionStatus.IDLE
 # -- the contract kit ---------------------------------------------------------------------------
 
 
-class TestAsyncPostgreSQL(AsyncStorageContract):
+class TestAsyncPostgreSQL(AsyncStorageContract, AsyncUnreachableServiceContract):
     @pytest.fixture
     def async_storage(self, make: Callable[..., AsyncPostgreSQL]) -> AsyncFactory:
         return make

@@ -33,7 +33,7 @@ from selinon_like.compression import Compression
 from selinon_like.envelope import Expiry
 from selinon_like.keys import Key
 from selinon_like.retry import NO_RETRY
-from selinon_like.testing import AsyncStorageContract
+from selinon_like.testing import AsyncStorageContract, AsyncUnreachableServiceContract
 from selinon_like.testing.aio import AsyncFactory, no_unclosed_resources
 from selinon_like.testing.expiry import MovableClock
 from storages.aio.s3 import AsyncS3Storage
@@ -84,7 +84,7 @@ async def _chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
 
 # A request per record, as in tests/test_s3.py: 250 items still overlap on all 10
 # connections, and 8 threads x 25 calls still interleave.
-class TestAsyncS3OnSeaweedFS(AsyncStorageContract):
+class TestAsyncS3OnSeaweedFS(AsyncStorageContract, AsyncUnreachableServiceContract):
     concurrency_per_thread = 25
     bulk_items = 250
     cancelled_items = 300  # a PUT per item: SeaweedFS takes ~5 ms each

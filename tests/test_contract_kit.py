@@ -2,9 +2,11 @@
 
 A README-compliant five-method adapter and a ``RecordStorage`` adapter with only ``read`` and
 ``write`` pass :class:`StorageContract` with no failure (the tests of what they do not offer
-skip, naming the method); an adapter that implements a capability and breaks it fails that
-capability's suite. Each case runs the kit in a pytest session of its own (``pytester``), so
-that the outcomes themselves can be checked.
+skip, naming the method), and the five-method adapter passes the suites of what it offers with
+no skip; an adapter that implements a capability and breaks it fails that capability's suite;
+the unreachable-service suite is one an adapter with a service adds, and a test class that
+defines its fixtures without it is refused. Each case runs the kit in a pytest session of its
+own (``pytester``), so that the outcomes themselves can be checked.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from selinon_like.keys import Key, pack_key
 from selinon_like.records import Kind, RecordStorage
 from selinon_like.storage import OPTIONAL_OPERATIONS
 from selinon_like.streams import DigestingReader
-from selinon_like.testing import require
+from selinon_like.testing import StorageContract, require
 
 pytest_plugins = ["pytester"]
 
@@ -217,15 +219,36 @@ class TestFiveMethods(StorageContract):
     )
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and "errors" not in outcomes, result.outlines[-30:]
-    assert outcomes["passed"] >= 80  # results, bulk, fork and threads: they need nothing more
+    assert outcomes["passed"] >= 80  # results, bulk, fork, threads, ttl: they need nothing more
     reasons = skip_reasons(result)
     assert reasons and outcomes["skipped"] == sum(
         int(line.split("[", 1)[1].split("]", 1)[0]) for line in reasons
     )
-    for line in reasons:
-        named = [op for op in OPTIONAL_OPERATIONS if f"{op}()" in line]
-        assert named or "unreachable_storage" in line, line
+    for line in reasons:  # each skip names the optional operations missing, nothing else
+        assert [op for op in OPTIONAL_OPERATIONS if f"{op}()" in line], line
         assert "FiveMethodStorage" in line, line
+    # An adapter with no service has no unreachable-service test to run, nor to skip.
+    assert "unreachable" not in result.stdout.str()
+
+
+def test_the_suites_of_what_a_five_method_adapter_offers_skip_nothing(
+    pytester: pytest.Pytester,
+) -> None:
+    whole = run_kit(
+        pytester,
+        """
+class TestFiveMethods(StorageContract):
+    storage = connected_storage(FiveMethodStorage)
+""",
+    ).parseoutcomes()
+    composed = run_kit(
+        pytester,
+        """
+class TestFiveMethods(ResultsContract, BulkContract, ResilienceContract, ExpiryContract):
+    storage = connected_storage(FiveMethodStorage)
+""",
+    ).parseoutcomes()
+    assert composed == {"passed": whole["passed"]}  # every test StorageContract ran, no skip
 
 
 def test_a_record_storage_with_read_and_write_only_passes(pytester: pytest.Pytester) -> None:
@@ -272,7 +295,7 @@ class TestBroken({suite}):
 
 
 UNREACHABLE = """
-class TestSocket(ResilienceContract):
+class TestSocket(UnreachableServiceContract):
     @pytest.fixture
     def unreachable_storage(self, unreachable_port, secret):
         return {cls}(host="127.0.0.1", port=unreachable_port, password=secret, timeout={timeout})
@@ -303,6 +326,23 @@ def test_a_call_without_a_timeout_fails_the_resilience_suite(pytester: pytest.Py
     result = run_kit(pytester, body, "-k", "unreachable_service and silent")
     result.assert_outcomes(failed=1)
     assert "still runs after 3.0 s" in result.stdout.str()
+
+
+def test_the_unreachable_service_suite_needs_its_fixture(pytester: pytest.Pytester) -> None:
+    # A class that includes the suite means to run it: no fixture is an error, never a skip.
+    result = run_kit(pytester, "\nclass TestNoFixture(UnreachableServiceContract):\n    pass\n")
+    result.assert_outcomes(errors=2)  # its two tests (on no port: there is no instance)
+    assert "TestNoFixture must define an unreachable_storage fixture" in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    "fixture", ["unreachable_storage", "unreachable_async_storage", "unreachable_timeout"]
+)
+def test_a_class_with_an_unreachable_fixture_and_not_its_suite_is_refused(fixture: str) -> None:
+    # Its tests would never run: the class is refused when it is defined, not silently short.
+    body = {fixture: pytest.fixture(lambda self: None, name=fixture)}
+    with pytest.raises(TypeError, match=f"TestForgot defines {fixture} but .* add "):
+        type("TestForgot", (StorageContract,), body)
 
 
 # -- require() -------------------------------------------------------------------------------------

@@ -23,7 +23,12 @@ from selinon_like.envelope import Expiry, has_header
 from selinon_like.errors import ResultNotFound, StorageError
 from selinon_like.keys import Key, key_digest, pack_key
 from selinon_like.records import ERRORS, RESULTS, RecordStorage
-from selinon_like.testing import ExpiryContract, MovableClock
+from selinon_like.testing import (
+    ErrorRecordsContract,
+    ExpiryContract,
+    MovableClock,
+    PurgeContract,
+)
 
 SERVICES = ["memory", "filesystem", "sqlite", "postgresql", "mariadb", "redis", "mongodb", "s3"]
 
@@ -432,8 +437,9 @@ def test_the_compression_extras_are_installed_for_the_suite() -> None:
     assert ERRORS == "errors"
 
 
-class TestExpiryContractOnEveryService(ExpiryContract):
-    """The contract kit's expiry suite on every built-in adapter and service."""
+class TestExpiryContractOnEveryService(ExpiryContract, PurgeContract, ErrorRecordsContract):
+    """The contract kit's expiry and purge suites on every built-in adapter and service, and its
+    error-records suite, whose error records under ``ttl`` are part of expiry."""
 
     @pytest.fixture
     def storage(self, entry: dict[str, Any]) -> Iterator[RecordStorage]:

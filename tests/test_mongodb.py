@@ -47,6 +47,7 @@ from selinon_like.testing import (
     ListingContract,
     ResilienceContract,
     ResultsContract,
+    UnreachableServiceContract,
 )
 from storages.mongodb import MongoDB
 
@@ -125,8 +126,9 @@ def on_server(mongodb_url: str) -> Iterator[MongoDB]:
     yield from _connected(_server_storage(mongodb_url))
 
 
-# Every suite of the kit but StreamingContract: MongoDB offers no store_stream/retrieve_stream
-# (add the suite with them), and under SELINON_LIKE_REQUIRE_SERVICES=1 nothing may skip.
+# The data suites of what MongoDB offers: not StreamingContract (no store_stream/retrieve_stream;
+# add the suite with them: under SELINON_LIKE_REQUIRE_SERVICES=1 nothing may skip); its
+# ExpiryContract and PurgeContract run in test_expiry_services.py, on every service.
 class _Suites(ResultsContract, ErrorRecordsContract, ListingContract, DeleteContract, BulkContract):
     pass
 
@@ -146,7 +148,7 @@ class TestMongoDBOnMongomock(_Suites):
 
 
 @pytest.mark.mongodb
-class TestMongoDBOnServer(_Suites, ResilienceContract):
+class TestMongoDBOnServer(_Suites, ResilienceContract, UnreachableServiceContract):
     @pytest.fixture
     def storage(self, mongodb_url: str) -> Iterator[MongoDB]:
         yield from _connected(_server_storage(mongodb_url))

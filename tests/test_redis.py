@@ -1,8 +1,8 @@
 """Redis under the contract kit (fakeredis and the machine's server), plus its own guarantees:
 the key scheme, one round trip per call, options, timeouts, secrets, Unix sockets and TLS (on
 private redis-server processes this module starts and stops). Fork, threads, secrets and
-unreachable servers: the kit's resilience suite; a cluster and Sentinel, and a capped pool on
-each topology: ``test_redis_topologies.py``."""
+unreachable servers: the kit's resilience and unreachable-service suites; a cluster and
+Sentinel, and a capped pool on each topology: ``test_redis_topologies.py``."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from selinon_like import (
     StorageUnavailable,
 )
 from selinon_like.keys import pack_key
-from selinon_like.testing import StorageContract, connected
+from selinon_like.testing import StorageContract, UnreachableServiceContract, connected
 from storages.redis import Redis, _chunks, _flow_head, _glob_escape
 
 
@@ -233,7 +233,7 @@ class TestRedisOnFakeredis(StorageContract):
 
 
 @pytest.mark.redis
-class TestRedisOnServer(StorageContract):
+class TestRedisOnServer(StorageContract, UnreachableServiceContract):
     @pytest.fixture
     def storage(self, prefix: str) -> Iterator[Redis]:
         yield from connected(Redis(url=REDIS_URL, key_prefix=prefix))  # type: ignore[misc]

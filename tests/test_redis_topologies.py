@@ -1,9 +1,9 @@
 """The Redis adapter on its three topologies: one server, a Redis Cluster (``cluster: true``) and
 a master followed through Sentinel (``sentinels`` + ``service_name``). The contract kit on the
-cluster and on Sentinel (its resilience suite: fork, threads, secrets, a refused and a silent
-port); eight threads on a capped pool on all three topologies; bulk calls across hash slots in
-one pipeline per node, listing over every primary, options, error classes, and four threads
-storing while a master is SIGTERMed.
+cluster and on Sentinel (fork, threads; secrets, a refused and a silent port: its
+unreachable-service suite); eight threads on a capped pool on all three topologies; bulk calls
+across hash slots in one pipeline per node, listing over every primary, options, error classes,
+and four threads storing while a master is SIGTERMed.
 
 The cluster and Sentinel servers are the suite's own (``tests/servers``, fixtures in
 ``conftest.py``): a 6-node cluster, and one master, one replica and three sentinels, started
@@ -28,7 +28,7 @@ from servers import FailoverReport, RedisClusterSetup, RedisSentinelSetup
 
 from selinon_like import ConfigError, RetryPolicy, StorageError, StoragePool, StorageUnavailable
 from selinon_like.keys import Key, pack_key
-from selinon_like.testing import StorageContract, connected
+from selinon_like.testing import StorageContract, UnreachableServiceContract, connected
 from storages.redis import Redis, _glob_escape, _resp
 
 # -- configurations ------------------------------------------------------------------------------
@@ -87,7 +87,7 @@ def _ping(url: str) -> None:
         client.ping()
 
 
-class TestRedisOnCluster(StorageContract):
+class TestRedisOnCluster(StorageContract, UnreachableServiceContract):
     @pytest.fixture
     def storage(self, on_cluster: Redis) -> Redis:
         return on_cluster
@@ -104,7 +104,7 @@ class TestRedisOnCluster(StorageContract):
         )
 
 
-class TestRedisOnSentinel(StorageContract):
+class TestRedisOnSentinel(StorageContract, UnreachableServiceContract):
     @pytest.fixture
     def storage(self, on_sentinel: Redis) -> Redis:
         return on_sentinel

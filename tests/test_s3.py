@@ -29,7 +29,7 @@ from selinon_like import (
     StoragePool,
 )
 from selinon_like.keys import Key, key_digest
-from selinon_like.testing import StorageContract, connected
+from selinon_like.testing import StorageContract, UnreachableServiceContract, connected
 from storages.s3 import MAX_KEY_BYTES, MAX_SEGMENT_BYTES, S3Storage
 
 ACCESS_KEY = "AKIASELINONLIKETEST"
@@ -160,7 +160,7 @@ class TestS3InProcess(StorageContract):
         return in_process_storage
 
 
-class TestS3OnSeaweedFS(StorageContract):
+class TestS3OnSeaweedFS(StorageContract, UnreachableServiceContract):
     concurrency_per_thread = 25
     bulk_items = 250
 
@@ -797,8 +797,8 @@ def test_profile_name_reads_the_shared_credentials_file(
 
 
 def test_secrets_never_appear_in_repr_config_errors_or_health(s3_server: S3Server) -> None:
-    """Errors and retry log lines against an unreachable endpoint: the kit's resilience suite
-    checks them in TestS3OnSeaweedFS, with the secret key and the session token set."""
+    """Errors and retry log lines against an unreachable endpoint: the kit's unreachable-service
+    suite checks them in TestS3OnSeaweedFS, with the secret key and the session token set."""
     token = "SessionToken-Very-Secret-1234"
     storage = in_process(aws_session_token=token)
     text = repr(storage)

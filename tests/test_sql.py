@@ -36,7 +36,7 @@ from selinon_like import (
 from selinon_like.keys import key_digest
 from selinon_like.retry import NO_RETRY
 from selinon_like.serializers import PickleSerializer
-from selinon_like.testing import StorageContract
+from selinon_like.testing import StorageContract, UnreachableServiceContract
 from storages.mysql import MySQL
 from storages.postgresql import PostgreSQL
 from storages.sql import SQLite, SqlStorage
@@ -425,7 +425,7 @@ class TestSQLiteMemory(StorageContract, SqlGuarantees):
 
 
 @pytest.mark.postgresql
-class TestPostgreSQL(StorageContract, SqlGuarantees):
+class TestPostgreSQL(StorageContract, UnreachableServiceContract, SqlGuarantees):
     @pytest.fixture
     def storage(self, postgresql: SqlStorage) -> SqlStorage:
         return postgresql
@@ -445,7 +445,7 @@ class TestPostgreSQL(StorageContract, SqlGuarantees):
 
 
 @pytest.mark.mysql
-class TestMariaDB(StorageContract, SqlGuarantees):
+class TestMariaDB(StorageContract, UnreachableServiceContract, SqlGuarantees):
     @pytest.fixture
     def storage(self, mariadb: SqlStorage) -> SqlStorage:
         return mariadb

@@ -1,7 +1,7 @@
 """Every adapter that talks to a server has finite timeouts by default: a hung server fails a
 call instead of hanging it. That a call against a server that never answers (or refuses the
-connection) fails within its timeout is the kit's resilience suite, run by each adapter's
-contract class with an ``unreachable_storage``."""
+connection) fails within its timeout is the kit's unreachable-service suite, run by each
+adapter's contract class with an ``unreachable_storage``."""
 
 from __future__ import annotations
 

@@ -13,16 +13,27 @@ from selinon_like.testing import (
     BulkContract,
     DeleteContract,
     ErrorRecordsContract,
+    ExpiryContract,
     ListingContract,
+    PurgeContract,
     ResultsContract,
+    StreamingContract,
 )
 
 
-# The suites of what a dbm file offers. StorageContract would add streaming (skipped: not
-# offered) and resilience, whose fork test a dbm file fails by design: each process's instance
-# keeps its own index of the file, so a child's writes never reach the parent's.
+# The suites of what a dbm file offers (DbmStorage.capabilities(): RecordStorage builds them
+# all on read/write/remove/scan). StorageContract would add resilience, whose fork test a dbm
+# file fails by design: each process's instance keeps its own index of the file, so a child's
+# writes never reach the parent's. No service: no UnreachableServiceContract.
 class TestDbmStorage(
-    ResultsContract, ErrorRecordsContract, ListingContract, DeleteContract, BulkContract
+    ResultsContract,
+    ErrorRecordsContract,
+    ListingContract,
+    DeleteContract,
+    BulkContract,
+    StreamingContract,
+    ExpiryContract,
+    PurgeContract,
 ):
     concurrency_per_thread = 50
 

@@ -30,23 +30,37 @@ tasks on that one loop, ``iter_keys`` and ``retrieve_stream`` pull the adapter's
 iterators item by item, ``store_stream`` hands the adapter its chunks as an async iterable, and
 the capabilities the tests check are the async class's (a test of an operation it does not
 offer skips, naming it). Besides, :class:`AsyncContract` checks what only asyncio has: 200
-calls gathered on one instance, a call cancelled midway, ``async with``, and an unreachable
-service failing within ``operation_timeout``.
+calls gathered on one instance, a call cancelled midway, and ``async with``.
 
-Fixtures besides ``async_storage`` (override them in the test class):
+An async adapter that talks to a service adds :class:`AsyncUnreachableServiceContract`: the
+tests of :class:`~selinon_like.testing.UnreachableServiceContract` (secrets, an unreachable
+service within its timeout) on a facade, and an unreachable service failing within
+``operation_timeout``. It needs one more fixture:
 
 ``unreachable_async_storage``
     a zero-argument callable building an unconnected instance pointed at ``unreachable_port``
     on 127.0.0.1, with ``secret`` in its configuration and timeouts small enough to fail within
     ``unreachable_timeout``: the async form of
-    :class:`~selinon_like.testing.ResilienceContract`'s ``unreachable_storage`` (which the kit
-    builds from it), used by the resilience suite's tests and the kit's own. Default: those
-    tests skip.
-``secret``, ``unreachable_timeout``
-    as in :class:`~selinon_like.testing.ResilienceContract`.
+    :class:`~selinon_like.testing.UnreachableServiceContract`'s ``unreachable_storage`` (which
+    the kit builds from it).
+``unreachable_port``, ``secret``, ``unreachable_timeout``
+    as in :class:`~selinon_like.testing.UnreachableServiceContract`.
+
+::
+
+    class TestMyAsyncStorage(AsyncStorageContract, AsyncUnreachableServiceContract):
+        @pytest.fixture
+        def async_storage(self):
+            return lambda: MyAsyncStorage(url="redis://localhost")
+
+        @pytest.fixture
+        def unreachable_async_storage(self, unreachable_port, secret):
+            return lambda: MyAsyncStorage(
+                url=f"redis://user:{secret}@127.0.0.1:{unreachable_port}", timeout=1
+            )
 
 Or compose: :class:`AsyncContract` (the fixtures and the async-only tests) first, then the
-blocking suites you want::
+blocking suites of what the adapter offers::
 
     class TestMyAsyncStorage(AsyncContract, ResultsContract, BulkContract): ...
 
@@ -79,9 +93,20 @@ from selinon_like.steps import END
 from selinon_like.storage import DataStorage, mark_wrapped
 from selinon_like.streams import Digest
 from selinon_like.testing.base import ContractBase, failure, offers
-from selinon_like.testing.resilience import UNREACHABLE_RETRY, ResilienceContract, _unavailable
+from selinon_like.testing.unreachable import (
+    UNREACHABLE_RETRY,
+    UnreachableServiceContract,
+    _unavailable,
+)
 
-__all__ = ["AsyncContract", "AsyncFactory", "BlockingFacade", "LoopThread", "no_unclosed_resources"]
+__all__ = [
+    "AsyncContract",
+    "AsyncFactory",
+    "AsyncUnreachableServiceContract",
+    "BlockingFacade",
+    "LoopThread",
+    "no_unclosed_resources",
+]
 
 T = TypeVar("T")
 
@@ -454,8 +479,8 @@ class AsyncContract(ContractBase):
     the tests only asyncio has: ``gathered_calls`` calls gathered on one instance; a
     ``store_many`` of ``cancelled_items`` items cancelled midway and calls cut by
     ``asyncio.wait_for`` leave the instance working and every earlier result whole; ``async
-    with`` connects and closes, leaving no unclosed resource; an unreachable service fails
-    with ``StorageUnavailable`` within ``operation_timeout``."""
+    with`` connects and closes, leaving no unclosed resource. (An unreachable service is
+    :class:`AsyncUnreachableServiceContract`'s.)"""
 
     gathered_calls: ClassVar[int] = 200
     cancelled_items: ClassVar[int] = 3000
@@ -493,30 +518,6 @@ class AsyncContract(ContractBase):
             return fresh
 
         return make
-
-    @pytest.fixture
-    def unreachable_async_storage(self) -> AsyncFactory:
-        """A callable building an instance on ``unreachable_port`` with ``secret`` in its
-        configuration."""
-        pytest.skip(
-            f"{type(self).__name__} defines no unreachable_async_storage fixture (a callable "
-            "building an instance on unreachable_port with secret in its configuration: see "
-            "selinon_like.testing.aio); an adapter with no service has none to define"
-        )
-
-    @pytest.fixture
-    def unreachable_storage(
-        self, unreachable_async_storage: AsyncFactory, unreachable_timeout: float
-    ) -> Iterator[BlockingFacade]:
-        """The facade of the instance ``unreachable_async_storage`` builds (unconnected)."""
-        facade = BlockingFacade.around(unreachable_async_storage)
-        yield facade
-        facade.close(unreachable_timeout)
-
-    # The resilience suite's, for a class composed without it.
-    unreachable_port = ResilienceContract.unreachable_port
-    secret = ResilienceContract.secret
-    unreachable_timeout = ResilienceContract.unreachable_timeout
 
     # -- tests ------------------------------------------------------------------------------
 
@@ -597,6 +598,36 @@ class AsyncContract(ContractBase):
 
         with no_unclosed_resources():
             asyncio.run(scenario())
+
+
+class AsyncUnreachableServiceContract(UnreachableServiceContract):
+    """:class:`~selinon_like.testing.UnreachableServiceContract` on an async adapter, and its
+    async-only test: a call against an unreachable service fails with ``StorageUnavailable``
+    within the ``operation_timeout`` set on the instance (half of ``unreachable_timeout``),
+    whatever the driver's own timeouts. Add it to the test class of an async adapter that
+    talks to a service, with an ``unreachable_async_storage`` fixture (module docstring);
+    the kit builds the suite's ``unreachable_storage`` from it, behind a
+    :class:`BlockingFacade`."""
+
+    @pytest.fixture
+    def unreachable_async_storage(self) -> AsyncFactory:
+        """A callable building an instance on ``unreachable_port`` with ``secret`` in its
+        configuration."""
+        raise pytest.UsageError(
+            f"{type(self).__name__} must define an unreachable_async_storage fixture: a "
+            "zero-argument callable building an unconnected instance on "
+            "127.0.0.1:unreachable_port with secret in its configuration (see "
+            "AsyncUnreachableServiceContract)"
+        )
+
+    @pytest.fixture
+    def unreachable_storage(
+        self, unreachable_async_storage: AsyncFactory, unreachable_timeout: float
+    ) -> Iterator[BlockingFacade]:
+        """The facade of the instance ``unreachable_async_storage`` builds (unconnected)."""
+        facade = BlockingFacade.around(unreachable_async_storage)
+        yield facade
+        facade.close(unreachable_timeout)
 
     def test_an_unreachable_service_fails_within_operation_timeout(
         self, unreachable_async_storage: AsyncFactory, unreachable_timeout: float

@@ -1,20 +1,23 @@
-"""The error-records suite: ``store_error`` / ``retrieve_error``."""
+"""The error-records suite: ``store_error`` / ``retrieve_error``, and error records under
+``ttl``."""
 
 from __future__ import annotations
 
 import pytest
 
+from selinon_like.envelope import Expiry
 from selinon_like.errors import ResultNotFound
 from selinon_like.serializers import PICKLE
 from selinon_like.storage import DataStorage
-from selinon_like.testing.base import ContractBase, failure, require
+from selinon_like.testing.base import ContractBase, MovableClock, failure, require
 
 __all__ = ["ErrorRecordsContract"]
 
 
 class ErrorRecordsContract(ContractBase):
     """``store_error`` keeps a full record that ``retrieve_error`` returns; errors never shadow
-    results. Runs when the adapter offers both methods (each test skips, naming the missing
+    results; an error record outlives a result of shorter ``ttl`` and expires after its own.
+    Runs when the adapter offers both methods (each test skips, naming the missing
     one, otherwise)."""
 
     def test_store_error_keeps_a_full_record(self, storage: DataStorage, flow: str) -> None:
@@ -79,3 +82,19 @@ class ErrorRecordsContract(ContractBase):
             storage.store_error(None, flow, bad, "id", failure())  # type: ignore[arg-type]
         with pytest.raises(TypeError):
             storage.retrieve_error(flow, "task", bad)  # type: ignore[arg-type]
+
+    def test_error_records_are_kept_while_results_expire(
+        self, storage: DataStorage, clock: MovableClock, flow: str
+    ) -> None:
+        require(storage, "store_error", "retrieve_error")
+        storage.set_record_format(ttl=Expiry(results=1, errors=60))
+        storage.store(flow, "task", "id", "result")
+        storage.store_error(None, flow, "task", "id", failure())
+        clock.advance(2)
+        with pytest.raises(ResultNotFound):
+            storage.retrieve(flow, "task", "id")
+        assert storage.retrieve_error(flow, "task", "id")["message"] == "task blew up: disk full"
+        clock.advance(60)
+        with pytest.raises(ResultNotFound) as info:
+            storage.retrieve_error(flow, "task", "id")
+        assert "error record" in str(info.value)

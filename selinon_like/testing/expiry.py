@@ -1,16 +1,15 @@
-"""The expiry and record-format suite: ``ttl``, ``purge_expired``, ``compression`` and
-serializer changes on existing records (SPEC section 9).
+"""The expiry and record-format suites (SPEC section 9): ``ttl``, ``compression`` and serializer
+changes on existing records, which every adapter takes; ``purge_expired``, which an adapter may
+offer.
 
-Time is a :class:`MovableClock` given to the storage (``set_record_format(clock=...)``), so a
-``ttl`` of one second expires by moving the clock, with no sleep. An adapter whose service
-expires values itself (Redis, MongoDB) is given expiry times by that clock too, one second
-ahead of the real time: nothing the tests look at vanishes under them.
+Time is a :class:`MovableClock` given to the storage (``set_record_format(clock=...)``, the
+``clock`` fixture), so a ``ttl`` of one second expires by moving the clock, with no sleep. An
+adapter whose service expires values itself (Redis, MongoDB) is given expiry times by that clock
+too, one second ahead of the real time: nothing the tests look at vanishes under them.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
@@ -21,22 +20,9 @@ from selinon_like.errors import ResultNotFound, StorageError
 from selinon_like.records import RESULTS, RecordStorage
 from selinon_like.serializers import JSON, PICKLE
 from selinon_like.storage import DataStorage
-from selinon_like.testing.base import ContractBase, failure, offers, require
+from selinon_like.testing.base import ContractBase, MovableClock, failure, offers, require
 
-__all__ = ["ExpiryContract", "MovableClock"]
-
-
-class MovableClock:
-    """Seconds since the epoch, starting at the real time, moved forward by hand."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+__all__ = ["ExpiryContract", "MovableClock", "PurgeContract"]
 
 
 def _compressible(size: int) -> dict[str, list[dict[str, object]]]:
@@ -48,26 +34,14 @@ def _compressible(size: int) -> dict[str, list[dict[str, object]]]:
 
 
 class ExpiryContract(ContractBase):
-    """A result or error record past its ``ttl`` is never returned, whether or not it was
-    removed; ``purge_expired`` removes the expired records and nothing else; records stay
-    readable when ``compression`` or the serializer change. The tests of ``purge_expired``
-    skip, naming it, when the adapter does not offer it."""
+    """A result past its ``ttl`` is never returned, whether or not it was removed; storing
+    again renews or removes its expiry; records stay readable when ``compression`` or the
+    serializer change. Needs nothing beyond the five methods of SPEC section 2 (the record
+    format is the layers'): every adapter takes it. Error records under ``ttl`` are
+    :class:`~selinon_like.testing.ErrorRecordsContract`'s, ``purge_expired`` is
+    :class:`PurgeContract`'s."""
 
     ttl_compression: ClassVar[str] = "gzip"  # the codec switched on and off (stdlib: always there)
-
-    @pytest.fixture
-    def clock(self, storage: DataStorage) -> Iterator[MovableClock]:
-        """A movable clock given to ``storage``; its record format is restored after."""
-        before = storage.record_codec
-        clock = MovableClock()
-        storage.set_record_format(clock=clock)
-        try:
-            yield clock
-        finally:
-            storage.set_record_format(
-                ttl=before.ttl, compression=before.compression, clock=before.clock
-            )
-            storage.serializer = before.serializer
 
     def test_an_expired_result_is_not_returned_before_any_purge(
         self, storage: DataStorage, clock: MovableClock, flow: str
@@ -115,21 +89,50 @@ class ExpiryContract(ContractBase):
         storage.store(flow, "task", "id", "new")
         assert storage.retrieve(flow, "task", "id") == "new"
 
-    def test_error_records_are_kept_while_results_expire(
+    def test_compression_switched_on_and_off_keeps_every_record_readable(
         self, storage: DataStorage, clock: MovableClock, flow: str
     ) -> None:
-        require(storage, "store_error", "retrieve_error")
-        storage.set_record_format(ttl=Expiry(results=1, errors=60))
-        storage.store(flow, "task", "id", "result")
-        storage.store_error(None, flow, "task", "id", failure())
-        clock.advance(2)
-        with pytest.raises(ResultNotFound):
-            storage.retrieve(flow, "task", "id")
-        assert storage.retrieve_error(flow, "task", "id")["message"] == "task blew up: disk full"
-        clock.advance(60)
-        with pytest.raises(ResultNotFound) as info:
-            storage.retrieve_error(flow, "task", "id")
-        assert "error record" in str(info.value)
+        big = _compressible(20_000)
+        small = {"v": "x" * 10}
+        storage.store(flow, "task", "plain", big)
+        storage.set_record_format(compression=Compression(self.ttl_compression, threshold=512))
+        storage.store(flow, "task", "packed", big)
+        storage.store(flow, "task", "small", small)
+        assert storage.retrieve(flow, "task", "plain") == big
+        assert storage.retrieve(flow, "task", "packed") == big
+        if isinstance(storage, RecordStorage):
+            packed = storage.read(RESULTS, (flow, "task", "packed"))
+            assert packed is not None and len(packed) < len(JSON.dumps(big)) // 3
+            assert storage.read(RESULTS, (flow, "task", "small")) == JSON.dumps(small)
+        storage.set_record_format(compression=Compression())
+        assert storage.retrieve(flow, "task", "packed") == big
+        assert storage.retrieve_many([(flow, "task", "packed"), (flow, "task", "small")]) == {
+            (flow, "task", "packed"): big,
+            (flow, "task", "small"): small,
+        }
+
+    def test_records_stay_readable_when_the_serializer_changes(
+        self, storage: DataStorage, clock: MovableClock, flow: str
+    ) -> None:
+        storage.serializer = JSON
+        storage.store(flow, "task", "json", {"written": "as json"})
+        storage.serializer = PICKLE
+        storage.store(flow, "task", "pickle", {"a", "set"})
+        assert storage.retrieve(flow, "task", "json") == {"written": "as json"}
+        assert storage.retrieve(flow, "task", "pickle") == {"a", "set"}
+        storage.set_record_format(compression=Compression(self.ttl_compression, threshold=0))
+        storage.store(flow, "task", "both", ("t", 1))
+        assert storage.retrieve(flow, "task", "both") == ("t", 1)
+        storage.serializer = JSON
+        assert storage.retrieve(flow, "task", "json") == {"written": "as json"}
+        with pytest.raises(StorageError, match="pickle"):  # JSON storages never unpickle
+            storage.retrieve(flow, "task", "pickle")
+
+
+class PurgeContract(ContractBase):
+    """``purge_expired`` removes the records past their ``ttl`` and nothing else, reporting
+    its progress; a dry run counts them and removes nothing. For an adapter that offers
+    ``purge_expired`` (each test skips, naming it, otherwise)."""
 
     def test_purge_removes_expired_records_and_nothing_else(
         self, storage: DataStorage, clock: MovableClock, flow: str
@@ -179,42 +182,3 @@ class ExpiryContract(ContractBase):
         assert storage.purge_expired(dry_run=True) >= 1
         clock.now -= 2  # back before the expiry: the record is still there
         assert storage.retrieve(flow, "task", "id") == 1
-
-    def test_compression_switched_on_and_off_keeps_every_record_readable(
-        self, storage: DataStorage, clock: MovableClock, flow: str
-    ) -> None:
-        big = _compressible(20_000)
-        small = {"v": "x" * 10}
-        storage.store(flow, "task", "plain", big)
-        storage.set_record_format(compression=Compression(self.ttl_compression, threshold=512))
-        storage.store(flow, "task", "packed", big)
-        storage.store(flow, "task", "small", small)
-        assert storage.retrieve(flow, "task", "plain") == big
-        assert storage.retrieve(flow, "task", "packed") == big
-        if isinstance(storage, RecordStorage):
-            packed = storage.read(RESULTS, (flow, "task", "packed"))
-            assert packed is not None and len(packed) < len(JSON.dumps(big)) // 3
-            assert storage.read(RESULTS, (flow, "task", "small")) == JSON.dumps(small)
-        storage.set_record_format(compression=Compression())
-        assert storage.retrieve(flow, "task", "packed") == big
-        assert storage.retrieve_many([(flow, "task", "packed"), (flow, "task", "small")]) == {
-            (flow, "task", "packed"): big,
-            (flow, "task", "small"): small,
-        }
-
-    def test_records_stay_readable_when_the_serializer_changes(
-        self, storage: DataStorage, clock: MovableClock, flow: str
-    ) -> None:
-        storage.serializer = JSON
-        storage.store(flow, "task", "json", {"written": "as json"})
-        storage.serializer = PICKLE
-        storage.store(flow, "task", "pickle", {"a", "set"})
-        assert storage.retrieve(flow, "task", "json") == {"written": "as json"}
-        assert storage.retrieve(flow, "task", "pickle") == {"a", "set"}
-        storage.set_record_format(compression=Compression(self.ttl_compression, threshold=0))
-        storage.store(flow, "task", "both", ("t", 1))
-        assert storage.retrieve(flow, "task", "both") == ("t", 1)
-        storage.serializer = JSON
-        assert storage.retrieve(flow, "task", "json") == {"written": "as json"}
-        with pytest.raises(StorageError, match="pickle"):  # JSON storages never unpickle
-            storage.retrieve(flow, "task", "pickle")
