@@ -1142,9 +1142,10 @@ def test_a_server_lost_mid_pipeline_fails_each_call_as_alone_then_retries(
     _run(storage, body)
 
 
-def test_disconnect_fails_the_calls_still_queued(prefix: str) -> None:
-    """``disconnect()`` with calls queued: each fails (the storage is no longer connected), no
-    task or connection is left behind."""
+@pytest.mark.parametrize("count", [5, 1200])
+def test_disconnect_fails_the_calls_still_queued(prefix: str, count: int) -> None:
+    """``disconnect()`` with calls queued (more than one pipeline takes, too): each fails (the
+    storage is no longer connected), no task or connection is left behind."""
 
     async def main() -> None:
         storage = AsyncRedis(url=REDIS_URL, key_prefix=prefix, max_connections=1)
@@ -1152,11 +1153,14 @@ def test_disconnect_fails_the_calls_still_queued(prefix: str) -> None:
         pool = storage._client.connection_pool
         await pool.release(await pool.get_connection())  # opened
         held = await pool.get_connection()
-        calls = [asyncio.ensure_future(storage.retrieve("f", "t", str(i))) for i in range(5)]
-        await _queued(storage, 5)
+        calls = [asyncio.ensure_future(storage.retrieve("f", "t", str(i))) for i in range(count)]
+        await _queued(storage, count)
+        for _turn in range(3):
+            await asyncio.sleep(0)  # the sender waits for the connection held
         await storage.disconnect()
         done = await asyncio.gather(*calls, return_exceptions=True)
         assert all(isinstance(error, StorageError) for error in done), done
+        assert asyncio.all_tasks() == {asyncio.current_task()}  # no sender left waiting
         assert not held.is_connected
 
     with no_unclosed_resources():

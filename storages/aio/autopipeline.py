@@ -94,10 +94,10 @@ class AutoPipeline:
     async def close(self) -> None:
         """Stop the senders: a call queued or in flight fails with the driver's
         ``ConnectionError``, as a request does when ``disconnect()`` closes its connection."""
-        senders = list(self._senders)
-        for sender in senders:
-            sender.cancel()
-        if senders:
+        while self._senders:
+            senders = list(self._senders)
+            for sender in senders:
+                sender.cancel()
             await asyncio.gather(*senders, return_exceptions=True)
         queued, self._queue = self._queue, []
         self._fail(queued, self._closed())
@@ -120,12 +120,12 @@ class AutoPipeline:
             if waiting:
                 await self._exchange(connection, waiting)
         except BaseException as exc:
+            if not isinstance(exc, Exception):  # cancelled by close(), which fails the queue
+                self._fail(waiting, self._closed())
+                raise
             if connection is None:
                 waiting = self._take()  # the calls this connection was for
-            # Cancelled: only close() cancels a sender.
-            self._fail(waiting, exc if isinstance(exc, Exception) else self._closed())
-            if not isinstance(exc, Exception):
-                raise
+            self._fail(waiting, exc)
         finally:
             if connection is not None:
                 await pool.release(connection)
