@@ -5,7 +5,10 @@ the deadline passes, one shared daemon thread shuts the socket down, so the driv
 read returns with an error instead of waiting for a server that stopped answering (hung,
 stopped, or cut off while its kernel still acknowledges). The caller asks :meth:`release`
 whether that happened, and then reports a timeout rather than the driver's "connection
-closed". Registering and releasing cost a lock and a dict operation: no thread or timer per call.
+closed". Registering and releasing are a dict insert and a dict pop, each atomic under
+CPython's GIL: no thread, timer or lock per call. The lock is taken by the watchdog thread's
+passes over the calls, and by a :meth:`release` that finds its call already taken by the
+thread: it returns once the socket is shut, so the connection is never reused before that.
 
 Usage (an adapter)::
 
@@ -41,48 +44,66 @@ class Watchdog:
         self._fired: set[int] = set()
         self._tokens = itertools.count()
         self._wake = threading.Event()
+        # True while the thread may wait for _wake with no deadline: a new call must wake it.
+        self._idle = True
         self._thread: threading.Thread | None = None
 
     def watch(self, fd: int, seconds: float) -> int:
         """Register a call on socket ``fd`` that must end within ``seconds``; returns a token."""
-        deadline = time.monotonic() + seconds
-        with self._lock:
-            token = next(self._tokens)
-            self._calls[token] = (deadline, fd)
+        token = next(self._tokens)
+        self._calls[token] = (time.monotonic() + seconds, fd)
+        if self._idle:  # read after the insert: see _run
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="selinon-like-watchdog", daemon=True
-                )
-                self._thread.start()
-        if not self._wake.is_set():
+                self._start()
             self._wake.set()
         return token
 
     def release(self, token: int) -> bool:
         """End a call's watch; True if its deadline passed and its socket was shut down."""
-        with self._lock:
-            if self._calls.pop(token, None) is not None:
-                return False
+        if self._calls.pop(token, None) is not None:
+            return False  # the thread had not taken it, and now never will
+        with self._lock:  # the thread took it: wait until the socket is shut
             fired = token in self._fired
             self._fired.discard(token)
             return fired
 
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="selinon-like-watchdog", daemon=True
+                )
+                self._thread.start()
+
     def _run(self) -> None:
+        # No call waits unseen while the thread waits with no deadline. Each pass sets _idle,
+        # clears _wake, then copies _calls. A pass that finds no call due later waits; a call
+        # registered after its copy reads _idle afterwards, still True, and sets _wake after
+        # the clear: the wait returns at once. A pass that finds one sets _idle to False and
+        # sleeps: a call that read False was registered before the next pass's copy, which
+        # sees it within _MAX_SLEEP.
         while True:
-            self._wake.wait()
+            self._idle = True
+            self._wake.clear()
             with self._lock:
                 now = time.monotonic()
-                for token, (deadline, fd) in list(self._calls.items()):
-                    if deadline <= now:
-                        # Under the lock: the call has not returned, so fd is still its socket.
-                        del self._calls[token]
+                nearest: float | None = None
+                # dict.copy() is one C call, atomic under the GIL: calls come and go meanwhile
+                # without the lock, and iterating the dict itself could see it change size.
+                for token, (deadline, fd) in self._calls.copy().items():
+                    if deadline > now:
+                        nearest = deadline if nearest is None else min(nearest, deadline)
+                    # pop, not del: the call's release() may have ended it since the copy.
+                    elif self._calls.pop(token, None) is not None:
+                        # Under the lock: the call's release() now waits for it, so fd is
+                        # still its socket.
                         self._fired.add(token)
                         _shut(fd)
-                nearest = min((deadline for deadline, _fd in self._calls.values()), default=None)
-                if nearest is None:
-                    self._wake.clear()
-            if nearest is not None:
-                time.sleep(min(max(nearest - now, 0.0), _MAX_SLEEP))
+            if nearest is None:
+                self._wake.wait()
+            else:
+                self._idle = False
+                time.sleep(min(nearest - now, _MAX_SLEEP))
 
 
 def _shut(fd: int) -> None:
