@@ -411,6 +411,10 @@ class RecordCodec:
 
     def load(self, data: bytes) -> Any:
         """The result a stored record holds (see :meth:`open` for the errors)."""
+        if data[:4] != _PREFIX:  # no header (the default form): as open() would, without it
+            if self.watch:
+                _report(data)
+            return self._load_plain(data)
         payload, serializer = self.open(data)
         if self.watch:
             _report(data)
