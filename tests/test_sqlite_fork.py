@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -49,5 +50,51 @@ def test_a_child_writes_while_a_parent_thread_held_the_write_queue_at_fork(
         assert os.waitstatus_to_exitcode(status) == 0, "the child could not write"
         assert storage.retrieve("f", "t", "child") == 2
         storage.store("f", "t", "parent-after", 3)  # the parent's own queue still works
+    finally:
+        storage.disconnect()
+
+
+def _in_child(work: Callable[[], int]) -> int:
+    """The exit code of ``work`` run in a forked child (2 if it raised)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 2
+        try:
+            code = work()
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@pytest.mark.timeout(60)
+def test_an_in_memory_instance_starts_empty_in_a_child_and_in_its_child() -> None:
+    """Every fork is seen (a counter bumped by os.register_at_fork, read on every call): a
+    child's, and its own child's after the child used the instance, each get a database
+    of their own, and the parent's stays as it was."""
+    storage = SQLite(path=":memory:")
+    storage.connect()
+    try:
+        storage.store("f", "t", "parent", 1)
+
+        def grandchild() -> int:
+            if storage.retrieve_many([("f", "t", "parent"), ("f", "t", "child")]):
+                return 3  # the child's database, or the parent's
+            storage.store("f", "t", "grandchild", 3)
+            return 0 if storage.retrieve("f", "t", "grandchild") == 3 else 4
+
+        def child() -> int:
+            if storage.retrieve_many([("f", "t", "parent")]):
+                return 5
+            storage.store("f", "t", "child", 2)
+            if _in_child(grandchild) != 0:
+                return 6
+            return (
+                0 if storage.retrieve_many([("f", "t", "child")]) == {("f", "t", "child"): 2} else 7
+            )
+
+        assert _in_child(child) == 0
+        assert storage.retrieve_many([("f", "t", "parent"), ("f", "t", "child")]) == {
+            ("f", "t", "parent"): 1
+        }
     finally:
         storage.disconnect()

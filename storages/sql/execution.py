@@ -7,7 +7,9 @@ watchdog where the driver has no read timeout (at the call's deadline when that 
 queue SQLite writers, roll back on failure,
 close a connection the server dropped (and every idle one with it), and raise driver errors
 as SQLAlchemy's ``DBAPIError`` subclasses, which ``SqlStorage.is_transient`` reads. In a
-forked child the parent's connections are forgotten, never used or closed.
+forked child the parent's connections are forgotten, never used or closed: every call reads a
+count of forks that ``os.register_at_fork`` bumps in the child (a fork by C code that skips
+Python's fork hooks goes unseen), where asking ``os.getpid()`` would cost a system call.
 """
 
 from __future__ import annotations
@@ -32,6 +34,18 @@ if TYPE_CHECKING:
 
 __all__ = ["Executor"]
 
+# Forks between the process that imported this module and this one (each child bumps it):
+# an executor made before a fork sees it change.
+_forks = 0
+
+
+def _after_fork_in_child() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 @dataclasses.dataclass(eq=False, kw_only=True)
 class Executor:
@@ -52,11 +66,12 @@ class Executor:
     _socket_timeouts: bool = dataclasses.field(init=False)
     writer: threading.Lock | None = dataclasses.field(init=False)
     _pid: int = dataclasses.field(init=False)
+    _seen_forks: int = dataclasses.field(init=False)  # _forks when these connections were made
 
     def __post_init__(self) -> None:
         if self.quirks.memory:  # one connection, one database: calls take turns on it
             self.keep = self.limit = 1
-        self._pid = os.getpid()
+        self._pid, self._seen_forks = os.getpid(), _forks
         self.connections = self._new_connections()
         self.writer = threading.Lock() if self.quirks.write_queue else None
         # PyMySQL's read and write timeouts, set per call to what the deadline leaves.
@@ -73,19 +88,23 @@ class Executor:
     @property
     def engine(self) -> Engine:
         """The engine, after forgetting the parent's connections in a forked child."""
+        if self._seen_forks != _forks:
+            self._adopt()
+        return self.sa_engine
+
+    def _adopt(self) -> None:
+        """Used directly in a forked child (the pool would have built a new instance): forget
+        the parent's connections, never touching them; a lock of our own for SQLite writers
+        (another thread may have held the parent's at fork()), a new in-memory database."""
         engine = self.sa_engine
-        if self._pid != os.getpid():
-            # Used directly in a forked child (the pool would have built a new instance):
-            # forget the parent's connections, never touching them.
-            self._pid = os.getpid()
-            engine.dispose(close=False)
-            self.connections.drop_idle(close=False)
-            self.connections = self._new_connections()
-            if self.writer is not None:  # another thread may have held it at fork()
-                self.writer = threading.Lock()
-            if self.quirks.memory:
-                self.new_database(engine)
-        return engine
+        self._pid, self._seen_forks = os.getpid(), _forks
+        engine.dispose(close=False)
+        self.connections.drop_idle(close=False)
+        self.connections = self._new_connections()
+        if self.writer is not None:
+            self.writer = threading.Lock()
+        if self.quirks.memory:
+            self.new_database(engine)
 
     def close(self) -> None:
         """Close every connection; those in use close when given back. A forked child drops
@@ -96,8 +115,8 @@ class Executor:
         self.sa_engine.dispose(close=close)
 
     def _take(self) -> tuple[Connections, Any, Any, int | None]:
-        """A connection and its cursor for one call, with the call's watchdog token."""
-        self.engine  # noqa: B018 - a forked child gets its own connections first
+        """A connection and its cursor for one call, with the call's watchdog token (the
+        caller has dealt with a fork: see :meth:`_writer`)."""
         connections = self.connections
         try:
             connection, cursor = connections.get()
@@ -106,15 +125,18 @@ class Executor:
         token = None
         if self.quirks.watched:
             seconds = deadline.remaining(self.io_timeout)
-            token = WATCHDOG.watch(connection.fileno(), seconds)
+            # the DBAPI connection's own fileno(): not through the pool proxy's __getattr__
+            token = WATCHDOG.watch(connection.dbapi_connection.fileno(), seconds)
         elif self._socket_timeouts:
             _set_pymysql_timeouts(connection.dbapi_connection, self.io_timeout)
         return connections, connection, cursor, token
 
     def _writer(self, write: bool) -> threading.Lock | None:
-        """The write queue a call takes (``None`` for a read or where there is none); in a
-        forked child the one replacing the lock inherited across the fork."""
-        self.engine  # noqa: B018 - a forked child gets its own lock (and connections) first
+        """The write queue a call takes (``None`` for a read or where there is none), after
+        dealing with a fork: in a forked child, the lock and connections replacing those
+        inherited. Every call starts here."""
+        if self._seen_forks != _forks:
+            self._adopt()
         return self.writer if write else None
 
     def _wait_turn(self, writer: threading.Lock) -> None:
