@@ -10,6 +10,7 @@ Every test works in tables of its own (random suffix) and drops them afterwards.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sqlite3
 import subprocess
@@ -40,7 +41,7 @@ from selinon_like.testing import StorageContract, UnreachableServiceContract
 from storages.mysql import MySQL
 from storages.postgresql import PostgreSQL
 from storages.sql import SQLite, SqlStorage
-from storages.sql.statements import TableSql
+from storages.sql.statements import Sql, TableSql, tables
 
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
@@ -583,6 +584,23 @@ def test_every_byte_value_survives_the_literals(mysql_url: str, sql_mode: str | 
         found = storage.retrieve_many([(odd, "t", str(n)) for n in range(2, 300)])
         assert found == {(odd, "t", str(n)): EVERY_BYTE[n:] for n in range(2, 300)}
         assert sorted(storage.iter_keys(odd))[0] == (odd, "t", "1")
+
+
+@pytest.mark.parametrize("dialect_name", ["sqlite", "postgresql", "mysql"])
+def test_statements_say_whether_they_return_rows(dialect_name: str) -> None:
+    """A call reads the first row of a statement that returns rows and the row count of one
+    that does not, by the flag compiled with the statement (not by asking the cursor)."""
+    dialect = importlib.import_module(f"sqlalchemy.dialects.{dialect_name}").dialect()
+    results, _errors = tables("t")
+    upsert = "mysql" if dialect_name == "mysql" else "on_conflict"
+    sql = TableSql.compile(dialect, results, "result", upsert)
+    returning = [sql.load, sql.count_due(), sql.select_in(3), sql.key_page(by_flow=True)]
+    changing = [sql.upsert, sql.update, sql.insert, sql.delete, sql.delete_in(3), sql.purge()]
+    assert all(stmt is not None and stmt.rows is True for stmt in returning)
+    assert all(stmt is not None and stmt.rows is False for stmt in changing)
+    if dialect_name != "mysql":
+        stmt = sa.delete(results).returning(results.c.key_digest)
+        assert Sql.compile(stmt, dialect).rows is True
 
 
 @pytest.mark.mysql

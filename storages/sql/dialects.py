@@ -279,6 +279,7 @@ class MySqlUpsert(Sql):
             text=sql.text,
             names=None,
             bound={},
+            rows=False,
             session=session,
             column=column,
             # No parameters outside the row: "% ()" only turns a literal %% into %.

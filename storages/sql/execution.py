@@ -189,7 +189,10 @@ class Executor:
             connections, connection, cursor, token = self._take()
             try:
                 sql.execute(cursor, values)
-                outcome = cursor.fetchone() if cursor.description else cursor.rowcount
+                rows = sql.rows
+                if rows is None:
+                    rows = cursor.description is not None
+                outcome = cursor.fetchone() if rows else cursor.rowcount
                 if not self.quirks.autocommit:
                     connection.commit()
             except BaseException as exc:

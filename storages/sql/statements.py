@@ -173,6 +173,9 @@ class Sql:
     text: str
     names: tuple[str, ...] | None  # positional paramstyles: the parameters in order
     bound: dict[str, Any]  # the values bound in the statement itself (IN lists, LIMIT)
+    # Whether it returns rows (a SELECT); None: ask the cursor (psycopg's description
+    # builds a column object per column on every call).
+    rows: bool | None = None
 
     @classmethod
     def compile(cls, stmt: Any, dialect: Any) -> Sql:
@@ -184,7 +187,8 @@ class Sql:
             text = _BIND_CASTS.sub("", text)
         names = tuple(compiled.positiontup or ()) if compiled.positional else None
         bound = {name: value for name, value in compiled.params.items() if value is not None}
-        return cls(text, names, bound)
+        rows = bool(stmt.is_select or getattr(compiled, "effective_returning", None))
+        return cls(text, names, bound, rows)
 
     def args(self, values: dict[str, Any] | None = None) -> Any:
         """The driver's parameters: ``values`` by name, with the statement's own."""
