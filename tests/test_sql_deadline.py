@@ -4,6 +4,7 @@ its drivers, and the PyMySQL attributes it relies on to bound each call."""
 from __future__ import annotations
 
 import inspect
+import uuid
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,45 @@ def test_a_mysql_call_waits_no_longer_than_its_deadline_leaves(tmp_path: Path) -
         storage.delete("f", "t", "1")
     finally:
         storage.disconnect()
+
+
+@pytest.mark.postgresql
+def test_a_postgresql_call_cut_just_as_it_ended_gives_up_its_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The watchdog may shut a call's socket after its last read, before its release: the
+    call returns what it read, and its connection, shut down, is closed, never lent again."""
+    import sqlalchemy as sa
+    from conftest import POSTGRESQL_URL, require_service
+
+    from selinon_like.watchdog import WATCHDOG
+    from storages.sql import execution
+
+    class CutAtTheEnd:
+        def watch(self, fd: int, seconds: float) -> int:
+            return WATCHDOG.watch(fd, seconds)
+
+        def release(self, token: int) -> bool:
+            WATCHDOG.release(token)
+            return True
+
+    table = f"sl_test_{uuid.uuid4().hex[:10]}"
+    storage = PostgreSQL(connection_string=POSTGRESQL_URL, table_name=table)
+    require_service("PostgreSQL", storage.connect)
+    try:
+        storage.store("f", "t", "1", 1)
+        connections = storage._calls.connections
+        [(first, _cursor, _since)] = connections._idle
+        with monkeypatch.context() as patch:
+            patch.setattr(execution, "WATCHDOG", CutAtTheEnd())
+            assert storage.retrieve("f", "t", "1") == 1
+        assert first.dbapi_connection is None or first.dbapi_connection.closed
+        assert connections._idle == []
+        assert storage.retrieve("f", "t", "1") == 1  # on a new connection
+    finally:
+        storage.disconnect()
+        engine = sa.create_engine(POSTGRESQL_URL)
+        with engine.begin() as conn:
+            for name in (table, table + "_errors"):
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+        engine.dispose()

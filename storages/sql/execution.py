@@ -171,9 +171,9 @@ class Executor:
                     cursor.execute("COMMIT")
             except BaseException as exc:
                 self._failed(connections, connection, cursor, token, exc, transaction)
-            if token is not None:
-                WATCHDOG.release(token)
-            connections.put(connection, cursor, False)
+            # Cut as it ended (the watchdog fired just after the last read): the socket is
+            # shut, so the connection is closed, never handed to the next call.
+            connections.put(connection, cursor, token is not None and WATCHDOG.release(token))
         finally:
             if writer is not None:
                 writer.release()
@@ -197,9 +197,9 @@ class Executor:
                     connection.commit()
             except BaseException as exc:
                 self._failed(connections, connection, cursor, token, exc, False)
-            if token is not None:
-                WATCHDOG.release(token)
-            connections.put(connection, cursor, False)
+            # Cut as it ended (the watchdog fired just after the last read): the socket is
+            # shut, so the connection is closed, never handed to the next call.
+            connections.put(connection, cursor, token is not None and WATCHDOG.release(token))
             return outcome
         finally:
             if writer is not None:
