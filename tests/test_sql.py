@@ -41,6 +41,7 @@ from selinon_like.testing import StorageContract, UnreachableServiceContract
 from storages.mysql import MySQL
 from storages.postgresql import PostgreSQL
 from storages.sql import SQLite, SqlStorage
+from storages.sql.dialects import PgArrayUpsert
 from storages.sql.statements import Sql, TableSql, tables
 
 REPO = Path(__file__).resolve().parent.parent
@@ -584,6 +585,29 @@ def test_every_byte_value_survives_the_literals(mysql_url: str, sql_mode: str | 
         found = storage.retrieve_many([(odd, "t", str(n)) for n in range(2, 300)])
         assert found == {(odd, "t", str(n)): EVERY_BYTE[n:] for n in range(2, 300)}
         assert sorted(storage.iter_keys(odd))[0] == (odd, "t", "1")
+
+
+@pytest.mark.postgresql
+def test_postgresql_store_many_sends_arrays_and_keeps_the_last_of_a_key(pg_url: str) -> None:
+    """psycopg's store_many is one INSERT … SELECT FROM unnest(arrays) per batch: keys that
+    mean something in an array's text form, every byte value, a key given three times in one
+    batch (the last wins: ON CONFLICT may touch a row once per statement), rows updated."""
+    storage = PostgreSQL(connection_string=pg_url, table_name=_table())
+    storage.serializer = PickleSerializer()  # the bytes as they are, NULs included
+    for _ in _connected(storage, pg_url):
+        assert all(isinstance(sql.upsert, PgArrayUpsert) for sql in storage._sql.values())
+        odd = 'it\'s {a,"b"} \\ NULL ž 🐍 %s %%'
+        storage.store(odd, "t", "0", "before")
+        items = [(odd, "t", str(n % 300), EVERY_BYTE[n % 300 :]) for n in range(400)]
+        items[5] = (odd, "t", "0", "first")  # "0" three times: at 0, 5 and 300
+        items[300] = (odd, "t", "0", "last")
+        ids = storage.store_many(items)
+        assert ids[0] == ids[5] == ids[300] == key_digest(odd, "t", "0")
+        expected = {(odd, "t", str(n)): EVERY_BYTE[n:] for n in range(1, 300)}
+        expected[(odd, "t", "5")] = EVERY_BYTE[5:]  # given again at 305
+        found = storage.retrieve_many([(odd, "t", str(n)) for n in range(300)])
+        assert found == {**expected, (odd, "t", "0"): "last"}
+        assert len(list(storage.iter_keys(odd))) == 300
 
 
 @pytest.mark.parametrize("dialect_name", ["sqlite", "postgresql", "mysql"])

@@ -23,6 +23,7 @@ from selinon_like.storage import StorageBase
 from storages.sql.dialects import (
     MySqlSession,
     MySqlUpsert,
+    PgArrayUpsert,
     Quirks,
     engine_options,
     is_permanent,
@@ -36,6 +37,7 @@ from storages.sql.statements import (
     BATCH_ROWS,
     PAGE,
     PURGE_ROWS,
+    Sql,
     TableSql,
     add_expiry_column,
     batches,
@@ -179,7 +181,8 @@ class SqlStorage(SqlSettings, RecordStorage):
     update-then-insert in one transaction elsewhere) and returns the row's ``key_digest`` (64 hex
     digits), the same for every store of the same key.
     ``store_many`` is one transaction of batched upserts (500 rows each, fewer for big
-    results: pipelined by psycopg, multi-row statements with PyMySQL), ``retrieve_many`` one
+    results: with psycopg one statement on arrays per batch, ``INSERT … SELECT * FROM
+    unnest(…)``, with PyMySQL multi-row statements), ``retrieve_many`` one
     ``SELECT … WHERE key_digest IN (…)`` per 500 keys and ``delete_many`` one transaction of
     ``DELETE … WHERE key_digest IN (…)`` per 500 keys.
 
@@ -275,12 +278,20 @@ class SqlStorage(SqlSettings, RecordStorage):
             engine.dispose()
             raise
         self._sql = self._compile(engine.dialect, quirks.upsert)
-        if self._mysql is not None and url.get_driver_name() == "pymysql":
-            # Results as _binary'…' literals, not PyMySQL's X'…' of twice their size.
-            for kind, sql in self._sql.items():
-                if sql.upsert is not None:
-                    upsert = MySqlUpsert.of(sql.upsert, self._mysql, sql.column)
-                    self._sql[kind] = dataclasses.replace(sql, upsert=upsert)
+        driver = url.get_driver_name()
+        for kind, sql in self._sql.items():
+            upsert: Sql
+            if sql.upsert is None:
+                continue
+            if self._mysql is not None and driver == "pymysql":
+                # Results as _binary'…' literals, not PyMySQL's X'…' of twice their size.
+                upsert = MySqlUpsert.of(sql.upsert, self._mysql, sql.column)
+            elif quirks.backend == "postgresql" and driver == "psycopg":
+                # store_many: one statement on arrays per batch, not one per row.
+                upsert = PgArrayUpsert.of(sql.upsert, sql.table, engine.dialect)
+            else:
+                continue
+            self._sql[kind] = dataclasses.replace(sql, upsert=upsert)
         self._executor = Executor(
             sa_engine=engine,
             quirks=quirks,

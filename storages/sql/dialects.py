@@ -6,7 +6,8 @@ the call path must know once connected (:class:`Quirks`: the upsert a dialect ha
 calls send their own BEGIN, which need a watchdog, SQLite's write queue); SQLite's WAL file
 (:func:`prepare_sqlite`); MySQL's session settings and packet limit (:class:`MySqlSession`)
 and the upsert PyMySQL sends with its result as an escaped binary literal, not hex
-(:class:`MySqlUpsert`); and which driver errors retrying cannot fix (:func:`is_permanent`).
+(:class:`MySqlUpsert`); psycopg's upsert of many rows as one statement on arrays
+(:class:`PgArrayUpsert`); and which driver errors retrying cannot fix (:func:`is_permanent`).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from selinon_like.errors import StorageError
 from storages.sql.statements import BATCH_BYTES, STATEMENT_BYTES, Sql, row_size
 
 if TYPE_CHECKING:
+    from sqlalchemy import Table
     from sqlalchemy.engine import URL, Dialect, Engine
 
 __all__ = [
     "MySqlSession",
     "MySqlUpsert",
+    "PgArrayUpsert",
     "Quirks",
     "engine_options",
     "is_memory",
@@ -360,6 +363,49 @@ class MySqlUpsert(Sql):
         limit = self._session.max_packet
         if limit is not None and needed + 1 > limit:
             raise self._session.refuse(len(values[self.column]), needed + 1, "escaped")
+
+
+@dataclasses.dataclass(frozen=True)
+class PgArrayUpsert(Sql):
+    """PostgreSQL through psycopg: the ``INSERT … ON CONFLICT`` upsert, and for many rows the
+    same statement on arrays, ``INSERT … SELECT * FROM unnest(%(a)b::T[], …) ON CONFLICT …``:
+    one statement per batch, each column one array sent in binary (results as they are, no
+    escaping). psycopg's ``executemany`` sends the row statement once per row instead
+    (pipelined), its parameters converted in Python row by row.
+
+    Measured 2026-12-02 on this 2-core VM, 1,000 small results a call, arrays against
+    ``executemany`` on the same instance in alternating rounds: ``write_many`` costs the
+    client 36.8k instructions a row against 73.4k (callgrind), and a ``store_many`` through
+    the pool 72.7k against 109.8k (raw psycopg's ``executemany`` of a two-column upsert:
+    73.9k); ``store_many`` takes 17-22 µs a row against 24-29, which makes it 13.7-15.7 times
+    as fast as 1,000 ``store`` calls against 9.6-11.1 (CPUs kept awake; 21-26 against 16-20
+    with their idle states on).
+
+    The rows of one statement must have distinct keys (ON CONFLICT changes a row once per
+    statement): the adapter's ``write_many`` keeps the last of each key."""
+
+    many: str = ""  # the statement on one array per column
+    order: tuple[str, ...] = ()  # its parameters, the columns of the VALUES row
+
+    @classmethod
+    def of(cls, sql: Sql, table: Table, dialect: Dialect) -> PgArrayUpsert:
+        text = sql.text.encode("utf-8")
+        found = _VALUES.search(text)
+        if found is None or sql.names is not None or sql.bound:
+            raise ValueError(f"not a one-row INSERT with named parameters: {sql.text!r}")
+        order = tuple(name.decode() for name in _PARAM.findall(found.group(1)))
+        arrays = ", ".join(
+            f"%({name})b::{table.c[name].type.compile(dialect=dialect)}[]" for name in order
+        )
+        many = b"%sSELECT * FROM unnest(%s)%s" % (
+            text[: found.start()],
+            arrays.encode("utf-8"),
+            text[found.end() :],
+        )
+        return cls(sql.text, None, {}, False, many=many.decode("utf-8"), order=order)
+
+    def execute_many(self, cursor: Any, rows: list[dict[str, Any]]) -> None:
+        cursor.execute(self.many, {name: [row[name] for row in rows] for name in self.order})
 
 
 def is_permanent(orig: BaseException | None) -> bool:

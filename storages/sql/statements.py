@@ -202,7 +202,8 @@ class Sql:
 
     def execute_many(self, cursor: Any, rows: list[dict[str, Any]]) -> None:
         """Run the statement once per row (psycopg pipelines them; PyMySQL makes multi-row
-        INSERTs of about 1 MB)."""
+        INSERTs of about 1 MB). The upserts of psycopg and PyMySQL do better: see
+        :class:`~storages.sql.dialects.PgArrayUpsert` and ``MySqlUpsert``."""
         cursor.executemany(self.text, [self.args(row) for row in rows])
 
     def in_list(self, values: list[Any]) -> Any:
