@@ -240,6 +240,18 @@ class MySqlSession:
 
 _VALUES = re.compile(rb"\bVALUES\s*(\((?:[^()]|%\(\w+\)s)*\))", re.IGNORECASE)  # (%(a)s, …)
 _PARAM = re.compile(rb"%\((\w+)\)s")
+
+
+def _values_row(sql: Sql) -> tuple[bytes, re.Match[bytes]]:
+    """``sql``'s text as bytes and the match of its VALUES row; a ValueError unless ``sql`` is
+    a one-row INSERT with named parameters and nothing bound."""
+    text = sql.text.encode("utf-8")
+    found = _VALUES.search(text)
+    if found is None or sql.names is not None or sql.bound:
+        raise ValueError(f"not a one-row INSERT with named parameters: {sql.text!r}")
+    return text, found
+
+
 _NO_BACKSLASH_ESCAPES = 512  # PyMySQL's SERVER_STATUS_NO_BACKSLASH_ESCAPES bit
 
 
@@ -272,10 +284,7 @@ class MySqlUpsert(Sql):
 
     @classmethod
     def of(cls, sql: Sql, session: MySqlSession, column: str) -> MySqlUpsert:
-        text = sql.text.encode("utf-8")
-        found = _VALUES.search(text)
-        if found is None or sql.names is not None or sql.bound:
-            raise ValueError(f"not a one-row INSERT with named parameters: {sql.text!r}")
+        text, found = _values_row(sql)
         row = found.group(1)
         split = _PARAM.split(row)  # text, name, text, name, …, text
         return cls(
@@ -389,10 +398,7 @@ class PgArrayUpsert(Sql):
 
     @classmethod
     def of(cls, sql: Sql, table: Table, dialect: Dialect) -> PgArrayUpsert:
-        text = sql.text.encode("utf-8")
-        found = _VALUES.search(text)
-        if found is None or sql.names is not None or sql.bound:
-            raise ValueError(f"not a one-row INSERT with named parameters: {sql.text!r}")
+        text, found = _values_row(sql)
         order = tuple(name.decode() for name in _PARAM.findall(found.group(1)))
         arrays = ", ".join(
             f"%({name})b::{table.c[name].type.compile(dialect=dialect)}[]" for name in order
