@@ -12,20 +12,26 @@ written as:
   ``selinon-like:manifest``, the record's expiry): the token naming its chunks, their number,
   the total size and the SHA-256 of the whole.
 
-Each store draws a new token, so the chunks of two versions never share a key. The manifest is
-one ordinary write that replaces what was there, so a reader sees the old manifest (whose
-chunks are only removed after the switch; a read that finds one gone starts again from the
-manifest) or the new one, never a mix. Until the manifest is written nothing visible has
-changed: a failed or interrupted store leaves the previous record readable.
+Each store draws a new token, ``<digest of task_id>.<start in ms, hex>.<random>``, so the
+chunks of two versions never share a key, and a chunk's key alone says whose it is and how old.
+The manifest is one ordinary write that replaces what was there, so a reader sees the old
+manifest (whose chunks are only removed after the switch; a read that finds one gone starts
+again from the manifest) or the new one, never a mix. Until the manifest is written nothing
+visible has changed: a failed or interrupted store leaves the previous record readable.
 
 **Orphans.** Before its first chunk, a store lists its token in the key's **chunk index**
 ``(flow, task, "\\x1fselinon-like:index:<digest of task_id>")`` with the time and how many
 chunks it may write. A token of the index that is not the current manifest's and is older
-than ``orphan_age`` seconds (a writer that crashed, or chunks left by a later small result or
-a delete) is reclaimed — its chunks removed — by the next chunked store of the same key and by
-``purge_expired``. A writer slower than ``orphan_age`` could lose its chunks to a concurrent
-store of the same key; its manifest would then fail the size or digest check on read, never
-return a mix.
+than ``orphan_age`` seconds (a writer that crashed, a store of the same key that lost the
+race to write the manifest last, chunks left by a later small result or a delete) is
+reclaimed — its chunks removed — by the next chunked store of the same key and by
+``purge_expired``. The index is read, changed and written again by each store with no lock
+(a primitive has none to offer), re-read just before each write, so two stores of one key at
+once can still drop each other's entry; ``purge_expired`` therefore also goes by the chunk
+keys it lists: chunks older than ``orphan_age`` whose token is not the current manifest's of
+the key its digest names are reclaimed, listed in an index or not. A writer slower than
+``orphan_age`` could lose its chunks to a concurrent store of the same key; its manifest
+would then fail the size or digest check on read, never return a mix.
 
 Internal keys start with ``\\x1fselinon-like:`` in the task id and are never listed by
 ``iter_keys``.
@@ -115,6 +121,7 @@ copies."""
 _READ_BATCH = 2  # chunks read per read_many: two chunks in memory at once, at most
 _GROW = 16  # a stream's index entry allows this many more chunks at a time
 _RETRIES = 3  # reads that start again from the manifest after its chunks were replaced
+_TOKEN_DIGEST = 32  # hex digits of the task id's digest in a token (128 bits)
 
 
 class _Format:
@@ -168,9 +175,31 @@ def _chunk_key(key: Key, token: str, index: int) -> Key:
     return (key[0], key[1], f"{INTERNAL_PREFIX}chunk:{token}:{index}")
 
 
+def _digest(task_id: str) -> str:
+    return hashlib.sha256(task_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _index_key(key: Key) -> Key:
-    digest = hashlib.sha256(key[2].encode("utf-8", "surrogatepass")).hexdigest()[:40]
-    return (key[0], key[1], f"{INTERNAL_PREFIX}index:{digest}")
+    return (key[0], key[1], f"{INTERNAL_PREFIX}index:{_digest(key[2])[:40]}")
+
+
+def _new_token(key: Key, now: float) -> str:
+    """A store's token: whose (the task id's digest) and since when, readable from any of its
+    chunks' keys (:func:`_origin`), and a random part that makes it unique."""
+    return f"{_digest(key[2])[:_TOKEN_DIGEST]}.{int(now * 1000):x}.{uuid.uuid4().hex[:16]}"
+
+
+def _origin(token: str) -> tuple[str, float] | None:
+    """The task id's digest and the start (seconds since the epoch) a token of
+    :func:`_new_token` carries; None for another token (a uuid of an earlier layout)."""
+    digest, dot, rest = token.partition(".")
+    started, dot2, _random = rest.partition(".")
+    if not (dot and dot2) or len(digest) != _TOKEN_DIGEST:
+        return None
+    try:
+        return digest, int(started, 16) / 1000
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -223,38 +252,50 @@ def _write_index(
     yield storage._write_step(kind, _index_key(key), data, None)
 
 
+def _update_index(
+    storage: RecordStorage,
+    kind: Kind,
+    key: Key,
+    put: dict[str, list[float]],
+    drop: Iterable[str] = (),
+) -> Steps[None]:
+    """Set the entries ``put`` and remove the tokens ``drop`` in the key's index as it is now
+    (read again right before the write: what other stores of the key changed meanwhile
+    stays, but for their changes made between this read and write)."""
+    tokens = yield from _read_index(storage, kind, key)
+    for token in drop:
+        tokens.pop(token, None)
+    tokens.update(put)
+    yield from _write_index(storage, kind, key, tokens)
+
+
 def _remove_quietly(storage: RecordStorage, kind: Kind, keys: list[Key]) -> Steps[int]:
     if not keys or not storage._removes():
         return 0
     return (yield from storage._remove_many_steps(kind, keys))
 
 
-def _current_token(storage: RecordStorage, kind: Kind, key: Key) -> Steps[str | None]:
+def _current(storage: RecordStorage, kind: Kind, key: Key) -> Steps[_Manifest | None]:
+    """The manifest stored under ``key``, if any (an expired one counts as none: its chunks
+    are orphans like any other)."""
     data = yield storage.read, (kind, key)
     if data is None or not is_manifest(data):
         return None
     try:
-        return _open_manifest(storage._op_codec, data).token
+        return _open_manifest(storage._op_codec, data)
     except StorageError:
-        return None  # an expired manifest: its chunks are orphans like any other
+        return None
 
 
-def _reclaim(
-    storage: RecordStorage,
-    kind: Kind,
-    key: Key,
-    tokens: dict[str, list[float]],
-    current: str | None,
-    now: float,
-) -> Steps[dict[str, list[float]]]:
-    """Remove the chunks of the stale tokens; the tokens left."""
-    kept: dict[str, list[float]] = {}
-    for token, (started_ms, count) in tokens.items():
-        if token == current or now * 1000 - started_ms < storage.orphan_age * 1000:
-            kept[token] = [started_ms, count]
-            continue
-        yield from _remove_chunks(storage, kind, key, token, int(count))
-    return kept
+def _stale(
+    storage: RecordStorage, tokens: dict[str, list[float]], current: str | None, now: float
+) -> dict[str, list[float]]:
+    """The entries of ``tokens`` that are not ``current`` and older than ``orphan_age``."""
+    return {
+        token: entry
+        for token, entry in tokens.items()
+        if token != current and now * 1000 - entry[0] >= storage.orphan_age * 1000
+    }
 
 
 def _remove_chunks(
@@ -266,13 +307,25 @@ def _remove_chunks(
 
 
 def reclaim_orphans(storage: RecordStorage, kind: Kind, now: float) -> Steps[int]:
-    """Reclaim the stale chunks of every chunk index of ``kind`` (``purge_expired``); how
-    many indexes were visited."""
+    """Reclaim the stale chunks of ``kind`` (``purge_expired``): those the chunk indexes list,
+    and those older than ``orphan_age`` whose token is not the current manifest's of the key
+    it names, listed in an index or not; how many keys had chunks reclaimed or checked."""
     listed = Pull((yield storage.scan, (kind, None)))
     index_keys: list[Key] = []  # all of them first: reclaiming changes what a scan lists
+    # (flow, task, digest of the task id) -> token -> chunks (the highest index listed, + 1)
+    loose: dict[Key, dict[str, int]] = {}
+    chunk_prefix = f"{INTERNAL_PREFIX}chunk:"
     while (listed_key := (yield listed)) is not END:
-        if listed_key[2].startswith(f"{INTERNAL_PREFIX}index:"):
+        name = listed_key[2]
+        if name.startswith(f"{INTERNAL_PREFIX}index:"):
             index_keys.append(listed_key)
+        elif name.startswith(chunk_prefix):
+            token, _colon, number = name[len(chunk_prefix) :].rpartition(":")
+            origin = _origin(token)
+            if origin is None or now - origin[1] < storage.orphan_age or not number.isdigit():
+                continue  # a live writer's, maybe; or an earlier layout's (indexes only)
+            tokens = loose.setdefault((listed_key[0], listed_key[1], origin[0]), {})
+            tokens[token] = max(tokens.get(token, 0), int(number) + 1)
     visited = 0
     for index_key in index_keys:
         data = yield storage.read, (kind, index_key)
@@ -286,13 +339,41 @@ def reclaim_orphans(storage: RecordStorage, kind: Kind, now: float) -> Steps[int
             continue
         if _index_key(key) != index_key:
             continue  # not an index this module wrote for that key
-        tokens = yield from _read_index(storage, kind, key)
-        current = yield from _current_token(storage, kind, key)
-        kept = yield from _reclaim(storage, kind, key, tokens, current, now)
-        if kept != tokens:
-            yield from _write_index(storage, kind, key, kept)
+        yield from _reclaim_key(storage, kind, key, loose, now)
         visited += 1
+    if loose:  # chunks of keys with no index (lost to a concurrent store, or removed)
+        listed = Pull((yield storage.scan, (kind, None)))
+        pairs = {(flow, task) for flow, task, _part in loose}
+        while (listed_key := (yield listed)) is not END:
+            if (listed_key[0], listed_key[1]) in pairs and not is_internal(listed_key):
+                group = (*listed_key[:2], _digest(listed_key[2])[:_TOKEN_DIGEST])
+                if group in loose:
+                    yield from _reclaim_key(storage, kind, listed_key, loose, now)
+                    visited += 1
+        for (flow, task, _digest_part), tokens in loose.items():  # no key at all any more
+            for token, count in tokens.items():
+                yield from _remove_chunks(storage, kind, (flow, task, ""), token, count)
+            visited += 1
     return visited
+
+
+def _reclaim_key(
+    storage: RecordStorage, kind: Kind, key: Key, loose: dict[Key, dict[str, int]], now: float
+) -> Steps[None]:
+    """Reclaim the stale chunks of ``key``: its index's, and its tokens in ``loose`` (taken
+    out of it)."""
+    tokens = yield from _read_index(storage, kind, key)
+    current = yield from _current(storage, kind, key)
+    keep = current.token if current is not None else None
+    stale = _stale(storage, tokens, keep, now)
+    for token, (_started, count) in stale.items():
+        yield from _remove_chunks(storage, kind, key, token, int(count))
+    found = loose.pop((key[0], key[1], _digest(key[2])[:_TOKEN_DIGEST]), {})
+    for token, count in found.items():
+        if token != keep and token not in stale and token not in tokens:
+            yield from _remove_chunks(storage, kind, key, token, count)
+    if stale:
+        yield from _update_index(storage, kind, key, {}, stale)
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -355,13 +436,14 @@ def store_chunked(
     chunk_codec = _codec(codec, CHUNK)
     cutter = _Cutter(storage.chunk_bytes(stream))
     now = codec.clock()
-    current = yield from _current_token(storage, kind, key)
-    tokens = yield from _read_index(storage, kind, key)
-    tokens = yield from _reclaim(storage, kind, key, tokens, current, now)
-    token = uuid.uuid4().hex
+    previous = yield from _current(storage, kind, key)
+    current = previous.token if previous is not None else None
+    stale = _stale(storage, (yield from _read_index(storage, kind, key)), current, now)
+    for stale_token, (_started, count) in stale.items():
+        yield from _remove_chunks(storage, kind, key, stale_token, int(count))
+    token = _new_token(key, now)
     allowed = expected if expected is not None else _GROW
-    tokens[token] = [now * 1000, float(allowed)]
-    yield from _write_index(storage, kind, key, tokens)
+    yield from _update_index(storage, kind, key, {token: [now * 1000, float(allowed)]}, stale)
     source = Pull(chunks)
     written = 0
     try:
@@ -371,8 +453,9 @@ def store_chunked(
             for piece in pieces:
                 if written >= allowed:
                     allowed = written + _GROW
-                    tokens[token] = [now * 1000, float(allowed)]
-                    yield from _write_index(storage, kind, key, tokens)
+                    yield from _update_index(
+                        storage, kind, key, {token: [now * 1000, float(allowed)]}
+                    )
                 sealed = chunk_codec.seal(piece, expires_at)
                 yield storage._write_step(kind, _chunk_key(key, token, written), sealed, expires_at)
                 written += 1
@@ -397,17 +480,18 @@ def store_chunked(
         # Nothing visible changed; leave no chunk behind if the service still answers.
         try:
             yield from _remove_chunks(storage, kind, key, token, written)
-            tokens.pop(token, None)
-            yield from _write_index(storage, kind, key, tokens)
+            yield from _update_index(storage, kind, key, {}, [token])
         except Exception:  # the index keeps the token: a later store or purge reclaims it
             pass
         raise
     # The switch is done: the previous version's chunks go now, readers of it start again.
-    if current is not None and current != token:
-        old = tokens.pop(current, None)
-        yield from _remove_chunks(storage, kind, key, current, int(old[1]) if old else 0)
-    tokens[token] = [now * 1000, float(written)]
-    yield from _write_index(storage, kind, key, tokens)
+    # (A store of the key that wrote its manifest after this one's leaves this one's chunks
+    # to the index and purge_expired, as a crashed writer's.)
+    drop = []
+    if previous is not None:
+        yield from _remove_chunks(storage, kind, key, previous.token, previous.chunks)
+        drop.append(previous.token)
+    yield from _update_index(storage, kind, key, {token: [now * 1000, float(written)]}, drop)
     return str(record_id), digest
 
 
