@@ -939,3 +939,31 @@ def test_tables_of_the_earlier_layout_still_work(tmp_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(path)) as conn:
         counts = conn.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM selinon_results")
         assert counts.fetchone() == (1202, 1202)  # one row per key, each with its own id
+
+
+@pytest.mark.postgresql
+def test_postgresql_streams_in_chunk_rows_of_at_most_1_mib() -> None:
+    """psycopg holds a bytea read as hex text beside its bytes: smaller rows keep a stream's
+    memory under the budget (storages.postgresql.STREAM_CHUNK_BYTES)."""
+    from storages.aio.postgresql import AsyncPostgreSQL
+
+    require_service("PostgreSQL", _probe(POSTGRESQL_URL))
+    table = f"sl_stream_{uuid.uuid4().hex[:10]}"
+    assert AsyncPostgreSQL(connection_string=POSTGRESQL_URL).chunk_bytes(True) == 1024 * 1024
+    storage = PostgreSQL(connection_string=POSTGRESQL_URL, table_name=table)
+    assert storage.chunk_bytes(False) == SQLite(path=":memory:").chunk_bytes(False)
+    storage.connect()
+    try:
+        blob = os.urandom(3 * 1024 * 1024 + 5)
+        storage.store_stream("f", "t", "blob", [blob[:100], blob[100:]])
+        chunks = list(storage.retrieve_stream("f", "t", "blob"))
+        assert b"".join(chunks) == blob
+        assert max(map(len, chunks)) <= 1024 * 1024 and len(chunks) == 4
+        storage.delete("f", "t", "blob")
+    finally:
+        storage.disconnect()
+        engine = sa.create_engine(POSTGRESQL_URL)
+        with engine.begin() as conn:
+            for name in (table, table + "_errors"):
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+        engine.dispose()

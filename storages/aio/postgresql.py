@@ -45,7 +45,7 @@ from selinon_like.importing import missing_driver
 from selinon_like.keys import Key, Kind, key_digest
 from selinon_like.masking import mask_url
 from selinon_like.watchdog import WATCHDOG
-from storages.postgresql import PostgreSQL
+from storages.postgresql import STREAM_CHUNK_BYTES, PostgreSQL
 from storages.sql import statements
 from storages.sql.adapter import SqlSettings
 from storages.sql.dialects import Quirks, engine_options, is_permanent
@@ -124,6 +124,12 @@ class AsyncPostgreSQL(SqlSettings, AsyncRecordStorage):
 
     schemes = PostgreSQL.schemes
     _connections: Connections  # a closed one until connect() (see the end of the module)
+
+    def chunk_bytes(self, stream: bool) -> int:
+        """A stream's chunk rows hold :data:`storages.postgresql.STREAM_CHUNK_BYTES` at most,
+        as the blocking adapter's."""
+        size = super().chunk_bytes(stream)
+        return min(size, STREAM_CHUNK_BYTES) if stream else size
 
     # -- connection -----------------------------------------------------------------------
 
