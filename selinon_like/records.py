@@ -94,6 +94,8 @@ __all__ = [
     "Kind",
     "RecordLogic",
     "RecordStorage",
+    "RunsSteps",
+    "StepsLogic",
     "placeholder",
 ]
 
@@ -525,6 +527,76 @@ def store_steps(call: Call) -> Steps[str]:
     storage: Any = call.storage
     result = call.args[3] if len(call.args) > 3 else call.kwargs["result"]
     return storage._store_steps(call.key, result)  # type: ignore[no-any-return]
+
+
+class StepsLogic:
+    """The primitives of a service written once, for its blocking adapter and its async one,
+    as generators of I/O steps (:mod:`selinon_like.steps`): ``_read_io`` for ``read``,
+    ``_write_io`` for ``write`` and so on. A logic class defines them;
+    :class:`RunsSteps` and :class:`~selinon_like.aio.records.AwaitsSteps` turn them into the
+    primitives of :class:`RecordStorage` and of its async twin."""
+
+    def _read_io(self, kind: Kind, key: Key) -> Steps[bytes | None]:
+        raise NotImplementedError
+
+    def _write_io(self, kind: Kind, key: Key, data: bytes, expires_at: float | None) -> Steps[str]:
+        raise NotImplementedError
+
+    def _remove_io(self, kind: Kind, key: Key) -> Steps[bool]:
+        raise NotImplementedError
+
+    def _read_many_io(self, kind: Kind, keys: Sequence[Key]) -> Steps[list[bytes | None]]:
+        raise NotImplementedError
+
+    def _write_many_io(
+        self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None
+    ) -> Steps[list[str]]:
+        raise NotImplementedError
+
+    def _remove_many_io(self, kind: Kind, keys: Sequence[Key]) -> Steps[int]:
+        raise NotImplementedError
+
+    def _purge_io(self, kind: Kind, now: float, dry_run: bool) -> Steps[None]:
+        """Emits how many records each batch removed (see :meth:`RecordStorage.purge`)."""
+        raise NotImplementedError
+
+    def _scan_io(self, kind: Kind, flow_name: str | None) -> Steps[None]:
+        """Emits the keys (see :meth:`RecordStorage.scan`)."""
+        raise NotImplementedError
+
+
+class RunsSteps(StepsLogic):
+    """:class:`RecordStorage`'s primitives run from a :class:`StepsLogic`'s steps: a base
+    class before ``RecordStorage``, after the logic class. A primitive the adapter writes
+    itself (a faster path) overrides the one here."""
+
+    def read(self, kind: Kind, key: Key) -> bytes | None:
+        return run(self._read_io(kind, key))
+
+    def write(self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None) -> str:
+        return run(self._write_io(kind, key, data, expires_at))
+
+    def remove(self, kind: Kind, key: Key) -> bool:
+        return run(self._remove_io(kind, key))
+
+    def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
+        return run(self._read_many_io(kind, keys))
+
+    def write_many(
+        self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
+    ) -> list[str]:
+        return run(self._write_many_io(kind, items, expires_at))
+
+    def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
+        return run(self._remove_many_io(kind, keys))
+
+    def purge(self, kind: Kind, now: float, dry_run: bool) -> Iterator[int]:
+        counts: Iterator[int] = iterate(self._purge_io(kind, now, dry_run))
+        return counts
+
+    def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]:
+        keys: Iterator[Key] = iterate(self._scan_io(kind, flow_name))
+        return keys
 
 
 class RecordStorage(RecordLogic, DataStorage):

@@ -28,8 +28,8 @@ from selinon_like.errors import ConfigError
 from selinon_like.importing import missing_driver
 from selinon_like.keys import Key, pack_key, unpack_key
 from selinon_like.masking import mask_url, scrub
-from selinon_like.records import ERRORS, RESULTS, Kind, RecordStorage
-from selinon_like.steps import END, Emit, Pull, Steps, iterate, run
+from selinon_like.records import ERRORS, RESULTS, Kind, RecordStorage, RunsSteps
+from selinon_like.steps import END, Emit, Pull, Steps, run
 from selinon_like.storage import StorageBase
 
 __all__ = ["Redis", "RedisBase"]
@@ -588,7 +588,7 @@ class RedisBase(StorageBase):
 
     # -- the bulk calls, the purge and the listing, as steps --------------------------------
 
-    def _mget_steps(self, kind: Kind, keys: Sequence[Key]) -> Steps[list[bytes | None]]:
+    def _read_many_io(self, kind: Kind, keys: Sequence[Key]) -> Steps[list[bytes | None]]:
         """``read_many``: one ``MGET`` (a slot's on a cluster)."""
         prefix = self._prefixes[kind]
         names = [prefix + pack_key(*key) for key in keys]
@@ -605,7 +605,7 @@ class RedisBase(StorageBase):
                 values[index] = data
         return values
 
-    def _mset_steps(
+    def _write_many_io(
         self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None
     ) -> Steps[list[str]]:
         """``write_many``: ``MSET`` per 1,000 results, or a ``SET`` each with an expiry."""
@@ -633,7 +633,7 @@ class RedisBase(StorageBase):
         yield from self._pipelined_steps(commands)
         return names
 
-    def _del_steps(self, kind: Kind, keys: Sequence[Key]) -> Steps[int]:
+    def _remove_many_io(self, kind: Kind, keys: Sequence[Key]) -> Steps[int]:
         """``remove_many``: one ``DEL`` per 1,000 keys (of a slot)."""
         prefix = self._prefixes[kind]
         names = [prefix + pack_key(*key) for key in keys]
@@ -644,7 +644,7 @@ class RedisBase(StorageBase):
         ]
         return sum((yield from self._pipelined_steps(commands)))
 
-    def _sweep_steps(self, kind: Kind, now: float, dry_run: bool) -> Steps[None]:
+    def _purge_io(self, kind: Kind, now: float, dry_run: bool) -> Steps[None]:
         """``purge``, emitting each batch's count. Records with a ``ttl`` carry a ``PX`` and
         Redis drops them itself; this removes what Redis still holds past its header's expiry
         (written with an expiry Redis did not get, or judged by a clock ahead of the
@@ -740,7 +740,7 @@ class RedisBase(StorageBase):
                 yield pipe.reset, ()  # the connection back to the pool
         return removed
 
-    def _scan_steps(self, kind: Kind, flow_name: str | None) -> Steps[None]:
+    def _scan_io(self, kind: Kind, flow_name: str | None) -> Steps[None]:
         """``scan``, emitting each key: the keys stored under the kind's prefix, by ``SCAN``
         (never ``KEYS``); on a cluster, of every primary."""
         kind_prefix = self._prefixes[kind]
@@ -839,7 +839,7 @@ class RedisBase(StorageBase):
         return replies
 
 
-class Redis(RedisBase, RecordStorage):
+class Redis(RedisBase, RunsSteps, RecordStorage):
     """Results in Redis, one string key per result: ``SET``/``GET``, one round trip each.
 
     Keys: ``<key_prefix>r:<packed key>`` for results and ``<key_prefix>e:<packed key>`` for
@@ -1051,26 +1051,6 @@ class Redis(RedisBase, RecordStorage):
 
     def remove(self, kind: Kind, key: Key) -> bool:
         return bool(self._client.execute_command("DEL", self._prefixes[kind] + pack_key(*key)))
-
-    def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
-        return run(self._mget_steps(kind, keys))
-
-    def write_many(
-        self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
-    ) -> list[str]:
-        return run(self._mset_steps(kind, items, expires_at))
-
-    def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
-        return run(self._del_steps(kind, keys))
-
-    def purge(self, kind: Kind, now: float, dry_run: bool) -> Iterator[int]:
-        """See :meth:`RedisBase._sweep_steps`."""
-        return iterate(self._sweep_steps(kind, now, dry_run))
-
-    def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]:
-        """The keys stored under the kind's prefix, by ``SCAN`` (never ``KEYS``); on a
-        cluster, of every primary."""
-        yield from iterate(self._scan_steps(kind, flow_name))
 
     # -- the driver calls of the shared steps -----------------------------------------------
 

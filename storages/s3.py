@@ -24,7 +24,7 @@ from selinon_like.errors import ConfigError, StorageError
 from selinon_like.importing import missing_driver
 from selinon_like.keys import Key, decode_part, encode_part, key_digest
 from selinon_like.masking import mask_url, scrub
-from selinon_like.records import ERRORS, RESULTS, Kind, RecordStorage
+from selinon_like.records import ERRORS, RESULTS, Kind, RecordStorage, RunsSteps
 from selinon_like.steps import END, Emit, Pull, Sleep, Steps, iterate, run
 from selinon_like.storage import StorageBase
 from selinon_like.streams import DEFAULT_CHUNK_SIZE, Digest
@@ -518,7 +518,7 @@ class S3Base(StorageBase):
 
     # -- the primitives, as steps ---------------------------------------------------------
 
-    def _s3_read_steps(self, kind: Kind, key: Key) -> Steps[bytes | None]:
+    def _read_io(self, kind: Kind, key: Key) -> Steps[bytes | None]:
         name, header = self._locate(kind, key)
         data = yield from self._s3_get_steps(name)
         if data is None and header and (former := self._former(kind, key)) is not None:
@@ -526,9 +526,7 @@ class S3Base(StorageBase):
             data = yield from self._s3_get_steps(name)
         return _unwrapped(data, header)
 
-    def _s3_write_steps(
-        self, kind: Kind, key: Key, data: bytes, expires_at: float | None
-    ) -> Steps[str]:
+    def _write_io(self, kind: Kind, key: Key, data: bytes, expires_at: float | None) -> Steps[str]:
         name, header = self._locate(kind, key)
         yield from self._s3_put_steps(name, header + data if header else data, expires_at)
         if header:
@@ -548,7 +546,7 @@ class S3Base(StorageBase):
         elif formers:
             yield from self._s3_delete_steps(list(dict.fromkeys(formers)))
 
-    def _s3_remove_steps(self, kind: Kind, key: Key) -> Steps[bool]:
+    def _remove_io(self, kind: Kind, key: Key) -> Steps[bool]:
         name, header = self._locate(kind, key)
         former = self._former(kind, key) if header else None
         found = False
@@ -559,7 +557,7 @@ class S3Base(StorageBase):
                 found = True
         return found
 
-    def _s3_read_many_steps(self, kind: Kind, keys: Sequence[Key]) -> Steps[list[bytes | None]]:
+    def _read_many_io(self, kind: Kind, keys: Sequence[Key]) -> Steps[list[bytes | None]]:
         located = [self._locate(kind, key) for key in keys]
         unique = list(dict.fromkeys(name for name, _header in located))
         got = yield self._overlapped, (self._s3_get_steps, unique)
@@ -579,7 +577,7 @@ class S3Base(StorageBase):
                     found[name], headers[name] = data, header
         return [_unwrapped(found[name], headers.get(name, header)) for name, header in located]
 
-    def _s3_write_many_steps(
+    def _write_many_io(
         self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None
     ) -> Steps[list[str]]:
         # Every name is made before the first request.
@@ -602,7 +600,7 @@ class S3Base(StorageBase):
             yield from self._s3_drop_former_steps(kind, moved)
         return [name for name, _data in objects]
 
-    def _s3_remove_many_steps(self, kind: Kind, keys: Sequence[Key]) -> Steps[int]:
+    def _remove_many_io(self, kind: Kind, keys: Sequence[Key]) -> Steps[int]:
         # Each key's name, and its former name if it has one.
         names: dict[str, str | None] = {}
         for key in keys:
@@ -628,7 +626,7 @@ class S3Base(StorageBase):
         paginator = self.client.get_paginator("list_objects_v2")
         return paginator.paginate(Bucket=self.bucket, Prefix=prefix)
 
-    def _s3_purge_steps(self, kind: Kind, now: float, dry_run: bool) -> Steps[None]:
+    def _purge_io(self, kind: Kind, now: float, dry_run: bool) -> Steps[None]:
         """By the objects' expiry metadata, a page of 1,000 at a time: overlapped HEADs, then
         one ``DeleteObjects`` of the expired ones, each on the condition of its ETag; emits
         each page's count."""
@@ -683,7 +681,7 @@ class S3Base(StorageBase):
             expires = None
         return expires, head["ETag"]
 
-    def _s3_scan_steps(self, kind: Kind, flow_name: str | None) -> Steps[None]:
+    def _scan_io(self, kind: Kind, flow_name: str | None) -> Steps[None]:
         """Emits the keys of the objects under ``<prefix><kind>/`` (of one flow if given)."""
         base = f"{self.prefix}{kind}/"
         if flow_name is None:
@@ -892,7 +890,7 @@ class S3Base(StorageBase):
             body.close()
 
 
-class S3Storage(S3Base, RecordStorage):
+class S3Storage(S3Base, RunsSteps, RecordStorage):
     """Results as objects in an S3 bucket (AWS, or any S3-compatible service via
     ``endpoint_url``: MinIO, Ceph, moto...).
 
@@ -1059,38 +1057,6 @@ class S3Storage(S3Base, RecordStorage):
                 for future in futures:
                     future.cancel()
                 raise
-
-    # -- the primitives (S3Base's steps, blocking) ----------------------------------------
-
-    def read(self, kind: Kind, key: Key) -> bytes | None:
-        return run(self._s3_read_steps(kind, key))
-
-    def write(self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None) -> str:
-        return run(self._s3_write_steps(kind, key, data, expires_at))
-
-    def remove(self, kind: Kind, key: Key) -> bool:
-        return run(self._s3_remove_steps(kind, key))
-
-    def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
-        return run(self._s3_read_many_steps(kind, keys))
-
-    def write_many(
-        self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
-    ) -> list[str]:
-        return run(self._s3_write_many_steps(kind, items, expires_at))
-
-    def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
-        return run(self._s3_remove_many_steps(kind, keys))
-
-    def purge(self, kind: Kind, now: float, dry_run: bool) -> Iterator[int]:
-        """See :meth:`S3Base._s3_purge_steps`."""
-        counts: Iterator[int] = iterate(self._s3_purge_steps(kind, now, dry_run))
-        return counts
-
-    def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]:
-        """The keys of the objects under ``<prefix><kind>/`` (of one flow if given)."""
-        keys: Iterator[Key] = iterate(self._s3_scan_steps(kind, flow_name))
-        return keys
 
     # -- streams --------------------------------------------------------------------------
 

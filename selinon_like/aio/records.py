@@ -24,6 +24,7 @@ from selinon_like.records import (
     ERRORS,
     RESULTS,
     RecordLogic,
+    StepsLogic,
     placeholder,
     retrieve_steps,
     store_steps,
@@ -31,7 +32,7 @@ from selinon_like.records import (
 from selinon_like.steps import aiterate, arun
 from selinon_like.streams import Digest
 
-__all__ = ["AsyncRecordStorage"]
+__all__ = ["AsyncRecordStorage", "AwaitsSteps"]
 
 
 class AsyncRecordStorage(RecordLogic, AsyncDataStorage):
@@ -163,4 +164,41 @@ async def _of_flow(keys: AsyncIterator[Key], flow_name: str | None) -> AsyncIter
     # Chunks and chunk indexes (selinon_like.chunks) are never shown.
     async for key in keys:
         if (flow_name is None or key[0] == flow_name) and not chunking.is_internal(key):
+            yield key
+
+
+class AwaitsSteps(StepsLogic):
+    """:class:`AsyncRecordStorage`'s primitives, the steps of a
+    :class:`~selinon_like.records.StepsLogic` awaited: a base class before
+    ``AsyncRecordStorage``, after the logic class. A primitive the adapter writes itself
+    overrides the one here."""
+
+    async def read(self, kind: Kind, key: Key) -> bytes | None:
+        return await arun(self._read_io(kind, key))
+
+    async def write(
+        self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None
+    ) -> str:
+        return await arun(self._write_io(kind, key, data, expires_at))
+
+    async def remove(self, kind: Kind, key: Key) -> bool:
+        return await arun(self._remove_io(kind, key))
+
+    async def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
+        return await arun(self._read_many_io(kind, keys))
+
+    async def write_many(
+        self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
+    ) -> list[str]:
+        return await arun(self._write_many_io(kind, items, expires_at))
+
+    async def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
+        return await arun(self._remove_many_io(kind, keys))
+
+    async def purge(self, kind: Kind, now: float, dry_run: bool) -> AsyncIterator[int]:
+        async for count in await aiterate(self._purge_io(kind, now, dry_run)):
+            yield count
+
+    async def scan(self, kind: Kind, flow_name: str | None) -> AsyncIterator[Key]:
+        async for key in await aiterate(self._scan_io(kind, flow_name)):
             yield key

@@ -39,14 +39,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
-from selinon_like.aio.records import AsyncRecordStorage
+from selinon_like.aio.records import AsyncRecordStorage, AwaitsSteps
 from selinon_like.deadline import remaining
 from selinon_like.keys import Key, Kind, pack_key
-from selinon_like.steps import aiterate, arun
+from selinon_like.steps import arun
 from storages.aio.autopipeline import SMALL, AutoPipeline
 from storages.redis import Command, RedisBase
 
@@ -66,7 +66,7 @@ _SLACK = 0.01
 _UNCAPPED = 2**31
 
 
-class AsyncRedis(RedisBase, AsyncRecordStorage):
+class AsyncRedis(RedisBase, AwaitsSteps, AsyncRecordStorage):
     """Results in Redis through ``redis.asyncio``: the async form of
     :class:`~storages.redis.Redis`, with its YAML ``configuration`` (the same keys, checks and
     ``ConfigError`` messages), its key layout and records (either adapter reads what the
@@ -190,27 +190,15 @@ class AsyncRedis(RedisBase, AsyncRecordStorage):
         return bool(await self._bounded(self._client.execute_command("DEL", name)))
 
     async def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
-        return await self._bounded(arun(self._mget_steps(kind, keys)))
+        return await self._bounded(arun(self._read_many_io(kind, keys)))
 
     async def write_many(
         self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
     ) -> list[str]:
-        return await self._bounded(arun(self._mset_steps(kind, items, expires_at)))
+        return await self._bounded(arun(self._write_many_io(kind, items, expires_at)))
 
     async def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
-        return await self._bounded(arun(self._del_steps(kind, keys)))
-
-    async def purge(self, kind: Kind, now: float, dry_run: bool) -> AsyncIterator[int]:
-        """See :meth:`~storages.redis.RedisBase._sweep_steps`; each request is bounded by
-        the driver's ``socket_timeout``."""
-        async for count in await aiterate(self._sweep_steps(kind, now, dry_run)):
-            yield count
-
-    async def scan(self, kind: Kind, flow_name: str | None) -> AsyncIterator[Key]:
-        """The keys stored under the kind's prefix, by ``SCAN`` (never ``KEYS``); on a
-        cluster, of every primary."""
-        async for key in await aiterate(self._scan_steps(kind, flow_name)):
-            yield key
+        return await self._bounded(arun(self._remove_many_io(kind, keys)))
 
     # -- the driver calls of the shared steps -----------------------------------------------
 

@@ -17,9 +17,8 @@ import io
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from selinon_like.aio.records import AsyncRecordStorage
+from selinon_like.aio.records import AsyncRecordStorage, AwaitsSteps
 from selinon_like.importing import missing_driver
-from selinon_like.keys import Key, Kind
 from selinon_like.steps import Steps, aiterate, arun
 from selinon_like.streams import Digest
 from storages.s3 import S3Base
@@ -34,7 +33,7 @@ T = TypeVar("T")
 _LARGE_BODY = 1024 * 1024
 
 
-class AsyncS3Storage(S3Base, AsyncRecordStorage):
+class AsyncS3Storage(S3Base, AwaitsSteps, AsyncRecordStorage):
     """Results as objects in an S3 bucket through aiobotocore: the async form of
     :class:`~storages.s3.S3Storage`, with its YAML ``configuration`` (the same keys, checks
     and ``ConfigError`` messages), its object layout (either adapter reads, lists and deletes
@@ -146,40 +145,6 @@ class AsyncS3Storage(S3Base, AsyncRecordStorage):
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
         return results
-
-    # -- the primitives (S3Base's steps, awaited) -----------------------------------------
-
-    async def read(self, kind: Kind, key: Key) -> bytes | None:
-        return await arun(self._s3_read_steps(kind, key))
-
-    async def write(
-        self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None
-    ) -> str:
-        return await arun(self._s3_write_steps(kind, key, data, expires_at))
-
-    async def remove(self, kind: Kind, key: Key) -> bool:
-        return await arun(self._s3_remove_steps(kind, key))
-
-    async def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
-        return await arun(self._s3_read_many_steps(kind, keys))
-
-    async def write_many(
-        self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
-    ) -> list[str]:
-        return await arun(self._s3_write_many_steps(kind, items, expires_at))
-
-    async def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
-        return await arun(self._s3_remove_many_steps(kind, keys))
-
-    async def purge(self, kind: Kind, now: float, dry_run: bool) -> AsyncIterator[int]:
-        """See :meth:`~storages.s3.S3Base._s3_purge_steps`."""
-        async for count in await aiterate(self._s3_purge_steps(kind, now, dry_run)):
-            yield count
-
-    async def scan(self, kind: Kind, flow_name: str | None) -> AsyncIterator[Key]:
-        """The keys of the objects under ``<prefix><kind>/`` (of one flow if given)."""
-        async for key in await aiterate(self._s3_scan_steps(kind, flow_name)):
-            yield key
 
     # -- streams --------------------------------------------------------------------------
 
