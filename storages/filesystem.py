@@ -290,15 +290,23 @@ class Filesystem(RecordStorage):
             os.close(directory)
         return "/".join(where)
 
-    def _open(self, kind: Kind, key: Key) -> IO[bytes] | None:
-        """``key``'s file positioned after its header; ``None`` when there is none."""
+    def _task_dir(self, kind: Kind, key: Key) -> tuple[int, str, tuple[str, ...]] | None:
+        """The open descriptor of ``key``'s task directory (the caller closes it), the name
+        of its file there and the file's path under the root; ``None`` when the directory
+        does not exist."""
         names = self._names(key)
         where = (kind, *names)
         directory = self._open_dirs(where[:3], create=False)
-        if directory is None:
+        return None if directory is None else (directory, names[2], where)
+
+    def _open(self, kind: Kind, key: Key) -> IO[bytes] | None:
+        """``key``'s file positioned after its header; ``None`` when there is none."""
+        found = self._task_dir(kind, key)
+        if found is None:
             return None
+        directory, name, where = found
         try:
-            handle = self._open_file(directory, names[2], where)
+            handle = self._open_file(directory, name, where)
         finally:
             os.close(directory)
         if handle is None:
@@ -322,20 +330,19 @@ class Filesystem(RecordStorage):
         return self._write(kind, key, (data,), expires_at)
 
     def remove(self, kind: Kind, key: Key) -> bool:
-        names = self._names(key)
-        where = (kind, *names)
-        directory = self._open_dirs(where[:3], create=False)
-        if directory is None:
+        found = self._task_dir(kind, key)
+        if found is None:
             return False
+        directory, name, where = found
         try:
             try:
-                mode = os.lstat(names[2], dir_fd=directory).st_mode
+                mode = os.lstat(name, dir_fd=directory).st_mode
             except FileNotFoundError:
                 return False
             if stat.S_ISLNK(mode):
-                self._refuse_link(OSError(errno.ELOOP, "a link"), directory, names[2], where)
+                self._refuse_link(OSError(errno.ELOOP, "a link"), directory, name, where)
             try:
-                os.unlink(names[2], dir_fd=directory)  # never follows a link
+                os.unlink(name, dir_fd=directory)  # never follows a link
             except FileNotFoundError:
                 return False
             return True
