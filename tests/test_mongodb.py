@@ -22,6 +22,7 @@ from conftest import MONGODB_URL, require_service
 from mongomock_client import mongomock_client
 from pymongo.errors import (
     AutoReconnect,
+    BulkWriteError,
     ConnectionFailure,
     DocumentTooLarge,
     DuplicateKeyError,
@@ -251,7 +252,11 @@ def test_store_many_retries_duplicate_key_errors_once_then_fails(
     with pytest.raises(StorageError) as info:
         mongo.store_many([("f", "t", "1", 1), ("f", "t", "2", 2)])
     assert type(info.value.__cause__).__name__ == "BulkWriteError"
-    assert [c[0] for c in spy.method_calls] == ["insert_one", "bulk_write", "bulk_write"]
+    calls = spy.method_calls
+    assert [c[0] for c in calls] == ["insert_one", "insert_many", "bulk_write", "bulk_write"]
+    # Only the write the insert refused goes on to the upserts; the other key is stored.
+    assert [op._filter for op in calls[2].args[0]] == [{"_id": key_digest("f", "t", "1")}]
+    assert mongo.retrieve("f", "t", "2") == 2
 
 
 def test_a_lost_upsert_race_is_retried_as_a_replace(mongo: MongoDB) -> None:
@@ -302,12 +307,12 @@ def test_store_is_one_upsert_and_retrieve_one_projected_find_one(
     assert [c[0] for c in spy.method_calls] == ["find_one"]
 
 
-def test_store_many_is_one_unordered_bulk_write_and_last_duplicate_wins(
+def test_store_many_of_new_keys_is_one_unordered_insert_many_and_last_duplicate_wins(
     mongo: MongoDB, spy: mock.Mock
 ) -> None:
     items = [("f", "t", str(i), {"i": i}) for i in range(300)] + [("f", "t", "7", "last")]
     ids = mongo.store_many(items)
-    assert [c[0] for c in spy.method_calls] == ["bulk_write"]
+    assert [c[0] for c in spy.method_calls] == ["insert_many"]
     _name, args, kwargs = spy.method_calls[0]
     assert kwargs == {"ordered": False} and len(args[0]) == 300
     assert ids == [key_digest(f, t, i) for f, t, i, _r in items]
@@ -316,6 +321,75 @@ def test_store_many_is_one_unordered_bulk_write_and_last_duplicate_wins(
     assert [c[0] for c in spy.method_calls] == ["find"]
     assert len(found) == 300 and found[("f", "t", "7")] == "last"
     assert found[("f", "t", "299")] == {"i": 299}
+
+
+def test_store_many_replaces_the_stored_keys_in_one_bulk_write_of_upserts(
+    mongo: MongoDB, spy: mock.Mock
+) -> None:
+    mongo.store_many([("f", "t", str(i), "old") for i in range(0, 10, 2)])
+    spy.reset_mock()
+    items = [("f", "t", str(i), f"new {i}") for i in range(10)]
+    assert mongo.store_many(items) == [key_digest(*item[:3]) for item in items]
+    assert [c[0] for c in spy.method_calls] == ["insert_many", "bulk_write"]
+    _name, args, kwargs = spy.method_calls[1]
+    assert kwargs == {"ordered": False}
+    assert [op._filter for op in args[0]] == [
+        {"_id": key_digest("f", "t", str(i))} for i in range(0, 10, 2)
+    ]
+    assert all(op._upsert for op in args[0])
+    found = mongo.retrieve_many([item[:3] for item in items])
+    assert found == {item[:3]: item[3] for item in items}
+    assert mongo._results.count_documents({}) == 10
+    spy.reset_mock()
+    mongo.store_many(items)  # every key stored: every insert refused, all replaced
+    assert [c[0] for c in spy.method_calls] == ["insert_many", "bulk_write"]
+    assert len(spy.method_calls[1].args[0]) == 10
+    assert mongo._results.count_documents({}) == 10
+
+
+def test_store_many_replaces_after_a_lost_race_once(mongo: MongoDB) -> None:
+    # The insert finds the key stored, the upsert then loses an insert race (the document was
+    # deleted meanwhile and stored again): the upserts are sent a second time.
+    mongo.store("f", "t", "1", "old")
+    real = mongo._results
+    attempts: list[Any] = []
+
+    def loses_the_first_race(requests: Any, **kwargs: Any) -> Any:
+        attempts.append(requests)
+        if len(attempts) == 1:
+            raise BulkWriteError({"writeErrors": [{"index": 0, "code": 11000}]})
+        return real.bulk_write(requests, **kwargs)
+
+    spy = mock.Mock(wraps=real)
+    spy.bulk_write.side_effect = loses_the_first_race
+    mongo._results = spy
+    try:
+        mongo.store_many([("f", "t", "1", "new"), ("f", "t", "2", 2)])
+    finally:
+        mongo._results = real
+    assert len(attempts) == 2
+    assert mongo.retrieve_many([("f", "t", "1"), ("f", "t", "2")]) == {
+        ("f", "t", "1"): "new",
+        ("f", "t", "2"): 2,
+    }
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        {"writeErrors": [{"index": 0, "code": 11000}, {"index": 1, "code": 121}]},
+        {"writeErrors": [{"index": 0, "code": 11000}], "writeConcernErrors": [{"code": 64}]},
+    ],
+    ids=["another-write-error", "write-concern-error"],
+)
+def test_store_many_fails_on_an_insert_error_other_than_a_duplicate(
+    mongo: MongoDB, spy: mock.Mock, details: dict[str, Any]
+) -> None:
+    spy.insert_many.side_effect = BulkWriteError(details)
+    with pytest.raises(StorageError) as info:
+        mongo.store_many([("f", "t", "1", 1), ("f", "t", "2", 2)])
+    assert isinstance(info.value.__cause__, BulkWriteError)
+    assert [c[0] for c in spy.method_calls] == ["insert_many"]
 
 
 def test_retrieve_many_and_delete_many_send_one_query_per_batch(
