@@ -4,7 +4,7 @@ Per service (benchmarks/suite.py): raw driver, adapter, pool, Selinon 1.4, Celer
 Small (~200 B), ~1 MB (one long string) and a ~1 MB table (~11,000 small dicts)
 store/retrieve on 1 thread (raw, adapter and pool taking turns call
 by call, Selinon and Celery in blocks after), 8 threads sharing one instance (throughput),
-store_many of 1,000 vs 1,000 stores, and streaming 256 MB (every adapter). Every stored
+store_many of 1,000 vs 1,000 stores, and streaming 256 MiB and 1 GiB (every adapter). Every stored
 value is read back and compared. Ratios come from this run only. The async pool's rows
 (benchmarks/bench_aio.py; ``--only aio-redis`` and the like): sequential calls against the
 raw async driver, and 1,000 concurrent calls with asyncio.gather against the sync pool on 8
@@ -227,36 +227,47 @@ def _row(service: Service, s: System, op: str, t: Timing, ok: int, total: int) -
 
 
 def streaming() -> list[dict[str, Any]]:
+    """256 MiB and 1 GiB (bench_streaming.SIZES) through every adapter, each in a child."""
+    measure, sizes = bench_streaming.measure, bench_streaming.SIZES
     out = []
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as directory:
-        out.append(("Filesystem", bench_streaming.measure("filesystem", directory)))
-        # The record layer's chunks (selinon_like/chunks.py) on the other adapters.
-        out.append(("SQLite file (chunks)", bench_streaming.measure("sqlite", directory)))
+        for total in sizes:
+            out.append(("Filesystem", measure("filesystem", directory, total=total)))
+            # The record layer's chunks (selinon_like/chunks.py) on the other adapters.
+            out.append(("SQLite file (chunks)", measure("sqlite", directory, total=total)))
     for backend, url in (
         ("postgresql", bench_streaming.POSTGRESQL_URL),
         ("mariadb", bench_streaming.MYSQL_URL),
         ("redis", bench_streaming.REDIS_URL),
     ):
-        with contextlib.suppress(subprocess.CalledProcessError):  # a service not running
-            out.append((f"{backend} (chunks)", bench_streaming.measure(backend, url)))
+        for total in sizes:
+            with contextlib.suppress(subprocess.CalledProcessError):  # a service not running
+                out.append((f"{backend} (chunks)", measure(backend, url, total=total)))
     from benchmarks.bench_mongodb import mongodb_server
 
     with mongodb_server() as (_label, url):
-        out.append(("MongoDB (chunks)", bench_streaming.measure("mongodb", url)))
+        for total in sizes:
+            out.append(("MongoDB (chunks)", measure("mongodb", url, total=total)))
     with start_s3() as server:
-        options = {**server.client_options(), "bucket": server.new_bucket("bench-stream")}
-        out.append(("S3 (SeaweedFS)", bench_streaming.measure("s3", "-", options)))
-    mb = bench_streaming.TOTAL / bench_streaming.MiB
+        for total in sizes:
+            options = {**server.client_options(), "bucket": server.new_bucket("bench-stream")}
+            out.append(("S3 (SeaweedFS)", measure("s3", "-", options, total=total)))
+    mib = bench_streaming.MiB
     return [
         {
             "adapter": name,
-            "store MB/s": round(mb / r["store_s"], 1),
-            "read MB/s": round(mb / r["retrieve_s"], 1),
+            "size": bench_streaming.size_label(r["total"]),
+            "store MB/s": round(r["total"] / mib / r["store_s"], 1),
+            "read MB/s": round(r["total"] / mib / r["retrieve_s"], 1),
             # ru_maxrss is a high-water mark: growth is 0 when imports peaked higher; the heap
-            # peak of the second round trip (tracemalloc) shows what streaming itself held.
-            "peak RSS growth MB": round(r["rss_growth"] / bench_streaming.MiB, 1),
-            "Python heap peak MB": round(r["heap_peak"] / bench_streaming.MiB, 1),
-            "sha256 intact": r["sha_ok"] and r["size_ok"],
+            # peak of the second round trip (tracemalloc) shows what streaming itself held
+            # (256 MiB only: a 1 GiB stream makes one round trip).
+            "peak RSS growth MB": round(r["rss_growth"] / mib, 1),
+            "Python heap peak MB": (
+                "" if r["heap_peak"] is None else round(r["heap_peak"] / mib, 1)
+            ),
+            "sha256 intact": r["sha_ok"] and r["size_ok"] and r["again"]["sha_ok"],
+            "within 64 MiB": r["rss_growth"] < bench_streaming.BUDGET,
         }
         for name, r in out
     ]
@@ -435,7 +446,7 @@ def _run(args: argparse.Namespace, cpus: AwakeCpus) -> None:
         "pool's ops/s over the sync pool's; the raw async driver's rate beside, for context.",
         "",
         _md(aio_concurrent),
-        "## Streaming 256 MB",
+        "## Streaming 256 MiB and 1 GiB (peak RSS growth within 64 MiB, sha256 intact)",
         "",
         _md(stream),
         "## Compression of a ~1 MB result of task records (bench_expiry.py)",
