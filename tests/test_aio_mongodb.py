@@ -3,9 +3,10 @@ starts (SecantusDB, tests/servers/mongodb.py) or the one ``SELINON_LIKE_MONGODB_
 
 Every operation awaited; expiry, compression and chunks; the blocking adapter's documents read
 back through the async one and the other way round; its configuration and its errors; the
-pool; the call's deadline reaching pymongo (``pymongo.timeout`` is a context variable); calls
-cancelled midway; ``-W error`` clean close; and on a private server of its own, a stopped
-server (StorageUnavailable within operation_timeout) and a restart.
+pool; each attempt cut at the call's deadline by asyncio, not pymongo (no pymongo timeout, no
+socket timeout: a request outside a call within ``socket_timeout_ms``); calls cancelled
+midway; ``-W error`` clean close; and on a private server of its own, a stopped server
+(StorageUnavailable within operation_timeout) and a restart.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pymongo import _csot
 from servers import MongoServer, start_mongodb
 
 import storages.mongodb
-from selinon_like import ConfigError, ResultNotFound, StoragePool, StorageUnavailable
+from selinon_like import ConfigError, ResultNotFound, StoragePool, StorageUnavailable, deadline
 from selinon_like.aio import AsyncStoragePool
 from selinon_like.compression import Compression
 from selinon_like.envelope import Expiry
@@ -365,7 +366,10 @@ def test_same_options_and_attempt_bound_as_the_blocking_adapter() -> None:
     }
     ours, theirs = AsyncMongoDB(**configuration), MongoDB(**configuration)
     ours.operation_timeout = theirs.operation_timeout = 2.5
-    assert ours._client_options() == theirs._client_options()
+    # but no socket timeout: asyncio bounds the async client's requests (see the next tests)
+    options = theirs._client_options()
+    assert options.pop("socketTimeoutMS") == 2500
+    assert ours._client_options() == options
     assert ours.default_operation_timeout() == theirs.default_operation_timeout() == 11
     assert ours.max_value_bytes == theirs.max_value_bytes
     assert MongoDB.async_adapter == "storages.aio.mongodb:AsyncMongoDB"
@@ -426,36 +430,41 @@ def test_the_async_pool_builds_it_from_the_blocking_adapters_yaml(
 
 
 class _Recording:
-    """A collection whose method calls note the pymongo timeout in force when they start."""
+    """A collection whose method calls note the pymongo timeout and the call's time left when
+    they start."""
 
     def __init__(self, real: Any) -> None:
         self.real = real
         self.timeouts: list[float | None] = []
+        self.left: list[float | None] = []
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.real, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
             self.timeouts.append(_csot.get_timeout())
+            self.left.append(deadline.remaining())
             return method(*args, **kwargs)
 
         return call
 
 
-def test_each_attempt_runs_under_pymongo_timeout_in_its_own_task(
+def test_each_attempt_runs_within_its_own_deadline_and_no_pymongo_timeout(
     url: str, names: dict[str, Any], blocking: MongoDB
 ) -> None:
     async def body(storage: AsyncMongoDB) -> None:
+        # Any pymongo timeout sends each request through asyncio.wait_for (a task): none.
+        assert storage._client.options.pool_options.socket_timeout is None
         recording = _Recording(storage._results)
         storage._results = recording
         storage.operation_timeout = 7
         await storage.store("f", "t", "1", 1)
         assert await storage.retrieve("f", "t", "1") == 1
-        assert _csot.get_timeout() is None  # not left set in the calling task
+        assert deadline.current() is None  # not left set in the calling task
         # Tasks interleaving their calls each see their own deadline.
         await asyncio.gather(*(storage.retrieve("f", "t", "1") for _ in range(10)))
-        assert len(recording.timeouts) == 12
-        assert all(t is not None and 0 < t <= 7 for t in recording.timeouts), recording.timeouts
+        assert recording.timeouts == [None] * 12
+        assert all(t is not None and 0 < t <= 7 for t in recording.left), recording.left
         storage._results = recording.real
 
     _run(url, names, body)
@@ -584,6 +593,41 @@ def test_a_stopped_server_gives_storage_unavailable_within_operation_timeout(
         assert await storage.retrieve("f", "t", "before") == 1  # resumed: works again
 
     _run(private_server.url, names, body, socket_timeout_ms=60_000)
+
+
+@pytest.mark.timing
+def test_requests_outside_a_call_end_within_socket_timeout_on_a_stopped_server(
+    private_server: MongoServer, names: dict[str, Any]
+) -> None:
+    process = private_server.process
+
+    async def timed(call: Awaitable[Any]) -> tuple[float, BaseException | None]:
+        began = time.monotonic()
+        try:
+            await call
+        except BaseException as exc:
+            return time.monotonic() - began, exc
+        return time.monotonic() - began, None
+
+    async def body(storage: AsyncMongoDB) -> None:
+        storage.operation_timeout = 60
+        storage.retry_policy = NO_RETRY
+        await storage.store_many([("f", "t", str(n), n) for n in range(3)])
+        process.signal(signal.SIGSTOP)
+        try:
+            # A primitive called with no call's deadline (as a stream's chunks are), and a
+            # listing's request: neither outlasts socket_timeout_ms (1 s).
+            read = await timed(storage.read("results", ("f", "t", "1")))
+            listed = await timed(_keys(storage.iter_keys("f")))
+        finally:
+            process.signal(signal.SIGCONT)
+        elapsed, error = read
+        assert isinstance(error, TimeoutError) and elapsed < 2.5, read
+        elapsed, error = listed
+        assert isinstance(error, StorageUnavailable) and elapsed < 2.5, listed
+        assert await _keys(storage.iter_keys("f")) == [("f", "t", str(n)) for n in range(3)]
+
+    _run(private_server.url, names, body, socket_timeout_ms=1000)
 
 
 def test_the_next_calls_recover_after_a_server_restart(
