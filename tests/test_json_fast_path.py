@@ -116,3 +116,64 @@ def test_threads_share_the_encoder() -> None:
     for thread in threads:
         thread.join()
     assert results == [expected] * 20
+
+
+def _empty_at(depth: int) -> Any:
+    """An empty list nested ``depth`` levels deep (itself the deepest level)."""
+    value: Any = []
+    for level in range(depth - 1):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+def test_empty_containers_on_the_last_level_count_for_the_depth() -> None:
+    padding = ["x" * 100] * 50  # checked by levels; the last level has only leaves
+    fits = [_empty_at(MAX_JSON_DEPTH - 1), {}, padding]
+    assert JSON.loads(JSON.dumps(fits)) == fits
+    with pytest.raises(SerializationError, match=f"more than {MAX_JSON_DEPTH} levels"):
+        JSON.dumps([_empty_at(MAX_JSON_DEPTH), padding])
+
+
+def test_subclass_scalars_on_the_last_level_go_to_the_exact_walk() -> None:
+    import enum
+
+    class Color(enum.IntEnum):
+        RED = 1
+
+    value = [*table(300), {"color": Color.RED, "name": Name("n")}]
+    assert JSON.loads(JSON.dumps(value))[-1] == {"color": 1, "name": "n"}
+
+
+def _reference(text: str) -> bytes:
+    """What the encoder path gives a str (and gave before str results had their own)."""
+    return serializers._ENCODER.encode(text).encode("utf-8")
+
+
+PIECE = serializers._PIECE
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "plain ascii",
+        "a\x7fb",  # DEL: kept as it is, as the encoder path does
+        'quote " backslash \\ newline \n tab \t nul \x00 unit \x1f',
+        "é ü 漢字 \U0001f600",
+        "x" * (PIECE - 1) + '"' + "y" * PIECE,  # escapes on a piece's edge
+        ("\n" * 3 + "z") * (PIECE // 2 + 7),
+        "é" * PIECE + "\x7f" + "a" * 5,
+        "\U0001f600" * (PIECE + 3),
+    ],
+    ids=lambda text: f"{len(text)} chars",
+)
+def test_a_str_result_is_the_encoder_path_s_text(text: str) -> None:
+    assert JSON.dumps(text) == _reference(text)
+    assert JSON.loads(JSON.dumps(text)) == text
+
+
+@pytest.mark.parametrize("where", [0, PIECE - 1, PIECE, 3 * PIECE + 5])
+def test_a_lone_surrogate_in_a_long_str_is_refused(where: int) -> None:
+    text = "a" * where + "\ud800" + "b" * (3 * PIECE)
+    with pytest.raises(SerializationError, match="not valid Unicode"):
+        JSON.dumps(text)
