@@ -37,7 +37,9 @@ returns the next handler's generator itself, adding no frame. :func:`chain` comp
 per combination, the layers a storage needs: no cache layer without a cache, no observer
 layer without an observer, no lock layer for a thread-safe (or async) adapter, no attempt
 bound for an adapter without one — a layer that would only pass the call on
-still costs a call on every operation. A call made from inside an operation on the same
+still costs a call on every operation — and runs :func:`observed`, :func:`translated` and
+:func:`retried` as one generator, which does what the three composed do with one frame a
+call. A call made from inside an operation on the same
 instance and thread (an adapter's ``store`` calling ``super().store()``, a default
 ``store_many`` calling ``store``) is part of the outer operation: :func:`nested_chain` runs it
 with the key check and the lock only.
@@ -483,14 +485,62 @@ def chain(
 
 @functools.cache
 def _chain(cache: bool, observer: bool, lock: bool, bound: bool, timed: bool) -> Handler:
-    skip: dict[Layer, bool] = {
-        cached: not cache,
-        observed: not observer,
-        bounded: not bound,
-        locked: not lock,
-    }
-    layers = [layer for layer in LAYERS if not skip.get(layer, False)]
-    return compose(layers, timed_invoke if timed else invoke)
+    inner = [layer for layer, wanted in ((bounded, bound), (locked, lock)) if wanted]
+    core = compose(inner, timed_invoke if timed else invoke)
+    return compose([checked, cached] if cache else [checked], _fused(observer, core))
+
+
+def _fused(observe: bool, inner: Handler) -> Handler:
+    """:func:`observed` (when ``observe``), :func:`translated` and :func:`retried` around
+    ``inner``, as one generator: what :func:`compose` of the three does, with one frame per
+    call instead of three (each layer's generator costs a call, its creation and a level of
+    ``yield from`` on every step: about 10k instructions a call in all, measured with
+    callgrind). The layers stay the definition; a test checks the two agree."""
+
+    def handle(call: Call) -> Steps[Any]:
+        storage = call.storage
+        observer = storage.observer if observe else None
+        started = time.perf_counter() if observer is not None else 0.0
+        try:
+            try:
+                if call.op in NOT_RETRIED:
+                    result = yield from inner(call)
+                else:
+                    limit = storage._op_timeout
+                    if limit is None:
+                        limit = storage.default_operation_timeout()
+                    began = time.monotonic()
+                    deadline = began + limit
+                    outer = DEADLINE.get()
+                    if outer is not None and outer < deadline:
+                        deadline = outer  # an enclosing call's deadline comes first
+                    token = DEADLINE.set(deadline)
+                    try:
+                        try:
+                            result = yield from inner(call)
+                        except _OURS:
+                            raise
+                        except Exception as exc:
+                            if not storage.is_transient(exc):
+                                raise
+                            result = yield from _retry(call, inner, exc, began, deadline, limit)
+                    finally:
+                        DEADLINE.reset(token)
+            except _OURS as exc:
+                if not isinstance(exc, _UNQUOTED) and storage._secrets:
+                    _scrub_ours(exc, storage._secrets)
+                raise
+            except Exception as exc:
+                raise translate(call, exc) from exc
+        except BaseException as exc:
+            if observer is not None:
+                observer.event(storage, call.op, call.key, time.perf_counter() - started, exc)
+            raise
+        if observer is not None:
+            observer.event(storage, call.op, call.key, time.perf_counter() - started)
+        return result
+
+    return handle
 
 
 @functools.cache

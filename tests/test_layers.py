@@ -217,3 +217,48 @@ def test_connect_is_locked_even_on_a_thread_safe_adapter() -> None:
 
     Safe().connect()
     assert holder == [True]
+
+
+@pytest.mark.parametrize(
+    ("error", "times", "transient"),
+    [
+        (None, 0, True),
+        (ConnectionError("reset, password hunter2"), 2, True),  # retried, then "ok"
+        (ConnectionError("reset, password hunter2"), 9, True),  # retried past the policy
+        (ConnectionError("refused, password hunter2"), 1, False),  # not transient
+        (ResultNotFound("nothing there"), 1, True),  # ours: raised as it is
+        (StorageError("ours, quoting hunter2"), 1, True),  # ours: scrubbed
+    ],
+)
+@pytest.mark.parametrize("op", ["store", "store_stream"])  # retried, and not
+def test_a_chain_does_what_its_layers_composed_one_by_one_do(
+    error: BaseException | None, times: int, transient: bool, op: str
+) -> None:
+    """chain() runs observed, translated and retried as one generator (fewer frames a call):
+    the outcome, the error's type and text, the attempts, recover() calls and the observer's
+    counts are those of the layers composed one by one (compose(LAYERS))."""
+    from selinon_like.layers import LAYERS, bounded, cached, compose, locked
+
+    def outcome(handler_of: Any) -> tuple[Any, ...]:
+        fake = Fake(transient=transient)
+        fake.observer = Observer("Fake")
+        inner = Failing(error or RuntimeError("never"), times)
+        try:
+            value: Any = run(handler_of(inner)(call(fake, op=op)))
+        except BaseException as exc:
+            value = (type(exc), str(exc), type(exc.__cause__))
+        stats = fake.observer.operations[op]
+        return value, inner.calls, len(fake.recovered), stats.count, stats.errors
+
+    def composed(inner: Any) -> Any:
+        left_out = (cached, bounded, locked)
+        return compose([layer for layer in LAYERS if layer not in left_out], inner)
+
+    def chained(inner: Any) -> Any:
+        from selinon_like.layers import _fused
+
+        return checked(_fused(True, inner))
+
+    expected = outcome(composed)
+    assert outcome(chained) == expected
+    assert "hunter2" not in str(expected[0])
