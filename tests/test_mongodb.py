@@ -39,6 +39,7 @@ from selinon_like import (
     StorageError,
     StoragePool,
 )
+from selinon_like.envelope import Expiry
 from selinon_like.keys import key_digest
 from selinon_like.serializers import PICKLE
 from selinon_like.testing import (
@@ -46,6 +47,7 @@ from selinon_like.testing import (
     DeleteContract,
     ErrorRecordsContract,
     ListingContract,
+    MovableClock,
     ResilienceContract,
     ResultsContract,
     UnreachableServiceContract,
@@ -230,6 +232,59 @@ def test_connect_creates_the_unique_key_index(mongo: MongoDB) -> None:
         mongo._results.insert_one(
             {"_id": "another", "flow_name": "f", "task_name": "t", "task_id": "1"}
         )
+
+
+def test_the_ttl_index_is_made_by_the_first_write_with_an_expiry_not_by_connect(
+    mongo: MongoDB, spy: mock.Mock
+) -> None:
+    # Every insert updates every index: with no ttl, no TTL index to pay for.
+    mongo.store("f", "t", "1", 1)
+    mongo.store_many([("f", "t", "2", 2)])
+    assert "selinon_like_expiry" not in mongo._results.index_information()
+    spy.reset_mock()
+    assert mongo.purge_expired() == 0  # no index, so no document with an expiry: no scan
+    assert spy.method_calls[0][0] == "index_information"
+    # (the record layer's look for orphaned chunks follows, by flow_name)
+    assert not [c for c in spy.method_calls if "expires_at" in repr(c)]
+    mongo.set_record_format(ttl=Expiry(60, 60))
+    spy.reset_mock()
+    mongo.store("f", "t", "3", 3)
+    mongo.store_many([("f", "t", "4", 4)])
+    mongo.store("f", "t", "5", 5)
+    assert [c[0] for c in spy.method_calls] == [
+        "create_index",
+        "replace_one",
+        "insert_many",
+        "replace_one",
+    ]
+    index = mongo._results.index_information()["selinon_like_expiry"]
+    assert index["key"] == [("expires_at", 1)] and index["expireAfterSeconds"] == 0
+    assert "selinon_like_expiry" not in mongo._errors.index_information()  # its own, later
+    mongo.store_error(None, "f", "t", "1", ValueError("x"))
+    assert mongo._errors.index_information()["selinon_like_expiry"]["expireAfterSeconds"] == 0
+
+
+def test_a_collection_made_by_a_release_that_indexed_expiry_on_connect_still_purges(
+    mongo: MongoDB,
+) -> None:
+    # What connect() made before: the key index and the TTL index, on both collections.
+    for collection in (mongo._results, mongo._errors):
+        collection.create_index(
+            [("expires_at", 1)], expireAfterSeconds=0, name="selinon_like_expiry"
+        )
+    mongo.disconnect()
+    mongo.connect()  # a new connection knows of no TTL index yet
+    clock = MovableClock()
+    mongo.set_record_format(ttl=Expiry(60), clock=clock)
+    mongo.store("f", "t", "due", 1)
+    mongo.set_record_format(ttl=Expiry())
+    mongo.store("f", "t", "kept", 2)
+    mongo.disconnect()
+    mongo.connect()  # a new connection: its purge looks the index up
+    mongo.set_record_format(clock=clock)
+    clock.advance(120)
+    assert mongo.purge_expired() == 1
+    assert list(mongo.iter_keys()) == [("f", "t", "kept")]
 
 
 def test_a_foreign_duplicate_of_the_key_is_a_storage_error(mongo: MongoDB) -> None:
