@@ -12,7 +12,8 @@ to reach the same server (for the pool rows that will sit beside these):
   table dropped on exit; a store is one upsert, a retrieve one ``SELECT v``.
 * MongoDB: pymongo's ``AsyncMongoClient`` on a private SecantusDB (``tests.servers``; the
   server SELINON_LIKE_MONGODB_URL names instead), a fresh database dropped on exit; a store
-  upserts ``{_id: key, v: bytes}``, a retrieve finds by ``_id``.
+  upserts ``{_id: key, v: bytes}`` acknowledged once journaled (``j: true``, as the
+  adapter's ``journal`` default), a retrieve finds by ``_id``.
 * S3: aiobotocore (the client ``storages.aio.s3`` uses: it keeps working in a forked child,
   where obstore hangs; ``bench_s3_async_clients.py``) on a private SeaweedFS
   (``tests.servers``), a fresh bucket; put / get of the object. obstore's ``S3Store`` (its
@@ -377,6 +378,7 @@ async def mongodb_raw(connections: int = CONNECTIONS) -> AsyncIterator[RawServic
     """pymongo's AsyncMongoClient (``maxPoolSize=connections``) against MongoClient."""
     import pymongo
     from pymongo import AsyncMongoClient
+    from pymongo.write_concern import WriteConcern
 
     from benchmarks.bench_mongodb import mongodb_server
 
@@ -390,8 +392,9 @@ async def mongodb_raw(connections: int = CONNECTIONS) -> AsyncIterator[RawServic
         )
         try:
             await client.admin.command("ping")
-            coll = client[db]["raw"]
-            sync_coll = sync[db]["raw"]
+            journaled = WriteConcern(j=True)  # as the adapter's writes, by default
+            coll = client[db].get_collection("raw", write_concern=journaled)
+            sync_coll = sync[db].get_collection("raw", write_concern=journaled)
 
             async def raw_retrieve(key: str) -> bytes | None:
                 doc = await coll.find_one({"_id": key}, {"v": 1})
