@@ -32,6 +32,7 @@ Key = tuple[str, str, str]
 Kind = Literal["results", "errors"]
 
 _NAMES = ("flow_name", "task_name", "task_id")
+_sha256 = hashlib.sha256
 
 
 def check_key(flow_name: object, task_name: object, task_id: object) -> None:
@@ -128,7 +129,9 @@ def decode_part(token: str) -> str:
 
 def key_digest(flow_name: str, task_name: str, task_id: str) -> str:
     """Hex SHA-256 of the packed key: fixed size, for unique indexes and over-long names."""
-    return hashlib.sha256(pack_key(flow_name, task_name, task_id).encode("utf-8")).hexdigest()
+    # pack_key's text, written here: every SQL, MongoDB and S3 call digests its key.
+    packed = f"{len(flow_name)}:{flow_name}/{len(task_name)}:{task_name}/{task_id}"
+    return _sha256(packed.encode("utf-8")).hexdigest()
 
 
 def keys_matching(keys: Iterable[Key], flow_name: str | None) -> Iterable[Key]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -160,6 +161,8 @@ def test_key_digest_is_a_fixed_size_hex_string(triple: tuple[str, str, str]) -> 
     digest = key_digest(*triple)
     assert re.fullmatch(r"[0-9a-f]{64}", digest)
     assert digest == key_digest(*triple)
+    # the digest of pack_key's text: the primary key of every row stored so far
+    assert digest == hashlib.sha256(pack_key(*triple).encode("utf-8")).hexdigest()
 
 
 # -- check_key ------------------------------------------------------------------------------------
