@@ -203,19 +203,33 @@ class Executor:
     def run(self, sql: Sql, values: dict[str, Any], write: bool = False) -> Any:
         """One statement as its own call: the first row it returns, or for a statement that
         returns none, the number of rows it changed. What :meth:`cursor` does, without a
-        generator: the code path of every store, retrieve and delete."""
-        writer = self._writer(write)
+        generator: the code path of every store, retrieve and delete (:meth:`_writer` and
+        :meth:`_take` written out: two calls less a call)."""
+        if self._seen_forks != _forks:
+            self._adopt()
+        writer = self.writer if write else None
         if writer is not None:
             self._wait_turn(writer)
         try:
-            connections, connection, cursor, token = self._take()
+            connections = self.connections
+            try:
+                connection, cursor = connections.get()
+            except Exception as exc:  # the engine's pool raises the driver's own errors
+                self._reraise(exc, broken=True)
+            token = None
+            quirks = self.quirks
+            if quirks.watched:
+                seconds = deadline.remaining(self.io_timeout)
+                token = WATCHDOG.watch(connection.dbapi_connection.fileno(), seconds)
+            elif self._socket_timeouts:
+                _set_pymysql_timeouts(connection.dbapi_connection, self.io_timeout)
             try:
                 sql.execute(cursor, values)
                 rows = sql.rows
                 if rows is None:
                     rows = cursor.description is not None
                 outcome = cursor.fetchone() if rows else cursor.rowcount
-                if not self.quirks.autocommit:
+                if not quirks.autocommit:
                     connection.commit()
             except BaseException as exc:
                 self._failed(connections, connection, cursor, token, exc, False)
