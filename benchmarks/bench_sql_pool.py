@@ -13,7 +13,7 @@ The same adapter (``storages.sql``), the same compiled statements and the same c
   (``pool_size`` 5, ``max_overflow`` 10) and, as **QueuePool 15**, with all 15 kept
   (``pool_size`` 15, ``max_overflow`` 0: QueuePool closes an overflow connection as soon as
   it is given back, so more threads than ``pool_size`` reconnect all the time);
-- **psycopg_pool** (PostgreSQL, when ``psycopg-pool`` is installed: no extra brings it):
+- **psycopg_pool** (PostgreSQL; ``psycopg-pool`` comes with the ``bench`` extra):
   ``psycopg_pool.ConnectionPool``, ``getconn``/``putconn`` (cursor kept the same way).
 
 What a checkout and return cost alone (a connection lent and given back, no statement: the
@@ -116,7 +116,7 @@ def variants(backend: str) -> Iterator[dict[str, SqlStorage]]:
     closers: list[Callable[[], None]] = []
     names = ["ours", "QueuePool", "QueuePool 15"]
     if backend == "postgresql" and importlib.util.find_spec("psycopg_pool") is not None:
-        names.append("psycopg_pool")  # pip install psycopg-pool to compare it too
+        names.append("psycopg_pool")  # the bench extra installs psycopg-pool
     try:
         for name in names:
             storage = SqlStorage(connection_string=url, table_name=f"bp_{uuid.uuid4().hex[:8]}")
