@@ -177,3 +177,81 @@ def test_a_lone_surrogate_in_a_long_str_is_refused(where: int) -> None:
     text = "a" * where + "\ud800" + "b" * (3 * PIECE)
     with pytest.raises(SerializationError, match="not valid Unicode"):
         JSON.dumps(text)
+
+
+def _outcome(load: Any, data: Any) -> Any:
+    try:
+        return ("value", load(data))
+    except Exception as exc:  # the type and text of what was raised
+        return ("error", type(exc), str(exc))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a": [1, 2.5, "x", null, true]}',
+        b"[1,2,3]",
+        b"{}",
+        b"[]",
+        b'{"a": 1} ',  # trailing whitespace: json.loads takes it
+        b'{"a": 1}\n',
+        b'{"a": 1} x',  # extra data
+        b'{"a": 1',  # truncated
+        b"{",
+        b"[",
+        b"[NaN, Infinity, -Infinity]",  # json.loads reads them: so does the scanner
+        b'{"k": "\xc3\xa9\xf0\x9f\x98\x80"}',
+        b'{"k": "\xff"}',  # not UTF-8
+        b'{"k": "\\ud800"}',  # a lone surrogate, escaped
+        b'{"k": "\xed\xa0\x80"}',  # a lone surrogate, UTF-8-ish (surrogatepass)
+        b'{"a": 1, "a": 2}',  # the last wins
+        b'{"k": "\x01"}',  # a control character: refused (strict)
+        b"[" + b"9" * 5000 + b"]",  # past int/str conversion's limit: read all the same
+        b"[1]\x00",
+        b"{\x00",  # a NUL second byte: UTF-16 to json.loads
+        "[1]".encode("utf-16-le"),
+        "[1]".encode("utf-16"),  # with a BOM
+        "[1]".encode("utf-32"),
+        b"\xef\xbb\xbf[1]",  # UTF-8 BOM
+        b' {"a": 1}',  # leading whitespace
+        b'"text"',
+        b"42",
+        b"",
+        bytearray(b"[1, 2]"),
+        memoryview(b"[1, 2]"),
+    ],
+)
+def test_the_decoder_reads_and_refuses_what_json_loads_does(data: Any) -> None:
+    """serializers._decode reads a record opening an object or array with json.loads's own
+    scanner, skipping json.loads's encoding detection: the outcome is json.loads's (through
+    serializers._decode's handling of huge ints and errors), value or error, on every input."""
+    import json
+
+    def stock(raw: Any) -> Any:  # what _decode did before it called the scanner itself
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            if "integer string conversion" in str(exc):
+                try:
+                    return json.loads(raw, parse_int=serializers._parse_int)
+                except ValueError as again:
+                    exc = again
+            raise SerializationError(f"stored data is not valid JSON: {exc}") from exc
+
+    assert _outcome(serializers._decode, data) == _outcome(stock, data)
+    if isinstance(data, bytes):
+        assert _outcome(JSON.loads, data) == _outcome(stock, data)
+
+
+def test_the_decoder_reads_a_deep_record_from_a_deep_stack() -> None:
+    """The scanner recurses as json.loads does: a record too deep for the caller's stack is
+    read again from an empty one (serializers._on_fresh_stack)."""
+    depth = MAX_JSON_DEPTH
+    data = JSON.dumps(nested(depth))
+
+    def down(levels: int) -> Any:
+        return JSON.loads(data) if levels == 0 else down(levels - 1)
+
+    import sys
+
+    assert down(sys.getrecursionlimit() - depth // 2) == nested(depth)
