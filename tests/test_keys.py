@@ -165,6 +165,16 @@ def test_key_digest_is_a_fixed_size_hex_string(triple: tuple[str, str, str]) -> 
     assert digest == hashlib.sha256(pack_key(*triple).encode("utf-8")).hexdigest()
 
 
+@pytest.mark.parametrize("length", [0, 1, 9, 10, 255, 256, 1000, 70_000])
+def test_key_digest_of_parts_of_every_length_is_that_of_pack_key(length: int) -> None:
+    """Lengths under 256 are looked up, longer ones formatted: the text digested is
+    pack_key's either way."""
+    part = "é" * length
+    for triple in ((part, "t", "i"), ("f", part, "i"), (part, part, part or "i")):
+        expected = hashlib.sha256(pack_key(*triple).encode("utf-8")).hexdigest()
+        assert key_digest(*triple) == expected
+
+
 # -- check_key ------------------------------------------------------------------------------------
 
 
