@@ -16,8 +16,8 @@ from selinon_like.errors import ConfigError, StorageError
 from selinon_like.importing import missing_driver
 from selinon_like.keys import Key, key_digest
 from selinon_like.masking import mask_url, scrub
-from selinon_like.records import ERRORS, PURGE_BATCH, RESULTS, Kind, RecordStorage
-from selinon_like.steps import Emit, Steps, iterate, run
+from selinon_like.records import ERRORS, PURGE_BATCH, RESULTS, Kind, RecordStorage, RunsSteps
+from selinon_like.steps import Emit, Steps, run
 from selinon_like.storage import StorageBase
 
 __all__ = ["MongoDB", "MongoLogic"]
@@ -91,9 +91,12 @@ class MongoLogic(StorageBase):
     """What :class:`MongoDB` and its async form (:class:`storages.aio.mongodb.AsyncMongoDB`)
     share, written once: the configuration (see :class:`MongoDB`), the client's options,
     the attempt bound, the transient errors, the documents and their size check, and each
-    primitive as steps (:mod:`selinon_like.steps`) that ``MongoDB`` runs blocking and the
-    async adapter awaits: the same queries, filters, indexes and documents on either client.
-    """
+    primitive but the scan as steps (:mod:`selinon_like.steps`) under
+    :class:`~selinon_like.records.StepsLogic`'s names (``_read_io``, ``_write_io``, …
+    ``_purge_io``), which ``MongoDB`` runs blocking (:class:`~selinon_like.records.RunsSteps`)
+    and the async adapter awaits (:class:`~selinon_like.aio.records.AwaitsSteps`): the same
+    queries, filters, indexes and documents on either client. The scan is each adapter's own,
+    a cursor read as it goes."""
 
     # A document stops at 16 MiB, key fields included: larger records go in chunks.
     max_value_bytes: int | None = 15 * 1024 * 1024
@@ -401,7 +404,7 @@ class MongoLogic(StorageBase):
 
     # -- the primitives, as steps ---------------------------------------------------------
 
-    def _mongo_read_steps(self, kind: Kind, key: Key) -> Steps[bytes | None]:
+    def _read_io(self, kind: Kind, key: Key) -> Steps[bytes | None]:
         field = _DATA_FIELD[kind]
         document = yield (
             self._collection(kind).find_one,
@@ -412,9 +415,7 @@ class MongoLogic(StorageBase):
         )
         return None if document is None else bytes(document[field])
 
-    def _mongo_write_steps(
-        self, kind: Kind, key: Key, data: bytes, expires_at: float | None
-    ) -> Steps[str]:
+    def _write_io(self, kind: Kind, key: Key, data: bytes, expires_at: float | None) -> Steps[str]:
         from pymongo.errors import DuplicateKeyError
 
         document = self._document(kind, key, data, expires_at)
@@ -432,7 +433,7 @@ class MongoLogic(StorageBase):
             yield replace, ({"_id": record_id}, document)
         return str(record_id)
 
-    def _mongo_write_many_steps(
+    def _write_many_io(
         self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None
     ) -> Steps[list[str]]:
         """One unordered ``insert_many`` of the documents, then one unordered ``bulk_write``
@@ -476,11 +477,11 @@ class MongoLogic(StorageBase):
                 raise
             yield bulk_write, (operations,)
 
-    def _mongo_remove_steps(self, kind: Kind, key: Key) -> Steps[bool]:
+    def _remove_io(self, kind: Kind, key: Key) -> Steps[bool]:
         outcome = yield self._collection(kind).delete_one, ({"_id": key_digest(*key)},)
         return bool(outcome.deleted_count)
 
-    def _mongo_read_many_steps(self, kind: Kind, keys: Sequence[Key]) -> Steps[list[bytes | None]]:
+    def _read_many_io(self, kind: Kind, keys: Sequence[Key]) -> Steps[list[bytes | None]]:
         field = _DATA_FIELD[kind]
         collection = self._collection(kind)
         digests = [key_digest(*key) for key in keys]
@@ -494,7 +495,7 @@ class MongoLogic(StorageBase):
                 found[document["_id"]] = bytes(document[field])
         return [found.get(digest) for digest in digests]
 
-    def _mongo_remove_many_steps(self, kind: Kind, keys: Sequence[Key]) -> Steps[int]:
+    def _remove_many_io(self, kind: Kind, keys: Sequence[Key]) -> Steps[int]:
         collection = self._collection(kind)
         ids = list(dict.fromkeys(key_digest(*key) for key in keys))
         removed = 0
@@ -503,7 +504,7 @@ class MongoLogic(StorageBase):
             removed += outcome.deleted_count
         return int(removed)
 
-    def _mongo_purge_steps(self, kind: Kind, now: float, dry_run: bool) -> Steps[None]:
+    def _purge_io(self, kind: Kind, now: float, dry_run: bool) -> Steps[None]:
         """The documents whose ``expires_at`` is past, found by its index: ids of a batch,
         then one ``delete_many`` of those ids that still match (a document stored again
         meanwhile has a later ``expires_at``, or none, and stays); each batch's count
@@ -531,7 +532,7 @@ class MongoLogic(StorageBase):
                 return
 
 
-class MongoDB(MongoLogic, RecordStorage):
+class MongoDB(MongoLogic, RunsSteps, RecordStorage):
     """Results in a MongoDB collection, errors in a second one (pymongo).
 
     Layout: one document per key, ``{_id, flow_name, task_name, task_id, result}``. ``_id`` is
@@ -637,32 +638,7 @@ class MongoDB(MongoLogic, RecordStorage):
         self._connected_client().admin.command("ping")
         return True
 
-    # -- the primitives (MongoLogic's steps, run) -------------------------------------------
-
-    def read(self, kind: Kind, key: Key) -> bytes | None:
-        return run(self._mongo_read_steps(kind, key))
-
-    def write(self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None) -> str:
-        return run(self._mongo_write_steps(kind, key, data, expires_at))
-
-    def write_many(
-        self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
-    ) -> list[str]:
-        return run(self._mongo_write_many_steps(kind, items, expires_at))
-
-    def remove(self, kind: Kind, key: Key) -> bool:
-        return run(self._mongo_remove_steps(kind, key))
-
-    def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
-        return run(self._mongo_read_many_steps(kind, keys))
-
-    def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
-        return run(self._mongo_remove_many_steps(kind, keys))
-
-    def purge(self, kind: Kind, now: float, dry_run: bool) -> Iterator[int]:
-        """The expired documents, found by the index on ``expires_at``, in batches
-        (:meth:`MongoLogic._mongo_purge_steps`)."""
-        return iterate(self._mongo_purge_steps(kind, now, dry_run))
+    # -- the primitives: MongoLogic's steps, run by RunsSteps; the scan reads a cursor -------
 
     def scan(self, kind: Kind, flow_name: str | None) -> Iterator[Key]:
         return map(self._key_of, self._scan_cursor(kind, flow_name))

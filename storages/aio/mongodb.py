@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
-from selinon_like.aio.records import AsyncRecordStorage
+from selinon_like.aio.records import AsyncRecordStorage, AwaitsSteps
 from selinon_like.deadline import current
 from selinon_like.keys import Key, Kind
-from selinon_like.steps import Steps, aiterate, arun
+from selinon_like.steps import Steps, arun
 from selinon_like.storage import StorageBase
 from storages.mongodb import MongoLogic
 
@@ -33,7 +33,7 @@ else:  # pragma: no cover - Python 3.10
         return await asyncio.wait_for(awaitable, seconds)
 
 
-class AsyncMongoDB(MongoLogic, AsyncRecordStorage):
+class AsyncMongoDB(MongoLogic, AwaitsSteps, AsyncRecordStorage):
     """Results in a MongoDB collection, errors in a second one, through pymongo's native
     async client (``pymongo.AsyncMongoClient``, pymongo 4.13 or later): the async form of
     :class:`~storages.mongodb.MongoDB`, with its YAML ``configuration``, its documents,
@@ -70,8 +70,9 @@ class AsyncMongoDB(MongoLogic, AsyncRecordStorage):
         del settings["socketTimeoutMS"]  # see the class docstring: asyncio's bound instead
         return settings
 
-    async def _run(self, steps: Steps[T]) -> T:
-        """``steps`` awaited; outside a call (no deadline: a stream's chunk) within
+    async def _awaited(self, steps: Steps[T]) -> T:
+        """``steps`` awaited (by :class:`~selinon_like.aio.records.AwaitsSteps`'s primitives
+        and ``connect()``); outside a call (no deadline: a stream's chunk) within
         ``socket_timeout_ms``."""
         if current() is not None:
             return await arun(steps)  # the layers cut the attempt at the call's deadline
@@ -79,7 +80,7 @@ class AsyncMongoDB(MongoLogic, AsyncRecordStorage):
         return result
 
     async def connect(self) -> None:
-        await self._run(self._mongo_connect_steps())
+        await self._awaited(self._mongo_connect_steps())
 
     async def disconnect(self) -> None:
         await arun(self._mongo_disconnect_steps())
@@ -88,33 +89,7 @@ class AsyncMongoDB(MongoLogic, AsyncRecordStorage):
         await self._connected_client().admin.command("ping")
         return True
 
-    # -- the primitives (MongoLogic's steps, awaited) -----------------------------------------
-
-    async def read(self, kind: Kind, key: Key) -> bytes | None:
-        return await self._run(self._mongo_read_steps(kind, key))
-
-    async def write(
-        self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None
-    ) -> str:
-        return await self._run(self._mongo_write_steps(kind, key, data, expires_at))
-
-    async def write_many(
-        self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
-    ) -> list[str]:
-        return await self._run(self._mongo_write_many_steps(kind, items, expires_at))
-
-    async def remove(self, kind: Kind, key: Key) -> bool:
-        return await self._run(self._mongo_remove_steps(kind, key))
-
-    async def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
-        return await self._run(self._mongo_read_many_steps(kind, keys))
-
-    async def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
-        return await self._run(self._mongo_remove_many_steps(kind, keys))
-
-    async def purge(self, kind: Kind, now: float, dry_run: bool) -> AsyncIterator[int]:
-        async for count in await aiterate(self._mongo_purge_steps(kind, now, dry_run)):
-            yield count
+    # -- the primitives: MongoLogic's steps, awaited by AwaitsSteps; the scan reads a cursor --
 
     async def scan(self, kind: Kind, flow_name: str | None) -> AsyncIterator[Key]:
         cursor = self._scan_cursor(kind, flow_name).batch_size(_SCAN_BATCH)
