@@ -41,7 +41,7 @@ from selinon_like.testing import StorageContract, UnreachableServiceContract
 from storages.mysql import MySQL
 from storages.postgresql import PostgreSQL
 from storages.sql import SQLite, SqlStorage
-from storages.sql.dialects import PgArrayUpsert
+from storages.sql.dialects import MySqlByDigest, PgArrayUpsert
 from storages.sql.statements import Sql, TableSql, tables
 
 REPO = Path(__file__).resolve().parent.parent
@@ -671,6 +671,53 @@ def test_other_character_sets_send_results_hex_encoded(mysql_url: str) -> None:
         }
         with pytest.raises(StorageError, match=r"max_allowed_packet.*hex-encoded"):
             storage.store("F", "t", "4", b"x" * (limit // 2))
+
+
+class _Sent:
+    """A cursor that keeps what it is asked to execute."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, Any]] = []
+
+    def execute(self, query: Any, args: Any = None) -> None:
+        self.calls.append((query, args))
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("sql_mode", [None, "NO_BACKSLASH_ESCAPES"])
+@pytest.mark.parametrize("encoding", [None, "latin1"])
+def test_mysql_reads_and_deletes_send_what_pymysql_would(
+    mysql_url: str, sql_mode: str | None, encoding: str | None
+) -> None:
+    """PyMySQL's read and delete by digest have the digest written in, quoted (MySqlByDigest):
+    byte for byte the statement PyMySQL's own escaping makes of the compiled one, whatever
+    the session's character set and sql_mode; a value that is not letters and digits goes
+    through PyMySQL's escaping as before."""
+    url = mysql_url if sql_mode is None else f"{mysql_url}?sql_mode={sql_mode}"
+    storage = MySQL(connection_string=url, table_name=_table(), encoding=encoding)
+    for _ in _connected(storage, mysql_url):
+        for kind in ("results", "errors"):
+            table = storage._sql[kind]  # type: ignore[index]
+            for stmt in (table.load, table.delete):
+                assert isinstance(stmt, MySqlByDigest)
+                plain = Sql(stmt.text, stmt.names, stmt.bound, stmt.rows)
+                with storage._calls.cursor() as cursor:
+                    encoding = cursor.connection.encoding
+                    for value in (key_digest("F", "t", kind), "it's \\ %s"):
+                        expected = cursor.mogrify(plain.text, plain.args({"key_digest": value}))
+                        sent = _Sent()
+                        stmt.execute(sent, {"key_digest": value})
+                        query, args = sent.calls[0]
+                        got = cursor.mogrify(query, args)  # bytes as they are, when args is None
+                        if isinstance(got, str):
+                            got = got.encode(encoding)
+                        assert got == expected.encode(encoding)
+                        assert (args is None) == value.isalnum()
+        storage.store("F", "t", "1", {"a": 1})
+        assert storage.retrieve("F", "t", "1") == {"a": 1}
+        storage.delete("F", "t", "1")
+        with pytest.raises(ResultNotFound):
+            storage.retrieve("F", "t", "1")
 
 
 # -- connections killed by the server ---------------------------------------------------------

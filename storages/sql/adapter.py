@@ -21,6 +21,7 @@ from selinon_like.masking import mask_url
 from selinon_like.records import ERRORS, RESULTS, Kind, RecordStorage
 from selinon_like.storage import StorageBase
 from storages.sql.dialects import (
+    MySqlByDigest,
     MySqlSession,
     MySqlUpsert,
     PgArrayUpsert,
@@ -292,6 +293,10 @@ class SqlStorage(SqlSettings, RecordStorage):
             else:
                 continue
             self._sql[kind] = dataclasses.replace(sql, upsert=upsert)
+        if self._mysql is not None and driver == "pymysql":
+            for kind, sql in self._sql.items():  # a read and a delete: the digest written in
+                load, delete = MySqlByDigest.of(sql.load), MySqlByDigest.of(sql.delete)
+                self._sql[kind] = dataclasses.replace(sql, load=load, delete=delete)
         self._executor = Executor(
             sa_engine=engine,
             quirks=quirks,

