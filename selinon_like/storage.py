@@ -41,7 +41,15 @@ from selinon_like.envelope import Expiry, RecordCodec, RecordError
 from selinon_like.error_records import ErrorRecord, ExcInfo, record_key
 from selinon_like.errors import ConfigError, ResultNotFound
 from selinon_like.keys import Key
-from selinon_like.layers import Call, Handler, chain, guarded_iter, nested_chain
+from selinon_like.layers import (
+    Blocking,
+    Call,
+    Handler,
+    blocking_chain,
+    chain,
+    guarded_iter,
+    nested_chain,
+)
 from selinon_like.masking import mask_config, secret_values
 from selinon_like.retry import DEFAULT_RETRY, RetryPolicy
 from selinon_like.serializers import Serializer
@@ -110,6 +118,7 @@ class StorageBase(abc.ABC):
     _op_cache: ResultCache | None
     _op_observer: Observer | None
     _op_chain: Handler  # the layers this instance's operations need (see layers.chain)
+    _op_call: Blocking | None  # the same as plain calls, for a blocking adapter
     _op_nested: Handler
     _lock: threading.RLock
     _op_threads: set[int]
@@ -263,7 +272,9 @@ class StorageBase(abc.ABC):
         lock = self._needs_lock()
         bound = type(self).bound_attempt is not StorageBase.bound_attempt
         cache, observer = self._op_cache is not None, self._op_observer is not None
-        self._op_chain = chain(cache, observer, lock, bound, self._times_attempts())
+        timed = self._times_attempts()
+        self._op_chain = chain(cache, observer, lock, bound, timed)
+        self._op_call = None if timed else blocking_chain(cache, observer, lock, bound)
         self._op_nested = nested_chain(lock)
 
     @classmethod
@@ -581,7 +592,10 @@ def _enter(storage: DataStorage, call: Call) -> Any:
             raise located(storage, call, exc) from exc.__cause__
     busy.add(thread)  # set.add/discard/in are atomic: no lock needed
     try:
-        return run(storage._op_chain(call))
+        operate = storage._op_call
+        if operate is None:  # an adapter whose attempts the layers time (none blocking yet)
+            return run(storage._op_chain(call))
+        return operate(call)
     except RecordError as exc:
         # Raised by the codec (an expired or damaged record) inside an adapter's own code,
         # which did not say which key it was reading: the call knows.

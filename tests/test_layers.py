@@ -262,3 +262,87 @@ def test_a_chain_does_what_its_layers_composed_one_by_one_do(
     expected = outcome(composed)
     assert outcome(chained) == expected
     assert "hunter2" not in str(expected[0])
+
+
+@pytest.mark.parametrize(
+    ("error", "times", "transient"),
+    [
+        (None, 0, True),
+        (ConnectionError("reset, password hunter2"), 2, True),  # retried, then "ok"
+        (ConnectionError("reset, password hunter2"), 9, True),  # retried past the policy
+        (ConnectionError("refused, password hunter2"), 1, False),  # not transient
+        (KeyError("boom, password hunter2"), 1, True),  # a driver error: translated
+        (ResultNotFound("nothing there"), 1, True),  # ours: raised as it is
+        (StorageError("ours, quoting hunter2"), 1, True),  # ours: scrubbed
+    ],
+)
+@pytest.mark.parametrize("op", ["store", "store_stream"])  # retried, and not
+@pytest.mark.parametrize("drives", [False, True])  # the method, or the steps it drives
+@pytest.mark.parametrize(("lock", "bound"), [(False, False), (True, False), (True, True)])
+def test_the_blocking_chain_does_what_its_layers_composed_one_by_one_do(
+    error: BaseException | None,
+    times: int,
+    transient: bool,
+    op: str,
+    drives: bool,
+    lock: bool,
+    bound: bool,
+) -> None:
+    """blocking_chain() calls the first attempt directly, without generators, and runs
+    retries through the layers' steps: the outcome, the error's type, text and cause, the
+    attempts, recover() calls, the lock held and the attempt bounded on each attempt, the
+    observer's counts and trace events are those of the layers composed one by one under
+    run(), and the deadline is set during the call and gone after it."""
+    from selinon_like.deadline import current
+    from selinon_like.layers import LAYERS, blocking_chain, bounded, cached, compose, invoke
+
+    def outcome(blocking: bool) -> tuple[Any, ...]:
+        fake = Fake(transient=transient)
+        events: list[tuple[str, str | None]] = []
+        fake.observer = Observer("Fake", [lambda e: events.append((e["event"], e["error"]))])
+        inner = Failing(error or RuntimeError("never"), times)
+        seen: list[tuple[bool, bool]] = []
+        bounds: list[float | None] = []
+
+        @contextlib.contextmanager
+        def bound_attempt(seconds: float | None) -> Any:
+            bounds.append(seconds)
+            yield
+
+        fake.bound_attempt = bound_attempt  # type: ignore[method-assign]
+
+        def attempt() -> str:
+            seen.append((fake._lock._is_owned(), current() is not None))  # type: ignore[attr-defined]
+            return inner.attempt()
+
+        def steps(_call: Call) -> Steps[str]:
+            return (yield attempt, ())
+
+        fn = lambda _storage, *_args, **_kwargs: attempt()  # noqa: E731
+        the_call = Call(cast(Any, fake), op, fn, (), {}, KEY, None, steps if drives else None)
+        try:
+            if blocking:
+                value: Any = blocking_chain(False, True, lock, bound)(the_call)
+            else:
+                left_out = [cached] + ([] if bound else [bounded]) + ([] if lock else [locked])
+                layers = [layer for layer in LAYERS if layer not in left_out]
+                value = run(compose(layers, invoke)(the_call))
+        except BaseException as exc:
+            value = (type(exc), str(exc), type(exc.__cause__))
+        stats = fake.observer.operations[op]
+        return (
+            value,
+            inner.calls,
+            len(fake.recovered),
+            seen,
+            [seconds is None for seconds in bounds],
+            stats.count,
+            stats.errors,
+            events,
+            current(),
+        )
+
+    expected = outcome(blocking=False)
+    assert outcome(blocking=True) == expected
+    assert "hunter2" not in str(expected[0])
+    assert expected[-1] is None
