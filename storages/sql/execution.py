@@ -44,6 +44,25 @@ PostgreSQL (raw psycopg 154k). With the CPUs awake, a MariaDB retrieve's stateme
 ``json.loads`` included, 70.3 µs; the retrieve through the pool took 95.2 µs (medians of 30
 blocks of 100 calls taking turns): what keeps MariaDB's retrieve past the 1.15 target is
 the CPU of the record layer and the strict serializer, not the connection path.
+
+On 2026-12-03 that CPU went down: JSON reads through ``json.loads``'s own scanner,
+``key_digest`` on CPython's own SHA-256, PyMySQL's read and delete by digest without its
+escaping (:class:`~storages.sql.dialects.MySqlByDigest`), and a blocking adapter's layers as
+plain calls (:func:`selinon_like.layers.blocking_chain`). Client instructions a call
+(callgrind, 2,000 calls of the benchmarks' ``SMALL`` result counted inside the loop alone,
+``PYTHONHASHSEED=0``, address randomisation off: a few hundred instructions of noise):
+
+=====================  ============  ============  ============  ============
+instructions a call    PG retrieve   PG store      Maria ret.    Maria store
+=====================  ============  ============  ============  ============
+raw driver             152.9k        151.1k        208.8k        140.2k
+pool, before           176.8k        205.6k        260.2k        220.4k
+pool, now              162.0k        201.5k        232.0k        215.4k
+=====================  ============  ============  ============  ============
+
+Wall time, CPUs awake, blocks of 100 calls taking turns with the raw driver (medians of 30
+blocks, two runs, load average 1.5-2.4): a small retrieve's pool/raw 1.15-1.17 on MariaDB
+(1.35-1.37 before) and 1.04-1.07 on PostgreSQL (1.11-1.20 before).
 """
 
 from __future__ import annotations
