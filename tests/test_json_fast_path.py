@@ -5,6 +5,7 @@ refusal and every exact round trip of the slow walk holds on both paths."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -255,3 +256,108 @@ def test_the_decoder_reads_a_deep_record_from_a_deep_stack() -> None:
     import sys
 
     assert down(sys.getrecursionlimit() - depth // 2) == nested(depth)
+
+
+class Plain(dict):  # type: ignore[type-arg]
+    """A dict subclass defined in Python."""
+
+
+def _small_at(where: str, inner: Any) -> Any:
+    """A small result holding ``inner`` at one nesting position."""
+    return {
+        "root": inner,
+        "in a dict": {"a": 1, "b": inner},
+        "in a list": [1, "x", inner],
+        "in a tuple": ("x", (2, inner)),
+        "deep": {"a": {"b": [1, 2, {"c": [None, inner]}]}, "g": [True, "x"]},
+        "after a sibling": [{"ok": 1}, {"fine": [1.5]}, inner],
+    }[where]
+
+
+WHERES = ["root", "in a dict", "in a list", "in a tuple", "deep", "after a sibling"]
+
+
+@pytest.mark.parametrize("where", WHERES)
+@pytest.mark.parametrize("key", [1, True, False, None, 1.5, -7], ids=repr)
+def test_a_bad_key_anywhere_in_a_small_result_is_refused(where: str, key: Any) -> None:
+    for inner in ({key: "v"}, {"a": 1, key: "v", "z": [1]}, OrderedDict([("a", 1), (key, 2)])):
+        value = _small_at(where, inner)
+        assert len(json.dumps(value)) <= 2 * MAX_JSON_DEPTH  # the small path
+        with pytest.raises(SerializationError, match=type(key).__name__):
+            JSON.dumps(value)
+        with pytest.raises(SerializationError, match=type(key).__name__):
+            JSON.dumps(_small_at(where, Plain(inner)))
+
+
+@pytest.mark.parametrize("where", WHERES)
+def test_what_round_trips_is_accepted_anywhere_in_a_small_result(where: str) -> None:
+    emptied: dict[Any, Any] = {"k": 1, 2: 2}  # once held an int key: keys and values as referents
+    del emptied[2]
+    for inner, back in [
+        ({Name("key"): 1}, {"key": 1}),
+        (emptied, {"k": 1}),
+        (OrderedDict(a=[1, {"b": 2}]), {"a": [1, {"b": 2}]}),
+        (Plain(a=1), {"a": 1}),
+        (Plain(), {}),
+        ([Name("n"), ("t",)], ["n", ["t"]]),
+        ({"naïve": "漢字", "e": "\U0001f600", "k" * 60: {}}, None),
+        ([], None),
+        ({}, None),
+    ]:
+        value = _small_at(where, inner)
+        expected = json.loads(json.dumps(value))
+        assert back is None or json.loads(json.dumps(inner)) == back
+        assert JSON.loads(JSON.dumps(value)) == expected
+
+
+def test_subclass_scalars_in_a_small_result_are_accepted() -> None:
+    import enum
+
+    class Color(enum.IntEnum):
+        RED = 1
+
+    class Mood(str, enum.Enum):
+        CALM = "calm"
+
+    value = {"color": Color.RED, "mood": [Mood.CALM], "name": Name("n"), "nested": {"c": Color.RED}}
+    assert JSON.loads(JSON.dumps(value)) == {
+        "color": 1,
+        "mood": ["calm"],
+        "name": "n",
+        "nested": {"c": 1},
+    }
+    with pytest.raises(SerializationError, match="Color"):
+        JSON.dumps({"color": Color.RED, "bad": {Color.RED: 1}})
+
+
+def test_small_plain_results_need_no_exact_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_walk(obj: Any) -> None:
+        raise AssertionError("the exact walk ran")
+
+    monkeypatch.setattr(serializers, "_check_exactly", no_walk)
+    monkeypatch.setattr(serializers, "_check_json_keys", no_walk)
+    shapes = [value for name, value in SHAPES.items() if name.startswith("small")] + [
+        {"user": {"id": 1, "roles": ["a", "b"], "meta": {"x": 1.5, "y": None}}, "n": 2},
+        [{"id": i, "v": [i, (i, "x")]} for i in range(5)],
+        {"k" * 40 + str(i): i for i in range(10)},
+        {"ключ": ["значение", "\U0001f600"]},
+        [[[[[[{"a": [[1]]}]]]]]],
+        list(range(20)),
+        [{}, [], ()],
+    ]
+    for value in shapes:
+        assert len(json.dumps(value, separators=(",", ":"))) <= 2 * MAX_JSON_DEPTH
+        assert JSON.loads(JSON.dumps(value)) == json.loads(json.dumps(value))
+
+
+def test_the_pure_python_encoder_stands_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(serializers, "_C_ENCODER", serializers._python_encoder)
+    value = SHAPES["small nested dict"]
+    assert JSON.dumps(value) == json.dumps(value, separators=(",", ":")).encode()
+    for bad, match in [({1: 2}, "int"), ([{1}], "set"), ([float("nan")], "NaN")]:
+        with pytest.raises(SerializationError, match=match):
+            JSON.dumps(bad)
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(SerializationError, match="Circular"):
+        JSON.dumps(loop)
