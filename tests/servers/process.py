@@ -203,10 +203,14 @@ class ServerProcess:
             time.sleep(0.05)
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
-        """Send ``signum`` to the process by its PID, without waiting (what a failover test
-        does to a master); a process that already exited is left alone."""
+        """Send ``signum`` to the process by its PID (what a failover test does to a master);
+        a process that already exited is left alone. SIGSTOP returns once the process is
+        stopped: the signal is delivered asynchronously, and a request sent right after it
+        could otherwise still be answered. Any other signal is sent without waiting."""
         if self._popen is not None and self._popen.poll() is None:
             os.kill(self._popen.pid, signum)
+            if signum == signal.SIGSTOP:
+                _wait_stopped(self._popen.pid)
 
     def wait_exit(self, timeout: float) -> int:
         """Wait for the process to end and return its exit code; SIGKILL it past ``timeout``."""
@@ -289,3 +293,19 @@ class _LiveProcesses:
 
 _LIVE = _LiveProcesses()
 atexit.register(_LIVE.stop_leftovers)
+
+
+def _wait_stopped(pid: int, timeout: float = 5.0) -> None:
+    """Wait until ``pid`` shows as stopped (state ``T``) in /proc/<pid>/stat."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                # the state follows the command name, which is in parentheses
+                state = stat.read().rpartition(")")[2].split()[0]
+        except (FileNotFoundError, IndexError):
+            return  # gone, or /proc not readable: nothing to wait for
+        if state in ("T", "t"):
+            return
+        time.sleep(0.001)
+    raise RuntimeError(f"process {pid} did not stop within {timeout} s of SIGSTOP")
