@@ -11,46 +11,17 @@ never used or closed: every call reads a count of forks that ``os.register_at_fo
 the child (a fork by C code that skips Python's fork hooks goes unseen), where asking
 ``os.getpid()`` would cost a system call.
 
-What a call costs, measured 2026-12-02 on this 2-core VM with a small (~200-byte) JSON result.
-Client instructions a call through the pool (callgrind, 1,000 calls), against the raw driver
-doing the same with a new cursor a call, and before calls stopped asking
-``cursor.description``, ``os.getpid()`` and the watchdog's lock:
-
-=====================  ============  ============  ============  ============
-instructions a call    PG retrieve   PG store      Maria ret.    Maria store
-=====================  ============  ============  ============  ============
-raw driver             136k          132k          193k          122k
-pool, before           190k          182k          251k          184k
-pool, now              164k          167k          247k          183k
-=====================  ============  ============  ============  ============
-
-What runs here, a read's statement on its connection, costs less than the raw driver's call
-(PostgreSQL 98k against 110k, MariaDB 183k against 185k, without the JSON): the rest of
-the difference is the record layer's (record, serializer, layers). Pool/raw in wall time,
-the benchmarks' method (calls taking turns with the raw driver's), 9 runs of each at load
-averages of 1 to 9: a small retrieve 1.02-1.14 (median 1.08) on PostgreSQL, 1.15-1.25
-before; 1.19-1.29 (1.23) on MariaDB, 1.20-1.32 before, short of the 1.15 target by the
-record layer's instructions; a small store 1.04-1.09 and 1.11-1.18 (1.06-1.11 and
-1.09-1.19 before).
-
-Later the same day the layers' observer, translation and retries became one generator,
-``key_digest`` and :meth:`Executor.run` a call less each. With the driver's cursor stubbed out
-(what is left is ours alone) a PostgreSQL store went 148.9k -> 142.6k instructions and the
-layers' cut alone took 5.7k off a store and a retrieve; through the real drivers, with the
-rest of the code as it then was (2,000 calls, ``PYTHONHASHSEED=0``; the method's noise is a
-few k): a retrieve 264.0k -> 259.5k on MariaDB (raw PyMySQL 212k), 182.0k -> 177.8k on
-PostgreSQL (raw psycopg 154k). With the CPUs awake, a MariaDB retrieve's statement through
-:meth:`Executor.run` took 70.7 µs against raw PyMySQL's whole call, new cursor and
-``json.loads`` included, 70.3 µs; the retrieve through the pool took 95.2 µs (medians of 30
-blocks of 100 calls taking turns): what keeps MariaDB's retrieve past the 1.15 target is
-the CPU of the record layer and the strict serializer, not the connection path.
-
-On 2026-12-03 that CPU went down: JSON reads through ``json.loads``'s own scanner,
-``key_digest`` on CPython's own SHA-256, PyMySQL's read and delete by digest without its
-escaping (:class:`~storages.sql.dialects.MySqlByDigest`), and a blocking adapter's layers as
-plain calls (:func:`selinon_like.layers.blocking_chain`). Client instructions a call
-(callgrind, 2,000 calls of the benchmarks' ``SMALL`` result counted inside the loop alone,
-``PYTHONHASHSEED=0``, address randomisation off: a few hundred instructions of noise):
+What a call costs: client instructions a call through the pool against the raw driver doing
+the same with a new cursor a call (callgrind, 2,000 calls of the benchmarks' ``SMALL`` result
+counted inside the loop alone, ``PYTHONHASHSEED=0``, address randomisation off: a few hundred
+instructions of noise). "Before" is 2026-12-02's code, "now" 2026-12-03's: JSON reads through
+``json.loads``'s own scanner, ``key_digest`` on CPython's own SHA-256, PyMySQL's read and
+delete by digest without its escaping (:class:`~storages.sql.dialects.MySqlByDigest`) and a
+blocking adapter's layers as plain calls (:func:`selinon_like.layers.blocking_chain`). Earlier
+on 2026-12-02, measured over whole runs of 1,000 calls, calls had stopped asking
+``cursor.description``, ``os.getpid()`` and the watchdog's lock, and the layers had become one
+generator: a PostgreSQL retrieve 190k -> 164k against raw psycopg's 136k, a MariaDB retrieve
+251k -> 247k against raw PyMySQL's 193k.
 
 =====================  ============  ============  ============  ============
 instructions a call    PG retrieve   PG store      Maria ret.    Maria store
@@ -60,9 +31,15 @@ pool, before           176.8k        205.6k        260.2k        220.4k
 pool, now              162.0k        201.5k        232.0k        215.4k
 =====================  ============  ============  ============  ============
 
-Wall time, CPUs awake, blocks of 100 calls taking turns with the raw driver (medians of 30
-blocks, two runs, load average 1.5-2.4): a small retrieve's pool/raw 1.15-1.17 on MariaDB
-(1.35-1.37 before) and 1.04-1.07 on PostgreSQL (1.11-1.20 before).
+A read's own statement on its connection, what runs here, costs less than the raw driver's
+call: with the CPUs awake a MariaDB retrieve's statement through :meth:`Executor.run` took
+70.7 µs against raw PyMySQL's whole call (new cursor and ``json.loads`` included) 70.3 µs.
+The rest is the record layer's (record, serializer, layers). Wall time, CPUs awake, blocks
+of 100 calls taking turns with the raw driver (medians of 30 blocks, two runs, load average
+1.5-2.4): a small retrieve's pool/raw 1.15-1.17 on MariaDB (1.35-1.37 before the 2026-12-03
+cuts) and 1.04-1.07 on PostgreSQL (1.11-1.20 before). Since then :meth:`Executor.run` takes
+its connection through :meth:`Executor._take` again instead of a copy of its lines: one call
+more, well under 1k instructions.
 """
 
 from __future__ import annotations
@@ -234,26 +211,16 @@ class Executor:
     def run(self, sql: Sql, values: dict[str, Any], write: bool = False) -> Any:
         """One statement as its own call: the first row it returns, or for a statement that
         returns none, the number of rows it changed. What :meth:`cursor` does, without a
-        generator: the code path of every store, retrieve and delete (:meth:`_writer` and
-        :meth:`_take` written out: two calls less a call)."""
+        generator: the code path of every store, retrieve and delete (:meth:`_writer` written
+        out: a call less)."""
         if self._seen_forks != _forks:
             self._adopt()
         writer = self.writer if write else None
         if writer is not None:
             self._wait_turn(writer)
         try:
-            connections = self.connections
-            try:
-                connection, cursor = connections.get()
-            except Exception as exc:  # the engine's pool raises the driver's own errors
-                self._reraise(exc, broken=True)
-            token = None
+            connections, connection, cursor, token = self._take()
             quirks = self.quirks
-            if quirks.watched:
-                seconds = deadline.remaining(self.io_timeout)
-                token = WATCHDOG.watch(connection.dbapi_connection.fileno(), seconds)
-            elif self._socket_timeouts:
-                _set_pymysql_timeouts(connection.dbapi_connection, self.io_timeout)
             try:
                 sql.execute(cursor, values)
                 rows = sql.rows
