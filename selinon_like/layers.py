@@ -301,19 +301,26 @@ def translate(call: Call, exc: BaseException) -> StorageError:
     return kind(f"{storage.storage_name}: {call.describe()} failed: {detail}")
 
 
+def _call_deadline(storage: Operated) -> tuple[float, float, float]:
+    """``(began, deadline, limit)`` of a retried call on ``storage``: its
+    ``operation_timeout`` from now, or an enclosing call's deadline when that comes first."""
+    limit = storage._op_timeout
+    if limit is None:
+        limit = storage.default_operation_timeout()
+    began = time.monotonic()
+    deadline = began + limit
+    outer = DEADLINE.get()
+    if outer is not None and outer < deadline:
+        deadline = outer
+    return began, deadline, limit
+
+
 def retried(inner: Handler) -> Handler:
     def handle(call: Call) -> Steps[Any]:
         storage = call.storage
         if call.op in NOT_RETRIED:
             return (yield from inner(call))
-        limit = storage._op_timeout
-        if limit is None:
-            limit = storage.default_operation_timeout()
-        started = time.monotonic()
-        deadline = started + limit
-        outer = DEADLINE.get()
-        if outer is not None and outer < deadline:
-            deadline = outer  # an enclosing call's deadline comes first
+        started, deadline, limit = _call_deadline(storage)
         token = DEADLINE.set(deadline)
         try:
             try:
@@ -495,6 +502,11 @@ def _chain(cache: bool, observer: bool, lock: bool, bound: bool, timed: bool) ->
     return compose([checked, cached] if cache else [checked], _fused(observer, core))
 
 
+def _report_failure(observer: Any, call: Call, started: float, exc: BaseException) -> None:
+    if observer is not None:
+        observer.event(call.storage, call.op, call.key, time.perf_counter() - started, exc)
+
+
 def _fused(observe: bool, inner: Handler) -> Handler:
     """:func:`observed` (when ``observe``), :func:`translated` and :func:`retried` around
     ``inner``, as one generator: what :func:`compose` of the three does, with one frame per
@@ -511,14 +523,7 @@ def _fused(observe: bool, inner: Handler) -> Handler:
                 if call.op in NOT_RETRIED:
                     result = yield from inner(call)
                 else:
-                    limit = storage._op_timeout
-                    if limit is None:
-                        limit = storage.default_operation_timeout()
-                    began = time.monotonic()
-                    deadline = began + limit
-                    outer = DEADLINE.get()
-                    if outer is not None and outer < deadline:
-                        deadline = outer  # an enclosing call's deadline comes first
+                    began, deadline, limit = _call_deadline(storage)
                     token = DEADLINE.set(deadline)
                     try:
                         try:
@@ -538,8 +543,7 @@ def _fused(observe: bool, inner: Handler) -> Handler:
             except Exception as exc:
                 raise translate(call, exc) from exc
         except BaseException as exc:
-            if observer is not None:
-                observer.event(storage, call.op, call.key, time.perf_counter() - started, exc)
+            _report_failure(observer, call, started, exc)
             raise
         if observer is not None:
             observer.event(storage, call.op, call.key, time.perf_counter() - started)
@@ -622,14 +626,7 @@ def _fused_blocking(observe: bool, attempt: Blocking, inner: Handler) -> Blockin
                 if call.op in NOT_RETRIED:
                     result = attempt(call)
                 else:
-                    limit = storage._op_timeout
-                    if limit is None:
-                        limit = storage.default_operation_timeout()
-                    began = time.monotonic()
-                    deadline = began + limit
-                    outer = DEADLINE.get()
-                    if outer is not None and outer < deadline:
-                        deadline = outer  # an enclosing call's deadline comes first
+                    began, deadline, limit = _call_deadline(storage)
                     token = DEADLINE.set(deadline)
                     try:
                         try:
@@ -649,8 +646,7 @@ def _fused_blocking(observe: bool, attempt: Blocking, inner: Handler) -> Blockin
             except Exception as exc:
                 raise translate(call, exc) from exc
         except BaseException as exc:
-            if observer is not None:
-                observer.event(storage, call.op, call.key, time.perf_counter() - started, exc)
+            _report_failure(observer, call, started, exc)
             raise
         if observer is not None:
             observer.event(storage, call.op, call.key, time.perf_counter() - started)

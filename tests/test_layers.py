@@ -219,17 +219,20 @@ def test_connect_is_locked_even_on_a_thread_safe_adapter() -> None:
     assert holder == [True]
 
 
-@pytest.mark.parametrize(
-    ("error", "times", "transient"),
-    [
-        (None, 0, True),
-        (ConnectionError("reset, password hunter2"), 2, True),  # retried, then "ok"
-        (ConnectionError("reset, password hunter2"), 9, True),  # retried past the policy
-        (ConnectionError("refused, password hunter2"), 1, False),  # not transient
-        (ResultNotFound("nothing there"), 1, True),  # ours: raised as it is
-        (StorageError("ours, quoting hunter2"), 1, True),  # ours: scrubbed
-    ],
-)
+# (error an attempt raises, how many attempts raise it, whether it is transient): the
+# outcomes the fused chains must give as the layers composed one by one do.
+CHAIN_OUTCOMES = [
+    (None, 0, True),
+    (ConnectionError("reset, password hunter2"), 2, True),  # retried, then "ok"
+    (ConnectionError("reset, password hunter2"), 9, True),  # retried past the policy
+    (ConnectionError("refused, password hunter2"), 1, False),  # not transient
+    (KeyError("boom, password hunter2"), 1, True),  # a driver error: translated
+    (ResultNotFound("nothing there"), 1, True),  # ours: raised as it is
+    (StorageError("ours, quoting hunter2"), 1, True),  # ours: scrubbed
+]
+
+
+@pytest.mark.parametrize(("error", "times", "transient"), CHAIN_OUTCOMES)
 @pytest.mark.parametrize("op", ["store", "store_stream"])  # retried, and not
 def test_a_chain_does_what_its_layers_composed_one_by_one_do(
     error: BaseException | None, times: int, transient: bool, op: str
@@ -264,18 +267,7 @@ def test_a_chain_does_what_its_layers_composed_one_by_one_do(
     assert "hunter2" not in str(expected[0])
 
 
-@pytest.mark.parametrize(
-    ("error", "times", "transient"),
-    [
-        (None, 0, True),
-        (ConnectionError("reset, password hunter2"), 2, True),  # retried, then "ok"
-        (ConnectionError("reset, password hunter2"), 9, True),  # retried past the policy
-        (ConnectionError("refused, password hunter2"), 1, False),  # not transient
-        (KeyError("boom, password hunter2"), 1, True),  # a driver error: translated
-        (ResultNotFound("nothing there"), 1, True),  # ours: raised as it is
-        (StorageError("ours, quoting hunter2"), 1, True),  # ours: scrubbed
-    ],
-)
+@pytest.mark.parametrize(("error", "times", "transient"), CHAIN_OUTCOMES)
 @pytest.mark.parametrize("op", ["store", "store_stream"])  # retried, and not
 @pytest.mark.parametrize("drives", [False, True])  # the method, or the steps it drives
 @pytest.mark.parametrize(("lock", "bound"), [(False, False), (True, False), (True, True)])
