@@ -411,24 +411,31 @@ class RedisBase(StorageBase):
     def _make_cluster(self, redis: Any) -> Any:
         """The driver's cluster client, seeded with the node the options name."""
 
+    def _server_kwargs(self, username: str | None, password: str | None) -> dict[str, Any]:
+        """What a connection to any server takes, a data node's or a sentinel's: these
+        credentials, the socket timeouts and the TLS options."""
+        socket_timeout, connect_timeout = self._socket_timeouts()
+        return {
+            "username": username,
+            "password": password,
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
+            **self._tls_kwargs(),
+        }
+
     def _connection_kwargs(self) -> dict[str, Any]:
         """What every connection to a data node takes (a single server, every cluster node,
         the master the sentinels name)."""
-        socket_timeout, connect_timeout = self._socket_timeouts()
-        kwargs: dict[str, Any] = {
-            "username": self.username,
-            "password": self.password,
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": connect_timeout,
-            "encoding": self.encoding,
-            "encoding_errors": self.errors,
-            "decode_responses": False,
-        }
-        kwargs.update(self._tls_kwargs())
+        kwargs = self._server_kwargs(self.username, self.password)
+        kwargs.update(encoding=self.encoding, encoding_errors=self.errors, decode_responses=False)
         cap = self._pool_cap()
         if cap is not None:
-            kwargs.update(max_connections=cap, timeout=socket_timeout)
+            kwargs.update(max_connections=cap, timeout=kwargs["socket_timeout"])
         return kwargs
+
+    def _pool_kwargs(self) -> dict[str, Any]:
+        """:meth:`_connection_kwargs` with the database a single server's pool selects."""
+        return {**self._connection_kwargs(), "db": self.db if self.db is not None else 0}
 
     def _pool_cap(self) -> int | None:
         """The most connections the pool opens, a call finding them all busy waiting for one:
@@ -461,8 +468,7 @@ class RedisBase(StorageBase):
         }
 
     def _make_pool(self, redis: Any) -> Any:
-        kwargs = self._connection_kwargs()
-        kwargs["db"] = self.db if self.db is not None else 0
+        kwargs = self._pool_kwargs()
         pool_class = redis.ConnectionPool
         if self._pool_cap() is not None:
             pool_class = redis.BlockingConnectionPool
@@ -497,24 +503,15 @@ class RedisBase(StorageBase):
 
     def _make_sentinel_pool(self, redis: Any) -> Any:
         """The master's pool: each new connection asks the sentinels where the master is."""
-        socket_timeout, connect_timeout = self._socket_timeouts()
-        sentinel_kwargs: dict[str, Any] = {
-            "username": self.sentinel_username,
-            "password": self.sentinel_password,
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": connect_timeout,
-            # A sentinel client retries 10 times by default: one dead sentinel would then
-            # hold every connection attempt for seconds before the next one is asked.
-            "retry": self._no_retry(redis),
-            **self._tls_kwargs(),
-        }
+        sentinel_kwargs = self._server_kwargs(self.sentinel_username, self.sentinel_password)
+        # A sentinel client retries 10 times by default: one dead sentinel would then hold
+        # every connection attempt for seconds before the next one is asked.
+        sentinel_kwargs["retry"] = self._no_retry(redis)
+        kwargs = self._pool_kwargs()
         if self._tls:
-            sentinel_kwargs["ssl"] = True
+            # The sentinels' clients and the pool pick their SSL connection class from it.
+            sentinel_kwargs["ssl"] = kwargs["ssl"] = True
         self._sentinel = redis.sentinel.Sentinel(self.sentinels, sentinel_kwargs=sentinel_kwargs)
-        kwargs = self._connection_kwargs()
-        kwargs["db"] = self.db if self.db is not None else 0
-        if self._tls:
-            kwargs["ssl"] = True  # the pool picks its SSL connection class from it
         pool_class = redis.sentinel.SentinelConnectionPool
         if self._pool_cap() is not None:
             pool_class = _blocking_sentinel_pool(redis)
