@@ -184,6 +184,8 @@ class MongoLogic(StorageBase):
         self._results: Any = None
         self._errors: Any = None
         self._replace_one: Any = None
+        self._duplicate_key: Any = None  # pymongo's DuplicateKeyError, once connected
+        self._described: tuple[Any, bool] = (None, False)  # see _answering
         self._ttl_indexed: set[Kind] = set()  # the collections whose TTL index is known here
 
     @classmethod
@@ -246,10 +248,21 @@ class MongoLogic(StorageBase):
         if seconds is None or pymongo is None or self._injected is not None:
             return contextlib.nullcontext()
         client = self._client
-        if client is None or not client.topology_description.known_servers:
+        if client is None or not self._answering(client):
             seconds = min(seconds, self.server_selection_timeout_ms / 1000)
         timeout: contextlib.AbstractContextManager[object] = pymongo.timeout(seconds)
         return timeout
+
+    def _answering(self, client: Any) -> bool:
+        """Whether ``client`` knows a server that answers. Its topology description is an
+        immutable object the client replaces when anything changes: the answer is worked out
+        once per description (its list of known servers is built anew on every read), and
+        kept with it in one attribute, which threads replace whole."""
+        description = client.topology_description
+        seen = self._described
+        if seen[0] is not description:
+            seen = self._described = (description, bool(description.known_servers))
+        return seen[1]
 
     def default_operation_timeout(self) -> float:
         """``server_selection_timeout_ms`` + ``socket_timeout_ms`` (in seconds): finding the
@@ -306,6 +319,7 @@ class MongoLogic(StorageBase):
                 yield client.close, ()
             raise
         self._replace_one = pymongo.ReplaceOne
+        self._duplicate_key = pymongo.errors.DuplicateKeyError
         self._ttl_indexed = set()
         self._client, self._results, self._errors = client, results, errors
 
@@ -333,20 +347,42 @@ class MongoLogic(StorageBase):
             raise self._not_connected()
         return collection
 
-    @staticmethod
     def _document(
-        kind: Kind, key: Key, data: bytes, expires_at: float | None = None
+        self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None
     ) -> dict[str, Any]:
+        """The document of ``data`` under ``key``, refused (``StorageError``) before any write
+        when the server would refuse it: on its own it would fail the call with the whole
+        document quoted in the error, and inside a bulk write only after the other results
+        were stored."""
         flow_name, task_name, task_id = key
-        document: dict[str, Any] = {
-            "_id": key_digest(flow_name, task_name, task_id),
-            "flow_name": flow_name,
-            "task_name": task_name,
-            "task_id": task_id,
-        }
-        if kind == ERRORS:
-            # The first release kept these two beside the record, for queries: so does this,
-            # when the record is plain JSON (bytes behind a header are left as they are).
+        record_id = key_digest(flow_name, task_name, task_id)
+        # An upper bound of the document's size first (a str takes at most 4 bytes a
+        # character in UTF-8, a date 8, within _FRAMING): encoding to measure exactly costs
+        # a copy, so only a document near the cap pays for it.
+        bound = (
+            _FRAMING
+            + len(data)
+            + 4 * (len(record_id) + len(flow_name) + len(task_name) + len(task_id))
+        )
+        document: dict[str, Any]
+        if kind == RESULTS:
+            document = {
+                "_id": record_id,
+                "flow_name": flow_name,
+                "task_name": task_name,
+                "task_id": task_id,
+                "result": data,
+            }
+        else:
+            document = {
+                "_id": record_id,
+                "flow_name": flow_name,
+                "task_name": task_name,
+                "task_id": task_id,
+            }
+            # The first release kept these two beside the record, for queries: so does
+            # this, when the record is plain JSON (bytes behind a header are left as they
+            # are).
             try:
                 record = json.loads(data)
             except ValueError:
@@ -354,24 +390,17 @@ class MongoLogic(StorageBase):
             else:
                 document["exception_type"] = record["exception_type"]
                 document["time"] = record["time"]
-        document[_DATA_FIELD[kind]] = data
+                extra = (document["exception_type"], document["time"])
+                bound += sum(4 * len(value) for value in extra if isinstance(value, str))
+            document[_DATA_FIELD[kind]] = data
         if expires_at is not None:
             document[_EXPIRY_FIELD] = _date(expires_at)
+        if bound > _MAX_DOCUMENT:
+            self._check_size(kind, document)
         return document
 
     def _check_size(self, kind: Kind, document: dict[str, Any]) -> None:
-        """Refuse, before any write, a document the server would refuse: on its own it would
-        fail the call with the whole document quoted in the error, and inside a bulk write
-        only after the other results were stored."""
-        # An upper bound first (a str takes at most 4 bytes a character in UTF-8): encoding
-        # to measure exactly costs a copy, so only a document near the cap pays for it.
-        bound = _FRAMING + sum(
-            len(value) if isinstance(value, bytes) else 4 * len(value)
-            for value in document.values()
-            if isinstance(value, (bytes, str))  # a date (expires_at) is 8 bytes: in _FRAMING
-        )
-        if bound <= _MAX_DOCUMENT:
-            return
+        """The exact size of a document near the cap: ``StorageError`` past it."""
         import bson
 
         size = len(bson.encode(document))
@@ -416,22 +445,20 @@ class MongoLogic(StorageBase):
         return None if document is None else bytes(document[field])
 
     def _write_io(self, kind: Kind, key: Key, data: bytes, expires_at: float | None) -> Steps[str]:
-        from pymongo.errors import DuplicateKeyError
-
         document = self._document(kind, key, data, expires_at)
-        self._check_size(kind, document)
         collection = self._collection(kind)
         if expires_at is not None:
             yield from self._ttl_index_steps(kind, collection)
-        replace = functools.partial(collection.replace_one, upsert=True)
-        record_id = document["_id"]
+        record_id: str = document["_id"]
+        # replace_one(filter, replacement, upsert): upsert given by position, no partial.
+        step = collection.replace_one, ({"_id": record_id}, document, True)
         try:
-            yield replace, ({"_id": record_id}, document)
-        except DuplicateKeyError:
+            yield step
+        except self._duplicate_key:
             # Two first stores of one key raced and the server did not retry the insert that
             # lost; the document exists now, so this second upsert is a plain replace.
-            yield replace, ({"_id": record_id}, document)
-        return str(record_id)
+            yield step
+        return record_id
 
     def _write_many_io(
         self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None
@@ -443,11 +470,11 @@ class MongoLogic(StorageBase):
         of keys all stored before pays the second round trip."""
         from pymongo.errors import BulkWriteError
 
-        documents = [self._document(kind, key, data, expires_at) for key, data in items]
-        for document in documents:
-            self._check_size(kind, document)
+        document = self._document
+        documents = [document(kind, key, data, expires_at) for key, data in items]
         # An unordered write may apply two writes of one key in any order: keep the last.
-        latest = list({document["_id"]: document for document in documents}.values())
+        by_id = {d["_id"]: d for d in documents}
+        latest = documents if len(by_id) == len(documents) else list(by_id.values())
         collection = self._collection(kind)
         if expires_at is not None:
             yield from self._ttl_index_steps(kind, collection)
@@ -458,7 +485,7 @@ class MongoLogic(StorageBase):
             if taken is None:
                 raise
             yield from self._mongo_replace_many_steps(collection, [latest[i] for i in taken])
-        return [str(document["_id"]) for document in documents]
+        return [d["_id"] for d in documents]
 
     def _mongo_replace_many_steps(
         self, collection: Any, documents: list[dict[str, Any]]

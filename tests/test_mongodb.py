@@ -352,7 +352,8 @@ def test_store_is_one_upsert_and_retrieve_one_projected_find_one(
     record_id = mongo.store("f", "t", "1", {"v": 1})
     assert [c[0] for c in spy.method_calls] == ["replace_one"]
     _name, args, kwargs = spy.method_calls[0]
-    assert args[0] == {"_id": record_id} and kwargs == {"upsert": True}
+    # replace_one(filter, replacement, upsert): an upsert, its flag given by position
+    assert args[0] == {"_id": record_id} and args[2:] == (True,) and not kwargs
     spy.reset_mock()
     assert mongo.retrieve("f", "t", "1") == {"v": 1}
     assert spy.method_calls == [mock.call.find_one({"_id": record_id}, {"_id": 0, "result": 1})]
@@ -941,3 +942,30 @@ def test_unknown_option_is_a_config_error_through_the_pool() -> None:
 def test_database_comes_from_the_url_and_db_name_wins() -> None:
     assert MongoDB(url="mongodb://h/app%20db").db_name == "app db"
     assert MongoDB(url="mongodb://h/app", db_name="other").db_name == "other"
+
+
+def test_whether_a_server_answers_is_worked_out_once_per_topology_description() -> None:
+    # pymongo replaces its (immutable) topology description when anything changes: the
+    # answer follows each new one, and is not worked out again for the same one.
+    reads: list[str] = []
+
+    class Description:
+        def __init__(self, name: str, known: list[str]) -> None:
+            self.name, self.known = name, known
+
+        @property
+        def known_servers(self) -> list[str]:
+            reads.append(self.name)
+            return self.known
+
+    class Client:
+        topology_description = Description("up", ["primary"])
+
+    storage = MongoDB(url="mongodb://127.0.0.1:1/", db_name="test")
+    client = Client()
+    assert storage._answering(client) and storage._answering(client)
+    client.topology_description = Description("down", [])
+    assert not storage._answering(client) and not storage._answering(client)
+    client.topology_description = Description("back", ["primary"])
+    assert storage._answering(client)
+    assert reads == ["up", "down", "back"]
