@@ -115,10 +115,16 @@ _LENGTH = re.compile(r"0|[1-9][0-9]*")
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
+# Each ASCII character's token in encode_part: itself when safe, else its byte as %xx.
+_ASCII_TOKENS = {code: chr(code) if code in _SAFE else f"%{code:02x}" for code in range(128)}
+
+
 def encode_part(part: str) -> str:
     """An injective token of ``[a-z0-9_%-]``: ``_`` then the UTF-8 bytes, percent-encoded except
     lowercase letters, digits, ``-`` and ``_`` (uppercase is encoded too, so ``A`` and ``a``
     stay apart on case-insensitive file systems). Never empty, never ``.`` or ``..``."""
+    if part.isascii():  # each character is its byte: one table lookup each, in C (~4x faster)
+        return "_" + part.translate(_ASCII_TOKENS)
     return "_" + "".join(
         chr(byte) if byte in _SAFE else f"%{byte:02x}" for byte in part.encode("utf-8")
     )

@@ -116,6 +116,17 @@ def test_encode_part_round_trips_with_a_safe_charset(part: str) -> None:
     assert decode_part(token) == part
 
 
+@given(parts)
+def test_encode_part_is_its_definition_byte_by_byte(part: str) -> None:
+    """The ASCII fast path (a translation table) gives the token the definition gives: ``_``
+    then each UTF-8 byte, itself when a lowercase letter, digit, ``-`` or ``_``, else %xx
+    (the names of stored objects and files must not change)."""
+    safe = b"abcdefghijklmnopqrstuvwxyz0123456789-_"
+    for text in (part, "".join(map(chr, range(128))) + part):
+        expected = "".join(chr(b) if b in safe else f"%{b:02x}" for b in text.encode())
+        assert encode_part(text) == "_" + expected
+
+
 @pytest.mark.parametrize("part", AWKWARD)
 def test_awkward_parts_encode_to_safe_tokens(part: str) -> None:
     token = encode_part(part)
