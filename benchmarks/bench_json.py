@@ -1,10 +1,11 @@
 """``python -m benchmarks.bench_json``: the default serializer against ``json.dumps``.
 
 For each shape of result (a small flat dict, a small nested one, a 1 MB table of ~11,000 small
-dicts, one 1 MB string) it times ``JSON.dumps`` beside ``json.dumps`` and
-``json.dumps(...).encode()`` (what a driver is given), in blocks taking turns, and prints the
-minimum of five blocks of each. CPU time of this thread (``time.thread_time``), not wall time:
-on a shared, loaded machine it varies less. SPEC §9 asks for at most 1.2x ``json.dumps``.
+dicts, one 1 MB string, 1 MB of small lists in a list, 1 MB of booleans and nulls) it times
+``JSON.dumps`` beside ``json.dumps`` and ``json.dumps(...).encode()`` (what a driver is given),
+in blocks taking turns, and prints the minimum of five blocks of each. CPU time of this thread
+(``time.thread_time``), not wall time: on a shared, loaded machine it varies less. SPEC §9 asks
+for at most 1.2x ``json.dumps``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ SHAPES: dict[str, Any] = {
         for i in range(11_000)
     ],
     "1 MB string": "x" * 1_000_000,
+    "1 MB, 40,000 small lists": [[i, i + 1, [i, "x"]] for i in range(40_000)],
+    "1 MB of true, false and null": [True, False, None] * 60_000,
 }
 
 

@@ -38,7 +38,6 @@ import pickle
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from itertools import compress
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from selinon_like.errors import ConfigError, SerializationError
@@ -212,7 +211,9 @@ _KINDS: dict[type, bool] = {
     list: True,
     tuple: True,
 }
-_kind = _KINDS.__getitem__
+_CONTAINER_TYPES = frozenset({dict, list, tuple})
+_KNOWN_KINDS = frozenset(_KINDS)
+_LIST_KINDS = _KNOWN_KINDS - {dict}  # types whose values give exactly their members
 _referents = gc.get_referents
 _is_dict = dict.__instancecheck__  # True for a dict or a subclass of dict
 # A small result is checked inline in JsonSerializer.dumps; with referents other than expected
@@ -224,12 +225,13 @@ def _check_tree(obj: Any, size: int) -> None:
     """Refuse non-``str`` dict keys and nesting deeper than :data:`MAX_JSON_DEPTH`.
 
     Runs on every store after the C encoder accepted ``obj`` (so it has no cycles), one
-    nesting level at a time with every step in C: ``gc.get_referents`` gives a level's
-    members (for a dict with keys that are all plain ``str``, its values only; for any other
-    dict, keys too, so more members than the containers' lengths add up to), and
-    ``compress`` keeps the containers for the next level. A 1 MB result of 11,000 small
-    dicts costs a few milliseconds, not a Python loop over 22,000 containers. When the quick
-    check cannot decide (see :class:`_NeedsWalk`), the exact walk does.
+    nesting level at a time, each step a C call over the whole level: ``gc.get_referents``
+    gives the next level's members (for a dict with keys that are all plain ``str``, its
+    values only; for any other dict, keys too, so more members than the dicts' lengths add
+    up to), and the set of the level's types says whether that count needs checking (dicts
+    among them) or the exact walk must decide (a type not JSON's own). A 1 MB result of
+    11,000 small dicts costs a few milliseconds, not a Python loop over 22,000 containers.
+    When the quick check cannot decide (see :class:`_NeedsWalk`), the exact walk does.
 
     ``size`` is the length of the encoded text: a text of at most ``2 * MAX_JSON_DEPTH``
     characters cannot nest deeper than the limit (each level takes two brackets), and such a
@@ -289,26 +291,33 @@ def _check_levels(obj: Any) -> None:
         return  # a scalar; anything else the encoder has refused already
     if not _REFERENTS_AS_EXPECTED:
         raise _NeedsWalk
-    level: list[Any] = [obj]
-    members = gc.get_referents(obj)
-    depth = 1  # of the containers in level
+    members = obj  # a list's or tuple's members are the list or tuple itself
+    if type(obj) is dict:
+        members = gc.get_referents(obj)
+        if len(members) != len(obj):
+            raise _NeedsWalk  # a key that is not a plain str
+    depth = 1  # of the containers whose members are in members
     while True:
-        if len(members) != sum(map(len, level)):
-            raise _NeedsWalk  # a dict keeps keys that are not plain str
         # The next level's members, from every member at once: a str, int, float, bool or
         # None gives none, so this is what the containers among them give.
         below = gc.get_referents(*members)
         if not below and depth < MAX_JSON_DEPTH:
             # Every member is a leaf: a scalar, or an empty container within the depth
-            # limit (a GC type with members gives some, its type too for a class defined
-            # in Python): no member needs its type looked up (the last level of a table).
+            # limit (the last level of a table): no member needs its type looked up.
             return
-        try:
-            level = list(compress(members, map(_kind, map(type, members))))
-        except KeyError:
-            raise _NeedsWalk from None
-        if not level:
-            return
+        kinds = set(map(type, members))
+        if not kinds <= _LIST_KINDS:
+            # Dicts among them (lists and tuples give exactly their members), or a subclass
+            # of a JSON type, which the exact walk decides.
+            if not kinds <= _KNOWN_KINDS:
+                raise _NeedsWalk
+            level = members
+            if not kinds <= _CONTAINER_TYPES:
+                level = [member for member in members if type(member) in _CONTAINER_TYPES]
+            if len(below) != sum(map(len, level)):
+                raise _NeedsWalk  # a dict keeps keys that are not plain str
+        if kinds.isdisjoint(_CONTAINER_TYPES):
+            return  # scalars only, at the deepest level allowed
         depth += 1
         if depth > MAX_JSON_DEPTH:
             _too_deep()

@@ -5,6 +5,7 @@ refusal and every exact round trip of the slow walk holds on both paths."""
 
 from __future__ import annotations
 
+import collections
 import json
 import threading
 from collections import OrderedDict
@@ -73,6 +74,37 @@ def test_a_dict_subclass_with_a_non_str_key_is_refused_on_both_paths(small: bool
     value = [OrderedDict([("fine", 1), (4, "no")]), [] if small else table(500)]
     with pytest.raises(SerializationError, match="int"):
         JSON.dumps(value)
+
+
+def _large_with(member: Any, where: str) -> list[Any]:
+    """A result checked by levels (far past 2 * MAX_JSON_DEPTH characters) with ``member``
+    at ``where``."""
+    if where == "first level":
+        return [member, *table(300)]
+    if where == "last level":
+        value = table(300)
+        value[-1]["tags"] = ["a", member]
+        return value
+    return [*(["x" * 100] * 50), member]  # its level's other members all scalars
+
+
+LARGE_WHERES = ["first level", "last level", "beside only scalars"]
+
+
+# The level check counts the members of plain dicts, lists and tuples only: a member of any
+# other type that gives some (a subclass: its members, its type, its __dict__) makes the count
+# differ, on the last level too, and the exact walk decides.
+@pytest.mark.parametrize("where", LARGE_WHERES)
+def test_a_dict_subclass_with_a_non_str_key_is_refused_at_any_level(where: str) -> None:
+    with pytest.raises(SerializationError, match="int"):
+        JSON.dumps(_large_with(OrderedDict([("fine", 1), (4, "no")]), where))
+
+
+@pytest.mark.parametrize("where", LARGE_WHERES)
+def test_a_named_tuple_is_written_as_json_writes_it_at_any_level(where: str) -> None:
+    pair = collections.namedtuple("pair", "a b")
+    value = _large_with(pair(1, (2, {"k": [3]})), where)
+    assert JSON.loads(JSON.dumps(value)) == json.loads(json.dumps(value))
 
 
 def test_depth_is_exact_in_a_large_result() -> None:
