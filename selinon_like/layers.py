@@ -43,10 +43,7 @@ call. A blocking adapter's operations go through :func:`blocking_chain`, which d
 same with plain calls: the first attempt is called directly, and only a retry (its backoff and
 ``recover()`` are steps) runs the generators, under :func:`~selinon_like.steps.run`; ~2k
 client instructions less a call (callgrind, a MariaDB store or retrieve through the pool).
-An async adapter's go through :func:`async_chain`, its twin as a coroutine: the first attempt
-awaited directly (under ``asyncio.timeout`` when the layers time it), a retry under
-:func:`~selinon_like.steps.arun`; no generator or driver of the layers on a call that
-succeeds. A call made from inside an operation on the same
+A call made from inside an operation on the same
 instance and thread (an adapter's ``store`` calling ``super().store()``, a default
 ``store_many`` calling ``store``) is part of the outer operation: :func:`nested_chain` runs it
 with the key check and the lock only.
@@ -77,7 +74,7 @@ from selinon_like.errors import (
 from selinon_like.keys import Key, check_key
 from selinon_like.masking import scrub
 from selinon_like.retry import RetryPolicy
-from selinon_like.steps import Sleep, Steps, arun, run
+from selinon_like.steps import Sleep, Steps, run
 
 if TYPE_CHECKING:
     from selinon_like.cache import ResultCache
@@ -89,7 +86,6 @@ __all__ = [
     "Call",
     "Handler",
     "aguarded_iter",
-    "async_chain",
     "blocking_chain",
     "bounded",
     "chain",
@@ -106,7 +102,6 @@ __all__ = [
 log = logging.getLogger("selinon_like")
 
 F = TypeVar("F", bound=Callable[..., Any])
-R = TypeVar("R")
 
 # Operations whose input cannot be replayed: never retried.
 NOT_RETRIED = frozenset({"store_stream", "retrieve_stream"})
@@ -193,8 +188,8 @@ Handler = Callable[[Call], Steps[Any]]
 Layer = Callable[[Handler], Handler]
 
 
-def checked(inner: Callable[[Call], R]) -> Callable[[Call], R]:
-    def handle(call: Call) -> R:
+def checked(inner: Handler) -> Handler:
+    def handle(call: Call) -> Steps[Any]:
         if call.key is not None:
             check_key(*call.key)
         if call.items is not None:
@@ -653,117 +648,6 @@ def _fused_blocking(observe: bool, attempt: Blocking, inner: Handler) -> Blockin
         except BaseException as exc:
             _report_failure(observer, call, started, exc)
             raise
-        if observer is not None:
-            observer.event(storage, call.op, call.key, time.perf_counter() - started)
-        return result
-
-    return handle
-
-
-Awaiting = Callable[[Call], Awaitable[Any]]
-
-
-def async_chain(cache: bool, observer: bool, bound: bool = False, timed: bool = False) -> Awaiting:
-    """What :func:`chain` runs, for an async adapter, as a coroutine function: the handler
-    returns an awaitable of the operation's value instead of a generator for
-    :func:`~selinon_like.steps.arun` to drive. :func:`checked`, then :func:`observed`,
-    :func:`translated` and :func:`retried` as :func:`_fused` does them, with the first
-    attempt awaited directly (:func:`timed_invoke`'s ``asyncio.timeout`` around it when
-    ``timed``); a retry, which yields its backoff and ``recover()``, runs the generators of
-    :func:`chain` under ``arun``. With a cache or an attempt bound, the generators of
-    :func:`chain` throughout. Composed once per combination."""
-    return _async_chain(cache, observer, bound, timed)
-
-
-@functools.cache
-def _async_chain(cache: bool, observer: bool, bound: bool, timed: bool) -> Awaiting:
-    generators = _chain(cache, observer, False, bound, timed)
-    if cache or bound:
-        return functools.partial(_adriven, generators)
-    attempt = _timed_attempt if timed else _attempt
-    return checked(_fused_async(observer, attempt, timed_invoke if timed else invoke))
-
-
-async def _adriven(handler: Handler, call: Call) -> Any:
-    return await arun(handler(call))
-
-
-def _attempt(call: Call) -> Awaitable[Any]:
-    """One attempt of an async call, as :func:`invoke` does it under ``arun``: the steps
-    the adapter's method drives, or the method's awaitable (a plain value, an async
-    generator for a listing, as an awaitable of it)."""
-    steps = call.steps
-    if steps is not None:
-        return arun(steps(call))
-    outcome = call.invoke()
-    return outcome if inspect.isawaitable(outcome) else _ready(outcome)
-
-
-def _timed_attempt(call: Call) -> Awaitable[Any]:
-    """:func:`_attempt` within what is left of the call's deadline, as :func:`timed_invoke`
-    does it (a plain value is not timed)."""
-    steps = call.steps
-    if steps is not None:
-        outcome: Any = arun(steps(call))  # what the method, marked with drives(), awaits
-    else:
-        outcome = call.invoke()
-        if not inspect.isawaitable(outcome):
-            return _ready(outcome)
-    seconds = remaining()
-    return outcome if seconds is None else _within(outcome, seconds)
-
-
-async def _ready(value: Any) -> Any:
-    return value
-
-
-def _failed(observer: Any, call: Call, started: float, exc: BaseException) -> BaseException:
-    """What a call whose layers below :func:`translated` raised ``exc`` raises, the observer
-    told of it: ours as it is, its text scrubbed; a driver's error translated, chained to it
-    (``__cause__``); anything else (a cancellation) as it is."""
-    if isinstance(exc, _OURS):
-        secrets = call.storage._secrets
-        if not isinstance(exc, _UNQUOTED) and secrets:
-            _scrub_ours(exc, secrets)
-    elif isinstance(exc, Exception):
-        error = translate(call, exc)
-        error.__cause__ = exc
-        exc = error
-    _report_failure(observer, call, started, exc)
-    return exc
-
-
-def _fused_async(observe: bool, attempt: Awaiting, inner: Handler) -> Awaiting:
-    """:func:`_fused` for an async adapter: the first attempt is ``await attempt(call)``;
-    after a transient error the retries are :func:`_retry`'s steps on ``inner`` (the
-    generator of the same attempt) under ``arun``. A test checks it does what the layers
-    composed one by one do."""
-
-    async def handle(call: Call) -> Any:
-        storage = call.storage
-        observer = storage.observer if observe else None
-        started = time.perf_counter() if observer is not None else 0.0
-        if call.op in NOT_RETRIED:
-            try:
-                result = await attempt(call)
-            except BaseException as exc:
-                raise _failed(observer, call, started, exc)  # noqa: B904 (chained in _failed)
-        else:
-            began, deadline, limit = _call_deadline(storage)
-            token = DEADLINE.set(deadline)
-            try:
-                result = await attempt(call)
-            except Exception as exc:
-                if isinstance(exc, _OURS) or not storage.is_transient(exc):
-                    raise _failed(observer, call, started, exc)  # noqa: B904
-                try:
-                    result = await arun(_retry(call, inner, exc, began, deadline, limit))
-                except BaseException as error:
-                    raise _failed(observer, call, started, error)  # noqa: B904
-            except BaseException as exc:  # a cancellation
-                raise _failed(observer, call, started, exc)  # noqa: B904
-            finally:
-                DEADLINE.reset(token)
         if observer is not None:
             observer.event(storage, call.op, call.key, time.perf_counter() - started)
         return result

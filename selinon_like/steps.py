@@ -25,7 +25,6 @@ import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Generator, Iterator
-from types import CoroutineType
 from typing import Any, Final, TypeVar
 
 __all__ = ["END", "Emit", "Pull", "Sleep", "Steps", "aiterate", "arun", "iterate", "run"]
@@ -133,12 +132,7 @@ async def arun(steps: Steps[T]) -> T:
         step = send(None)
         while True:
             try:
-                if type(step) is tuple:  # the hot path (an adapter call) inline: no frame more
-                    reply = step[0](*step[1])
-                    if type(reply) is CoroutineType or inspect.isawaitable(reply):
-                        reply = await reply
-                else:
-                    reply = await _aperform(step)
+                reply = await _aperform(step)
             except BaseException as exc:
                 step = steps.throw(exc)
             else:

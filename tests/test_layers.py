@@ -219,22 +219,6 @@ def test_connect_is_locked_even_on_a_thread_safe_adapter() -> None:
     assert holder == [True]
 
 
-def _failure(exc: BaseException) -> tuple[Any, ...]:
-    """What the chain equivalence tests compare of an error: its type, text and cause's type."""
-    return (type(exc), str(exc), type(exc.__cause__))
-
-
-def _ended(fake: Fake, inner: Failing, op: str, value: Any, *seen: Any) -> tuple[Any, ...]:
-    """What the chain equivalence tests compare of a call: its value (or :func:`_failure`),
-    the attempts, recover() calls, what the test ``seen``, the observer's counts, and the
-    deadline after it (none)."""
-    from selinon_like.deadline import current
-
-    stats = fake.observer.operations[op] if fake.observer is not None else None
-    counts = (stats.count, stats.errors) if stats is not None else None
-    return (value, inner.calls, len(fake.recovered), *seen, counts, current())
-
-
 # (error an attempt raises, how many attempts raise it, whether it is transient): the
 # outcomes the fused chains must give as the layers composed one by one do.
 CHAIN_OUTCOMES = [
@@ -336,139 +320,21 @@ def test_the_blocking_chain_does_what_its_layers_composed_one_by_one_do(
                 layers = [layer for layer in LAYERS if layer not in left_out]
                 value = run(compose(layers, invoke)(the_call))
         except BaseException as exc:
-            value = _failure(exc)
-        return _ended(fake, inner, op, value, seen, [seconds is None for seconds in bounds], events)
+            value = (type(exc), str(exc), type(exc.__cause__))
+        stats = fake.observer.operations[op]
+        return (
+            value,
+            inner.calls,
+            len(fake.recovered),
+            seen,
+            [seconds is None for seconds in bounds],
+            stats.count,
+            stats.errors,
+            events,
+            current(),
+        )
 
     expected = outcome(blocking=False)
     assert outcome(blocking=True) == expected
     assert "hunter2" not in str(expected[0])
     assert expected[-1] is None
-
-
-# How an attempt of the async chains ends, besides CHAIN_OUTCOMES: cancelled from outside
-# (the task cancelled while the attempt waits), or cut at the deadline by the layers (timed).
-# (hang, timed: the layers cut attempts or the adapter does, op: retried or not); only the
-# layers of a timed adapter cut an attempt, and never a stream's (it has no deadline).
-ASYNC_CASES = [
-    (hang, timed, op)
-    for hang in (None, "cancelled", "timeout")
-    for timed in (False, True)
-    for op in ("store", "store_stream")
-    if hang != "timeout" or (timed and op == "store")
-]
-
-
-@pytest.mark.parametrize(("error", "times", "transient"), CHAIN_OUTCOMES)
-@pytest.mark.parametrize("drives", [False, True])  # the method, or the steps it drives
-@pytest.mark.parametrize(("hang", "timed", "op"), ASYNC_CASES)
-def test_the_async_chain_does_what_its_layers_composed_one_by_one_do(
-    error: BaseException | None,
-    times: int,
-    transient: bool,
-    drives: bool,
-    hang: str | None,
-    timed: bool,
-    op: str,
-) -> None:
-    """async_chain() awaits the first attempt directly, without generators, and runs retries
-    through the layers' steps under arun(): the outcome, the error's type, text and cause,
-    the attempts, recover() calls, the deadline seen by each attempt, the observer's counts
-    and trace events are those of the layers composed one by one under arun(), for a
-    success, a transient error retried, retries exhausted, an error not transient, ours, a
-    cancellation and (timed) an attempt cut at the deadline; the deadline is gone after it."""
-    from selinon_like.deadline import current
-    from selinon_like.layers import (
-        LAYERS,
-        async_chain,
-        bounded,
-        cached,
-        compose,
-        invoke,
-        locked,
-        timed_invoke,
-    )
-
-    async def outcome(fast: bool) -> tuple[Any, ...]:
-        fake = Fake(transient=transient)
-        fake._op_timeout = 0.2 if hang == "timeout" else None
-        events: list[tuple[str, str | None]] = []
-        fake.observer = Observer("Fake", [lambda e: events.append((e["event"], e["error"]))])
-        inner = Failing(error or RuntimeError("never"), times)
-        seen: list[bool] = []
-        started = asyncio.Event()
-
-        async def attempt() -> str:
-            seen.append(current() is not None)
-            started.set()
-            if hang is not None:
-                await asyncio.Event().wait()  # until cancelled, by the test or at the deadline
-            return inner.attempt()
-
-        def steps(_call: Call) -> Steps[str]:
-            return (yield attempt, ())
-
-        async def fn(_storage: Any, *_args: Any, **_kwargs: Any) -> str:
-            return await attempt()
-
-        the_call = Call(cast(Any, fake), op, fn, (), {}, KEY, None, steps if drives else None)
-        if fast:
-            awaitable: Any = async_chain(False, True, False, timed)(the_call)
-        else:
-            layers = [layer for layer in LAYERS if layer not in (cached, bounded, locked)]
-            awaitable = arun(compose(layers, timed_invoke if timed else invoke)(the_call))
-        task = asyncio.ensure_future(awaitable)
-        if hang == "cancelled":
-            await started.wait()
-            task.cancel()
-        try:
-            value: Any = await task
-        except BaseException as exc:
-            value = _failure(exc)
-        return _ended(fake, inner, op, value, seen, events)
-
-    expected = asyncio.run(outcome(fast=False))
-    assert asyncio.run(outcome(fast=True)) == expected
-    assert "hunter2" not in str(expected[0])
-    assert expected[-1] is None
-    if hang == "cancelled":
-        assert expected[0][0] is asyncio.CancelledError
-    if hang == "timeout":
-        assert expected[0][0] is StorageError  # TimeoutError: not transient for Fake
-
-
-def test_an_async_adapter_runs_the_async_chain_and_leaves_a_cancelled_call_usable() -> None:
-    """An async adapter's operations go through async_chain() (its _op_acall); a call
-    cancelled while its attempt waits leaves the instance working for the next one."""
-    from selinon_like.layers import async_chain
-    from storages.aio.memory import AsyncInMemoryStorage
-
-    class Slow(AsyncInMemoryStorage):
-        deadline_in_driver = False
-        gate: asyncio.Event | None = None
-
-        async def read(self, kind: Any, key: Key) -> bytes | None:
-            if self.gate is not None:
-                await self.gate.wait()
-            return await super().read(kind, key)
-
-    async def main() -> None:
-        storage = Slow()
-        assert storage._op_acall is async_chain(False, False, False, True)
-        storage.observer = Observer("Slow")
-        assert storage._op_acall is async_chain(False, True, False, True)
-        await storage.connect()
-        await storage.store(*KEY, {"a": 1})
-        storage.gate = asyncio.Event()
-        task = asyncio.ensure_future(storage.retrieve(*KEY))
-        await asyncio.sleep(0.01)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        storage.gate = None
-        assert await storage.retrieve(*KEY) == {"a": 1}
-        with pytest.raises(ResultNotFound):
-            await storage.retrieve("flow", "task", "missing")
-        stats = storage.observer.operations["retrieve"]
-        assert (stats.count, stats.errors) == (3, 1)  # cancelled; not found is no error
-
-    asyncio.run(main())

@@ -5,8 +5,7 @@ The async twin of :class:`selinon_like.DataStorage`: the same operations, as cor
 Everything around the I/O is the blocking API's own, not a copy: the settings and helpers of
 :class:`~selinon_like.storage.StorageBase`, and the layers of :mod:`selinon_like.layers`
 (key check, read cache, observer, error translation, retries under the deadline), which yield
-their I/O as steps that :func:`selinon_like.steps.arun` awaits; a call's first attempt is
-awaited directly (:func:`selinon_like.layers.async_chain`). There is no per-call lock:
+their I/O as steps that :func:`selinon_like.steps.arun` awaits. There is no per-call lock:
 an instance belongs to one event loop, whose tasks interleave only at ``await``; a client
 that cannot take concurrent requests must queue them itself.
 
@@ -28,7 +27,7 @@ from typing import Any, ClassVar, TypeVar
 from selinon_like.envelope import RecordError
 from selinon_like.error_records import ErrorRecord, ExcInfo
 from selinon_like.keys import Key
-from selinon_like.layers import Awaiting, Call, aguarded_iter, async_chain
+from selinon_like.layers import Call, aguarded_iter
 from selinon_like.steps import arun
 from selinon_like.storage import (
     ALWAYS_LOCKED,
@@ -56,7 +55,6 @@ class AsyncDataStorage(StorageBase):
     errors are those of :class:`selinon_like.DataStorage`, awaited."""
 
     _op_connecting: asyncio.Lock | None = None
-    _op_acall: Awaiting  # the layers of chain(), as a coroutine function (layers.async_chain)
 
     deadline_in_driver: ClassVar[bool] = False
     """Whether the adapter itself ends every request in time: it gives its driver what is
@@ -71,12 +69,6 @@ class AsyncDataStorage(StorageBase):
 
     def _needs_lock(self) -> bool:
         return False
-
-    def _rechain(self) -> None:
-        super()._rechain()
-        bound = type(self).bound_attempt is not StorageBase.bound_attempt
-        cache, observer = self._op_cache is not None, self._op_observer is not None
-        self._op_acall = async_chain(cache, observer, bound, self._times_attempts())
 
     def _times_attempts(self) -> bool:
         return not self.deadline_in_driver
@@ -205,9 +197,7 @@ async def _enter(storage: AsyncDataStorage, call: Call) -> Any:
     nested = me in active
     token = None if nested else _ACTIVE.set(active | {me})
     try:
-        if nested:
-            return await arun(storage._op_nested(call))
-        return await storage._op_acall(call)
+        return await arun(storage._op_nested(call) if nested else storage._op_chain(call))
     except RecordError as exc:
         raise located(storage, call, exc) from exc.__cause__
     finally:

@@ -212,33 +212,27 @@ class AsyncRedis(RedisBase, AwaitsSteps, AsyncRecordStorage):
     def _node_connection(self, node: Any) -> tuple[Any, Callable[[Any], Any]]:
         return node.acquire_connection(), node.release
 
-    def _bounded(self, request: Awaitable[T]) -> Awaitable[T]:
-        """``request`` to await within what is left of the running call's deadline (none
+    async def _bounded(self, request: Awaitable[T]) -> T:
+        """``await request`` within what is left of the running call's deadline (none
         outside a call): past it, ``TimeoutError`` (transient, so the call then raises
         ``StorageUnavailable``), the request cancelled and its connection dropped.
 
         Only where the driver's own timeouts would not end it in time: a request whose
         deadline is further away than the longer of ``socket_timeout`` and
         ``socket_connect_timeout`` as the pool got them (less 1% of ``operation_timeout``)
-        is ``request`` itself, awaited as it is, since a timer (or a coroutine more) costs
-        more than the adapter's whole share of a small call. So a call's first attempt under
-        the default ``operation_timeout`` (their sum), or under one no longer than them (they
-        are never longer than it), runs without one; a retry, or a call inside a shorter
-        enclosing deadline, runs under one."""
+        is awaited as it is, since a timer costs more than the adapter's whole share of a
+        small call. So a call's first attempt under the default ``operation_timeout`` (their
+        sum), or under one no longer than them (they are never longer than it), runs without
+        one; a retry, or a call inside a shorter enclosing deadline, runs under one."""
         left = remaining()
         if left is None or left >= self._driver_wait - self._slack:
-            return request
-        return _cut(request, left)
-
-
-async def _cut(request: Awaitable[T], left: float) -> T:
-    """``await request`` under a timer of ``left`` seconds (``AsyncRedis._bounded``)."""
-    try:
-        if _TIMEOUT is None:
-            return await asyncio.wait_for(request, left)
-        async with _TIMEOUT(left):
             return await request
-    except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11 on
-        raise TimeoutError(
-            f"Redis did not answer within the {left:.3g} s left of the call's operation_timeout"
-        ) from None
+        try:
+            if _TIMEOUT is None:
+                return await asyncio.wait_for(request, left)
+            async with _TIMEOUT(left):
+                return await request
+        except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11 on
+            raise TimeoutError(
+                f"Redis did not answer within the {left:.3g} s left of the call's operation_timeout"
+            ) from None
