@@ -130,6 +130,14 @@ def _pymongo_socket_leaks() -> Iterator[list[str]]:
         sys.unraisablehook = previous
 
 
+@pytest.fixture(autouse=True)
+def _pymongo_sockets_collected() -> Iterator[None]:
+    # Every test here, the stopped-server ones too: a socket pymongo abandoned in one test is
+    # otherwise collected, and warned about, in whichever test runs next in the worker.
+    with _pymongo_socket_leaks():
+        yield
+
+
 # -- the contract ------------------------------------------------------------------------------
 
 
@@ -137,11 +145,6 @@ class TestAsyncMongoDBOnServer(AsyncStorageContract, AsyncUnreachableServiceCont
     # SecantusDB (pure Python) upserts a few hundred documents a second here: the kit's
     # 3,000-item store_many would outlast operation_timeout before it could be cancelled.
     cancelled_items = 300
-
-    @pytest.fixture(autouse=True)
-    def _pymongo_sockets_collected(self) -> Iterator[None]:
-        with _pymongo_socket_leaks():
-            yield
 
     @pytest.fixture
     def async_storage(self, url: str, names: dict[str, Any], blocking: MongoDB) -> AsyncFactory:
