@@ -364,22 +364,13 @@ class MongoLogic(StorageBase):
             + len(data)
             + 4 * (len(record_id) + len(flow_name) + len(task_name) + len(task_id))
         )
-        document: dict[str, Any]
-        if kind == RESULTS:
-            document = {
-                "_id": record_id,
-                "flow_name": flow_name,
-                "task_name": task_name,
-                "task_id": task_id,
-                "result": data,
-            }
-        else:
-            document = {
-                "_id": record_id,
-                "flow_name": flow_name,
-                "task_name": task_name,
-                "task_id": task_id,
-            }
+        document: dict[str, Any] = {
+            "_id": record_id,
+            "flow_name": flow_name,
+            "task_name": task_name,
+            "task_id": task_id,
+        }
+        if kind == ERRORS:
             # The first release kept these two beside the record, for queries: so does
             # this, when the record is plain JSON (bytes behind a header are left as they
             # are).
@@ -392,7 +383,7 @@ class MongoLogic(StorageBase):
                 document["time"] = record["time"]
                 extra = (document["exception_type"], document["time"])
                 bound += sum(4 * len(value) for value in extra if isinstance(value, str))
-            document[_DATA_FIELD[kind]] = data
+        document[_DATA_FIELD[kind]] = data
         if expires_at is not None:
             document[_EXPIRY_FIELD] = _date(expires_at)
         if bound > _MAX_DOCUMENT:
