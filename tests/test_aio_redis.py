@@ -698,6 +698,39 @@ def test_a_hung_server_fails_calls_within_their_deadline(private_redis: _Private
     asyncio.run(main())
 
 
+def test_small_requests_are_written_without_the_drivers_timer(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request of at most 64 KiB on an open connection is written without the driver's
+    ``asyncio.wait_for`` (a task and three turns of the event loop a call on Python 3.11);
+    a larger one, and the connection's ``socket_timeout``, are as the driver has them."""
+    timed: list[float] = []
+    wait_for = asyncio.wait_for
+
+    async def counted(awaitable: Awaitable[Any], timeout: float) -> Any:
+        timed.append(timeout)
+        return await wait_for(awaitable, timeout)
+
+    async def body(storage: AsyncRedis) -> None:
+        await storage.store("f", "t", "first", 1)  # opens the connection
+        monkeypatch.setattr(asyncio, "wait_for", counted)
+        small, large = "s" * 60_000, "l" * 70_000
+        await storage.store("f", "t", "small", small)
+        assert await storage.retrieve("f", "t", "small") == small
+        keys = [("f", "t", "first"), ("f", "t", "small")]
+        assert await storage.retrieve_many(keys) == dict(zip(keys, [1, small], strict=True))
+        assert timed == []
+        await storage.store("f", "t", "large", large)
+        assert timed == [3]
+        assert await storage.retrieve("f", "t", "large") == large
+        pool = storage._client.connection_pool
+        connections = [*pool._available_connections, *pool._in_use_connections]
+        assert connections
+        assert {connection.socket_timeout for connection in connections} == {3}
+
+    _run(AsyncRedis(url=REDIS_URL, key_prefix=prefix, socket_timeout=3), body)
+
+
 @pytest.mark.faults
 def test_the_next_calls_recover_after_a_server_restart(private_redis: _PrivateRedis) -> None:
     async def body(storage: AsyncRedis) -> None:

@@ -64,6 +64,10 @@ _SLACK = 0.01
 # A cluster node's connections when max_connections is not given: as many as the calls
 # waiting (redis.asyncio's RedisCluster caps them at 100 per node by default).
 _UNCAPPED = 2**31
+# The largest request written without a timer (_quick_writes): asyncio's default high-water
+# mark of a socket transport's write buffer, at or under which a write never makes the
+# writer wait (the buffer is empty between two requests: the reply came after it was read).
+_QUICK_WRITE = 64 * 1024
 
 
 class AsyncRedis(RedisBase, AwaitsSteps, AsyncRecordStorage):
@@ -126,6 +130,9 @@ class AsyncRedis(RedisBase, AwaitsSteps, AsyncRecordStorage):
         client = self._new_client("redis.asyncio")
         if self.cluster:
             await client.initialize()  # the slot map, as the blocking client reads it when built
+        elif client is not self._injected:
+            pool = client.connection_pool
+            pool.connection_class = _quick_writes(pool.connection_class)
         self._client = client
         self._connected = True
         # The longest the driver itself waits on one request: a connection, or a reply.
@@ -236,3 +243,45 @@ class AsyncRedis(RedisBase, AwaitsSteps, AsyncRecordStorage):
             raise TimeoutError(
                 f"Redis did not answer within the {left:.3g} s left of the call's operation_timeout"
             ) from None
+
+
+def _quick_writes(connection_class: type[Any]) -> type[Any]:
+    """``connection_class`` (a ``redis.asyncio`` connection class) whose requests of at most
+    :data:`_QUICK_WRITE` bytes on an open connection are written without a timer.
+
+    With a ``socket_timeout``, ``redis.asyncio`` writes every request under
+    ``asyncio.wait_for``, which on Python 3.11 runs the write as a task of its own and
+    takes three turns of the event loop: measured on the 2-core VM (2,000 sequential
+    ``GET`` of 100 bytes, CPUs awake), 92-95 µs a call against 70-75 µs without a timeout,
+    a fifth of a small retrieve. A write that small never waits (:data:`_QUICK_WRITE`), so
+    no bound is lost: every reply is still read under ``socket_timeout``, a connection is
+    opened under ``socket_connect_timeout``, and a larger request and the health check are
+    written under the driver's timer."""
+
+    class QuickWrites(connection_class):  # type: ignore[misc]
+        socket_timeout: float | None
+
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            timeout = self.socket_timeout
+            if not timeout or not self.is_connected or _size(command) > _QUICK_WRITE:
+                await super().send_packed_command(command, check_health)
+                return
+            if check_health:
+                await self.check_health()
+            self.socket_timeout = None  # read by send_packed_command alone, until it returns
+            try:
+                await super().send_packed_command(command, False)
+            finally:
+                self.socket_timeout = timeout
+
+    QuickWrites.__name__ = QuickWrites.__qualname__ = f"Quick{connection_class.__name__}"
+    return QuickWrites
+
+
+def _size(command: Any) -> int:
+    """The bytes of a packed request (bytes, str, or the chunks of ``pack_command``)."""
+    if isinstance(command, str):
+        command = command.encode()
+    if isinstance(command, bytes):
+        return len(command)
+    return sum(map(len, command))
