@@ -760,7 +760,11 @@ class RedisBase(StorageBase):
             yield Emit(key)
 
     def _slot(self, name: str) -> int:
-        return int(self._client.keyslot(name)) if self.cluster else -1
+        if not self.cluster:
+            return -1
+        from redis.crc import key_slot
+
+        return int(key_slot(name.encode(self.encoding, self.errors)))
 
     def _described(self, kind: Kind, name: str, exc: RecordError) -> object:
         try:
@@ -775,10 +779,19 @@ class RedisBase(StorageBase):
         slot (a multi-key command must stay in one)."""
         if not self.cluster:
             return [(-1, range(len(names)))]
-        keyslot = self._client.keyslot
+        # redis-py's own hashing (hash tag included) of the bytes _resp sends, without the
+        # client's keyslot: it encodes with the client's encoder, a call more per key.
+        from redis.crc import key_slot
+
+        encoding, errors = self.encoding, self.errors
         slots: dict[int, list[int]] = {}
         for index, name in enumerate(names):
-            slots.setdefault(keyslot(name), []).append(index)
+            slot = key_slot(name.encode(encoding, errors))
+            group = slots.get(slot)
+            if group is None:
+                slots[slot] = [index]
+            else:
+                group.append(index)
         return list(slots.items())
 
     def _pipelined_steps(self, commands: list[Command]) -> Steps[list[Any]]:
@@ -801,6 +814,11 @@ class RedisBase(StorageBase):
     def _node_connection(self, node: Any) -> tuple[Any, Callable[[Any], Any]]:
         """A connection to cluster ``node`` from its pool, and what gives it back."""
 
+    @abc.abstractmethod
+    def _read_replies(self, connection: Any, count: int) -> Any:
+        """The next ``count`` replies on ``connection``, in order; the first error reply
+        raised (the rest left unread: the caller drops the connection)."""
+
     def _by_node_steps(self, commands: list[Command]) -> Steps[list[Any]]:
         """A pipeline per node: every node's commands are sent in one write, all nodes'
         before any reply is read, so the nodes work at the same time.
@@ -810,11 +828,23 @@ class RedisBase(StorageBase):
         one; here a failure (a dead node, ``MOVED`` after a failover) fails the whole call,
         the connections it used are dropped (their replies are unread), and the retry policy
         runs it again after ``recover()`` refreshed the slot map."""
-        slot_owner = self._client.nodes_manager.get_node_from_slot
+        nodes_manager = self._client.nodes_manager
+        # The slot map read as is, not through get_node_from_slot (a check of its arguments
+        # for deprecated ones and a lock, per call): redis-py replaces the map whole, or
+        # changes a slot's list of nodes in place without emptying it, so a lookup sees
+        # the old owner or the new one; an old one answers MOVED, which fails the call.
+        owners = nodes_manager.slots_cache
         by_node: dict[str, tuple[Any, list[int]]] = {}
         for position, (slot, _command) in enumerate(commands):
-            node = slot_owner(slot)
-            by_node.setdefault(node.name, (node, []))[1].append(position)
+            try:
+                node = owners[slot][0]
+            except (KeyError, IndexError):
+                node = nodes_manager.get_node_from_slot(slot)  # SlotNotCoveredError
+            group = by_node.get(node.name)
+            if group is None:
+                by_node[node.name] = (node, [position])
+            else:
+                group[1].append(position)
         replies: list[Any] = [None] * len(commands)
         taken: list[tuple[Any, Callable[[Any], Any], list[int]]] = []
         try:
@@ -824,8 +854,10 @@ class RedisBase(StorageBase):
                 packed = _resp([commands[p][1] for p in positions], self.encoding, self.errors)
                 yield connection.send_packed_command, (packed,)
             for connection, _release, positions in taken:
-                for p in positions:  # raw replies: MSET's OK, DEL's count, MGET's values
-                    replies[p] = yield connection.read_response, ()
+                # Raw replies (MSET's OK, DEL's count, MGET's values), a node's in one step.
+                node_replies = yield self._read_replies, (connection, len(positions))
+                for p, reply in zip(positions, node_replies, strict=True):
+                    replies[p] = reply
         except BaseException:
             for connection, _release, _positions in taken:
                 yield connection.disconnect, ()
@@ -1062,6 +1094,10 @@ class Redis(RedisBase, RunsSteps, RecordStorage):
         pool = self._client.get_redis_connection(node).connection_pool
         return pool.get_connection(), pool.release
 
+    def _read_replies(self, connection: Any, count: int) -> list[Any]:
+        read = connection.read_response
+        return [read() for _ in range(count)]
+
 
 def _resp(commands: list[tuple[Any, ...]], encoding: str, errors: str) -> list[bytes]:
     """``commands`` (of ``str``, ``bytes`` and ``int`` arguments) as RESP requests, in few
@@ -1072,16 +1108,23 @@ def _resp(commands: list[tuple[Any, ...]], encoding: str, errors: str) -> list[b
     the CPU of a bulk call spread over a cluster's slots (a command per slot)."""
     buffers: list[bytes] = []
     pending: list[bytes] = []
+    append = pending.append
     for command in commands:
-        pending.append(b"*%d\r\n" % len(command))
+        append(b"*%d\r\n" % len(command))
         for arg in command:
-            data = arg if isinstance(arg, bytes) else str(arg).encode(encoding, errors)
-            pending.append(b"$%d\r\n" % len(data))
+            if isinstance(arg, bytes):
+                data = arg
+            elif isinstance(arg, str):
+                data = arg.encode(encoding, errors)
+            else:
+                data = str(arg).encode(encoding, errors)
             if len(data) > _OWN_BUFFER:
+                append(b"$%d\r\n" % len(data))
                 buffers += (b"".join(pending), data)
                 pending = [b"\r\n"]
-            else:
-                pending += (data, b"\r\n")
+                append = pending.append
+            else:  # one piece, not three: the join copies it once more, a small value
+                append(b"$%d\r\n%b\r\n" % (len(data), data))
     buffers.append(b"".join(pending))
     return buffers
 

@@ -453,6 +453,40 @@ def test_a_redis_cluster_round_trip(redis_cluster: RedisClusterSetup, prefix: st
         blocking.disconnect()
 
 
+def test_a_moved_reply_amid_a_clusters_bulk_replies_is_retried(
+    redis_cluster: RedisClusterSetup, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One slot believed to be on the wrong primary: its MOVED reply comes amid that node's
+    replies; the call is retried on a fresh slot map, and the connections it dropped leave
+    no reply behind for the next calls."""
+    host, port = redis_cluster.startup_nodes[0]
+    items = [("moved", "t", str(i), i) for i in range(900)]
+    keys = [item[:3] for item in items]
+
+    async def body(storage: AsyncRedis) -> None:
+        storage.retry_policy = RetryPolicy(attempts=3, backoff=0.01)
+        await storage.store_many(items)
+        manager = storage._client.nodes_manager
+        names = [prefix + "r:" + pack_key(*key) for key in keys]
+        wrong = storage._client.get_primaries()[0]
+        theirs = [
+            slot
+            for slot, _group in storage._slot_groups(names)
+            if manager.slots_cache[slot][0] is not wrong
+        ]
+        manager.slots_cache[theirs[len(theirs) // 2]] = [wrong]
+        changed = [(*item[:3], -item[3]) for item in items]
+        with caplog.at_level("WARNING", logger="selinon_like"):
+            await storage.store_many(changed)
+        assert "MovedError" in caplog.text and "retry 1 of" in caplog.text
+        for _ in range(3):
+            assert await storage.retrieve_many(keys) == {item[:3]: item[3] for item in changed}
+        assert await storage.delete_many(keys) == 900
+
+    with no_unclosed_resources():
+        _run(AsyncRedis(cluster=True, host=host, port=port, key_prefix=prefix), body)
+
+
 def test_a_sentinel_round_trip(redis_sentinel: RedisSentinelSetup, prefix: str) -> None:
     configuration: dict[str, Any] = {
         "sentinels": [list(address) for address in redis_sentinel.sentinel_addresses],

@@ -274,6 +274,107 @@ def test_a_stale_slot_map_is_read_again_before_the_retry(
     assert on_cluster.delete_many([item[:3] for item in items]) == 600
 
 
+def test_bulk_calls_hash_keys_as_the_cluster_does(on_cluster: Any) -> None:
+    """The slots the bulk calls group keys by (hashed here, not by redis-py's client) are the
+    server's own, a hash tag in a task name and non-ASCII names included."""
+    names = [
+        on_cluster.key_prefix + "r:" + pack_key(*key)
+        for key in [
+            ("f", "t", "1"),
+            ("f", "{tag}", "1"),
+            ("f", "{tag}", "2"),
+            ("f", "{}", "1"),
+            ("f", "{unclosed", "1"),
+            ("f", "x}{y}", "1"),
+            ("flöw", "täsk", "ü"),
+            ("f", "t", "\u20ac" * 30),
+        ]
+    ]
+    by_server = {
+        name: int(on_cluster._client.execute_command("CLUSTER KEYSLOT", name.encode()))
+        for name in names
+    }
+    grouped = {names[i]: slot for slot, group in on_cluster._slot_groups(names) for i in group}
+    assert grouped == by_server
+    assert by_server[names[1]] == by_server[names[2]]  # the tag alone is hashed
+
+
+def test_store_many_over_every_slot_range_needs_no_redirection(
+    on_cluster: Any, redis_cluster: RedisClusterSetup, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Keys in every primary's slot range go straight to their owner: a key sent to another
+    node would answer MOVED, which the call would log as a retry."""
+    items = [("spread", f"t{i % 7}", str(i), {"i": i}) for i in range(4000)]
+    with caplog.at_level("WARNING", logger="selinon_like"):
+        on_cluster.store_many(items)
+        found = on_cluster.retrieve_many([item[:3] for item in items])
+    assert "retry" not in caplog.text
+    assert found == {item[:3]: item[3] for item in items}
+    holding = collections.Counter()
+    for node in redis_cluster.primaries():
+        with node.client() as raw:
+            holding[node.port] = sum(
+                1 for _ in raw.scan_iter(match=_glob_escape(on_cluster.key_prefix) + "*")
+            )
+    assert sum(holding.values()) == 4000 and min(holding.values()) > 1000
+    assert on_cluster.delete_many([item[:3] for item in items]) == 4000
+
+
+def test_store_many_writes_the_records_single_stores_write(on_cluster: Any) -> None:
+    values: list[Any] = [{"i": 1}, "é" * 100, [None, True, 1.5], "x" * 70_000, {}]
+    single = [("bytes", "one", str(i), value) for i, value in enumerate(values)]
+    bulk = [("bytes", "many", str(i), value) for i, value in enumerate(values)]
+    for item in single:
+        on_cluster.store(*item)
+    on_cluster.store_many(bulk)
+    get = on_cluster._client.get
+    prefix = on_cluster.key_prefix + "r:"
+    for one, many in zip(single, bulk, strict=True):
+        assert get(prefix + pack_key(*one[:3])) == get(prefix + pack_key(*many[:3])) is not None
+
+
+def test_a_moved_reply_amid_a_nodes_replies_drops_its_connections(
+    on_cluster: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One slot believed to be on the wrong primary: its MOVED reply comes amid that node's
+    other replies. The call fails there, every connection it sent on is dropped (replies
+    unread), and the retry, on a fresh slot map, stores everything; later calls read their
+    own replies, not the ones left behind."""
+    from redis.connection import Connection
+
+    client = on_cluster._client
+    manager = client.nodes_manager
+    items = [("moved", "t", str(i), i) for i in range(900)]
+    on_cluster.store_many(items)  # every node's connection opened
+    names = [on_cluster.key_prefix + "r:" + pack_key(*item[:3]) for item in items]
+    groups = on_cluster._slot_groups(names)
+    wrong = client.get_primaries()[0]
+    # A slot of another node, among the middle of the wrong node's commands.
+    theirs = [slot for slot, _group in groups if manager.slots_cache[slot][0] is not wrong]
+    stale = theirs[len(theirs) // 2]
+    true_owner = manager.slots_cache[stale][0].name
+    manager.slots_cache[stale] = [wrong]
+    dropped: list[int] = []
+    original = Connection.disconnect
+
+    def disconnect(self: Any, *args: Any, **kwargs: Any) -> Any:
+        dropped.append(self.port)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "disconnect", disconnect)
+    changed = [(*item[:3], -item[3]) for item in items]
+    with caplog.at_level("WARNING", logger="selinon_like"):
+        on_cluster.store_many(changed)
+    assert "MovedError" in caplog.text and "retry 1 of" in caplog.text
+    assert len(set(dropped)) == len(client.get_primaries())  # each node's connection
+    assert manager.slots_cache[stale][0].name == true_owner
+    for _ in range(3):
+        assert on_cluster.retrieve_many([item[:3] for item in items]) == {
+            item[:3]: item[3] for item in changed
+        }
+    assert on_cluster.delete_many([item[:3] for item in items]) == 900
+
+
 # -- Sentinel ------------------------------------------------------------------------------------
 
 

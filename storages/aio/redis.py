@@ -219,6 +219,10 @@ class AsyncRedis(RedisBase, AwaitsSteps, AsyncRecordStorage):
     def _node_connection(self, node: Any) -> tuple[Any, Callable[[Any], Any]]:
         return node.acquire_connection(), node.release
 
+    async def _read_replies(self, connection: Any, count: int) -> list[Any]:
+        read = connection.read_response
+        return [await read() for _ in range(count)]
+
     async def _bounded(self, request: Awaitable[T]) -> T:
         """``await request`` within what is left of the running call's deadline (none
         outside a call): past it, ``TimeoutError`` (transient, so the call then raises
