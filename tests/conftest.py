@@ -42,6 +42,55 @@ def require_service(name: str, probe: Callable[[], Any]) -> None:
         pytest.skip(message)
 
 
+def sql_probe(url: str) -> Callable[[], None]:
+    """A probe for :func:`require_service`: ``SELECT 1`` on the database at ``url`` (a
+    SQLAlchemy URL), giving up after 3 s of connecting."""
+
+    def probe() -> None:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1
+        finally:
+            engine.dispose()
+
+    return probe
+
+
+def redis_probe() -> None:
+    """A probe for :func:`require_service`: ``PING`` to the suite's Redis."""
+    import redis
+
+    with redis.Redis.from_url(REDIS_URL, socket_timeout=3, socket_connect_timeout=3) as client:
+        client.ping()
+
+
+def delete_redis_keys(prefix: str) -> None:
+    """Delete every key of the suite's Redis that starts with ``prefix`` (taken literally
+    here: the tests' prefixes hold no glob characters)."""
+    import redis
+
+    with redis.Redis.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=5) as client:
+        names = list(client.scan_iter(match=prefix + "*", count=1000))
+        if names:
+            client.delete(*names)
+
+
+def drop_tables(url: str, table: str) -> None:
+    """Drop an SQL adapter's results table ``table`` and its errors table, where they exist."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for name in (table, table + "_errors"):
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture(autouse=True)
 def _reset_default_pool() -> Any:
     from selinon_like import StoragePool

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MYSQL_URL, require_service
+from conftest import MYSQL_URL, drop_tables, require_service, sql_probe
 from test_contract_kit import FiveMethodStorage
-from test_sql import _drop, _probe, _table
+from test_sql import _table
 
 from selinon_like.aio import AsyncDataStorage, ThreadedStorage
 from selinon_like.cache import ResultCache
@@ -185,10 +185,10 @@ class TestThreadedFiveMethods(FiveMethodSuites):
 
 @pytest.fixture(scope="module")
 def mariadb_table() -> Iterator[str]:
-    require_service("MariaDB/MySQL", _probe(MYSQL_URL))
+    require_service("MariaDB/MySQL", sql_probe(MYSQL_URL))
     table = _table()
     yield table
-    _drop(MYSQL_URL, table)
+    drop_tables(MYSQL_URL, table)
 
 
 @pytest.mark.mysql

@@ -19,9 +19,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import POSTGRESQL_URL, require_service
+from conftest import POSTGRESQL_URL, drop_tables, require_service, sql_probe
 from faults.conftest import postgresql_server  # noqa: F401 - a fixture (a private server)
-from test_sql import _drop, _probe, _table
+from test_sql import _table
 
 from selinon_like import ConfigError, ResultNotFound, StorageUnavailable
 from selinon_like.aio import AsyncStoragePool
@@ -44,7 +44,7 @@ DSN = POSTGRESQL_URL.replace("postgresql+psycopg://", "postgresql://")
 
 @pytest.fixture(scope="module")
 def pg_url() -> str:
-    require_service("PostgreSQL", _probe(POSTGRESQL_URL))
+    require_service("PostgreSQL", sql_probe(POSTGRESQL_URL))
     return POSTGRESQL_URL
 
 
@@ -52,7 +52,7 @@ def pg_url() -> str:
 def table(pg_url: str) -> Iterator[str]:
     name = _table()
     yield name
-    _drop(pg_url, name)
+    drop_tables(pg_url, name)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from conftest import REDIS_URL, require_service
+from conftest import REDIS_URL, redis_probe, require_service
 
 from selinon_like import ResultNotFound, StorageError
 from selinon_like.chunks import INTERNAL_PREFIX
@@ -278,17 +278,10 @@ def _store_and_die(backend: str, target: str) -> None:
     storage.store("f", "t", "id", big("new", 60_000))
 
 
-def _redis_up() -> None:
-    import redis
-
-    with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3) as client:
-        client.ping()
-
-
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def test_a_store_killed_midway_leaves_the_previous_result(tmp_path: Path, backend: str) -> None:
     if backend == "redis":
-        require_service("Redis", _redis_up)
+        require_service("Redis", redis_probe)
     target = (
         f"sqlite:///{tmp_path / 'results.db'}"
         if backend == "sqlite"

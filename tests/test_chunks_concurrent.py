@@ -22,8 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from conftest import MYSQL_URL, POSTGRESQL_URL, REDIS_URL, require_service
+from conftest import (
+    MYSQL_URL,
+    POSTGRESQL_URL,
+    REDIS_URL,
+    drop_tables,
+    redis_probe,
+    require_service,
+    sql_probe,
+)
 from test_chunks import SmallValues, big
 
 from selinon_like import StorageError
@@ -144,35 +151,6 @@ def test_a_chunked_result_replaced_by_a_small_one_leaves_nothing_after_purge() -
 # -- threads and processes on the services ------------------------------------------------------
 
 
-def _sql_probe(url: str) -> Callable[[], None]:
-    def probe() -> None:
-        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        finally:
-            engine.dispose()
-
-    return probe
-
-
-def _redis_probe() -> None:
-    import redis
-
-    with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3) as client:
-        client.ping()
-
-
-def _drop(url: str, table: str) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            for name in (table, table + "_errors"):
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-    finally:
-        engine.dispose()
-
-
 def make_storage(backend: str, target: str) -> RecordStorage:
     """An instance on ``target`` (an SQLite file's URL, a table, a key prefix, a MongoDB URL
     and collection), its values capped at :data:`CAP` bytes."""
@@ -219,13 +197,13 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
     if backend == "sqlite":
         place = f"sqlite:///{tmp_path / 'results.db'}"
     elif backend == "postgresql":
-        require_service("PostgreSQL", _sql_probe(POSTGRESQL_URL))
-        place, cleanup = name, lambda: _drop(POSTGRESQL_URL, name)
+        require_service("PostgreSQL", sql_probe(POSTGRESQL_URL))
+        place, cleanup = name, lambda: drop_tables(POSTGRESQL_URL, name)
     elif backend == "mariadb":
-        require_service("MariaDB", _sql_probe(MYSQL_URL))
-        place, cleanup = name, lambda: _drop(MYSQL_URL, name)
+        require_service("MariaDB", sql_probe(MYSQL_URL))
+        place, cleanup = name, lambda: drop_tables(MYSQL_URL, name)
     elif backend == "redis":
-        require_service("Redis", _redis_probe)
+        require_service("Redis", redis_probe)
         place = f"{name}:"
     else:
         place = f"{request.getfixturevalue('mongodb_server_url')} {name}"
@@ -332,7 +310,7 @@ def test_processes_storing_one_key_leave_one_version_and_no_orphan(
     backend: str, tmp_path: Path
 ) -> None:
     if backend == "redis":
-        require_service("Redis", _redis_probe)
+        require_service("Redis", redis_probe)
     place = (
         f"sqlite:///{tmp_path / 'results.db'}"
         if backend == "sqlite"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_first_hour import KVFILE  # the README's five-method adapter
 
 from selinon_like import StoragePool
 
@@ -124,47 +125,6 @@ def test_every_table_prints_brackets_literally(
 
 
 # -- a custom adapter of five methods, from the current directory -------------------------------
-
-KVFILE = """\
-    import json
-    import os
-
-    from selinon_like import DataStorage
-    from selinon_like.keys import pack_key
-
-
-    class KvFile(DataStorage):
-        def __init__(self, path):
-            self.path = path
-            self._data = None
-
-        def connect(self):
-            self._data = {}
-            if os.path.exists(self.path):
-                with open(self.path) as file:
-                    for line in file:
-                        key, value = json.loads(line)
-                        self._data[key] = value
-
-        def disconnect(self):
-            self._data = None
-
-        def is_connected(self):
-            return self._data is not None
-
-        def retrieve(self, flow_name, task_name, task_id):
-            key = pack_key(flow_name, task_name, task_id)
-            if key not in self._data:
-                raise self.not_found(flow_name, task_name, task_id)
-            return self._data[key]
-
-        def store(self, flow_name, task_name, task_id, result):
-            key = pack_key(flow_name, task_name, task_id)
-            self._data[key] = result
-            with open(self.path, "a") as file:
-                file.write(json.dumps([key, result]) + "\\n")
-            return key
-    """
 
 
 def test_check_imports_a_five_method_adapter_from_the_current_directory(tmp_path: Path) -> None:

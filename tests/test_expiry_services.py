@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MYSQL_URL, POSTGRESQL_URL, REDIS_URL, require_service
+from conftest import (
+    MYSQL_URL,
+    POSTGRESQL_URL,
+    REDIS_URL,
+    delete_redis_keys,
+    drop_tables,
+    redis_probe,
+    require_service,
+    sql_probe,
+)
 
 from selinon_like import StoragePool
 from selinon_like.compression import Compression
@@ -37,30 +46,6 @@ def _unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-def _probe_sql(url: str) -> Callable[[], None]:
-    def probe() -> None:
-        import sqlalchemy as sa
-
-        engine = sa.create_engine(url)
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        finally:
-            engine.dispose()
-
-    return probe
-
-
-def _probe_redis() -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
-    try:
-        client.ping()
-    finally:
-        client.close()
-
-
 @pytest.fixture(params=SERVICES)
 def entry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A ``storages`` entry of a fresh storage on the service (its own table, key prefix,
@@ -77,18 +62,18 @@ def entry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, 
         config = {"classname": "sqlite", "configuration": {"path": str(tmp_path / "db.sqlite")}}
     elif service in ("postgresql", "mariadb"):
         url = POSTGRESQL_URL if service == "postgresql" else MYSQL_URL
-        require_service(service, _probe_sql(url))
+        require_service(service, sql_probe(url))
         table = _unique("expiry")
         config = {
             "classname": "sql",
             "configuration": {"connection_string": url, "table_name": table},
         }
-        cleanup = lambda: _drop_tables(url, table)  # noqa: E731
+        cleanup = lambda: drop_tables(url, table)  # noqa: E731
     elif service == "redis":
-        require_service("Redis", _probe_redis)
+        require_service("Redis", redis_probe)
         prefix = _unique("expiry") + ":"
         config = {"classname": "redis", "configuration": {"url": REDIS_URL, "key_prefix": prefix}}
-        cleanup = lambda: _drop_redis_keys(prefix)  # noqa: E731
+        cleanup = lambda: delete_redis_keys(prefix)  # noqa: E731
     elif service == "mongodb":
         url = request.getfixturevalue("mongodb_server_url")
         collection = _unique("expiry")
@@ -113,30 +98,6 @@ def entry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, 
         }
     yield {"name": name, **config}
     cleanup()
-
-
-def _drop_tables(url: str, table: str) -> None:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            for name in (table, table + "_errors"):
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-    finally:
-        engine.dispose()
-
-
-def _drop_redis_keys(prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        names = list(client.scan_iter(match=prefix + "*", count=1000))
-        if names:
-            client.delete(*names)
-    finally:
-        client.close()
 
 
 @contextlib.contextmanager

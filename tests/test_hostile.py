@@ -12,7 +12,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import MYSQL_URL, POSTGRESQL_URL, REDIS_URL, require_service
+from conftest import (
+    MYSQL_URL,
+    POSTGRESQL_URL,
+    REDIS_URL,
+    delete_redis_keys,
+    drop_tables,
+    redis_probe,
+    require_service,
+    sql_probe,
+)
 
 from selinon_like.errors import SelinonLikeError
 from selinon_like.storage import DataStorage
@@ -115,48 +124,23 @@ def _moto() -> Iterator[DataStorage]:
 def _sql_server(name: str, url: str, cls_name: str) -> Any:
     @contextlib.contextmanager
     def factory() -> Iterator[DataStorage]:
-        import sqlalchemy as sa
-
-        def probe() -> None:
-            engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-            try:
-                with engine.connect() as conn:
-                    conn.execute(sa.text("SELECT 1"))
-            finally:
-                engine.dispose()
-
-        require_service(name, probe)
+        require_service(name, sql_probe(url))
         module = __import__(f"storages.{cls_name.lower()}", fromlist=[cls_name])
         table = _unique()
         yield getattr(module, cls_name)(connection_string=url, table_name=table)
-        engine = sa.create_engine(url)
-        try:
-            with engine.begin() as conn:
-                for doomed in (table, table + "_errors"):
-                    conn.execute(sa.text(f"DROP TABLE IF EXISTS {doomed}"))
-        finally:
-            engine.dispose()
+        drop_tables(url, table)
 
     return factory
 
 
 @contextlib.contextmanager
 def _redis_server() -> Iterator[DataStorage]:
-    import redis
-
     from storages.redis import Redis
 
-    def probe() -> None:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=3, socket_connect_timeout=3).ping()
-
-    require_service("Redis", probe)
+    require_service("Redis", redis_probe)
     prefix = f"{_unique()}:"
     yield Redis(url=REDIS_URL, key_prefix=prefix)
-    raw = redis.Redis.from_url(REDIS_URL)
-    doomed = list(raw.scan_iter(match=prefix + "*"))
-    if doomed:
-        raw.delete(*doomed)
-    raw.close()
+    delete_redis_keys(prefix)
 
 
 ADAPTERS: dict[str, Callable[[], contextlib.AbstractContextManager[DataStorage]]] = {

@@ -12,8 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from conftest import MYSQL_URL, POSTGRESQL_URL, REDIS_URL, require_service
+from conftest import (
+    MYSQL_URL,
+    POSTGRESQL_URL,
+    REDIS_URL,
+    drop_tables,
+    redis_probe,
+    require_service,
+    sql_probe,
+)
 
 from selinon_like import DataStorage, ResultNotFound
 from selinon_like.chunks import INTERNAL_PREFIX
@@ -27,35 +34,6 @@ pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 def result(seed: int) -> dict[str, Any]:
     """About 64 MiB of JSON that does not compress: hex of random bytes, in a dict."""
     return {"seed": seed, "blob": os.urandom(32 * MiB - 16).hex()}
-
-
-def _sql_probe(url: str) -> Callable[[], None]:
-    def probe() -> None:
-        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        finally:
-            engine.dispose()
-
-    return probe
-
-
-def _redis_probe() -> None:
-    import redis
-
-    with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3) as client:
-        client.ping()
-
-
-def _drop(url: str, table: str) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            for name in (table, table + "_errors"):
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-    finally:
-        engine.dispose()
 
 
 ADAPTERS = [
@@ -93,15 +71,15 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DataStor
     elif name == "sqlite":
         instance = SQLite(connection_string=f"sqlite:///{tmp_path / 'large.db'}")
     elif name == "postgresql":
-        require_service("PostgreSQL", _sql_probe(POSTGRESQL_URL))
+        require_service("PostgreSQL", sql_probe(POSTGRESQL_URL))
         instance = PostgreSQL(connection_string=POSTGRESQL_URL, table_name=table)
-        cleanup = lambda: _drop(POSTGRESQL_URL, table)  # noqa: E731
+        cleanup = lambda: drop_tables(POSTGRESQL_URL, table)  # noqa: E731
     elif name == "mariadb":
-        require_service("MariaDB", _sql_probe(MYSQL_URL))
+        require_service("MariaDB", sql_probe(MYSQL_URL))
         instance = MySQL(connection_string=MYSQL_URL, table_name=table)
-        cleanup = lambda: _drop(MYSQL_URL, table)  # noqa: E731
+        cleanup = lambda: drop_tables(MYSQL_URL, table)  # noqa: E731
     elif name == "redis":
-        require_service("Redis", _redis_probe)
+        require_service("Redis", redis_probe)
         on_redis = Redis(url=REDIS_URL, key_prefix=f"sl-large-{uuid.uuid4().hex}:")
 
         def empty_redis() -> None:  # the chunks of deleted results go with a purge

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REDIS_URL, require_service
+from conftest import REDIS_URL, delete_redis_keys, redis_probe, require_service
 
 import storages.filesystem
 import storages.memory
@@ -216,30 +216,12 @@ def test_alias_is_found_by_the_task_name_selinon_retrieves_with(
 # -- processes ---------------------------------------------------------------------------------
 
 
-def _redis_probe() -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=3, socket_connect_timeout=3)
-    try:
-        client.ping()
-    finally:
-        client.close()
-
-
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
-    require_service("Redis", _redis_probe)
+    require_service("Redis", redis_probe)
     prefix = f"test-selinon-unit-{uuid.uuid4().hex[:10]}:"
     yield prefix
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        doomed = list(client.scan_iter(match=prefix + "*"))
-        if doomed:
-            client.delete(*doomed)
-    finally:
-        client.close()
+    delete_redis_keys(prefix)
 
 
 def _redis_drop_in(prefix: str) -> SelinonStorage:

@@ -25,7 +25,14 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from conftest import POSTGRESQL_URL, REDIS_URL, require_service
+from conftest import (
+    POSTGRESQL_URL,
+    REDIS_URL,
+    delete_redis_keys,
+    drop_tables,
+    require_service,
+    sql_probe,
+)
 
 from selinon_like import ResultNotFound, StoragePool
 
@@ -144,39 +151,6 @@ def _redis_client(url: str = REDIS_URL) -> Any:
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
 
-def _drop_tables(table: str) -> None:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(POSTGRESQL_URL)
-    try:
-        with engine.begin() as conn:
-            for name in (table, table + "_errors"):
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-    finally:
-        engine.dispose()
-
-
-def _pg_probe() -> None:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(POSTGRESQL_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    finally:
-        engine.dispose()
-
-
-def _redis_cleanup(prefix: str) -> None:
-    client = _redis_client()
-    try:
-        doomed = list(client.scan_iter(match=prefix + "*"))
-        if doomed:
-            client.delete(*doomed)
-    finally:
-        client.close()
-
-
 def _selinon_import(module: str, classname: str) -> dict[str, str]:
     return {"import": module, "classname": classname}
 
@@ -209,7 +183,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
             {},
         )
     elif kind == "postgresql":
-        require_service("PostgreSQL", _pg_probe)
+        require_service("PostgreSQL", sql_probe(POSTGRESQL_URL))
         table = f"sl_selinon_{uuid.uuid4().hex[:10]}"
         try:
             yield Backend(
@@ -225,7 +199,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
                 {},
             )
         finally:
-            _drop_tables(table)
+            drop_tables(POSTGRESQL_URL, table)
     else:
         require_service("Redis", lambda: _redis_client().ping())
         parts = urlsplit(REDIS_URL)
@@ -246,7 +220,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
                 {},
             )
         finally:
-            _redis_cleanup(prefix)
+            delete_redis_keys(prefix)
 
 
 def test_flow_runs_on_the_drop_in_adapters(
@@ -483,7 +457,7 @@ def test_flow_in_a_prefork_worker_with_two_children(tmp_path: Path) -> None:
         leftovers = _group_alive(worker.pid)
         for pid in leftovers:
             os.kill(pid, signal.SIGKILL)
-        _redis_cleanup(prefix)
+        delete_redis_keys(prefix)
         broker = _redis_client(BROKER_URL)
         try:
             doomed = list(broker.scan_iter(match=f"*{queue}*"))

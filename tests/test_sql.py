@@ -25,7 +25,7 @@ from typing import Any
 import pymysql
 import pytest
 import sqlalchemy as sa
-from conftest import MYSQL_URL, POSTGRESQL_URL, require_service
+from conftest import MYSQL_URL, POSTGRESQL_URL, drop_tables, require_service, sql_probe
 
 from selinon_like import (
     ConfigError,
@@ -52,37 +52,15 @@ def _table() -> str:
     return f"sl_test_{uuid.uuid4().hex[:10]}"
 
 
-def _drop(url: str, table: str) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            for name in (table, table + "_errors"):
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-    finally:
-        engine.dispose()
-
-
-def _probe(url: str) -> Callable[[], None]:
-    def probe() -> None:
-        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-        try:
-            with engine.connect() as conn:
-                assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1
-        finally:
-            engine.dispose()
-
-    return probe
-
-
 @pytest.fixture(scope="session")
 def pg_url() -> str:
-    require_service("PostgreSQL", _probe(POSTGRESQL_URL))
+    require_service("PostgreSQL", sql_probe(POSTGRESQL_URL))
     return POSTGRESQL_URL
 
 
 @pytest.fixture(scope="session")
 def mysql_url() -> str:
-    require_service("MariaDB/MySQL", _probe(MYSQL_URL))
+    require_service("MariaDB/MySQL", sql_probe(MYSQL_URL))
     return MYSQL_URL
 
 
@@ -93,7 +71,7 @@ def _connected(storage: SqlStorage, url: str | None) -> Iterator[SqlStorage]:
     finally:
         storage.disconnect()
         if url is not None:
-            _drop(url, storage.table_name)
+            drop_tables(url, storage.table_name)
 
 
 # -- the contract kit, and the SQL adapter's own guarantees, on every database ----------------
@@ -499,7 +477,7 @@ def backend_entry(
     entry["configuration"]["table_name"] = table
     yield backend, {"name": "Results", **entry}
     if url is not None:
-        _drop(url, table)
+        drop_tables(url, table)
 
 
 @pytest.mark.postgresql
@@ -994,7 +972,7 @@ def test_postgresql_streams_in_chunk_rows_of_at_most_1_mib() -> None:
     memory under the budget (storages.postgresql.STREAM_CHUNK_BYTES)."""
     from storages.aio.postgresql import AsyncPostgreSQL
 
-    require_service("PostgreSQL", _probe(POSTGRESQL_URL))
+    require_service("PostgreSQL", sql_probe(POSTGRESQL_URL))
     table = f"sl_stream_{uuid.uuid4().hex[:10]}"
     assert AsyncPostgreSQL(connection_string=POSTGRESQL_URL).chunk_bytes(True) == 1024 * 1024
     storage = PostgreSQL(connection_string=POSTGRESQL_URL, table_name=table)
@@ -1009,8 +987,4 @@ def test_postgresql_streams_in_chunk_rows_of_at_most_1_mib() -> None:
         storage.delete("f", "t", "blob")
     finally:
         storage.disconnect()
-        engine = sa.create_engine(POSTGRESQL_URL)
-        with engine.begin() as conn:
-            for name in (table, table + "_errors"):
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-        engine.dispose()
+        drop_tables(POSTGRESQL_URL, table)

@@ -67,8 +67,7 @@ def test_a_postgresql_call_cut_just_as_it_ended_gives_up_its_connection(
 ) -> None:
     """The watchdog may shut a call's socket after its last read, before its release: the
     call returns what it read, and its connection, shut down, is closed, never lent again."""
-    import sqlalchemy as sa
-    from conftest import POSTGRESQL_URL, require_service
+    from conftest import POSTGRESQL_URL, drop_tables, require_service
 
     from selinon_like.watchdog import WATCHDOG
     from storages.sql import execution
@@ -96,8 +95,4 @@ def test_a_postgresql_call_cut_just_as_it_ended_gives_up_its_connection(
         assert storage.retrieve("f", "t", "1") == 1  # on a new connection
     finally:
         storage.disconnect()
-        engine = sa.create_engine(POSTGRESQL_URL)
-        with engine.begin() as conn:
-            for name in (table, table + "_errors"):
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-        engine.dispose()
+        drop_tables(POSTGRESQL_URL, table)
