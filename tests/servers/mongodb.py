@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from types import TracebackType
 
-from .process import HOST, ServerProcess, find_executable, free_ports, make_workdir
+from .process import HOST, ServerProcess, Started, find_executable, free_ports, make_workdir
 
 _CONFIG = """\
 [storage]
@@ -15,7 +14,7 @@ cache_size = "{cache_size}"
 """
 
 
-class MongoServer:
+class MongoServer(Started):
     """A running SecantusDB on a free loopback port, its data in a private directory.
 
     ``url`` is a ``mongodb://`` URL for pymongo. The server advertises itself as the primary of
@@ -27,17 +26,6 @@ class MongoServer:
         self.port = port
         self.workdir = workdir
         self.url = f"mongodb://{HOST}:{port}/"
-
-    def __enter__(self) -> MongoServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def pid(self) -> int | None:

@@ -125,6 +125,22 @@ def make_workdir(name: str) -> Path:
     return path
 
 
+S = TypeVar("S", bound="Started")
+
+
+class Started:
+    """A server, or a set of servers, the suite started: leaving ``with`` stops it."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: S) -> S:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
 class ServerProcess:
     """One server process that writes its output to ``log_path``; it can be stopped and
     started again with the same command (a restarted Redis node keeps its identity)."""

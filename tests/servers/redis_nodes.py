@@ -13,13 +13,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .process import (
     HOST,
     ServerProcess,
     ServerStartError,
+    Started,
     find_executable,
     free_ports,
     make_workdir,
@@ -206,7 +206,7 @@ def _cluster_nodes(port: int) -> list[_ClusterEntry]:
     return entries
 
 
-class RedisClusterSetup:
+class RedisClusterSetup(Started):
     """A running Redis Cluster of ``len(nodes)`` nodes: half primaries holding all 16384
     slots, half their replicas. Roles change with failovers: ask ``primaries()``."""
 
@@ -214,17 +214,6 @@ class RedisClusterSetup:
         self.nodes = nodes
         self.workdir = workdir
         self.node_timeout_ms = node_timeout_ms
-
-    def __enter__(self) -> RedisClusterSetup:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def startup_nodes(self) -> list[tuple[str, int]]:
@@ -442,7 +431,7 @@ sentinel parallel-syncs {service} 1
 """
 
 
-class RedisSentinelSetup:
+class RedisSentinelSetup(Started):
     """A running master, its replica and three sentinels that follow ``service_name``.
     ``master`` and ``replica`` name the initial roles; failovers swap them (ask
     ``current_master()``)."""
@@ -460,17 +449,6 @@ class RedisSentinelSetup:
         self.sentinels = sentinels
         self.workdir = workdir
         self.service_name = service_name
-
-    def __enter__(self) -> RedisSentinelSetup:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:

@@ -17,10 +17,17 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .process import HOST, ServerProcess, find_executable, free_ports, make_workdir, port_is_free
+from .process import (
+    HOST,
+    ServerProcess,
+    Started,
+    find_executable,
+    free_ports,
+    make_workdir,
+    port_is_free,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -38,7 +45,7 @@ _ADMIN_GRPC_OFFSET = 10000
 _FOREIGN_ENV_PREFIXES = ("AWS_", "S3_", "WEED_")
 
 
-class S3Server:
+class S3Server(Started):
     """A running ``weed mini`` whose S3 gateway is at ``endpoint_url``; the one identity it
     accepts signs with ``access_key``/``secret_key``. Data, logs and configuration live in
     ``workdir``, deleted by ``stop``."""
@@ -59,17 +66,6 @@ class S3Server:
         self.region = REGION
         self.port = ports["s3"]
         self.endpoint_url = f"http://{HOST}:{self.port}"
-
-    def __enter__(self) -> S3Server:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def pid(self) -> int | None:
