@@ -42,6 +42,22 @@ def require_service(name: str, probe: Callable[[], Any]) -> None:
         pytest.skip(message)
 
 
+class InProcess:
+    """``connect``, ``disconnect`` and ``is_connected`` of a test adapter that has no service
+    to reach (a mixin, before ``DataStorage`` in the bases): a flag."""
+
+    _connected = False
+
+    def connect(self) -> None:
+        self._connected = True
+
+    def disconnect(self) -> None:
+        self._connected = False
+
+    def is_connected(self) -> bool:
+        return self._connected
+
+
 def sql_probe(url: str) -> Callable[[], None]:
     """A probe for :func:`require_service`: ``SELECT 1`` on the database at ``url`` (a
     SQLAlchemy URL), giving up after 3 s of connecting."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import InProcess
 
 from selinon_like import ConfigError, DataStorage, StoragePool, UnknownStorageError
 from selinon_like.config import load_config, load_mapping, load_with_instances
@@ -20,21 +21,11 @@ from selinon_like.yamlsource import YamlDocument, key_of
 # -- adapters used by these tests (import path `test_config`: tests/ is on sys.path) --------------
 
 
-class Recorder(DataStorage):
+class Recorder(InProcess, DataStorage):
     """Accepts any option and keeps it, to observe what the loader passed."""
 
     def __init__(self, **configuration: Any) -> None:
         self.configuration = configuration
-        self._connected = False
-
-    def connect(self) -> None:
-        self._connected = True
-
-    def disconnect(self) -> None:
-        self._connected = False
-
-    def is_connected(self) -> bool:
-        return self._connected
 
     def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
         raise self.not_found(flow_name, task_name, task_id)

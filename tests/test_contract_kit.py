@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
+from conftest import InProcess
 
 from selinon_like import DataStorage, Digest
 from selinon_like.keys import Key, pack_key
@@ -62,21 +63,11 @@ class FiveMethodStorage(DataStorage):
         return pack_key(flow_name, task_name, task_id)
 
 
-class ReadWriteRecords(RecordStorage):
+class ReadWriteRecords(InProcess, RecordStorage):
     """A ``RecordStorage`` with the two required primitives only."""
 
     def __init__(self) -> None:
         self._records: dict[tuple[Kind, Key], bytes] = {}
-        self._connected = False
-
-    def connect(self) -> None:
-        self._connected = True
-
-    def disconnect(self) -> None:
-        self._connected = False
-
-    def is_connected(self) -> bool:
-        return self._connected
 
     def read(self, kind: Kind, key: Key) -> bytes | None:
         return self._records.get((kind, key))

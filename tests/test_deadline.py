@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import InProcess
 
 from selinon_like import ConfigError, DataStorage, StoragePool, deadline
 from selinon_like.errors import StorageError, StorageUnavailable
@@ -18,7 +19,7 @@ from selinon_like.retry import RetryPolicy
 SLACK = 0.15
 
 
-class Slow(DataStorage):
+class Slow(InProcess, DataStorage):
     """Each attempt takes ``attempt`` seconds and fails with a transient error ``failures``
     times; records what ``deadline.remaining`` said at each attempt."""
 
@@ -29,16 +30,6 @@ class Slow(DataStorage):
         self.failures = failures
         self.honour = honour  # like a driver given the remaining time as its timeout
         self.seen: list[float] = []
-        self._connected = False
-
-    def connect(self) -> None:
-        self._connected = True
-
-    def disconnect(self) -> None:
-        self._connected = False
-
-    def is_connected(self) -> bool:
-        return self._connected
 
     def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
         return self._attempt()

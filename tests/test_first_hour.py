@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import InProcess
 
 from selinon_like import ConfigError, DataStorage, StorageError, StoragePool
 from selinon_like.keys import pack_key
@@ -100,23 +101,13 @@ def test_check_of_a_five_method_adapter_passes_read_only_and_writes_nothing(
     assert not (tmp_path / "kv.jsonl").exists()  # no scratch result left behind
 
 
-class _Flaky(DataStorage):
+class _Flaky(InProcess, DataStorage):
     """Stores, then reads back something else: the check fails, and still cleans up."""
 
     stored: dict[tuple[str, str, str], Any]
 
     def __init__(self) -> None:
         self.stored = {}
-        self._connected = False
-
-    def connect(self) -> None:
-        self._connected = True
-
-    def disconnect(self) -> None:
-        self._connected = False
-
-    def is_connected(self) -> bool:
-        return self._connected
 
     def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
         raise RuntimeError("the service returned garbage")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import InProcess
 
 from selinon_like import ConfigError, DataStorage, StorageError, StoragePool
 from selinon_like.masking import (
@@ -22,7 +23,7 @@ from selinon_like.options import as_bool, as_float, as_int, as_str
 SECRETS = ("hunter2-pw", "AKIAsecretKEY/with+slash", "tok-3141592", "p@ss/w:rd#1")
 
 
-class Vault(DataStorage):
+class Vault(InProcess, DataStorage):
     """Takes secret options the way the built-in adapters do; its operations fail loudly,
     quoting its secrets, as a careless driver might."""
 
@@ -41,16 +42,6 @@ class Vault(DataStorage):
         as_str("url", url, empty=True)
         if not isinstance(password, int):
             as_str("password", password, empty=True)
-        self._connected = False
-
-    def connect(self) -> None:
-        self._connected = True
-
-    def disconnect(self) -> None:
-        self._connected = False
-
-    def is_connected(self) -> bool:
-        return self._connected
 
     def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
         raise RuntimeError(f"login to {self.url} failed with password {self.password}")
