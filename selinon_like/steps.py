@@ -132,7 +132,13 @@ async def arun(steps: Steps[T]) -> T:
         step = send(None)
         while True:
             try:
-                reply = await _aperform(step)
+                # The hot path (an adapter call) inline: no coroutine of _aperform's.
+                if type(step) is tuple:
+                    reply = step[0](*step[1])
+                    if inspect.isawaitable(reply):
+                        reply = await reply
+                else:
+                    reply = await _aperform(step)
             except BaseException as exc:
                 step = steps.throw(exc)
             else:

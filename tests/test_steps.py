@@ -90,6 +90,53 @@ def test_a_steps_exception_is_thrown_into_the_generator_which_may_catch_it() -> 
     assert asyncio.run(arun(recovering(async_fail))) == "caught gone"
 
 
+def test_arun_throws_a_steps_error_in_whichever_form_it_comes() -> None:
+    # arun performs an (fn, args) step inline: an error raised by the call itself, by the
+    # awaitable it gives, or by a step object's own arun is thrown into the generator alike.
+    class Failing:
+        async def arun(self) -> None:
+            raise KeyError("gone")
+
+    assert asyncio.run(arun(recovering(fail))) == "caught gone"
+    assert asyncio.run(arun(recovering(async_fail))) == "caught gone"
+    assert asyncio.run(arun(recovering(lambda _message: Failing().arun()))) == "caught gone"
+
+    def object_step() -> Steps[str]:
+        try:
+            yield Failing()
+        except KeyError as exc:
+            return f"caught {exc.args[0]}"
+        return "not raised"
+
+    assert asyncio.run(arun(object_step())) == "caught gone"
+
+
+def test_arun_cancelled_during_a_step_throws_the_cancellation_into_the_steps() -> None:
+    events: list[str] = []
+
+    def waiting(started: asyncio.Event) -> Steps[None]:
+        try:
+            yield started.set, ()
+            yield asyncio.sleep, (60,)
+            events.append("not cancelled")
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+        finally:
+            events.append("closed")
+
+    async def main() -> None:
+        started = asyncio.Event()
+        task = asyncio.ensure_future(arun(waiting(started)))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert events == ["cancelled", "closed"]
+
+
 def test_an_exception_the_generator_does_not_catch_reaches_the_caller() -> None:
     def uncaught() -> Steps[None]:
         yield fail, ("missing",)
