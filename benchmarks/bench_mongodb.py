@@ -1,7 +1,7 @@
 """MongoDB adapter benchmark.
 
 1. ``store`` / ``retrieve`` medians through the adapter against raw pymongo calls on the same
-   kind of collection (same unique index, same document, the same serialized bytes computed
+   kind of collection (no index but ``_id``, same document, the same serialized bytes computed
    beforehand): the difference is the adapter's cost (key checks, digest, serializer, layers).
 2. ``store_many`` / ``retrieve_many`` of 1,000 results against 1,000 ``store`` / ``retrieve``
    calls.
@@ -131,9 +131,6 @@ def _bulk_calls(label: str, storage: MongoDB, *, fake: bool) -> None:
 
 def run(label: str, storage: MongoDB, raw_collection: Any, *, fake: bool = False) -> None:
     storage.connect()
-    raw_collection.create_index(
-        [("flow_name", 1), ("task_name", 1), ("task_id", 1)], unique=True, name="key"
-    )
     try:
         _single_calls(label, storage, raw_collection)
         _bulk_calls(label, storage, fake=fake)

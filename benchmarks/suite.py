@@ -412,8 +412,8 @@ def mongodb() -> Iterator[Service]:
     an acknowledged result survives a crash of the server. Without it a raw store skipped the
     fsync ours waits for (4.5x a store's time on this machine under others' disk load, 1.7x
     on an idle one), and pool/raw measured that choice rather than the adapter. Ours also
-    keeps the key's three fields under a unique index (one document per key whoever writes
-    the collection)."""
+    holds the key's three fields, under no index (the ``_id``, the key's digest, keeps one
+    document per key)."""
     import pymongo
     from pymongo.write_concern import WriteConcern
 

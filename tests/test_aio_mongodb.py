@@ -12,6 +12,7 @@ midway; ``-W error`` clean close; and on a private server of its own, a stopped 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import signal
@@ -247,7 +248,7 @@ def test_expiry_by_ttl_the_ttl_index_and_purge_in_batches(
         assert document["expires_at"].timestamp() == pytest.approx(now[0] + 60, abs=0.01)
         indexes = await storage._errors.index_information()
         assert indexes["selinon_like_expiry"]["expireAfterSeconds"] == 0
-        assert indexes["selinon_like_key"]["unique"] is True
+        assert sorted(indexes) == ["_id_", "selinon_like_expiry"]  # no index on the key
 
         now[0] += 120
         with pytest.raises(ResultNotFound):
@@ -309,6 +310,83 @@ def test_the_two_adapters_read_each_others_records(
             blocking.retrieve("f", "t", "sync-big")
 
     _run(url, names, body)
+
+
+def test_one_document_per_key_whichever_adapter_writes_it(
+    url: str, names: dict[str, Any], blocking: MongoDB
+) -> None:
+    # The blocking adapter in 4 threads and the async one in 4 tasks store the same 20 keys
+    # at once, one by one and in a store_many with a key repeated: no index but _id, the
+    # key's digest, and still one document a key.
+    keys = [("f", "t", str(i)) for i in range(20)]
+
+    def sync_writer(n: int) -> None:
+        for key in keys if n % 2 else reversed(keys):
+            blocking.store(*key, f"sync {n}")
+        blocking.store_many([(*key, f"sync {n}") for key in keys] + [(*keys[0], "sync")])
+
+    async def async_writer(storage: AsyncMongoDB, n: int) -> None:
+        for key in keys if n % 2 else reversed(keys):
+            await storage.store(*key, f"async {n}")
+        await storage.store_many([(*key, f"async {n}") for key in keys] + [(*keys[0], "a")])
+
+    async def body(storage: AsyncMongoDB) -> None:
+        await storage.store_error(None, "f", "t", "1", ValueError("async"))
+        blocking.store_error(None, "f", "t", "1", ValueError("sync"))
+        with concurrent.futures.ThreadPoolExecutor(4) as executor:
+            threads = [executor.submit(sync_writer, n) for n in range(4)]
+            await asyncio.gather(*(async_writer(storage, n) for n in range(4)))
+            for thread in threads:
+                thread.result()
+        assert await storage._results.count_documents({}) == 20
+        assert await storage._errors.count_documents({}) == 1
+        assert await _keys(storage.iter_keys("f")) == sorted(keys)
+        assert sorted(blocking.iter_keys("f")) == sorted(keys)
+        found = await storage.retrieve_many(keys)
+        assert found == blocking.retrieve_many(keys) and len(found) == 20
+
+    _run(url, names, body)
+
+
+def test_a_collection_with_the_earlier_unique_index_works_and_keeps_it(
+    url: str, names: dict[str, Any], blocking: MongoDB
+) -> None:
+    # As an earlier build's connect() left the collections: a unique index on the key fields.
+    for collection in (blocking._results, blocking._errors):
+        collection.create_index(
+            [("flow_name", 1), ("task_name", 1), ("task_id", 1)],
+            unique=True,
+            name="selinon_like_key",
+        )
+    before = [blocking._results.index_information(), blocking._errors.index_information()]
+    blocking.store("f", "t", "sync", "by sync")
+
+    async def body(storage: AsyncMongoDB) -> None:
+        await storage.store("f", "t", "1", "old")
+        await storage.store("f", "t", "1", "new")
+        await storage.store_many([("f", "t", "2", 2), ("f", "t", "1", 1), ("g", "t", "1", "g")])
+        await storage.store_many([("f", "t", "2", "two"), ("f", "t", "sync", "by async")])
+        await storage.store_error(None, "f", "t", "1", ValueError("x"))
+        await storage.store_error(None, "f", "t", "1", ValueError("y"))
+        assert await storage.retrieve_many([("f", "t", "1"), ("f", "t", "2")]) == {
+            ("f", "t", "1"): 1,
+            ("f", "t", "2"): "two",
+        }
+        assert (await storage.retrieve_error("f", "t", "1"))["message"] == "y"
+        assert await _keys(storage.iter_keys("f")) == [
+            ("f", "t", "1"),
+            ("f", "t", "2"),
+            ("f", "t", "sync"),
+        ]
+        assert await _keys(storage.iter_keys("g")) == [("g", "t", "1")]
+        assert await storage._results.count_documents({}) == 4
+        assert await storage.delete_many([("f", "t", "1"), ("g", "t", "1")]) == 2
+
+    _run(url, names, body)
+    assert blocking.retrieve("f", "t", "sync") == "by async"
+    assert sorted(blocking.iter_keys()) == [("f", "t", "2"), ("f", "t", "sync")]
+    after = [blocking._results.index_information(), blocking._errors.index_information()]
+    assert after == before  # neither adapter's connect() touched it
 
 
 def test_compressed_records_read_back_either_way(

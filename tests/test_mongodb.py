@@ -6,10 +6,12 @@ documents of the first release still read."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import json
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,8 +142,8 @@ class TestMongoDBOnMongomock(_Suites):
     """The fast run: the data suites in process (forks, threads and an unreachable service
     are the server's to prove)."""
 
-    # mongomock checks the unique key index by scanning the collection, so a write costs in
-    # proportion to what is stored: smaller batches here, the full sizes on the server.
+    # mongomock runs queries as scans of the collection, so a call costs in proportion to
+    # what is stored: smaller batches here, the full sizes on the server.
     bulk_items = 300
     concurrency_per_thread = 25
 
@@ -222,16 +224,127 @@ def test_one_document_per_key_holding_the_serializer_bytes(mongo: MongoDB) -> No
     assert set(document) == {"_id", "flow_name", "task_name", "task_id", "result"}
 
 
-def test_connect_creates_the_unique_key_index(mongo: MongoDB) -> None:
-    for collection in (mongo._results, mongo._errors):
-        index = collection.index_information()["selinon_like_key"]
-        assert index["unique"] is True
-        assert [name for name, _order in index["key"]] == ["flow_name", "task_name", "task_id"]
+# The unique index earlier builds made on both collections (connect() makes none now).
+LEGACY_KEY_INDEX = [("flow_name", 1), ("task_name", 1), ("task_id", 1)]
+
+
+def _legacy_indexed(storage: MongoDB) -> MongoDB:
+    """``storage``'s collections as an earlier build's connect() left them, with the unique
+    key index; reconnected, as a worker of this build meets them."""
+    for collection in (storage._results, storage._errors):
+        collection.create_index(LEGACY_KEY_INDEX, unique=True, name="selinon_like_key")
+    storage.disconnect()
+    storage.connect()
+    return storage
+
+
+def _indexes(collection: Any) -> dict[str, Any]:
+    return {name: index["key"] for name, index in collection.index_information().items()}
+
+
+def test_connect_pings_and_creates_no_index(mongo: MongoDB) -> None:
+    client = mock.MagicMock()
+    storage = MongoDB.from_client(client, db_name="d")
+    storage.connect()
+    # One round trip, a ping; nothing asked of the collections (looked up, not called).
+    assert [c for c in client.mock_calls if not c[0].startswith("__getitem__")] == [
+        mock.call.admin.command("ping")
+    ]
     mongo.store("f", "t", "1", 1)
+    mongo.store_error(None, "f", "t", "1", ValueError("x"))
+    # Only the server's own unique index on _id, the key's digest.
+    for collection in (mongo._results, mongo._errors):
+        assert list(_indexes(collection)) == ["_id_"]
+
+
+def test_one_document_per_key_by_id_alone(mongo: MongoDB) -> None:
+    mongo.store("f", "t", "1", "first")
+    mongo.store("f", "t", "1", "second")
+    mongo.store_many([("f", "t", "1", "a"), ("f", "t", "2", "b"), ("f", "t", "1", "third")])
+    mongo.store_many([("f", "t", "2", "c"), ("f", "t", "2", "d"), ("f", "t", "3", "e")])
+    mongo.store("f", "t", "3", "f")
+    assert mongo._results.count_documents({}) == 3
+    for task_id in ("1", "2", "3"):
+        assert mongo._results.count_documents({"task_id": task_id}) == 1
+    assert mongo.retrieve_many([("f", "t", "1"), ("f", "t", "2"), ("f", "t", "3")]) == {
+        ("f", "t", "1"): "third",
+        ("f", "t", "2"): "d",
+        ("f", "t", "3"): "f",
+    }
+    mongo.store_error(None, "f", "t", "1", ValueError("one"))
+    mongo.store_error(None, "f", "t", "1", ValueError("two"))
+    assert mongo._errors.count_documents({}) == 1
+    assert mongo.retrieve_error("f", "t", "1")["message"] == "two"
+    # A second document of the key, written raw: refused by _id, the key's digest.
     with pytest.raises(DuplicateKeyError):
         mongo._results.insert_one(
-            {"_id": "another", "flow_name": "f", "task_name": "t", "task_id": "1"}
+            {"_id": key_digest("f", "t", "1"), "flow_name": "f", "task_name": "t", "task_id": "1"}
         )
+
+
+def test_one_document_per_key_under_concurrent_stores(on_server: MongoDB) -> None:
+    # 8 threads store the same 20 keys one by one, then in a store_many with a key repeated:
+    # first stores race (an upsert that lost is retried as a replace), and store_many's
+    # inserts meet the others' writes.
+    keys = [("f", "t", str(i)) for i in range(20)]
+    barrier = threading.Barrier(8)
+
+    def writer(n: int) -> None:
+        barrier.wait()
+        for key in keys if n % 2 else reversed(keys):
+            on_server.store(*key, n)
+        on_server.store_many([(*key, n) for key in keys] + [(*keys[0], n)])
+
+    with concurrent.futures.ThreadPoolExecutor(8) as executor:
+        list(executor.map(writer, range(8)))
+    assert on_server._results.count_documents({}) == 20
+    assert sorted(on_server.iter_keys("f")) == sorted(keys)
+    assert set(on_server.retrieve_many(keys).values()) <= set(range(8))
+
+
+def test_iter_keys_of_a_flow_without_an_index(mongo: MongoDB) -> None:
+    # Flow names that are prefixes of others or differ in case, task names equal to flows.
+    flows = ("f", "f1", "F", "g")
+    items = [(flow, task, str(i), i) for flow in flows for task in ("t", "f") for i in range(30)]
+    mongo.store_many(items)
+    mongo.store_error(None, "f1", "t", "e", ValueError("x"))
+    mongo.store_error(None, "f", "t", "e", ValueError("y"))
+    for flow in flows:
+        expected = sorted(item[:3] for item in items if item[0] == flow)
+        assert sorted(mongo.iter_keys(flow)) == expected
+    assert list(mongo.iter_keys("h")) == []
+    assert list(mongo.iter_error_keys("f1")) == [("f1", "t", "e")]
+    assert len(list(mongo.iter_keys())) == len(items)
+
+
+def test_a_collection_with_the_earlier_unique_index_works_and_keeps_it(mongo: MongoDB) -> None:
+    _legacy_indexed(mongo)
+    before = [_indexes(collection) for collection in (mongo._results, mongo._errors)]
+    assert all("selinon_like_key" in indexes for indexes in before)
+    mongo.store("f", "t", "1", "old")
+    mongo.store("f", "t", "1", "new")
+    mongo.store_many([("f", "t", str(i), i) for i in range(1, 6)] + [("f", "t", "2", "two")])
+    mongo.store_many([("f", "t", "5", "five"), ("g", "t", "1", "g")])
+    mongo.store_error(None, "f", "t", "1", ValueError("x"))
+    mongo.store_error(None, "f", "t", "1", ValueError("y"))
+    assert mongo.retrieve_many([("f", "t", str(i)) for i in range(1, 6)]) == {
+        ("f", "t", "1"): 1,
+        ("f", "t", "2"): "two",
+        ("f", "t", "3"): 3,
+        ("f", "t", "4"): 4,
+        ("f", "t", "5"): "five",
+    }
+    assert mongo.retrieve_error("f", "t", "1")["message"] == "y"
+    assert sorted(mongo.iter_keys("f")) == [("f", "t", str(i)) for i in range(1, 6)]
+    assert list(mongo.iter_keys("g")) == [("g", "t", "1")]
+    assert mongo._results.count_documents({}) == 6
+    assert mongo.delete_many([("f", "t", "1"), ("g", "t", "1")]) == 2
+    mongo.delete("f", "t", "2")
+    assert sorted(mongo.iter_keys()) == [("f", "t", "3"), ("f", "t", "4"), ("f", "t", "5")]
+    mongo.disconnect()
+    mongo.connect()  # connect() leaves what it finds as it is
+    after = [_indexes(collection) for collection in (mongo._results, mongo._errors)]
+    assert after == before
 
 
 def test_the_ttl_index_is_made_by_the_first_write_with_an_expiry_not_by_connect(
@@ -287,11 +400,20 @@ def test_a_collection_made_by_a_release_that_indexed_expiry_on_connect_still_pur
     assert list(mongo.iter_keys()) == [("f", "t", "kept")]
 
 
-def test_a_foreign_duplicate_of_the_key_is_a_storage_error(mongo: MongoDB) -> None:
-    # Someone else's document already holds the key under another _id: the index refuses ours.
-    mongo._results.insert_one(
-        {"_id": "foreign", "flow_name": "f", "task_name": "t", "task_id": "1"}
-    )
+def test_a_foreign_duplicate_of_the_key_is_refused_only_by_the_earlier_index(
+    mongo: MongoDB,
+) -> None:
+    # Someone else's document holds the key under another _id. With no index on the key
+    # fields it is not refused: reads go by _id and never see it, listings show it too.
+    foreign = {"_id": "foreign", "flow_name": "f", "task_name": "t", "task_id": "1"}
+    mongo._results.insert_one(foreign)
+    mongo.store("f", "t", "1", {"v": 1})
+    assert mongo.retrieve("f", "t", "1") == {"v": 1}
+    assert list(mongo.iter_keys("f")) == [("f", "t", "1")] * 2
+    mongo.delete("f", "t", "1")
+    assert mongo._results.count_documents({}) == 1
+    # A collection that kept the earlier builds' unique index still refuses ours.
+    _legacy_indexed(mongo)
     with pytest.raises(StorageError) as info:
         mongo.store("f", "t", "1", {"v": 1})
     assert isinstance(info.value.__cause__, DuplicateKeyError)
@@ -301,16 +423,19 @@ def test_a_foreign_duplicate_of_the_key_is_a_storage_error(mongo: MongoDB) -> No
 def test_store_many_retries_duplicate_key_errors_once_then_fails(
     mongo: MongoDB, spy: mock.Mock
 ) -> None:
+    # A foreign document holding the key, refused by the earlier builds' unique index.
+    mongo._results.create_index(LEGACY_KEY_INDEX, unique=True, name="selinon_like_key")
     mongo._results.insert_one(
         {"_id": "foreign", "flow_name": "f", "task_name": "t", "task_id": "1"}
     )
+    spy.reset_mock()
     with pytest.raises(StorageError) as info:
         mongo.store_many([("f", "t", "1", 1), ("f", "t", "2", 2)])
     assert type(info.value.__cause__).__name__ == "BulkWriteError"
     calls = spy.method_calls
-    assert [c[0] for c in calls] == ["insert_one", "insert_many", "bulk_write", "bulk_write"]
+    assert [c[0] for c in calls] == ["insert_many", "bulk_write", "bulk_write"]
     # Only the write the insert refused goes on to the upserts; the other key is stored.
-    assert [op._filter for op in calls[2].args[0]] == [{"_id": key_digest("f", "t", "1")}]
+    assert [op._filter for op in calls[1].args[0]] == [{"_id": key_digest("f", "t", "1")}]
     assert mongo.retrieve("f", "t", "2") == 2
 
 
@@ -725,9 +850,7 @@ def test_a_mongomock_url_points_to_from_client() -> None:
 
 def test_a_failed_first_round_trip_leaves_a_client_given_ready_open() -> None:
     client = mock.MagicMock()
-    client.__getitem__.return_value.__getitem__.return_value.create_index.side_effect = (
-        OperationFailure("not allowed")
-    )
+    client.admin.command.side_effect = OperationFailure("not allowed")
     storage = MongoDB.from_client(client, db_name="d")
     with pytest.raises(StorageError, match="not allowed"):
         storage.connect()
