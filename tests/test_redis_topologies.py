@@ -366,7 +366,8 @@ def test_a_moved_reply_amid_a_nodes_replies_drops_its_connections(
     with caplog.at_level("WARNING", logger="selinon_like"):
         on_cluster.store_many(changed)
     assert "MovedError" in caplog.text and "retry 1 of" in caplog.text
-    assert len(set(dropped)) == len(client.get_primaries())  # each node's connection
+    # Each node's connection (the slot map's refresh may close others too: a replica's).
+    assert {node.port for node in client.get_primaries()} <= set(dropped)
     assert manager.slots_cache[stale][0].name == true_owner
     for _ in range(3):
         assert on_cluster.retrieve_many([item[:3] for item in items]) == {
