@@ -482,6 +482,18 @@ class RedisSentinelSetup(Started):
         )
         return int(port)
 
+    def config_epoch(self) -> int:
+        """The highest configuration epoch the sentinels know for ``service_name``: every
+        failover they carry out raises it by one."""
+        epochs = []
+        for sentinel in self.sentinels:
+            client = _connect(sentinel.port)
+            try:
+                epochs.append(int(client.sentinel_master(self.service_name)["config-epoch"]))
+            finally:
+                client.close()
+        return max(epochs)
+
     def is_healthy(self) -> bool:
         """Every process runs, every sentinel names the same master, knows the replica and
         the two other sentinels, and the replica's link to the master is up."""
