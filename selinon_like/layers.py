@@ -51,17 +51,16 @@ with the key check and the lock only.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
-import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from selinon_like.cutoff import within
 from selinon_like.deadline import DEADLINE, remaining
 from selinon_like.envelope import seen_stored, watch_stored
 from selinon_like.errors import (
@@ -459,19 +458,7 @@ class _Timed:
         seconds = remaining()
         if seconds is None:
             return await outcome
-        return await _within(outcome, seconds)
-
-
-if sys.version_info >= (3, 11):
-
-    async def _within(awaitable: Awaitable[Any], seconds: float) -> Any:
-        async with asyncio.timeout(seconds):
-            return await awaitable
-
-else:  # pragma: no cover - Python 3.10
-
-    async def _within(awaitable: Awaitable[Any], seconds: float) -> Any:
-        return await asyncio.wait_for(awaitable, seconds)
+        return await within(outcome, seconds)
 
 
 LAYERS: tuple[Layer, ...] = (checked, cached, observed, translated, retried, bounded, locked)

@@ -60,7 +60,8 @@ class AsyncDataStorage(StorageBase):
     """Whether the adapter itself ends every request in time: it gives its driver what is
     left of the call's deadline (:func:`selinon_like.deadline.remaining`) as timeouts, or
     does no I/O. Otherwise (the default) the layers cancel each attempt at the deadline
-    (``asyncio.timeout``), which costs a timer per call."""
+    (:func:`selinon_like.cutoff.within`: an entry in the event loop's heap of deadlines,
+    ~2 µs of CPU a call)."""
     _op_connecting_task: asyncio.Task[Any] | None = None  # the task holding it
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

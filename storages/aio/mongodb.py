@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from selinon_like.aio.records import AsyncRecordStorage, AwaitsSteps
+from selinon_like.cutoff import within
 from selinon_like.deadline import current
 from selinon_like.keys import Key, Kind
 from selinon_like.steps import Steps, arun
@@ -21,17 +20,6 @@ T = TypeVar("T")
 # Key documents a listing reads per request (pymongo's first batch is 101 documents).
 _SCAN_BATCH = 1000
 
-if sys.version_info >= (3, 11):
-
-    async def _within(awaitable: Awaitable[Any], seconds: float) -> Any:
-        async with asyncio.timeout(seconds):
-            return await awaitable
-
-else:  # pragma: no cover - Python 3.10
-
-    async def _within(awaitable: Awaitable[Any], seconds: float) -> Any:
-        return await asyncio.wait_for(awaitable, seconds)
-
 
 class AsyncMongoDB(MongoLogic, AwaitsSteps, AsyncRecordStorage):
     """Results in a MongoDB collection, errors in a second one, through pymongo's native
@@ -42,12 +30,13 @@ class AsyncMongoDB(MongoLogic, AwaitsSteps, AsyncRecordStorage):
 
     A call lasts at most ``operation_timeout``, as with the blocking adapter, but the bound
     is asyncio's, not pymongo's: the layers cancel an attempt at the call's deadline
-    (``asyncio.timeout``), and the client has no socket timeout. Any pymongo timeout
-    (``pymongo.timeout``, ``timeoutMS`` or ``socketTimeoutMS``) makes pymongo send each
-    request through ``asyncio.wait_for``, a task of its own: a retrieve cost ~120 more
+    (:func:`selinon_like.cutoff.within`), and the client has no socket timeout. Any pymongo
+    timeout (``pymongo.timeout``, ``timeoutMS`` or ``socketTimeoutMS``) makes pymongo send
+    each request through ``asyncio.wait_for``, a task of its own: a retrieve cost ~120 more
     Python calls and one more turn of the event loop than raw pymongo's. Client instructions
-    a call (callgrind, SecantusDB): retrieve 1,221k under ``pymongo.timeout``, 1,128k so,
-    raw pymongo 995k; store 1,201k, 1,146k, 944k. A request made outside a call (a
+    a call (callgrind, SecantusDB, 2026-12-03): retrieve 1,038k (1,065k when the layers used
+    ``asyncio.timeout``; 1,221k under ``pymongo.timeout`` before that), raw pymongo 962k;
+    store 1,018k (1,054k), raw 936k. A request made outside a call (a
     stream's chunks, a listing's next batch) is bounded by ``socket_timeout_ms`` the same
     way. pymongo then sends no ``maxTimeMS``: a server goes on with a request whose call was
     cut (a read or write of one document here). A call cancelled midway leaves the client
@@ -61,7 +50,7 @@ class AsyncMongoDB(MongoLogic, AwaitsSteps, AsyncRecordStorage):
     """
 
     _client_class = "AsyncMongoClient"
-    # The layers cut each attempt at the call's deadline (asyncio.timeout): not pymongo.
+    # The layers cut each attempt at the call's deadline (cutoff.within): not pymongo.
     deadline_in_driver = False
     bound_attempt = StorageBase.bound_attempt  # no pymongo.timeout: no attempt-bound layer
 
@@ -76,7 +65,7 @@ class AsyncMongoDB(MongoLogic, AwaitsSteps, AsyncRecordStorage):
         ``socket_timeout_ms``."""
         if current() is not None:
             return await arun(steps)  # the layers cut the attempt at the call's deadline
-        result: T = await _within(arun(steps), self.socket_timeout_ms / 1000)
+        result: T = await within(arun(steps), self.socket_timeout_ms / 1000)
         return result
 
     async def connect(self) -> None:
@@ -97,7 +86,7 @@ class AsyncMongoDB(MongoLogic, AwaitsSteps, AsyncRecordStorage):
             while True:
                 # Each batch within socket_timeout_ms (the client has no socket timeout).
                 seconds = self.socket_timeout_ms / 1000
-                documents = await _within(cursor.to_list(_SCAN_BATCH), seconds)
+                documents = await within(cursor.to_list(_SCAN_BATCH), seconds)
                 if not documents:
                     return
                 for document in documents:

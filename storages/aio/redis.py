@@ -40,10 +40,10 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 from selinon_like.aio.records import AsyncRecordStorage, AwaitsSteps
+from selinon_like.cutoff import within
 from selinon_like.deadline import remaining
 from selinon_like.keys import Key, Kind, pack_key
 from selinon_like.steps import arun
@@ -54,10 +54,6 @@ __all__ = ["AsyncRedis"]
 
 T = TypeVar("T")
 
-# asyncio.timeout (Python 3.11+); on 3.10 a request is bounded by asyncio.wait_for instead.
-_TIMEOUT: Callable[[float], AbstractAsyncContextManager[Any]] | None = getattr(
-    asyncio, "timeout", None
-)
 # How much later than a call's deadline the driver's own timeouts may end a request before
 # the adapter bounds it itself: this share of operation_timeout.
 _SLACK = 0.01
@@ -86,12 +82,11 @@ class AsyncRedis(RedisBase, AwaitsSteps, AsyncRecordStorage):
     Deadlines: the driver's ``socket_timeout`` and ``socket_connect_timeout``, never longer
     than ``operation_timeout``, bound each wait as in the blocking adapter; a request whose
     call has less time left than they allow (a retry, a call inside a shorter enclosing
-    deadline) also runs under :func:`asyncio.timeout` of what is left (``asyncio.wait_for``
-    on Python 3.10), so a server that stops answering fails the call in time with
-    :class:`~selinon_like.StorageUnavailable`. A call cancelled midway (a timeout,
-    ``task.cancel()``) leaves no half-read reply behind: ``redis.asyncio`` drops a
-    connection whose reply was not read, and a cluster call drops every connection it had
-    sent on; the next call opens a new one.
+    deadline) is also cut at what is left (:func:`selinon_like.cutoff.within`), so a server
+    that stops answering fails the call in time with :class:`~selinon_like.StorageUnavailable`.
+    A call cancelled midway (a timeout, ``task.cancel()``) leaves no half-read reply behind:
+    ``redis.asyncio`` drops a connection whose reply was not read, and a cluster call drops
+    every connection it had sent on; the next call opens a new one.
 
     Connections: without ``max_connections`` one server (or the Sentinel master) gets a pool
     of at most 100 connections (redis-py's default size) in which a call finding them all
@@ -115,7 +110,7 @@ class AsyncRedis(RedisBase, AwaitsSteps, AsyncRecordStorage):
     owner.
     """
 
-    deadline_in_driver = True  # _bounded(): the driver's timeouts, or asyncio.timeout of the rest
+    deadline_in_driver = True  # _bounded(): the driver's timeouts, or within() the rest
 
     default_max_connections = 100  # (class docstring)
     _driver_wait = math.inf  # until connect(): every request bounded
@@ -239,10 +234,7 @@ class AsyncRedis(RedisBase, AwaitsSteps, AsyncRecordStorage):
         if left is None or left >= self._driver_wait - self._slack:
             return await request
         try:
-            if _TIMEOUT is None:
-                return await asyncio.wait_for(request, left)
-            async with _TIMEOUT(left):
-                return await request
+            return await within(request, left)
         except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11 on
             raise TimeoutError(
                 f"Redis did not answer within the {left:.3g} s left of the call's operation_timeout"

@@ -13,8 +13,10 @@ A retrieve against raw aiobotocore (``get_object``, one ``read()`` of the body,
 one GET and one read of the body (no HEAD, no Task, no ``asyncio.wait_for``), two event-loop
 turns a call each, and 5.20M instructions a call against 5.00M (callgrind, difference of runs
 of N sequential calls). The 0.2M: the layers and steps around the request (~0.12M), of which
-``asyncio.timeout``, the layers' cut at the deadline, is 39k and, on Python 3.11, three
-``getpid`` system calls (its ``get_running_loop`` calls; raw makes none); and botocore
+the layers' cut at the deadline was 39k and, on Python 3.11, three ``getpid`` system calls
+(``get_running_loop``; raw makes none) under ``asyncio.timeout``: about 30k less and one
+``getpid`` since :func:`selinon_like.cutoff.within` (measured on AsyncMongoDB's calls,
+28-37k less); and botocore
 quoting the object name twice a request (the URL's path, and the ``auth_path`` it renders for
 its older signer): the ``%`` of the encoded key parts (``keys.encode_part``) takes urllib's
 slow path, ~26k instructions a quote against ~8k for a name without one. That name is the
