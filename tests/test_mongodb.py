@@ -9,7 +9,6 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as dt
 import json
-import subprocess
 import sys
 import threading
 import uuid
@@ -882,21 +881,10 @@ def test_other_errors_are_not_transient(exc: BaseException) -> None:
     assert _mock_storage().is_transient(exc) is False
 
 
-def test_no_driver_is_imported_before_connect() -> None:
-    code = (
-        "import sys\n"
-        "from storages.mongodb import MongoDB\n"
-        "s = MongoDB(db_name='d', username='u', password='p')\n"
-        "assert s.is_transient(TimeoutError()) and not s.is_transient(ValueError())\n"
-        "print(sorted(m for m in ('pymongo', 'bson', 'mongomock') if m in sys.modules))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "[]"
-
-
-def test_a_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_driver_names_the_extra_with_a_client_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # (Built from a configuration: tests/test_no_drivers.py, for every adapter.)
     monkeypatch.setitem(sys.modules, "pymongo", None)
     storage = _mock_storage()
     with pytest.raises(ConfigError, match=r"selinon-like\[mongodb\]"):

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ DRIVERS = (
     "mongomock",
     "fakeredis",
     "moto",
+    "aiobotocore",
 )
 
 PRELUDE = """\
@@ -39,11 +41,13 @@ import json
 import sys
 
 BLOCKED = set(sys.argv[1].split(","))
+ATTEMPTED = []  # the blocked imports tried, in order
 
 
 class BlockDrivers(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.partition(".")[0] in BLOCKED:
+            ATTEMPTED.append(name)
             raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
         return None
 
@@ -56,6 +60,7 @@ for blocked in BLOCKED:
         pass
     else:
         raise SystemExit(f"the block does not work for {blocked}")
+ATTEMPTED.clear()
 report = {}
 """
 
@@ -84,13 +89,16 @@ def core_modules() -> list[str]:
     )
 
 
-def run_blocked(body: str, tmp_path: Path) -> dict[str, Any]:
+def run_blocked(body: str, tmp_path: Path, blocked: Sequence[str] = DRIVERS) -> dict[str, Any]:
+    """``body`` run in a fresh interpreter in which importing ``blocked`` fails (it fills the
+    dict ``report``, and sees ``ATTEMPTED``, the blocked imports tried); its report, once
+    checked that no blocked driver was loaded."""
     script = tmp_path / "no_drivers.py"
     script.write_text(PRELUDE + textwrap.dedent(body) + EPILOGUE)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("SELINON_LIKE_CONFIG", None)
     done = subprocess.run(
-        [sys.executable, str(script), ",".join(DRIVERS)],
+        [sys.executable, str(script), ",".join(blocked)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -194,3 +202,97 @@ def test_a_redis_storage_loads_and_fails_on_first_use_naming_the_extra(tmp_path:
     assert "Cache" in report["errors"][0]
     for name, ok, error in report["check"]:
         assert ok is False and "pip install 'selinon-like[redis]'" in error, name
+
+
+# Every built-in adapter with a driver: (module, class, configuration, the drivers of its
+# extra, that extra).
+WITH_DRIVERS = [
+    ("storages.redis", "Redis", {"password": "pw"}, ("redis",), "redis"),
+    ("storages.aio.redis", "AsyncRedis", {}, ("redis",), "redis"),
+    (
+        "storages.postgresql",
+        "PostgreSQL",
+        {"connection_string": "postgresql://u:pw@db/x"},
+        ("psycopg",),
+        "postgresql",
+    ),
+    (
+        "storages.aio.postgresql",
+        "AsyncPostgreSQL",
+        {"connection_string": "postgresql://u:pw@db/x"},
+        ("psycopg",),
+        "postgresql",
+    ),
+    ("storages.mysql", "MySQL", {"connection_string": "mysql://u:pw@db/x"}, ("pymysql",), "mysql"),
+    ("storages.sql", "SQLite", {"path": ":memory:"}, ("sqlalchemy",), "sql"),
+    (
+        "storages.mongodb",
+        "MongoDB",
+        {"db_name": "d", "username": "u", "password": "pw"},
+        ("pymongo", "bson"),
+        "mongodb",
+    ),
+    ("storages.aio.mongodb", "AsyncMongoDB", {"db_name": "d"}, ("pymongo", "bson"), "mongodb"),
+    (
+        "storages.s3",
+        "S3Storage",
+        {"bucket": "b", "use_ssl": "false", "part_size": "6000000"},
+        ("boto3", "botocore"),
+        "s3",
+    ),
+    ("storages.aio.s3", "AsyncS3Storage", {"bucket": "b"}, ("aiobotocore",), "s3-async"),
+]
+
+
+@pytest.mark.parametrize(
+    ("module", "classname", "configuration", "drivers", "extra"),
+    WITH_DRIVERS,
+    ids=[f"{module}.{classname}" for module, classname, *_ in WITH_DRIVERS],
+)
+def test_an_adapter_is_built_and_classifies_errors_without_its_driver_and_connect_names_it(
+    tmp_path: Path,
+    module: str,
+    classname: str,
+    configuration: dict[str, Any],
+    drivers: tuple[str, ...],
+    extra: str,
+) -> None:
+    """Importing the adapter, building it, ``repr`` and ``is_transient`` import no driver
+    (none is even tried, though the others are installed); ``connect()`` without the extra's
+    drivers is a ``ConfigError`` naming it, and the adapter stays unconnected."""
+    report = run_blocked(
+        f"""\
+        import asyncio
+        import inspect
+
+        from selinon_like import ConfigError
+        from {module} import {classname}
+
+        storage = {classname}(**{configuration!r})
+        repr(storage)
+        report["transient"] = [
+            storage.is_transient(TimeoutError()),
+            storage.is_transient(ConnectionResetError()),
+            storage.is_transient(ValueError("x")),
+        ]
+        report["drivers_before_connect"] = sorted(
+            name for name in sys.modules if name.partition(".")[0] in {list(DRIVERS)!r}
+        )
+        report["tried_before_connect"] = list(ATTEMPTED)
+        try:
+            outcome = storage.connect()
+            if inspect.isawaitable(outcome):
+                asyncio.run(outcome)
+        except ConfigError as exc:
+            report["error"] = str(exc)
+        report["connected"] = storage.is_connected()
+        """,
+        tmp_path,
+        drivers,
+    )
+    assert report["transient"] == [True, True, False]
+    assert report["drivers_before_connect"] == []
+    assert report["tried_before_connect"] == []
+    assert f"pip install 'selinon-like[{extra}]'" in report["error"]
+    assert "pw" not in report["error"]
+    assert report["connected"] is False

@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -539,14 +538,6 @@ def test_the_registered_name_is_redis() -> None:
     assert type(pool.config.storages["Results"].build()) is Redis
 
 
-def test_a_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "redis", None)
-    storage = Redis()  # no driver needed to build it
-    with pytest.raises(ConfigError, match=r"pip install 'selinon-like\[redis\]'"):
-        storage.connect()
-    assert storage.is_connected() is False
-
-
 # -- connection state, injected clients ----------------------------------------------------------
 
 
@@ -592,14 +583,6 @@ def test_transient_errors_are_classified() -> None:
     assert not storage.is_transient(exceptions.AuthenticationError("invalid password"))
     assert not storage.is_transient(exceptions.ResponseError("WRONGTYPE"))
     assert not storage.is_transient(ValueError())
-
-
-def test_is_transient_never_imports_the_driver(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [name for name in sys.modules if name == "redis" or name.startswith("redis.")]:
-        monkeypatch.delitem(sys.modules, name)
-    storage = Redis()
-    assert storage.is_transient(ConnectionResetError()) and not storage.is_transient(KeyError())
-    assert "redis.exceptions" not in sys.modules
 
 
 @pytest.mark.redis

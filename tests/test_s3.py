@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -867,26 +865,6 @@ def test_transient_errors_are_classified() -> None:
     ]
     assert [storage.is_transient(exc) for exc in transient] == [True] * len(transient)
     assert [storage.is_transient(exc) for exc in permanent] == [False] * len(permanent)
-
-
-def test_building_and_classifying_import_no_driver() -> None:
-    code = (
-        "import sys\n"
-        "from storages.s3 import S3Storage\n"
-        "s = S3Storage(bucket='b', use_ssl='false', part_size='6000000')\n"
-        "assert s.is_transient(ValueError('x')) is False\n"
-        "assert s.is_transient(TimeoutError()) is True\n"
-        "loaded = [m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')]\n"
-        "assert not loaded, loaded\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
-
-
-def test_a_missing_driver_names_the_extra(monkeypatch: Any) -> None:
-    monkeypatch.setitem(sys.modules, "boto3", None)
-    monkeypatch.setitem(sys.modules, "boto3.session", None)
-    with pytest.raises(ConfigError, match=r"selinon-like\[s3\]"):
-        S3Storage(bucket="b").connect()
 
 
 def test_delete_leaves_errors_and_missing_delete_raises(s3: S3Storage) -> None:

@@ -13,8 +13,6 @@ import contextlib
 import importlib
 import os
 import sqlite3
-import subprocess
-import sys
 import threading
 import traceback
 import uuid
@@ -815,23 +813,6 @@ def test_a_missing_driver_names_the_extra(url: str, extra: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("module", "cls", "url", "extra"),
-    [
-        ("psycopg", PostgreSQL, "postgresql://db/x", "postgresql"),
-        ("pymysql", MySQL, "mysql://db/x", "mysql"),
-        ("sqlalchemy", SQLite, None, "sql"),
-    ],
-)
-def test_a_blocked_driver_names_the_extra(
-    monkeypatch: pytest.MonkeyPatch, module: str, cls: type[SqlStorage], url: str | None, extra: str
-) -> None:
-    monkeypatch.setitem(sys.modules, module, None)  # makes "import <module>" fail
-    storage = cls(connection_string=url) if url else SQLite(path=":memory:")
-    with pytest.raises(ConfigError, match=rf"selinon-like\[{extra}\]"):
-        storage.connect()
-
-
-@pytest.mark.parametrize(
     ("make", "key"),
     [
         (lambda: PostgreSQL(connection_string="mysql://db/x"), "connection_string"),
@@ -905,22 +886,6 @@ def test_is_transient_classifies_driver_errors() -> None:
     assert storage.is_transient(sa.exc.TimeoutError("QueuePool limit reached"))
     assert storage.is_transient(ConnectionRefusedError())
     assert not storage.is_transient(sa.exc.IntegrityError("INSERT", {}, Exception("dup")))
-
-
-def test_importing_and_classifying_never_import_sqlalchemy() -> None:
-    code = (
-        "import sys\n"
-        "import storages.sql, storages.postgresql, storages.mysql\n"
-        "s = storages.postgresql.PostgreSQL(connection_string='postgres://u:p@h/db')\n"
-        "assert s.is_transient(ConnectionResetError()) and not s.is_transient(ValueError())\n"
-        "repr(s)\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('sqlalchemy', 'psycopg', 'pymysql')))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "[]"
 
 
 def test_the_embedded_default_configuration_stores_in_sqlite(
