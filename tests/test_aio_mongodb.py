@@ -1,12 +1,13 @@
 """AsyncMongoDB (storages/aio/mongodb.py) on a real MongoDB-compatible server: the one the suite
 starts (SecantusDB, tests/servers/mongodb.py) or the one ``SELINON_LIKE_MONGODB_URL`` names.
 
-Every operation awaited; expiry, compression and chunks; the blocking adapter's documents read
-back through the async one and the other way round; its configuration and its errors; the
-pool; each attempt cut at the call's deadline by asyncio, not pymongo (no pymongo timeout, no
-socket timeout: a request outside a call within ``socket_timeout_ms``); calls cancelled
-midway; ``-W error`` clean close; and on a private server of its own, a stopped server
-(StorageUnavailable within operation_timeout) and a restart.
+Every operation awaited; expiry, compression and chunks; the kit's twin suite (either adapter
+reads what the other stored, the same ``ConfigError`` messages, the async pool built from the
+blocking adapter's YAML, nothing unclosed under ``-W error``); the same document whichever
+adapter writes it; each attempt cut at the call's deadline by asyncio, not pymongo (no pymongo
+timeout, no socket timeout: a request outside a call within ``socket_timeout_ms``); calls
+cancelled midway; and on a private server of its own, a stopped server (StorageUnavailable
+within operation_timeout) and a restart.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import contextlib
 import gc
 import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -32,13 +32,16 @@ from pymongo import _csot
 from servers import MongoServer, start_mongodb
 
 import storages.mongodb
-from selinon_like import ConfigError, ResultNotFound, StoragePool, StorageUnavailable, deadline
-from selinon_like.aio import AsyncStoragePool
+from selinon_like import ConfigError, ResultNotFound, StorageUnavailable, deadline
 from selinon_like.compression import Compression
 from selinon_like.envelope import Expiry
 from selinon_like.keys import key_digest
 from selinon_like.retry import NO_RETRY, RetryPolicy
-from selinon_like.testing import AsyncStorageContract, AsyncUnreachableServiceContract
+from selinon_like.testing import (
+    AsyncStorageContract,
+    AsyncTwinContract,
+    AsyncUnreachableServiceContract,
+)
 from selinon_like.testing.aio import AsyncFactory
 from storages.aio.mongodb import AsyncMongoDB
 from storages.mongodb import MongoDB
@@ -265,49 +268,39 @@ def test_expiry_by_ttl_the_ttl_index_and_purge_in_batches(
 # -- the blocking adapter's documents, both ways -------------------------------------------------
 
 
-def test_the_two_adapters_read_each_others_records(
+class TestTwins(AsyncTwinContract):
+    @pytest.fixture
+    def blocking_entry(self, url: str, names: dict[str, Any], blocking: MongoDB) -> dict[str, Any]:
+        return {
+            "import": "storages.mongodb",
+            "classname": "MongoDB",
+            "configuration": {"url": url, **names},
+        }
+
+    @pytest.fixture(
+        params=[
+            {"url": "redis://h/db"},
+            {"url": "mongodb://h/db", "host": "h"},
+            {"host": "h"},
+            {"db_name": "d", "collection_name": "c", "errors_collection_name": "c"},
+            {"db_name": "d", "password": "p"},
+            {"db_name": "d", "port": 0},
+            {"url": "mongodb+srv://h:27017/db"},
+            {"url": "mongodb://u:secret@h:99999/db"},
+        ]
+    )
+    def bad_configuration(self, request: pytest.FixtureRequest) -> dict[str, Any]:
+        return dict(request.param)
+
+
+def test_either_adapter_writes_the_same_document(
     url: str, names: dict[str, Any], blocking: MongoDB
 ) -> None:
-    blob = b"x" * 50_000
-    big = {"rows": list(range(5_000))}  # over the ceiling below: stored in chunks
-
     async def body(storage: AsyncMongoDB) -> None:
-        for adapter in (storage, blocking):
-            adapter.max_value_bytes = 4096
-        blocking.store("f", "t", "sync", {"by": "sync"})
-        blocking.store("f", "t", "sync-big", big)
-        blocking.store_error(None, "f", "t", "sync", ValueError("sync"))
-        blocking.store_stream("f", "t", "sync-blob", [blob])
-        assert await storage.retrieve("f", "t", "sync") == {"by": "sync"}
-        assert await storage.retrieve("f", "t", "sync-big") == big
-        assert (await storage.retrieve_error("f", "t", "sync"))["message"] == "sync"
-        assert (
-            b"".join([c async for c in await storage.retrieve_stream("f", "t", "sync-blob")])
-            == blob
-        )
-
-        await storage.store("f", "t", "async", {"by": "async"})
-        await storage.store_many([("f", "t", "async-big", big), ("f", "t", "async-2", 2)])
-        await storage.store_error(None, "f", "t", "async", ValueError("async"))
-        await storage.store_stream("f", "t", "async-blob", [blob])
-        assert blocking.retrieve("f", "t", "async") == {"by": "async"}
-        assert blocking.retrieve_many([("f", "t", "async-big"), ("f", "t", "async-2")]) == {
-            ("f", "t", "async-big"): big,
-            ("f", "t", "async-2"): 2,
-        }
-        assert blocking.retrieve_error("f", "t", "async")["message"] == "async"
-        assert b"".join(blocking.retrieve_stream("f", "t", "async-blob")) == blob
-        assert await _keys(storage.iter_keys()) == sorted(blocking.iter_keys())
-        assert await _keys(storage.iter_error_keys()) == sorted(blocking.iter_error_keys())
-
-        # The same document, field for field, whoever writes it.
         record_id = blocking.store("f", "t", "same", {"v": [1, 2]})
         by_sync = blocking._results.find_one({"_id": record_id})
         assert await storage.store("f", "t", "same", {"v": [1, 2]}) == record_id
-        assert blocking._results.find_one({"_id": record_id}) == by_sync
-        assert await storage.delete_many([("f", "t", "sync"), ("f", "t", "sync-big")]) == 2
-        with pytest.raises(ResultNotFound):
-            blocking.retrieve("f", "t", "sync-big")
+        assert blocking._results.find_one({"_id": record_id}) == by_sync  # field for field
 
     _run(url, names, body)
 
@@ -411,32 +404,14 @@ def test_compressed_records_read_back_either_way(
 # -- configuration, from_client, the pool --------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "configuration",
-    [
-        {"url": "redis://h/db"},
-        {"url": "mongodb://h/db", "host": "h"},
-        {"host": "h"},
-        {"db_name": "d", "collection_name": "c", "errors_collection_name": "c"},
-        {"db_name": "d", "password": "p"},
-        {"db_name": "d", "port": 0},
-        {"url": "mongodb+srv://h:27017/db"},
-        {"url": "mongodb://u:secret@h:99999/db"},
-    ],
-)
-def test_the_configuration_and_its_errors_are_the_blocking_adapters(
-    configuration: dict[str, Any],
-) -> None:
-    async def attempt() -> ConfigError:
+def test_a_refused_url_never_shows_its_password() -> None:
+    configuration = {"url": "mongodb://u:secret@h:99999/db"}
+    for adapter in (MongoDB, AsyncMongoDB):
         with pytest.raises(ConfigError) as info:
-            await AsyncMongoDB(**configuration).connect()
-        return info.value
-
-    ours = asyncio.run(attempt())
-    with pytest.raises(ConfigError) as info:
-        MongoDB(**configuration).connect()
-    assert (str(ours), ours.key) == (str(info.value), info.value.key)
-    assert "secret" not in str(ours)
+            outcome = adapter(**configuration).connect()
+            if outcome is not None:
+                asyncio.run(outcome)
+        assert "secret" not in str(info.value)
 
 
 def test_same_options_and_attempt_bound_as_the_blocking_adapter() -> None:
@@ -478,33 +453,6 @@ def test_a_client_given_ready_stays_open(
 
     asyncio.run(main())
     assert blocking.retrieve("f", "t", "1") == 1
-
-
-def test_the_async_pool_builds_it_from_the_blocking_adapters_yaml(
-    url: str, names: dict[str, Any], blocking: MongoDB
-) -> None:
-    entry = {
-        "name": "Results",
-        "import": "storages.mongodb",
-        "classname": "MongoDB",
-        "operation_timeout": 7,
-        "compression": {"codec": "gzip", "threshold": 0},
-        "configuration": {"url": url, **names},
-    }
-
-    async def main() -> None:
-        async with AsyncStoragePool.from_dict({"storages": [entry]}) as pool:
-            storage = await pool.get_connected_storage("Results")
-            assert type(storage) is AsyncMongoDB
-            assert storage.operation_timeout == 7
-            await pool.store("f", "t", "1", {"from": "async pool"})
-            await pool.store_error(None, "f", "t", "1", ValueError("x"))
-        assert not storage.is_connected()
-
-    asyncio.run(main())
-    with StoragePool.from_dict({"storages": [entry]}) as pool:
-        assert pool.retrieve("f", "t", "1") == {"from": "async pool"}
-        assert pool.retrieve_error("f", "t", "1")["exception_type"] == "builtins.ValueError"
 
 
 # -- the deadline, cancellation, closing ---------------------------------------------------------
@@ -583,51 +531,6 @@ def test_a_call_cancelled_midway_leaves_the_client_working(
 
     with _pymongo_socket_leaks():  # nothing else may be left open
         _run(url, names, body)
-
-
-_CLOSING = """
-import asyncio, gc, sys
-from storages.aio.mongodb import AsyncMongoDB
-from selinon_like.aio import AsyncStoragePool
-
-async def main():
-    storage = AsyncMongoDB(url=sys.argv[1], db_name=sys.argv[2], collection_name=sys.argv[3])
-    await storage.connect()
-    await storage.store("f", "t", "1", 1)
-    async for key in storage.iter_keys():
-        break  # a listing left early
-    if sys.argv[4] == "close":
-        await storage.disconnect()
-    entry = {"name": "R", "import": "storages.mongodb", "classname": "MongoDB",
-             "configuration": {"url": sys.argv[1], "db_name": sys.argv[2],
-                               "collection_name": sys.argv[3]}}
-    async with AsyncStoragePool.from_dict({"storages": [entry]}) as pool:
-        assert await pool.retrieve("f", "t", "1") == 1
-
-asyncio.run(main())
-gc.collect()
-print("ok")
-"""
-
-
-@pytest.mark.parametrize("close", [True, False], ids=["closed", "left-open"])
-def test_disconnect_closes_everything_under_w_error(
-    url: str, names: dict[str, Any], blocking: MongoDB, close: bool
-) -> None:
-    arguments = [url, SERVER_DB, names["collection_name"], "close" if close else "leave"]
-    done = subprocess.run(
-        [sys.executable, "-W", "error", "-c", _CLOSING, *arguments],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
-    if close:
-        assert done.stderr == ""
-    else:  # the check can fail: a client left open is reported
-        assert "ResourceWarning: Unclosed AsyncMongoClient" in done.stderr
 
 
 # -- a private server: stopped, then restarted ---------------------------------------------------

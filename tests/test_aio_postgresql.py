@@ -1,7 +1,8 @@
 """The native async PostgreSQL adapter (``storages.aio.postgresql.AsyncPostgreSQL``) on the real
-server (127.0.0.1:5432, database ``test``): the async contract kit; records shared with the
-blocking adapter both ways (results, error records, expiry, compression, listing, purge); the
-async pool choosing it for a ``storages.postgresql`` entry; calls cancelled midway (a query
+server (127.0.0.1:5432, database ``test``): the async contract kit and its twin suite (either
+adapter reads what the other stored, the same ``ConfigError`` messages, the async pool built
+from the blocking adapter's YAML, nothing unclosed under ``-W error``); expiry, compression
+and the purge shared with the blocking adapter; calls cancelled midway (a query
 blocked on a lock, ``pg_sleep``, a bulk write inside its transaction) leaving no connection
 mid-transaction in the pool; the deadline cutting a blocked call; the pool's limits; and, on
 a private server of tests/faults, a hung (SIGSTOPped) server and a restart.
@@ -24,11 +25,14 @@ from faults.conftest import postgresql_server  # noqa: F401 - a fixture (a priva
 from test_sql import _table
 
 from selinon_like import ConfigError, ResultNotFound, StorageUnavailable
-from selinon_like.aio import AsyncStoragePool
 from selinon_like.compression import Compression
 from selinon_like.envelope import Expiry
 from selinon_like.retry import NO_RETRY
-from selinon_like.testing import AsyncStorageContract, AsyncUnreachableServiceContract
+from selinon_like.testing import (
+    AsyncStorageContract,
+    AsyncTwinContract,
+    AsyncUnreachableServiceContract,
+)
 from selinon_like.testing.aio import AsyncFactory, no_unclosed_resources
 from selinon_like.testing.expiry import MovableClock
 from storages.aio import postgresql as module
@@ -118,39 +122,24 @@ class TestAsyncPostgreSQL(AsyncStorageContract, AsyncUnreachableServiceContract)
 # -- one data layout for both adapters ---------------------------------------------------------
 
 
-def test_records_stored_by_either_adapter_read_back_through_the_other(
-    make: Callable[..., AsyncPostgreSQL], blocking: PostgreSQL
-) -> None:
-    blocking.store("F", "t", "sync", {"by": "sync"})
-    blocking.store_error(None, "F", "t", "sync", ValueError("sync failed"))
-    blocking.store_many([("F", "bulk", str(i), i) for i in range(3)])
-
-    async def scenario(s: AsyncPostgreSQL) -> None:
-        assert await s.retrieve("F", "t", "sync") == {"by": "sync"}
-        assert (await s.retrieve_error("F", "t", "sync"))["message"] == "sync failed"
-        assert await s.retrieve_many([("F", "bulk", str(i)) for i in range(4)]) == {
-            ("F", "bulk", str(i)): i for i in range(3)
+class TestTwins(AsyncTwinContract):
+    @pytest.fixture
+    def blocking_entry(self, pg_url: str, table: str) -> dict[str, Any]:
+        return {
+            "import": "storages.postgresql",
+            "classname": "PostgreSQL",
+            "configuration": {"connection_string": pg_url, "table_name": table},
         }
-        record_id = await s.store("F", "t", "async", [1, 2])
-        assert record_id == blocking.store("F", "t", "async", [1, 2])  # the key's digest, both
-        blocking.store("F", "t", "again", 0)
-        await s.store_error(None, "F", "t", "async", KeyError("async failed"))
-        await s.store_many([("F", "bulk", str(i), -i) for i in range(3, 5)])
-        await s.delete("F", "bulk", "0")
 
-    run(scenario, make())
-    assert blocking.retrieve("F", "t", "async") == [1, 2]
-    assert blocking.retrieve_error("F", "t", "async")["exception_type"] == "builtins.KeyError"
-    assert blocking.retrieve_many([("F", "bulk", str(i)) for i in range(5)]) == {
-        ("F", "bulk", "1"): 1,
-        ("F", "bulk", "2"): 2,
-        ("F", "bulk", "3"): -3,
-        ("F", "bulk", "4"): -4,
-    }
-    keys = {("F", "t", "sync"), ("F", "t", "async"), ("F", "t", "again")}
-    keys |= {("F", "bulk", str(i)) for i in range(1, 5)}
-    assert set(blocking.iter_keys("F")) == keys
-    assert set(blocking.iter_error_keys()) == {("F", "t", "sync"), ("F", "t", "async")}
+    @pytest.fixture(
+        params=[
+            {"table_name": "no spaces"},
+            {"port": 5432},
+            {"pool_size": 0},
+        ]
+    )
+    def bad_configuration(self, request: pytest.FixtureRequest, pg_url: str) -> dict[str, Any]:
+        return {"connection_string": pg_url, **request.param}
 
 
 def test_expiry_and_compression_agree_across_adapters(
@@ -185,47 +174,9 @@ def test_expiry_and_compression_agree_across_adapters(
     assert blocking.retrieve_error("F", "t", "sync-big")["message"] == "kept"
 
 
-def test_the_async_pool_uses_it_for_a_postgresql_entry(pg_url: str, table: str) -> None:
-    assert PostgreSQL.async_adapter == "storages.aio.postgresql:AsyncPostgreSQL"
-    pool = AsyncStoragePool.from_dict(
-        {
-            "storages": [
-                {
-                    "name": "Results",
-                    "import": "storages.postgresql",
-                    "classname": "PostgreSQL",
-                    "configuration": {
-                        "connection_string": pg_url,
-                        "table_name": table,
-                        "pool_size": 2,
-                        "statement_timeout": 30,
-                    },
-                }
-            ],
-            "tasks": [{"name": "T", "storage": "Results"}],
-        }
-    )
-
-    async def main() -> None:
-        async with pool:
-            storage = await pool.get_connected_storage("Results")
-            assert type(storage) is AsyncPostgreSQL and storage.storage_name == "Results"
-            assert (storage.pool_size, storage.statement_timeout) == (2, 30.0)
-            await pool.store("F", "T", "1", {"routed": True})
-            assert await pool.retrieve("F", "T", "1") == {"routed": True}
-        assert not storage.is_connected()
-
-    with no_unclosed_resources():
-        asyncio.run(main())
-
-
-def test_configuration_is_the_blocking_adapters(pg_url: str) -> None:
-    with pytest.raises(ConfigError, match="table_name"):
-        AsyncPostgreSQL(connection_string=pg_url, table_name="no spaces")
-    with pytest.raises(ConfigError, match="needs a postgresql or postgres URL"):
+def test_another_database_is_refused_and_another_driver_at_connect_without_its_password() -> None:
+    with pytest.raises(ConfigError, match="AsyncPostgreSQL needs a postgresql or postgres URL"):
         AsyncPostgreSQL(connection_string="mysql://root@127.0.0.1/test")
-    with pytest.raises(TypeError):
-        AsyncPostgreSQL(connection_string=pg_url, port=5432)  # type: ignore[call-arg]
     other_driver = AsyncPostgreSQL(connection_string="postgresql+pg8000://u:hush@h/db")
 
     async def connect() -> None:

@@ -2,13 +2,14 @@
 
 The kit's async contract (every operation, expiry, compression, chunks, streams, listing,
 gathered and cancelled calls, ``async with``, an unreachable port) on the machine's Redis,
-under a key prefix of each test's own (as test_redis.py); the blocking adapter's records read
-back through the async one and the other way round; the same configuration and ``ConfigError``
-messages; the async pool building it from the blocking adapter's YAML; a client given ready;
-Unix sockets and TLS (test_redis.py's private servers); the purge script and the purge without
-scripting; a round trip with bulk calls on the suite's Redis Cluster and Sentinel setups (a
-10,000-key ``MGET`` cancelled midway across the cluster's nodes); ``-W error`` clean close on
-the three topologies; and on a private redis-server of this module's own: 10,000-key
+under a key prefix of each test's own (as test_redis.py); the kit's twin suite on the three
+topologies (either adapter reads what the other stored, the same ``ConfigError`` messages, the
+async pool built from the blocking adapter's YAML, nothing unclosed under ``-W error``); key
+names, expiry and the purge script shared; a client given ready; Unix sockets and TLS
+(test_redis.py's private servers); the purge script and the purge without scripting; a round
+trip with bulk calls on the suite's Redis Cluster and Sentinel setups (a 10,000-key ``MGET``
+cancelled midway across the cluster's nodes); and on a private redis-server of this module's
+own: 10,000-key
 ``MGET``/``MSET`` calls cancelled midway (the server SIGSTOPped meanwhile, then at points
 spread over a call), a SIGSTOPped server failing calls within their deadline, and a restart
 the next calls recover from.
@@ -29,8 +30,6 @@ import contextlib
 import json
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -47,14 +46,17 @@ from servers import (
 )
 from servers.process import find_executable, make_workdir
 
-from selinon_like import ConfigError, ResultNotFound, StorageError, StorageUnavailable
-from selinon_like.aio import AsyncStoragePool
+from selinon_like import ResultNotFound, StorageError, StorageUnavailable
 from selinon_like.compression import Compression
 from selinon_like.deadline import bounded
 from selinon_like.envelope import Expiry
 from selinon_like.keys import Key, pack_key
 from selinon_like.retry import NO_RETRY, RetryPolicy
-from selinon_like.testing import AsyncStorageContract, AsyncUnreachableServiceContract
+from selinon_like.testing import (
+    AsyncStorageContract,
+    AsyncTwinContract,
+    AsyncUnreachableServiceContract,
+)
 from selinon_like.testing.aio import AsyncFactory, no_unclosed_resources
 from selinon_like.testing.expiry import MovableClock
 from storages.aio.redis import AsyncRedis
@@ -114,7 +116,53 @@ class TestAsyncRedisOnServer(AsyncStorageContract, AsyncUnreachableServiceContra
 # -- one data layout, one configuration ---------------------------------------------------------
 
 
-def test_the_two_adapters_read_each_others_records(raw: Any, prefix: str) -> None:
+class TestTwins(AsyncTwinContract):
+    @pytest.fixture(params=["server", "cluster", "sentinel"])
+    def blocking_entry(self, request: pytest.FixtureRequest, prefix: str) -> dict[str, Any]:
+        configuration: dict[str, Any] = {"key_prefix": prefix}
+        if request.param == "server":
+            request.getfixturevalue("raw")
+            configuration["url"] = REDIS_URL
+        elif request.param == "cluster":
+            cluster: RedisClusterSetup = request.getfixturevalue("redis_cluster")
+            host, port = cluster.startup_nodes[0]
+            configuration.update(cluster=True, host=host, port=port)
+        else:
+            setup: RedisSentinelSetup = request.getfixturevalue("redis_sentinel")
+            configuration["sentinels"] = [list(address) for address in setup.sentinel_addresses]
+            configuration["service_name"] = setup.service_name
+        return {"import": "storages.redis", "classname": "Redis", "configuration": configuration}
+
+    @pytest.fixture(
+        params=[
+            {"url": "http://x"},
+            {"url": "redis://h", "host": "h"},
+            {"unix_socket_path": "/s", "port": 1},
+            {"cluster": True, "db": 2},
+            {"cluster": True, "unix_socket_path": "/s"},
+            {"sentinels": "s:1"},
+            {"sentinels": [["s", 1]]},
+            {"sentinels": [["s", 1]], "service_name": "m", "cluster": True},
+            {"service_name": "m"},
+            {"ssl_ca_certs": "/ca"},
+            {"ssl_cert_reqs": "maybe", "ssl": True},
+            {"charset": "utf-8", "encoding": "latin-1"},
+            {"encoding": "nope"},
+            {"errors": "nope"},
+            {"socket_timeout": 0},
+            {"port": 70000},
+            {"expire": 0},
+            {"max_connections": 0},
+            {"auto_pipeline": "maybe"},
+            {"url": "redis://h/0?password=x"},
+            {"colour": "red"},
+        ]
+    )
+    def bad_configuration(self, request: pytest.FixtureRequest) -> dict[str, Any]:
+        return dict(request.param)
+
+
+def test_record_names_expiry_and_the_purge_script_are_shared(raw: Any, prefix: str) -> None:
     clock = MovableClock()
     formats: dict[str, Any] = {
         "ttl": Expiry(3600, 7200),
@@ -171,43 +219,6 @@ def test_the_two_adapters_read_each_others_records(raw: Any, prefix: str) -> Non
         blocking.disconnect()
 
 
-@pytest.mark.parametrize(
-    "configuration",
-    [
-        {"url": "http://x"},
-        {"url": "redis://h", "host": "h"},
-        {"unix_socket_path": "/s", "port": 1},
-        {"cluster": True, "db": 2},
-        {"cluster": True, "unix_socket_path": "/s"},
-        {"sentinels": "s:1"},
-        {"sentinels": [["s", 1]]},
-        {"sentinels": [["s", 1]], "service_name": "m", "cluster": True},
-        {"service_name": "m"},
-        {"ssl_ca_certs": "/ca"},
-        {"ssl_cert_reqs": "maybe", "ssl": True},
-        {"charset": "utf-8", "encoding": "latin-1"},
-        {"encoding": "nope"},
-        {"errors": "nope"},
-        {"socket_timeout": 0},
-        {"port": 70000},
-        {"expire": 0},
-        {"max_connections": 0},
-        {"auto_pipeline": "maybe"},
-        {"url": "redis://h/0?password=x"},
-        {"colour": "red"},
-    ],
-)
-def test_the_configuration_and_its_errors_are_the_blocking_adapters(
-    configuration: dict[str, Any],
-) -> None:
-    errors: list[str] = []
-    for cls in (Redis, AsyncRedis):
-        with pytest.raises((ConfigError, TypeError)) as caught:
-            cls(**configuration)
-        errors.append(str(caught.value))
-    assert errors[0] == errors[1]
-
-
 def test_the_same_options_reach_the_driver() -> None:
     configuration: dict[str, Any] = {
         "url": "redis://worker:pw@cache.internal:6380/3",
@@ -223,39 +234,6 @@ def test_the_same_options_reach_the_driver() -> None:
     assert native.default_operation_timeout() == blocking.default_operation_timeout() == 6
     assert native._expiry_args(None) == ("EX", 60)
     assert "pw" not in repr(native)
-
-
-def test_the_async_pool_builds_it_from_the_blocking_adapters_yaml(prefix: str) -> None:
-    assert Redis.async_adapter == "storages.aio.redis:AsyncRedis"
-    entry = {
-        "name": "Results",
-        "import": "storages.redis",
-        "classname": "Redis",
-        "configuration": {"url": REDIS_URL, "key_prefix": prefix},
-        "ttl": 60,
-        "compression": "gzip",
-        "operation_timeout": 7,
-        "retry": {"attempts": 5, "backoff": 0.01},
-    }
-    pool = AsyncStoragePool.from_dict(
-        {"storages": [entry], "tasks": [{"name": "t", "storage": "Results"}]}
-    )
-
-    async def main() -> None:
-        async with pool:
-            storage = await pool.get_connected_storage("Results")
-            assert type(storage) is AsyncRedis and storage.storage_name == "Results"
-            assert storage.operation_timeout == 7 and storage.retry_policy.attempts == 5
-            assert storage.record_codec.ttl == Expiry(60, 60)
-            await pool.store("f", "t", "1", {"v": 1})
-            assert await pool.retrieve("f", "t", "1") == {"v": 1}
-            await pool.store_error(None, "f", "t", "2", ValueError("no"))
-            assert (await pool.retrieve_error("f", "t", "2"))["message"] == "no"
-            await pool.delete("f", "t", "1")
-            assert await pool.purge_expired() == {"Results": 0}
-        assert not storage.is_connected()
-
-    asyncio.run(main())
 
 
 def test_a_client_given_ready_stays_open(prefix: str) -> None:
@@ -514,61 +492,6 @@ def test_a_sentinel_round_trip(redis_sentinel: RedisSentinelSetup, prefix: str) 
     finally:
         blocking.delete("f", "t", "one")
         blocking.disconnect()
-
-
-_CLOSING = """
-import asyncio, gc, json, sys
-from selinon_like.aio import AsyncStoragePool
-from storages.aio.redis import AsyncRedis
-
-configuration = json.loads(sys.argv[1])
-
-async def main():
-    storage = AsyncRedis(**configuration)
-    await storage.connect()
-    await storage.store_many([("f", "t", str(i), i) for i in range(30)])
-    async for key in storage.iter_keys():
-        break  # a listing left early
-    await asyncio.gather(*(storage.retrieve("f", "t", str(i)) for i in range(30)))
-    await storage.disconnect()
-    entry = {"name": "R", "import": "storages.redis", "classname": "Redis",
-             "configuration": configuration}
-    async with AsyncStoragePool.from_dict({"storages": [entry]}) as pool:
-        storage = await pool.get_connected_storage("R")
-        assert await storage.delete_many([("f", "t", str(i)) for i in range(30)]) == 30
-
-asyncio.run(main())
-gc.collect()
-print("ok")
-"""
-
-
-@pytest.mark.parametrize("topology", ["server", "cluster", "sentinel"])
-def test_disconnect_closes_everything_under_w_error(
-    request: pytest.FixtureRequest, prefix: str, topology: str
-) -> None:
-    configuration: dict[str, Any] = {"key_prefix": prefix}
-    if topology == "server":
-        request.getfixturevalue("raw")
-        configuration["url"] = REDIS_URL
-    elif topology == "cluster":
-        cluster: RedisClusterSetup = request.getfixturevalue("redis_cluster")
-        host, port = cluster.startup_nodes[0]
-        configuration.update(cluster=True, host=host, port=port)
-    else:
-        setup: RedisSentinelSetup = request.getfixturevalue("redis_sentinel")
-        configuration["sentinels"] = [list(address) for address in setup.sentinel_addresses]
-        configuration["service_name"] = setup.service_name
-    done = subprocess.run(
-        [sys.executable, "-W", "error", "-c", _CLOSING, json.dumps(configuration)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0 and done.stdout == "ok\n", done.stdout + done.stderr
-    assert done.stderr == ""
 
 
 # -- a private server: hung, restarted -----------------------------------------------------------

@@ -2,13 +2,12 @@
 
 The kit's async contract (every operation, expiry, compression, chunks, streams, listing,
 gathered and cancelled calls, ``async with``, an unreachable port) under a prefix of each
-test's own in one bucket of this module's; the blocking adapter's records (short and
-over-long keys, errors, expiry, compression, multipart streams) read back, listed, purged and
-deleted through the async one and the other way round; the same configuration and
-``ConfigError`` messages; the async pool building it from the blocking adapter's YAML; calls
-cancelled midway leaving the client working; a SIGSTOPped server failing calls with
-``StorageUnavailable`` within ``operation_timeout``; ``disconnect()`` leaving nothing
-unclosed under ``-W error``.
+test's own in one bucket of this module's; the kit's twin suite (either adapter reads what
+the other stored, the same ``ConfigError`` messages, the async pool built from the blocking
+adapter's YAML, nothing unclosed under ``-W error``); over-long keys, object names, expiry
+and compression shared, either adapter's purge finding the same records by their metadata;
+multipart streams both ways; calls cancelled midway leaving the client working; a
+SIGSTOPped server failing calls with ``StorageUnavailable`` within ``operation_timeout``.
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -27,13 +24,16 @@ import pytest
 from servers import S3Server
 from test_aio_redis import _fails_within
 
-from selinon_like import ConfigError, ResultNotFound, StorageError
-from selinon_like.aio import AsyncStoragePool
+from selinon_like import ResultNotFound, StorageError
 from selinon_like.compression import Compression
 from selinon_like.envelope import Expiry
 from selinon_like.keys import Key
 from selinon_like.retry import NO_RETRY
-from selinon_like.testing import AsyncStorageContract, AsyncUnreachableServiceContract
+from selinon_like.testing import (
+    AsyncStorageContract,
+    AsyncTwinContract,
+    AsyncUnreachableServiceContract,
+)
 from selinon_like.testing.aio import AsyncFactory, no_unclosed_resources
 from selinon_like.testing.expiry import MovableClock
 from storages.aio.s3 import AsyncS3Storage
@@ -110,7 +110,30 @@ class TestAsyncS3OnSeaweedFS(AsyncStorageContract, AsyncUnreachableServiceContra
 # -- one layout for both adapters ---------------------------------------------------------------
 
 
-def test_the_two_adapters_read_each_others_records(options: dict[str, Any]) -> None:
+class TestTwinsOnSeaweedFS(AsyncTwinContract):
+    @pytest.fixture
+    def blocking_entry(self, options: dict[str, Any]) -> dict[str, Any]:
+        return {"import": "storages.s3", "classname": "S3Storage", "configuration": options}
+
+    @pytest.fixture(
+        params=[
+            {"aws_access_key_id": "only-one"},
+            {"aws_session_token": "token"},
+            {"endpoint_url": "ftp://host"},
+            {"endpoint_url": "http://127.0.0.1:1", "use_ssl": True},
+            {"prefix": "p" * 900},
+            {"addressing_style": "sideways"},
+            {"part_size": 1024},
+            {"max_pool_connections": 0},
+        ]
+    )
+    def bad_configuration(self, request: pytest.FixtureRequest) -> dict[str, Any]:
+        return {"bucket": "b", **request.param}
+
+
+def test_over_long_keys_object_names_and_the_metadata_purge_are_shared(
+    options: dict[str, Any],
+) -> None:
     clock = MovableClock()
     formats: dict[str, Any] = {
         "ttl": Expiry(results=60),
@@ -213,28 +236,6 @@ def test_a_multipart_stream_goes_both_ways(options: dict[str, Any]) -> None:
 # -- configuration --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [
-        {"aws_access_key_id": "only-one"},
-        {"aws_session_token": "token"},
-        {"endpoint_url": "ftp://host"},
-        {"endpoint_url": "http://127.0.0.1:1", "use_ssl": True},
-        {"prefix": "p" * 900},
-        {"addressing_style": "sideways"},
-        {"part_size": 1024},
-        {"max_pool_connections": 0},
-    ],
-)
-def test_the_configuration_and_its_errors_are_the_blocking_adapters(bad: dict[str, Any]) -> None:
-    errors = []
-    for adapter in (S3Storage, AsyncS3Storage):
-        with pytest.raises(ConfigError) as caught:
-            adapter(bucket="b", **bad)
-        errors.append(str(caught.value))
-    assert errors[0] == errors[1]
-
-
 def test_the_same_options_reach_the_driver(options: dict[str, Any]) -> None:
     options = {**options, "connect_timeout": 5, "read_timeout": 10}
 
@@ -246,33 +247,6 @@ def test_the_same_options_reach_the_driver(options: dict[str, Any]) -> None:
         assert storage.default_operation_timeout() == 15
 
     _run(AsyncS3Storage(**options), body)
-
-
-def test_the_async_pool_builds_it_from_the_blocking_adapters_yaml(
-    options: dict[str, Any],
-) -> None:
-    pool = AsyncStoragePool.from_dict(
-        {
-            "storages": [
-                {
-                    "name": "Blobs",
-                    "import": "storages.s3",
-                    "classname": "S3Storage",
-                    "configuration": options,
-                }
-            ],
-            "tasks": [{"name": "T", "storage": "Blobs"}],
-        }
-    )
-
-    async def body() -> None:
-        async with pool:
-            storage = await pool.get_connected_storage("Blobs")
-            assert type(storage) is AsyncS3Storage and storage.storage_name == "Blobs"
-            await storage.store("f", "T", "1", [1])
-            assert await storage.retrieve("f", "T", "1") == [1]
-
-    asyncio.run(body())
 
 
 def test_a_disconnected_storage_says_so(options: dict[str, Any]) -> None:
@@ -405,40 +379,3 @@ def test_a_stopped_server_fails_calls_within_operation_timeout(
 
     with no_unclosed_resources():
         _run(AsyncS3Storage(**options), body)
-
-
-CLOSE_CHECK = """
-import asyncio, json, sys
-from storages.aio.s3 import AsyncS3Storage
-
-async def main():
-    storage = AsyncS3Storage(**json.loads(sys.argv[1]))
-    async with storage:
-        await asyncio.gather(*(storage.store("f", "t", str(i), i) for i in range(30)))
-        assert await storage.retrieve_many([("f", "t", str(i)) for i in range(30)])
-        chunks = await storage.retrieve_stream("f", "t", "1")  # left unread
-    storage = AsyncS3Storage(**json.loads(sys.argv[1]))
-    await storage.connect()
-    await storage.ping()
-    await storage.disconnect()
-
-asyncio.run(main())
-print("clean")
-"""
-
-
-def test_disconnect_closes_everything_under_w_error(options: dict[str, Any]) -> None:
-    """A process of its own under ``-W error``: an unclosed aiohttp session or connector
-    ("Unclosed client session") would be an error, printed at exit."""
-    import json
-
-    done = subprocess.run(
-        [sys.executable, "-W", "error", "-X", "dev", "-c", CLOSE_CHECK, json.dumps(options)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "clean"
-    assert "Unclosed" not in done.stderr and "Warning" not in done.stderr, done.stderr

@@ -64,7 +64,10 @@ and supply ``async_storage``, a fixture returning a callable that builds an unco
 instance; each test then runs on a :class:`BlockingFacade` of it, and :class:`AsyncContract`
 adds what only asyncio has (gathered calls, cancellation, ``async with``). An async adapter
 with a service adds :class:`AsyncUnreachableServiceContract` (``unreachable_async_storage``,
-and the deadline of an unreachable service). See :mod:`selinon_like.testing.aio`.
+and the deadline of an unreachable service). See :mod:`selinon_like.testing.aio`. An async
+adapter that stands for a blocking one (its ``async_adapter``) adds
+:class:`AsyncTwinContract`: either reads what the other stored, the same configuration errors,
+the async pool built from the blocking YAML (:mod:`selinon_like.testing.twins`).
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ pytest.register_assert_rewrite(
             "resilience",
             "results",
             "streaming",
+            "twins",
             "unreachable",
         )
     )
@@ -107,6 +111,7 @@ from selinon_like.testing.listing import ListingContract  # noqa: E402
 from selinon_like.testing.resilience import ResilienceContract  # noqa: E402
 from selinon_like.testing.results import ResultsContract  # noqa: E402
 from selinon_like.testing.streaming import StreamingContract  # noqa: E402
+from selinon_like.testing.twins import AsyncTwinContract  # noqa: E402
 from selinon_like.testing.unreachable import UnreachableServiceContract  # noqa: E402
 
 __all__ = [
@@ -115,6 +120,7 @@ __all__ = [
     "COLLIDING_KEYS",
     "AsyncContract",
     "AsyncStorageContract",
+    "AsyncTwinContract",
     "AsyncUnreachableServiceContract",
     "BlockingFacade",
     "BulkContract",
