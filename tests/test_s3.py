@@ -298,40 +298,16 @@ LONG_KEYS = [
 
 
 @pytest.mark.parametrize("key", LONG_KEYS)
-def test_keys_of_any_length_round_trip_are_listed_and_deleted(s3: S3Storage, key: Key) -> None:
+def test_keys_of_any_length_are_named_within_the_object_key_limits(s3: S3Storage, key: Key) -> None:
+    # (Their round trips, listing and deletes: the kit's ListingContract, on every adapter.)
     record_id = s3.store(*key, {"v": 1})
     assert len(record_id.encode()) <= MAX_KEY_BYTES
     assert max(segments(record_id)) <= MAX_SEGMENT_BYTES
     assert record_id.endswith("/~" + key_digest(*key))
     assert s3.retrieve(*key) == {"v": 1}
+    assert list(s3.iter_keys(key[0])) == [key]
     s3.store_error({"n": 1}, *key, RuntimeError("long"))
     assert s3.retrieve_error(*key)["task_id"] == key[2]
-    assert list(s3.iter_keys()) == [key]
-    assert list(s3.iter_keys(key[0])) == [key]
-    assert list(s3.iter_keys(key[0] + "x")) == []
-    assert list(s3.iter_error_keys(key[0])) == [key]
-    assert s3.retrieve_many([key, (key[0], key[1], "missing")]) == {key: {"v": 1}}
-    s3.delete(*key)
-    with pytest.raises(ResultNotFound):
-        s3.retrieve(*key)
-    with pytest.raises(ResultNotFound):
-        s3.delete(*key)
-    assert list(s3.iter_keys()) == []
-    assert s3.retrieve_error(*key)["message"] == "long"  # the error record lives apart
-    s3.store_many([(*key, 2), (*key, 3)])
-    assert s3.retrieve(*key) == 3
-    s3.store_stream(*key, [b"raw ", b"bytes"])
-    assert b"".join(s3.retrieve_stream(*key)) == b"raw bytes"
-    assert s3.delete_many([key, key]) == 1
-    assert s3.delete_many([key]) == 0
-
-
-def test_long_keys_one_character_apart_never_meet(s3: S3Storage) -> None:
-    keys = [("f", "t", "x" * 2000 + end) for end in "ab"] + [("f", "t" * 2000 + "a", "x")]
-    ids = s3.store_many([(*key, n) for n, key in enumerate(keys)])
-    assert len(set(ids)) == 3
-    assert s3.retrieve_many(keys) == {key: n for n, key in enumerate(keys)}
-    assert sorted(s3.iter_keys("f")) == sorted(keys)
 
 
 def test_a_flow_too_long_for_its_own_directory_is_listed_under_both(

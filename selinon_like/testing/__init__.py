@@ -40,7 +40,8 @@ suite                                checks
                                      concurrency
 :class:`ErrorRecordsContract`        ``store_error`` / ``retrieve_error``, error records under
                                      ``ttl``
-:class:`ListingContract`             ``iter_keys``, ``iter_error_keys``, ``store_error_record``
+:class:`ListingContract`             ``iter_keys``, ``iter_error_keys``, ``store_error_record``;
+                                     keys of any length
 :class:`DeleteContract`              ``delete``, ``delete_many``
 :class:`BulkContract`                ``store_many`` / ``retrieve_many``
 :class:`StreamingContract`           ``store_stream`` / ``retrieve_stream``, their ``Digest``
@@ -103,7 +104,12 @@ from selinon_like.testing.aio import (  # noqa: E402
 )
 from selinon_like.testing.base import ContractBase, MovableClock, connected, require  # noqa: E402
 from selinon_like.testing.bulk import BulkContract  # noqa: E402
-from selinon_like.testing.data import AWKWARD_KEYS, AWKWARD_RESULTS, COLLIDING_KEYS  # noqa: E402
+from selinon_like.testing.data import (  # noqa: E402
+    AWKWARD_KEYS,
+    AWKWARD_RESULTS,
+    COLLIDING_KEYS,
+    LONG_KEYS,
+)
 from selinon_like.testing.delete import DeleteContract  # noqa: E402
 from selinon_like.testing.error_records import ErrorRecordsContract  # noqa: E402
 from selinon_like.testing.expiry import ExpiryContract, PurgeContract  # noqa: E402
@@ -118,6 +124,7 @@ __all__ = [
     "AWKWARD_KEYS",
     "AWKWARD_RESULTS",
     "COLLIDING_KEYS",
+    "LONG_KEYS",
     "AsyncContract",
     "AsyncStorageContract",
     "AsyncTwinContract",

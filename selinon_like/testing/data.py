@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AWKWARD_KEYS", "AWKWARD_RESULTS", "COLLIDING_KEYS"]
+__all__ = ["AWKWARD_KEYS", "AWKWARD_RESULTS", "COLLIDING_KEYS", "LONG_KEYS"]
 
 AWKWARD_RESULTS: list[Any] = [
     {"a": 1, "b": [1, 2, {"c": None}]},
@@ -43,6 +43,14 @@ AWKWARD_KEYS: list[tuple[str, str, str]] = [
     ("f", "t", "x" * 500),
     ("\\", "\\\\", "back\\slash"),
     ("*", "?", "[a-z]"),
+]
+
+# Keys past every service's name limits (S3's 1,024-byte object keys, a file name's 255
+# bytes): stored under digest-derived names, listed exactly (a test prefixes its flow).
+LONG_KEYS: list[tuple[str, str, str]] = [
+    ("", "t", "i" * 2000),
+    ("F" * 2000, "t" * 2000, "é ../" * 400),
+    ("中" * 2000, "t", "1"),
 ]
 
 # Pairs of keys that a naive encoding would merge.

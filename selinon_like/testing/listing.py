@@ -10,17 +10,18 @@ import pytest
 from selinon_like.errors import ResultNotFound
 from selinon_like.keys import Key
 from selinon_like.storage import DataStorage
-from selinon_like.testing.base import ContractBase, failure, require
-from selinon_like.testing.data import AWKWARD_KEYS
+from selinon_like.testing.base import ContractBase, failure, offers, require
+from selinon_like.testing.data import AWKWARD_KEYS, LONG_KEYS
 
 __all__ = ["ListingContract"]
 
 
 class ListingContract(ContractBase):
-    """Keys listed by flow, each exactly as stored; error keys apart from result keys; error
-    records stored verbatim. Each test runs when the adapter offers the methods it uses
-    (``iter_keys``; ``iter_error_keys`` and ``store_error``; ``store_error_record`` and
-    ``retrieve_error``) and skips naming the missing one otherwise."""
+    """Keys listed by flow, each exactly as stored, long ones too; error keys apart from
+    result keys; error records stored verbatim. Each test runs when the adapter offers the
+    methods it uses (``iter_keys``; ``iter_error_keys`` and ``store_error``;
+    ``store_error_record`` and ``retrieve_error``) and skips naming the missing one
+    otherwise."""
 
     # -- result keys ------------------------------------------------------------------------
 
@@ -51,6 +52,47 @@ class ListingContract(ContractBase):
         stored = (flow + key[0], key[1], key[2])
         storage.store(*stored, 1)
         assert list(storage.iter_keys(stored[0])) == [stored]
+
+    @pytest.mark.parametrize("key", LONG_KEYS, ids=["long-id", "long-all", "long-cjk-flow"])
+    def test_keys_of_any_length_are_stored_listed_and_deleted(
+        self, storage: DataStorage, flow: str, key: Key
+    ) -> None:
+        """SPEC: any ``str`` triple, whatever its length (a service's name limits included),
+        and ``iter_keys`` yields the exact triple."""
+        require(storage, "iter_keys")
+        key = (flow + key[0], key[1], key[2])
+        storage.store(*key, {"v": 1})
+        assert storage.retrieve(*key) == {"v": 1}
+        assert list(storage.iter_keys(key[0])) == [key]
+        assert list(storage.iter_keys(key[0] + "x")) == []
+        if offers(storage, "store_error", "retrieve_error", "iter_error_keys"):
+            storage.store_error(None, *key, failure())
+            assert storage.retrieve_error(*key)["task_id"] == key[2]
+            assert list(storage.iter_error_keys(key[0])) == [key]
+        missing = (key[0], key[1], "missing")
+        assert storage.retrieve_many([key, missing]) == {key: {"v": 1}}
+        storage.store_many([(*key, 2), (*key, 3)])
+        assert storage.retrieve(*key) == 3
+        if offers(storage, "store_stream", "retrieve_stream"):
+            storage.store_stream(*key, [b"raw ", b"bytes"])
+            assert b"".join(storage.retrieve_stream(*key)) == b"raw bytes"
+        if offers(storage, "delete_many"):
+            assert storage.delete_many([key, key]) == 1
+            with pytest.raises(ResultNotFound):
+                storage.retrieve(*key)
+            assert list(storage.iter_keys(key[0])) == []
+
+    def test_long_keys_one_character_apart_never_meet(
+        self, storage: DataStorage, flow: str
+    ) -> None:
+        require(storage, "iter_keys")
+        keys = [(flow, "t", "x" * 2000 + end) for end in "ab"]
+        keys.append((flow, "t" * 2000 + "a", "x"))
+        keys.append((flow + "f" * 2000, "t", "x"))
+        storage.store_many([(*key, n) for n, key in enumerate(keys)])
+        assert storage.retrieve_many(keys) == {key: n for n, key in enumerate(keys)}
+        assert sorted(storage.iter_keys(flow)) == sorted(keys[:3])
+        assert list(storage.iter_keys(keys[3][0])) == [keys[3]]
 
     def test_refused_keys_leave_nothing_listed(self, storage: DataStorage, flow: str) -> None:
         require(storage, "iter_keys")
