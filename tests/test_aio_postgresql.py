@@ -24,7 +24,7 @@ from conftest import POSTGRESQL_URL, drop_tables, require_service, sql_probe
 from faults.conftest import postgresql_server  # noqa: F401 - a fixture (a private server)
 from test_sql import _table
 
-from selinon_like import ConfigError, ResultNotFound, StorageUnavailable
+from selinon_like import ConfigError, ResultNotFound, StorageError, StorageUnavailable
 from selinon_like.compression import Compression
 from selinon_like.envelope import Expiry
 from selinon_like.retry import NO_RETRY
@@ -283,6 +283,47 @@ def test_a_bulk_write_cancelled_in_its_transaction_commits_nothing_and_its_conne
             "i": 0,
             "pad": "x" * 1000,
         }
+
+    run(scenario, make())
+
+
+def test_an_error_psycopg_raises_in_place_of_a_cancellation_stays_a_cancellation(
+    make: Callable[..., AsyncPostgreSQL], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = psycopg.AsyncCursor.executemany
+
+    async def scenario(s: AsyncPostgreSQL) -> None:
+        started = asyncio.Event()
+
+        async def cut_in_enter(self: Any, *args: Any, **kwargs: Any) -> None:
+            # What psycopg's _pipeline_nolock does when the task is cancelled in its
+            # __aenter__: the assertion of its finally replaces the CancelledError.
+            try:
+                started.set()
+                await asyncio.sleep(10)
+            finally:
+                raise AssertionError  # as psycopg's `assert pipeline.level == 0`
+
+        async def fails_alone(self: Any, *args: Any, **kwargs: Any) -> None:
+            try:
+                raise asyncio.CancelledError  # caught: no cancellation of the task
+            except asyncio.CancelledError:
+                raise AssertionError("a real failure") from None
+
+        monkeypatch.setattr(psycopg.AsyncCursor, "executemany", cut_in_enter)
+        bulk = asyncio.ensure_future(s.store_many([("F", "t", str(i), i) for i in range(3)]))
+        await started.wait()
+        bulk.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await bulk
+        monkeypatch.setattr(psycopg.AsyncCursor, "executemany", fails_alone)
+        with pytest.raises(StorageError, match="a real failure"):
+            await s.store_many([("F", "t", "0", 0)])
+        monkeypatch.setattr(psycopg.AsyncCursor, "executemany", original)
+        # The connections those calls left mid-transaction were closed: the next calls work.
+        await s.store_many([("F", "t", "after", 1)])
+        assert await s.retrieve("F", "t", "after") == 1
+        assert all(state == IDLE for state in idle_states(s))
 
     run(scenario, make())
 

@@ -230,7 +230,8 @@ class AsyncPostgreSQL(SqlSettings, AsyncRecordStorage):
     ) -> None:
         """After a call failed with ``exc``: give the connection back if it is idle and in no
         transaction, else close it (and every idle one when it was lost: a restart drops
-        them all); an error of a call the watchdog cut becomes a ``TimeoutError``."""
+        them all); an error of a call the watchdog cut becomes a ``TimeoutError``, and an
+        error psycopg raised in place of this task's cancellation the ``CancelledError``."""
         from psycopg import pq
 
         connection = pair[0]
@@ -242,6 +243,9 @@ class AsyncPostgreSQL(SqlSettings, AsyncRecordStorage):
                 connections.drop_idle()
         else:
             connections.give(pair)
+        cancelled = _cancellation(exc)
+        if cancelled is not None:
+            raise cancelled
         if cut:
             raise TimeoutError(
                 f"{self.storage_name}: no answer from the database {_within(self)}"
@@ -324,6 +328,24 @@ class AsyncPostgreSQL(SqlSettings, AsyncRecordStorage):
                 await cursor.execute(stmt.text, stmt.in_list(batch))
                 removed += cursor.rowcount
         return removed
+
+
+def _cancellation(exc: BaseException | None) -> asyncio.CancelledError | None:
+    """The cancellation of the running task that ``exc`` stands in for: psycopg cancelled in
+    a pipeline's ``__aenter__`` (its busy-loop ``sleep(0)``) raises an ``AssertionError`` from
+    the ``finally`` of ``_pipeline_nolock`` instead, the ``CancelledError`` as its context;
+    raised as it is, the caller would see a failed call, not the cancellation it asked for."""
+    if exc is None or isinstance(exc, asyncio.CancelledError):
+        return None
+    task = asyncio.current_task()
+    if task is None or (sys.version_info >= (3, 11) and not task.cancelling()):
+        return None
+    seen = exc.__context__
+    while seen is not None:
+        if isinstance(seen, asyncio.CancelledError):
+            return seen
+        seen = seen.__context__
+    return None
 
 
 def _prepare(storage: AsyncPostgreSQL, engine: Engine) -> None:
