@@ -110,6 +110,14 @@ class AsyncTwinContract(ContractBase):
     def _entry(blocking_entry: dict[str, Any], **settings: Any) -> dict[str, Any]:
         return {**blocking_entry, "name": "Twin", **settings}
 
+    @staticmethod
+    def _classes(blocking_entry: dict[str, Any]) -> tuple[type[Any], type[Any]]:
+        """The blocking adapter's class and the async class it names in ``async_adapter``."""
+        path = f"{blocking_entry['import']}:{blocking_entry['classname']}"
+        blocking: type[Any] = import_object(path, what="class")
+        twin = blocking.async_adapter
+        return blocking, import_object(twin, what="class") if isinstance(twin, str) else twin
+
     def test_the_two_adapters_read_each_others_records(
         self, blocking_entry: dict[str, Any], flow: str
     ) -> None:
@@ -130,11 +138,6 @@ class AsyncTwinContract(ContractBase):
     def test_the_configuration_and_its_errors_are_the_blocking_adapters(
         self, blocking_entry: dict[str, Any], bad_configuration: dict[str, Any]
     ) -> None:
-        blocking_class = import_object(
-            f"{blocking_entry['import']}:{blocking_entry['classname']}", what="class"
-        )
-        async_class = import_object(blocking_class.async_adapter, what="class")
-
         async def refusal(cls: type[Any]) -> BaseException:
             try:
                 instance = cls(**bad_configuration)
@@ -145,7 +148,7 @@ class AsyncTwinContract(ContractBase):
                 return exc
             pytest.fail(f"{cls.__qualname__} took {bad_configuration!r}")
 
-        refused = [asyncio.run(refusal(cls)) for cls in (blocking_class, async_class)]
+        refused = [asyncio.run(refusal(cls)) for cls in self._classes(blocking_entry)]
         assert [type(exc) for exc in refused] == [type(refused[0])] * 2
         assert str(refused[1]) == str(refused[0])
         assert getattr(refused[1], "key", None) == getattr(refused[0], "key", None)
@@ -160,22 +163,19 @@ class AsyncTwinContract(ContractBase):
             compression={"codec": "gzip", "threshold": 0},
             ttl=3600,
         )
-        blocking_class = import_object(
-            f"{blocking_entry['import']}:{blocking_entry['classname']}", what="class"
-        )
+        async_class = self._classes(blocking_entry)[1]
         mapping = {"storages": [entry], "tasks": [{"name": "t", "storage": "Twin"}]}
 
-        async def main() -> AsyncDataStorage:
+        async def main() -> None:
             async with AsyncStoragePool.from_dict(mapping) as pool:
                 storage = await pool.get_connected_storage("Twin")
-                assert type(storage) is import_object(blocking_class.async_adapter)
+                assert type(storage) is async_class
                 assert storage.storage_name == "Twin"
                 assert storage.operation_timeout == 7 and storage.retry_policy.attempts == 5
                 assert storage.record_codec.ttl is not None
                 await pool.store(flow, "t", "1", {"from": "async pool"})
                 await pool.store_error(None, flow, "t", "1", ValueError("x"))
             assert not storage.is_connected()
-            return storage
 
         asyncio.run(main())
         with StoragePool.from_dict(mapping) as pool:
