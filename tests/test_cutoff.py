@@ -15,7 +15,10 @@ from selinon_like import cutoff
 from selinon_like.cutoff import within
 
 ASYNCIO: Any = asyncio  # asyncio.timeout: 3.11+, which mypy's 3.10 stubs lack
-pytestmark = pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.uncancel: 3.11+")
+pytestmark = [
+    pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.uncancel: 3.11+"),
+    pytest.mark.timing,  # wall-clock bounds: away from the CPU-heavy rest of the suite
+]
 
 
 async def _value(value: Any, seconds: float = 0.0) -> Any:
@@ -88,9 +91,12 @@ def test_each_of_many_concurrent_calls_is_cut_at_its_own_deadline() -> None:
         outcomes = await asyncio.gather(*(one(limit) for limit in limits))
         for limit, (seconds, outcome) in zip(limits, outcomes, strict=True):
             if limit < 1.0:
-                assert outcome == "cut" and limit <= seconds < limit + 0.25, (limit, seconds)
+                assert outcome == "cut" and limit <= seconds < limit + 0.5, (limit, seconds)
             else:
-                assert outcome == "done" and 1.0 <= seconds < 1.5
+                assert outcome == "done" and 1.0 <= seconds < 2.0
+        # Cut in the order of their deadlines, whatever the order they were added in.
+        cut = sorted(zip(limits, outcomes, strict=True), key=lambda pair: pair[1][0])[:-1]
+        assert [limit for limit, _ in cut] == sorted(limits)[:-1]
 
     asyncio.run(main())
 
