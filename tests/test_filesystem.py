@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from selinon_like import ResultNotFound, SerializationError
-from selinon_like.testing import StorageContract, connected
+from selinon_like.testing import LONG_KEYS, StorageContract, connected
 from storages.filesystem import Filesystem
 
 
@@ -124,13 +124,6 @@ def test_short_keys_keep_the_first_release_layout(fs: Any, tmp_path: Path) -> No
     assert fs.store("f", "t", "new", [1]) == "results/_f/_t/_new"
     assert (root / "results/_f/_t/_new").read_bytes() == b'["f", "t", "new"]\n[1]'
     assert sorted(fs.iter_keys("f")) == [("f", "t", "new"), ("f", "t", "old")]
-
-
-LONG_KEYS = [
-    ("f", "t", "i" * 2000),
-    ("F" * 2000, "t" * 2000, "é ../" * 400),
-    ("中" * 2000, "t", "1"),
-]
 
 
 @pytest.mark.parametrize("key", LONG_KEYS)
