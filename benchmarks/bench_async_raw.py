@@ -49,7 +49,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from benchmarks.common import AwakeCpus, Timing
+from benchmarks.common import AwakeCpus, Timing, rotated
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, S3Store
@@ -106,8 +106,9 @@ async def async_interleaved(
     cpu_us: dict[str, float] | None = None,
 ) -> dict[str, Timing]:
     """The async form of :func:`benchmarks.common.interleaved`: each awaited call timed, in
-    ``rounds`` alternating blocks of ``repeat // rounds`` calls per system. With ``cpu_us``,
-    each system's CPU µs a call (this process's CPU time over its blocks) is put there."""
+    ``rounds`` blocks of ``repeat // rounds`` calls per system, in the order
+    :func:`benchmarks.common.rotated` gives. With ``cpu_us``, each system's CPU µs a call
+    (this process's CPU time over its blocks) is put there."""
     timings = {name: Timing(name, []) for name in calls}
     cpu = dict.fromkeys(calls, 0.0)
     for call in calls.values():
@@ -115,18 +116,17 @@ async def async_interleaved(
             await call(-1 - i)
     block = max(1, repeat // rounds)
     clock = time.perf_counter
-    for r in range(rounds):
-        for name, call in calls.items():
-            timing = timings[name]
-            began = time.process_time()
-            for i in range(r * block, (r + 1) * block):
-                started = clock()
-                try:
-                    await call(i)
-                except Exception:
-                    timing.errors += 1
-                timing.samples.append(clock() - started)
-            cpu[name] += time.process_time() - began
+    for r, name in rotated(list(calls), rounds):
+        call, timing = calls[name], timings[name]
+        began = time.process_time()
+        for i in range(r * block, (r + 1) * block):
+            started = clock()
+            try:
+                await call(i)
+            except Exception:
+                timing.errors += 1
+            timing.samples.append(clock() - started)
+        cpu[name] += time.process_time() - began
     if cpu_us is not None:
         cpu_us.update({name: spent * 1e6 / (rounds * block) for name, spent in cpu.items()})
     return timings

@@ -62,43 +62,51 @@ def measure(name: str, call: Callable[[int], Any], repeat: int, warmup: int = 20
     return Timing(name, samples, errors)
 
 
-def interleaved(
-    calls: dict[str, Callable[[int], Any]], repeat: int, rounds: int = 5, warmup: int = 20
-) -> dict[str, Timing]:
-    """Measure several systems side by side: ``rounds`` alternating blocks of
-    ``repeat // rounds`` calls each, so drift on the machine hits every system alike.
+def rotated(names: list[str], rounds: int) -> Iterator[tuple[int, str]]:
+    """The schedule of :func:`interleaved` and its async form: ``(round, name)`` in order, each
+    round starting with the next system (raw, adapter, pool; then adapter, pool, raw; ...),
+    with the heap as it is after the warm-up frozen (``gc.freeze``) while it runs.
 
-    Each round starts with the next system (raw, adapter, pool; then adapter, pool, raw; ...),
-    and the heap as it is after the warm-up is frozen (``gc.freeze``) for the blocks: a call
-    of a large result (the 1MB-table's ~22,000 containers) triggers the collector's full
-    collections every few calls, on a schedule the calls' allocations fix, and each one
-    traversed the process's whole heap (~100 ms on this VM) inside whichever system's call it
-    came; in a fixed order it came in the same systems' calls run after run (retrieve
-    1MB-table on MariaDB: pool 4, adapter 3, raw 2 of 12). Frozen, a full collection traverses
-    only what was made since (0.5-7 ms)."""
-    timings = {name: Timing(name, []) for name in calls}
-    for call in calls.values():
-        for i in range(warmup):
-            call(-1 - i)
-    block = max(1, repeat // rounds)
-    clock = time.perf_counter
-    names = list(calls)
+    Why: a call of a large result (the 1MB-table's ~22,000 containers) triggers the
+    collector's full collections every few calls, on a schedule the calls' allocations fix,
+    and each one traversed the process's whole heap (~100 ms on this VM) inside whichever
+    system's call it came; in a fixed order it came in the same systems' calls run after run
+    (retrieve 1MB-table on MariaDB: pool 4, adapter 3, raw 2 of 12). Frozen, a full
+    collection traverses only what was made since (0.5-7 ms). The rotation also spreads
+    whatever else a fixed order lines up with one system (a server's own collections or
+    background work after the other system's block)."""
     gc.collect()
     gc.freeze()
     try:
         for r in range(rounds):
             shift = r % len(names)
             for name in names[shift:] + names[:shift]:
-                call, timing = calls[name], timings[name]
-                for i in range(r * block, (r + 1) * block):
-                    started = clock()
-                    try:
-                        call(i)
-                    except Exception:
-                        timing.errors += 1
-                    timing.samples.append(clock() - started)
+                yield r, name
     finally:
         gc.unfreeze()
+
+
+def interleaved(
+    calls: dict[str, Callable[[int], Any]], repeat: int, rounds: int = 5, warmup: int = 20
+) -> dict[str, Timing]:
+    """Measure several systems side by side: ``rounds`` alternating blocks of
+    ``repeat // rounds`` calls each, in the order :func:`rotated` gives, so drift on the
+    machine hits every system alike."""
+    timings = {name: Timing(name, []) for name in calls}
+    for call in calls.values():
+        for i in range(warmup):
+            call(-1 - i)
+    block = max(1, repeat // rounds)
+    clock = time.perf_counter
+    for r, name in rotated(list(calls), rounds):
+        call, timing = calls[name], timings[name]
+        for i in range(r * block, (r + 1) * block):
+            started = clock()
+            try:
+                call(i)
+            except Exception:
+                timing.errors += 1
+            timing.samples.append(clock() - started)
     return timings
 
 
