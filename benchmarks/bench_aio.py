@@ -12,9 +12,12 @@ namespaces, connection counts and clean-up) and a ~100-byte JSON result:
 * ``sync pool``: the blocking adapter from ``StoragePool`` for the same entry;
 * extras (S3: obstore), raw async clients beside raw, for context.
 
-Measured: (a) sequential store / retrieve, raw, pool and the extras in interleaved blocks on one
-event loop (``bench_async_raw.async_interleaved``): median µs, pool/raw, and this process's
-CPU µs a call over the blocks; (b) ``concurrency`` (1,000) retrieves, then stores, started at
+Measured: (a) sequential store / retrieve, raw, pool and the extras taking turns call by call on
+one event loop (``bench_async_raw.async_interleaved``, as the blocking rows' raw, adapter and
+pool): median µs, pool/raw, and this process's CPU µs a call. In blocks of 400 calls instead,
+the MongoDB retrieve's pool/raw read anywhere from 1.05 to 1.46 on this VM from run to run
+(the server, pure Python, and the VM's CPU slow down for longer than a call); call by call
+it read 1.088, 1.092 and 1.091 in three runs; (b) ``concurrency`` (1,000) retrieves, then stores, started at
 once with ``asyncio.gather`` through the async pool, against the same calls of the sync pool
 on 8 threads (``bench_async_raw.gathered`` / ``threaded``: ops/s from wall time and CPU µs a
 call, the median of 3 rounds after a warm-up), raw's gathered figure beside. Every value read
@@ -123,7 +126,8 @@ async def _sequential(
     for n, op in enumerate(("store", "retrieve")):
         cpu: dict[str, float] = {}
         calls = {name: pair[n] for name, pair in systems.items()}
-        timings = await async_interleaved(calls, repeat, cpu_us=cpu)
+        # call by call (module docstring)
+        timings = await async_interleaved(calls, repeat, rounds=repeat, cpu_us=cpu)
         base, ours = timings["raw"], timings["pool"]
         row: dict[str, Any] = {
             "service": raw.name,
