@@ -17,11 +17,11 @@ one event loop (``bench_async_raw.async_interleaved``, as the blocking rows' raw
 pool): median µs, pool/raw, and this process's CPU µs a call. In blocks of 400 calls instead,
 the MongoDB retrieve's pool/raw read anywhere from 1.05 to 1.46 on this VM from run to run
 (the server, pure Python, and the VM's CPU slow down for longer than a call); call by call
-it read 1.088, 1.092 and 1.091 in three runs; (b) ``concurrency`` (1,000) retrieves, then stores, started at
-once with ``asyncio.gather`` through the async pool, against the same calls of the sync pool
-on 8 threads (``bench_async_raw.gathered`` / ``threaded``: ops/s from wall time and CPU µs a
-call, the median of 3 rounds after a warm-up), raw's gathered figure beside. Every value read
-is compared with the one stored: a wrong one counts as an error.
+it read 1.088, 1.092 and 1.091 in three runs. (b) ``concurrency`` (1,000) retrieves, then
+stores, started at once with ``asyncio.gather`` through the async pool, against the same calls
+of the sync pool on 8 threads (``bench_async_raw.gathered`` / ``threaded``: ops/s from wall
+time and CPU µs a call, the median of 3 rounds after a warm-up), raw's gathered figure beside.
+Every value read is compared with the one stored: a wrong one counts as an error.
 """
 
 from __future__ import annotations
