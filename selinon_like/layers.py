@@ -73,7 +73,7 @@ from selinon_like.errors import (
 from selinon_like.keys import Key, check_key
 from selinon_like.masking import scrub
 from selinon_like.retry import RetryPolicy
-from selinon_like.steps import Sleep, Steps, run
+from selinon_like.steps import Sleep, Steps, arun, run
 
 if TYPE_CHECKING:
     from selinon_like.cache import ResultCache
@@ -439,26 +439,19 @@ def timed_invoke(call: Call) -> Steps[Any]:
     the call's deadline (cancelled at it: the attempt then fails with ``TimeoutError``, a
     transient error the retry layer turns into :class:`StorageUnavailable` past the
     deadline). A blocking adapter gives the time left to its driver instead."""
-    return (yield _Timed(call))
+    return (yield _attempt, (call,))
 
 
-class _Timed:
-    __slots__ = ("call",)
-
-    def __init__(self, call: Call) -> None:
-        self.call = call
-
-    def run(self) -> Any:
-        return self.call.invoke()
-
-    async def arun(self) -> Any:
-        outcome = self.call.invoke()
-        if not inspect.isawaitable(outcome):
-            return outcome  # an async generator (a listing), or a plain method's value
-        seconds = remaining()
-        if seconds is None:
-            return await outcome
-        return await within(outcome, seconds)
+def _attempt(call: Call) -> Any:
+    # A plain function, the driver awaiting what it gives: no coroutine of its own a call. A
+    # method that only drives steps (drives()) is not called: its steps are awaited under a
+    # driver of their own (within() needs one awaitable), one coroutine less than the method.
+    steps = call.steps
+    outcome = arun(steps(call)) if steps is not None else call.invoke()
+    if not inspect.isawaitable(outcome):
+        return outcome  # an async generator (a listing), or a plain method's value
+    seconds = remaining()
+    return outcome if seconds is None else within(outcome, seconds)
 
 
 LAYERS: tuple[Layer, ...] = (checked, cached, observed, translated, retried, bounded, locked)

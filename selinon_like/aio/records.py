@@ -12,7 +12,7 @@ compression, error records, chunks and streams — awaited: not a line of them i
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from selinon_like import chunks as chunking
@@ -178,27 +178,30 @@ class AwaitsSteps(StepsLogic):
     # (no call more than naming arun, only the attribute's lookup: ~300 instructions).
     _awaited = staticmethod(arun)
 
-    async def read(self, kind: Kind, key: Key) -> bytes | None:
-        return await self._awaited(self._read_io(kind, key))
+    # The primitives are plain functions that give the coroutine to await (the driver's),
+    # not coroutines themselves: one coroutine less a request, awaited the same way.
 
-    async def write(
+    def read(self, kind: Kind, key: Key) -> Coroutine[Any, Any, bytes | None]:
+        return self._awaited(self._read_io(kind, key))
+
+    def write(
         self, kind: Kind, key: Key, data: bytes, expires_at: float | None = None
-    ) -> str:
-        return await self._awaited(self._write_io(kind, key, data, expires_at))
+    ) -> Coroutine[Any, Any, str]:
+        return self._awaited(self._write_io(kind, key, data, expires_at))
 
-    async def remove(self, kind: Kind, key: Key) -> bool:
-        return await self._awaited(self._remove_io(kind, key))
+    def remove(self, kind: Kind, key: Key) -> Coroutine[Any, Any, bool]:
+        return self._awaited(self._remove_io(kind, key))
 
-    async def read_many(self, kind: Kind, keys: Sequence[Key]) -> list[bytes | None]:
-        return await self._awaited(self._read_many_io(kind, keys))
+    def read_many(self, kind: Kind, keys: Sequence[Key]) -> Coroutine[Any, Any, list[bytes | None]]:
+        return self._awaited(self._read_many_io(kind, keys))
 
-    async def write_many(
+    def write_many(
         self, kind: Kind, items: Sequence[tuple[Key, bytes]], expires_at: float | None = None
-    ) -> list[str]:
-        return await self._awaited(self._write_many_io(kind, items, expires_at))
+    ) -> Coroutine[Any, Any, list[str]]:
+        return self._awaited(self._write_many_io(kind, items, expires_at))
 
-    async def remove_many(self, kind: Kind, keys: Sequence[Key]) -> int:
-        return await self._awaited(self._remove_many_io(kind, keys))
+    def remove_many(self, kind: Kind, keys: Sequence[Key]) -> Coroutine[Any, Any, int]:
+        return self._awaited(self._remove_many_io(kind, keys))
 
     async def purge(self, kind: Kind, now: float, dry_run: bool) -> AsyncIterator[int]:
         async for count in await aiterate(self._purge_io(kind, now, dry_run)):

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 from selinon_like.aio.records import AsyncRecordStorage, AwaitsSteps
@@ -34,9 +34,10 @@ class AsyncMongoDB(MongoLogic, AwaitsSteps, AsyncRecordStorage):
     timeout (``pymongo.timeout``, ``timeoutMS`` or ``socketTimeoutMS``) makes pymongo send
     each request through ``asyncio.wait_for``, a task of its own: a retrieve cost ~120 more
     Python calls and one more turn of the event loop than raw pymongo's. Client instructions
-    a call (callgrind, SecantusDB, 2026-12-03): retrieve 1,038k (1,065k when the layers used
-    ``asyncio.timeout``; 1,221k under ``pymongo.timeout`` before that), raw pymongo 962k;
-    store 1,018k (1,054k), raw 936k. A request made outside a call (a
+    a call (callgrind, SecantusDB, 2026-12-03): retrieve 1,024k (1,036k with a coroutine
+    more for the attempt, the record layer's ``retrieve`` and each primitive; 1,065k when the
+    layers used ``asyncio.timeout``; 1,221k under ``pymongo.timeout`` before that), raw
+    pymongo 961k; store 1,002k (1,017k; 1,054k), raw 935k. A request made outside a call (a
     stream's chunks, a listing's next batch) is bounded by ``socket_timeout_ms`` the same
     way. pymongo then sends no ``maxTimeMS``: a server goes on with a request whose call was
     cut (a read or write of one document here). A call cancelled midway leaves the client
@@ -59,14 +60,14 @@ class AsyncMongoDB(MongoLogic, AwaitsSteps, AsyncRecordStorage):
         del settings["socketTimeoutMS"]  # see the class docstring: asyncio's bound instead
         return settings
 
-    async def _awaited(self, steps: Steps[T]) -> T:
+    def _awaited(self, steps: Steps[T]) -> Coroutine[Any, Any, T]:
         """``steps`` awaited (by :class:`~selinon_like.aio.records.AwaitsSteps`'s primitives
         and ``connect()``); outside a call (no deadline: a stream's chunk) within
-        ``socket_timeout_ms``."""
+        ``socket_timeout_ms``. A plain function giving the coroutine to await: no coroutine
+        of its own a request."""
         if current() is not None:
-            return await arun(steps)  # the layers cut the attempt at the call's deadline
-        result: T = await within(arun(steps), self.socket_timeout_ms / 1000)
-        return result
+            return arun(steps)  # the layers cut the attempt at the call's deadline
+        return within(arun(steps), self.socket_timeout_ms / 1000)
 
     async def connect(self) -> None:
         await self._awaited(self._mongo_connect_steps())
