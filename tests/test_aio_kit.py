@@ -7,6 +7,9 @@ break what only asyncio asks (each case in a pytest session of its own, ``pytest
 from __future__ import annotations
 
 import asyncio
+import gc
+import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,7 @@ from selinon_like.testing import (
     ResilienceContract,
     ResultsContract,
 )
-from selinon_like.testing.aio import AsyncFactory
+from selinon_like.testing.aio import AsyncFactory, no_unclosed_resources
 from storages.aio.memory import AsyncInMemoryStorage
 from storages.filesystem import Filesystem
 from storages.memory import InMemoryStorage
@@ -346,3 +349,38 @@ def test_facade_classes_are_named_after_their_async_class() -> None:
     assert facade_class.__name__ == "AsyncInMemoryStorage"
     assert facade_class.capabilities() == AsyncInMemoryStorage.capabilities()
     assert BlockingFacade.of(AsyncInMemoryStorage) is facade_class
+
+
+# -- no_unclosed_resources ---------------------------------------------------------------------
+
+
+def _unclosed_socket_in_a_cycle() -> None:
+    """Leave a socket that only the garbage collector finds (it warns when it does)."""
+    sock = socket.socket()
+    cycle: list[Any] = [sock]
+    cycle.append(cycle)
+
+
+def test_no_unclosed_resources_fails_a_block_that_leaves_a_socket() -> None:
+    with (
+        pytest.raises(AssertionError, match=r"unclosed resources:\n.*unclosed <socket"),
+        no_unclosed_resources(),
+    ):
+        _unclosed_socket_in_a_cycle()
+
+
+def test_no_unclosed_resources_leaves_earlier_garbage_out(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # What a test run before left in the worker (a client closed by no one) is not the
+    # block's: under -W error it used to fail whichever block collected it first.
+    gc.disable()  # the socket stays garbage until the block's first collection
+    try:
+        _unclosed_socket_in_a_cycle()
+        with no_unclosed_resources():
+            pass
+    finally:
+        gc.enable()
+    assert re.search(
+        r"left before the block, not its own:\n.*unclosed <socket", capsys.readouterr().err
+    )

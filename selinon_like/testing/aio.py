@@ -440,22 +440,30 @@ async def _built(factory: AsyncFactory) -> AsyncDataStorage:
 @contextlib.contextmanager
 def no_unclosed_resources() -> Iterator[None]:
     """Fail when the block (or the garbage it leaves) warns of an unclosed resource
-    (``ResourceWarning``, raised or not, in a ``__del__`` too)."""
-    gc.collect()  # what earlier code left is not the block's
+    (``ResourceWarning``, raised or not, in a ``__del__`` too). What code run before the block
+    left is collected first and is not the block's: its warnings are written to stderr."""
+    earlier: list[str] = []
     unraisable: list[str] = []
+    found = earlier  # where the hook puts what it is given: earlier's, then the block's
     previous = sys.unraisablehook
 
     def hook(info: Any) -> None:
-        unraisable.append(f"{info.exc_type.__name__}: {info.exc_value} ({info.object!r})")
+        found.append(f"{info.exc_type.__name__}: {info.exc_value} ({info.object!r})")
 
     sys.unraisablehook = hook
     try:
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
+            gc.collect()
+            earlier += [str(w.message) for w in seen]
+            del seen[:]
+            found = unraisable
             yield
             gc.collect()
     finally:
         sys.unraisablehook = previous
+    if earlier:
+        sys.stderr.write("left before the block, not its own:\n" + "\n".join(earlier) + "\n")
     leaks = [str(w.message) for w in seen if issubclass(w.category, ResourceWarning)]
     leaks += [text for text in unraisable if "ResourceWarning" in text or "unclosed" in text]
     assert not leaks, "unclosed resources:\n" + "\n".join(leaks)
