@@ -90,7 +90,14 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DataStor
         instance, after = on_redis, empty_redis
     elif name == "mongodb":
         url = request.getfixturevalue("mongodb_server_url")
-        on_mongo = MongoDB(url=url, db_name="selinon_like_test", collection_name=table)
+        # SecantusDB, pure Python, took more than the default 30 s to take 64 MiB in
+        # make test on a loaded 2-core VM: the store, then the drop of its collection.
+        on_mongo = MongoDB(
+            url=url,
+            db_name="selinon_like_test",
+            collection_name=table,
+            socket_timeout_ms=120_000,
+        )
 
         def drop_collections() -> None:
             on_mongo._results.drop()
